@@ -1,0 +1,469 @@
+//! [`Cx`]: what callbacks act through.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use slab::Slab;
+use tether_proto::{Lifecycle, Reason, SockAddr, State};
+
+use crate::handle::{MuxHandle, Remote};
+use crate::slot::{SendQueue, Slot, Want};
+use crate::timer::{Timers, TimerId};
+use crate::transport::{self, Io, Kind, OpenError};
+use crate::{ApiError, Error, RecvMode, SocketUser};
+
+/// Names a socket of one loop: a slab index plus a generation, so an id kept
+/// after its socket closed is detected as stale and never reaches the socket
+/// that reuses the slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SocketId {
+    pub(crate) idx: u32,
+    pub(crate) gen: u32,
+}
+
+impl SocketId {
+    /// The slot index: small and dense, unique among the loop's live sockets.
+    pub fn index(self) -> u32 {
+        self.idx
+    }
+
+    pub(crate) fn token(self) -> mio::Token {
+        mio::Token(((self.gen as usize) << 32) | self.idx as usize)
+    }
+
+    pub(crate) fn from_token(t: mio::Token) -> SocketId {
+        SocketId {
+            idx: t.0 as u32,
+            gen: (t.0 >> 32) as u32,
+        }
+    }
+}
+
+impl fmt::Display for SocketId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}", self.idx)
+    }
+}
+
+/// Work deferred until the current callback returns.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Task {
+    Bound(SocketId),
+    Connected(SocketId),
+    Accepted(SocketId),
+    Sent(SocketId),
+    PeerShutdown(SocketId),
+    Closed(SocketId),
+    /// Read for a pending recv or a draining close.
+    Read(SocketId),
+}
+
+/// The loop as callbacks see it: act on any socket, create sockets, set timers,
+/// reach the application's shared state `S`, stop the loop.
+///
+/// Operations return at once. What they cause is reported through callbacks
+/// that run after the current callback returns, never inside the call. Failures
+/// of the operation itself (an address that does not parse, a refused connect)
+/// end the socket with a [`Reason`] in `on_closed`; an `Err` means the call was
+/// misuse and changed nothing.
+pub struct Cx<S = ()> {
+    pub(crate) registry: mio::Registry,
+    pub(crate) slots: Slab<Slot<S>>,
+    gen: u32,
+    pub(crate) tasks: VecDeque<Task>,
+    pub(crate) timers: Timers<S>,
+    /// The read buffer all sockets share; callbacks get slices of it.
+    pub(crate) rbuf: Vec<u8>,
+    pub(crate) now: Instant,
+    pub(crate) remote: Arc<Remote<S>>,
+    pub(crate) stopping: bool,
+    shared: S,
+}
+
+impl<S> fmt::Debug for Cx<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cx")
+            .field("sockets", &self.slots.len())
+            .field("tasks", &self.tasks.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Size of the shared read buffer: a Partial recv is answered with at most this
+/// much, and an Exact recv up to this size is served from it without a copy.
+pub(crate) const READ_BUF: usize = 64 * 1024;
+
+impl<S: 'static> Cx<S> {
+    pub(crate) fn new(registry: mio::Registry, remote: Arc<Remote<S>>, shared: S) -> Self {
+        Cx {
+            registry,
+            slots: Slab::new(),
+            gen: 0,
+            tasks: VecDeque::new(),
+            timers: Timers::default(),
+            rbuf: vec![0; READ_BUF],
+            now: Instant::now(),
+            remote,
+            stopping: false,
+            shared,
+        }
+    }
+
+    pub(crate) fn slot(&self, s: SocketId) -> Option<&Slot<S>> {
+        self.slots.get(s.idx as usize).filter(|slot| slot.gen == s.gen)
+    }
+
+    pub(crate) fn slot_mut(&mut self, s: SocketId) -> Option<&mut Slot<S>> {
+        self.slots.get_mut(s.idx as usize).filter(|slot| slot.gen == s.gen)
+    }
+
+    fn live(&mut self, s: SocketId) -> Result<&mut Slot<S>, ApiError> {
+        self.slot_mut(s).ok_or(ApiError::StaleSocket(s))
+    }
+
+    pub(crate) fn insert(&mut self, user: Box<dyn SocketUser<S>>, io: Io, life: Lifecycle) -> SocketId {
+        self.gen = self.gen.wrapping_add(1);
+        let gen = self.gen;
+        let idx = self.slots.insert(Slot::new(gen, user, io, life));
+        SocketId {
+            idx: idx as u32,
+            gen,
+        }
+    }
+
+    // ----- creating and opening -----
+
+    /// A new stream socket (TCP or Local, chosen by the first address it gets),
+    /// in state `NotConnected`, with `user` for its callbacks.
+    pub fn stream(&mut self, user: impl SocketUser<S> + 'static) -> SocketId {
+        self.insert(Box::new(user), Io::None, Lifecycle::new())
+    }
+
+    /// Shorthand: a new stream socket connecting to `addr`.
+    pub fn connect_to(&mut self, addr: &str, user: impl SocketUser<S> + 'static) -> SocketId {
+        let s = self.stream(user);
+        let _ = self.connect(s, addr); // a fresh socket always may connect
+        s
+    }
+
+    /// Shorthand: a new stream socket bound to `addr` and listening.
+    pub fn listen_on(&mut self, addr: &str, user: impl SocketUser<S> + 'static) -> SocketId {
+        let s = self.stream(user);
+        if self.bind(s, addr).is_ok() && self.state(s) == State::NotConnected {
+            let _ = self.listen(s);
+        }
+        s
+    }
+
+    /// Bind to a local address: `ip:port` (port 0: the system picks, reported by
+    /// `on_bound`), `[v6]:port`, `unix:/path` or `unix:@name`. A Local path that
+    /// holds a stale socket file is reused; a live one or any other file is not.
+    pub fn bind(&mut self, s: SocketId, addr: &str) -> Result<(), ApiError> {
+        let slot = self.live(s)?;
+        slot.life.bind()?;
+        let result = SockAddr::parse(addr)
+            .map_err(|e| (Reason::AddressInvalid, Error::Address(e)))
+            .and_then(|a| transport::bind(&a).map(|sock| (sock, Kind::of(&a))).map_err(open_failure));
+        match result {
+            Ok((sock, kind)) => {
+                io_log!(debug, kind, socket = %s, addr, "bound");
+                slot.io = Io::Bound(sock, kind);
+                self.tasks.push_back(Task::Bound(s));
+            }
+            Err((reason, error)) => self.fail(s, reason, error),
+        }
+        self.settle(s);
+        Ok(())
+    }
+
+    /// Listen. An unbound socket first binds to every interface (IPv4 and IPv6)
+    /// on a port the system picks, reported by `on_bound`.
+    pub fn listen(&mut self, s: SocketId) -> Result<(), ApiError> {
+        let stopping = self.stopping;
+        let slot = self.live(s)?;
+        slot.life.listen()?;
+        if stopping {
+            self.fail(s, Reason::Stopped, None);
+            self.settle(s);
+            return Ok(());
+        }
+        let bound = match std::mem::take(&mut slot.io) {
+            Io::Bound(sock, kind) => Ok((sock, kind)),
+            _ => match transport::bind(&transport::tcp::any()) {
+                Ok(sock) => {
+                    self.tasks.push_back(Task::Bound(s));
+                    Ok((sock, Kind::Tcp))
+                }
+                Err(e) => Err(open_failure(e)),
+            },
+        };
+        let result = bound.and_then(|(sock, kind)| {
+            let mut listener =
+                transport::listen(sock, kind).map_err(|e| (Reason::ListenFailed, Error::Io(e)))?;
+            listener
+                .register(&self.registry, s.token())
+                .map_err(|e| (Reason::ListenFailed, Error::Io(e)))?;
+            io_log!(debug, kind, socket = %s, "listening");
+            Ok(listener)
+        });
+        match result {
+            Ok(listener) => self.live(s)?.io = Io::Listener(listener),
+            Err((reason, error)) => self.fail(s, reason, error),
+        }
+        self.settle(s);
+        Ok(())
+    }
+
+    /// Connect to `addr` (`ip:port`, `[v6]:port`, `unix:/path`, `unix:@name`; host
+    /// names are not resolved). `on_connected` follows, or `on_closed` with
+    /// `ConnectRejected` (nothing listening), `ConnectFailed` or `AddressInvalid`.
+    pub fn connect(&mut self, s: SocketId, addr: &str) -> Result<(), ApiError> {
+        let stopping = self.stopping;
+        let slot = self.live(s)?;
+        slot.life.connect()?;
+        if stopping {
+            self.fail(s, Reason::Stopped, None);
+            self.settle(s);
+            return Ok(());
+        }
+        let bound = match std::mem::take(&mut slot.io) {
+            Io::Bound(sock, _) => Some(sock),
+            _ => None,
+        };
+        let result = SockAddr::parse(addr)
+            .map_err(|e| (Reason::AddressInvalid, Error::Address(e)))
+            .and_then(|a| transport::connect(&a, bound).map_err(open_failure));
+        match result {
+            Ok(mut stream) => match stream.register(&self.registry, s.token()) {
+                Ok(()) => {
+                    io_log!(debug, stream.kind(), socket = %s, addr, "connecting");
+                    self.live(s)?.io = Io::Stream(stream);
+                }
+                Err(e) => self.fail(s, Reason::OpenFailed, Error::Io(e)),
+            },
+            Err((reason, error)) => self.fail(s, reason, error),
+        }
+        self.settle(s);
+        Ok(())
+    }
+
+    // ----- moving bytes -----
+
+    /// Queue `data` for sending; allowed while connecting (it goes out once
+    /// connected) and until `shutdown`/`close`. The bytes are written at once when
+    /// the kernel takes them, else copied and written in order as it does.
+    /// `on_sent` follows once the last of them reached the kernel.
+    pub fn send(&mut self, s: SocketId, data: &[u8]) -> Result<(), ApiError> {
+        let slot = self.live(s)?;
+        slot.life.send(data.len())?;
+        let mut written = 0;
+        if slot.outq.is_none() && slot.life.state() != State::Connecting {
+            if let Io::Stream(stream) = &slot.io {
+                while written < data.len() {
+                    match stream.write(&data[written..]) {
+                        Ok(n) => written += n,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                        Err(e) => {
+                            slot.life.wrote(written);
+                            self.fail(s, Reason::Lost, Error::Io(e));
+                            self.settle(s);
+                            return Ok(());
+                        }
+                    }
+                }
+            }
+        }
+        slot.life.wrote(written);
+        if written == data.len() {
+            self.tasks.push_back(Task::Sent(s));
+        } else {
+            slot.outq
+                .get_or_insert_with(Box::<SendQueue>::default)
+                .push(&data[written..]);
+        }
+        Ok(())
+    }
+
+    /// Ask for the next `n` bytes (`Exact`) or for 1 to `n` bytes (`Partial`).
+    /// One `on_received` answers one recv. Nothing is read while no recv is
+    /// pending: that is how a slow consumer holds back a fast peer.
+    pub fn recv(&mut self, s: SocketId, n: usize, mode: RecvMode) -> Result<(), ApiError> {
+        let slot = self.live(s)?;
+        slot.life.check_recv()?;
+        if slot.want.is_some() {
+            return Err(ApiError::RecvPending);
+        }
+        if n == 0 {
+            return Err(ApiError::ZeroLengthRecv);
+        }
+        slot.want = Some(Want { n, mode });
+        if slot.readable {
+            self.tasks.push_back(Task::Read(s));
+        }
+        Ok(())
+    }
+
+    // ----- ending -----
+
+    /// Half-close: once everything queued is sent, send FIN. Receiving goes on;
+    /// the state becomes `NoSend`.
+    pub fn shutdown(&mut self, s: SocketId) -> Result<(), ApiError> {
+        self.live(s)?.life.shutdown()?;
+        self.settle(s);
+        Ok(())
+    }
+
+    /// Close gracefully: send what is queued, then FIN, then read and discard
+    /// until the peer's FIN, so the peer never loses data to an RST. Past the
+    /// linger time (`set_linger`, 30 s by default) the connection is reset and
+    /// closes with `LingerTimeout`. A listener or unconnected socket closes now.
+    pub fn close(&mut self, s: SocketId) -> Result<(), ApiError> {
+        let now = self.now;
+        let slot = self.live(s)?;
+        slot.life.close(now, slot.linger)?;
+        slot.want = None;
+        self.settle(s);
+        Ok(())
+    }
+
+    /// Abort now with RST. Queued bytes are dropped and counted in `unsent`.
+    ///
+    /// A Local socket has no RST: it closes at once, and its peer sees
+    /// ECONNRESET only if it had sent bytes we never read, else a plain end.
+    pub fn reset(&mut self, s: SocketId) -> Result<(), ApiError> {
+        self.live(s)?.life.reset()?;
+        self.settle(s);
+        Ok(())
+    }
+
+    /// Drop the connection without telling the peer: TCP_REPAIR when the process
+    /// may use it, else an RST (TCP) or a plain close (Local); `Closed::discard`
+    /// says which happened.
+    pub fn discard(&mut self, s: SocketId) -> Result<(), ApiError> {
+        self.live(s)?.life.discard()?;
+        self.settle(s);
+        Ok(())
+    }
+
+    /// How long a later `close()` may take before it resets.
+    pub fn set_linger(&mut self, s: SocketId, linger: Duration) -> Result<(), ApiError> {
+        self.live(s)?.linger = linger;
+        Ok(())
+    }
+
+    // ----- looking -----
+
+    /// The socket's state; `NotConnected` for a stale id.
+    pub fn state(&self, s: SocketId) -> State {
+        self.slot(s).map_or(State::NotConnected, |slot| slot.life.state())
+    }
+
+    /// The local address, once bound or connected; `None` for an unnamed Unix
+    /// socket or a stale id.
+    pub fn local_addr(&self, s: SocketId) -> Option<SockAddr> {
+        self.slot(s)?.io.local_addr()
+    }
+
+    /// The peer's address, once connected.
+    pub fn peer_addr(&self, s: SocketId) -> Option<SockAddr> {
+        self.slot(s)?.io.peer_addr()
+    }
+
+    /// Give the socket another user. Within one of the socket's own callbacks,
+    /// the new user takes over once that callback returns.
+    pub fn set_user(&mut self, s: SocketId, user: impl SocketUser<S> + 'static) -> Result<(), ApiError> {
+        self.live(s)?.user = Some(Box::new(user));
+        Ok(())
+    }
+
+    // ----- the loop -----
+
+    /// Run `f` once, `after` from now.
+    pub fn set_timer(&mut self, after: Duration, f: impl FnOnce(&mut Cx<S>) + 'static) -> TimerId {
+        let mut f = Some(f);
+        let at = self.now + after;
+        self.timers.add(
+            at,
+            None,
+            Box::new(move |cx| {
+                if let Some(f) = f.take() {
+                    f(cx)
+                }
+            }),
+        )
+    }
+
+    /// Run `f` every `every`, first after one period, until cancelled.
+    pub fn set_interval(&mut self, every: Duration, f: impl FnMut(&mut Cx<S>) + 'static) -> TimerId {
+        let at = self.now + every;
+        self.timers.add(at, Some(every), Box::new(f))
+    }
+
+    /// Cancel a timer; false if it already ran (one-shot) or was cancelled.
+    pub fn cancel_timer(&mut self, id: TimerId) -> bool {
+        self.timers.cancel(id)
+    }
+
+    /// The time the loop last woke up: what deadlines are measured from.
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// The application's shared state.
+    pub fn shared(&self) -> &S {
+        &self.shared
+    }
+
+    /// The application's shared state, mutably.
+    pub fn shared_mut(&mut self) -> &mut S {
+        &mut self.shared
+    }
+
+    /// Stop the loop once the current callback returns. Open sockets are then
+    /// closed with `Reason::Stopped` (reset, so no peer takes it for a graceful
+    /// end), each with its `on_closed`.
+    pub fn terminate(&mut self) {
+        self.remote.stop.store(true, Ordering::Release);
+    }
+
+    /// A handle for other threads.
+    pub fn handle(&self) -> MuxHandle<S> {
+        MuxHandle {
+            remote: Arc::clone(&self.remote),
+        }
+    }
+
+    /// Record a failure: the lifecycle ends with `reason`, `error` says why.
+    pub(crate) fn fail(&mut self, s: SocketId, reason: Reason, error: impl Into<Option<Error>>) {
+        if let Some(slot) = self.slot_mut(s) {
+            if slot.life.closed().is_none() {
+                slot.end().error = error.into();
+            }
+            slot.life.fail(reason);
+        }
+    }
+}
+
+/// The close reason for each way opening a socket can fail.
+fn open_failure(e: OpenError) -> (Reason, Error) {
+    match e {
+        OpenError::Open(e) => (Reason::OpenFailed, Error::Io(e)),
+        OpenError::Bind(e) => (Reason::BindFailed, Error::Io(e)),
+        OpenError::Connect(e) => (connect_reason(&e), Error::Io(e)),
+        OpenError::Mismatch(why) => (Reason::AddressInvalid, Error::AddressMismatch(why)),
+    }
+}
+
+/// A refusal means nothing listens there; anything else is a failure to reach it.
+pub(crate) fn connect_reason(e: &std::io::Error) -> Reason {
+    if e.raw_os_error() == Some(libc::ECONNREFUSED) {
+        Reason::ConnectRejected
+    } else {
+        Reason::ConnectFailed
+    }
+}
+

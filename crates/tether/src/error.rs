@@ -1,0 +1,95 @@
+//! The errors of the API: misuse returned at the call, failures carried by
+//! `Closed`.
+
+use std::fmt;
+use std::io;
+
+use tether_proto::{AddrError, Refused};
+
+use crate::SocketId;
+
+/// An operation the caller may not ask for now: a bug in the calling code, made
+/// visible where it happens. The socket is left exactly as it was.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ApiError {
+    /// The id names a socket that is closed (its `on_closed` has run) or never
+    /// existed in this loop.
+    StaleSocket(SocketId),
+    /// The socket's state does not allow the operation (send after shutdown,
+    /// recv on a listener, bind twice, ...).
+    Refused(Refused),
+    /// A recv is already waiting for data; one `on_received` answers one recv.
+    RecvPending,
+    /// A recv of zero bytes can never be answered.
+    ZeroLengthRecv,
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ApiError::StaleSocket(id) => write!(f, "socket {id} is closed or unknown"),
+            ApiError::Refused(r) => r.fmt(f),
+            ApiError::RecvPending => f.write_str("a recv is already pending on this socket"),
+            ApiError::ZeroLengthRecv => f.write_str("cannot recv zero bytes"),
+        }
+    }
+}
+
+impl std::error::Error for ApiError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ApiError::Refused(r) => Some(r),
+            _ => None,
+        }
+    }
+}
+
+impl From<Refused> for ApiError {
+    fn from(r: Refused) -> Self {
+        ApiError::Refused(r)
+    }
+}
+
+/// What went wrong underneath a close reason, in `Closed::error`.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The operating system's error.
+    Io(io::Error),
+    /// The address string could not be used.
+    Address(AddrError),
+    /// The address parsed but does not fit the socket (a unix: address on a
+    /// TCP-bound socket, mixed IP families).
+    AddressMismatch(&'static str),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Io(e) => e.fmt(f),
+            Error::Address(e) => e.fmt(f),
+            Error::AddressMismatch(why) => f.write_str(why),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io(e) => Some(e),
+            Error::Address(e) => Some(e),
+            Error::AddressMismatch(_) => None,
+        }
+    }
+}
+
+impl Error {
+    /// The OS error number, when the failure came from the operating system.
+    pub fn raw_os_error(&self) -> Option<i32> {
+        match self {
+            Error::Io(e) => e.raw_os_error(),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! Reaching the loop from other threads.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::Cx;
+
+pub(crate) type Posted<S> = Box<dyn FnOnce(&mut Cx<S>) + Send>;
+
+/// What the loop and its handles share.
+pub(crate) struct Remote<S> {
+    pub(crate) waker: mio::Waker,
+    pub(crate) posted: Mutex<Vec<Posted<S>>>,
+    pub(crate) stop: AtomicBool,
+    /// Set when the loop is dropped: nothing posted would ever run.
+    pub(crate) gone: AtomicBool,
+}
+
+impl<S> Remote<S> {
+    pub(crate) fn take_posted(&self, into: &mut Vec<Posted<S>>) {
+        let mut posted = self.posted.lock().unwrap_or_else(|e| e.into_inner());
+        std::mem::swap(&mut *posted, into);
+    }
+}
+
+/// A handle on an [`IoMux`](crate::IoMux) for other threads: post closures to
+/// run on the loop, or stop it. `Send + Clone`; cheap to clone.
+///
+/// ```
+/// let mut mux = tether::IoMux::new(0u32).unwrap();
+/// let handle = mux.handle();
+/// std::thread::spawn(move || {
+///     handle.post(|cx| *cx.shared_mut() += 1).unwrap();
+///     handle.terminate();
+/// });
+/// mux.run().unwrap();
+/// assert_eq!(*mux.shared(), 1);
+/// ```
+pub struct MuxHandle<S> {
+    pub(crate) remote: Arc<Remote<S>>,
+}
+
+impl<S> Clone for MuxHandle<S> {
+    fn clone(&self) -> Self {
+        MuxHandle {
+            remote: Arc::clone(&self.remote),
+        }
+    }
+}
+
+impl<S> fmt::Debug for MuxHandle<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MuxHandle").finish_non_exhaustive()
+    }
+}
+
+/// The loop a handle points at has been dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoopGone;
+
+impl fmt::Display for LoopGone {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the event loop is gone")
+    }
+}
+
+impl std::error::Error for LoopGone {}
+
+impl<S> MuxHandle<S> {
+    /// Run `f` on the loop's thread, in order with other posted closures.
+    pub fn post(&self, f: impl FnOnce(&mut Cx<S>) + Send + 'static) -> Result<(), LoopGone> {
+        if self.remote.gone.load(Ordering::Acquire) {
+            return Err(LoopGone);
+        }
+        self.remote
+            .posted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Box::new(f));
+        self.remote.waker.wake().map_err(|_| LoopGone)
+    }
+
+    /// Ask the loop to stop: `run` returns after closing every socket (each gets
+    /// its `on_closed`, with `Reason::Stopped` if it was still open).
+    pub fn terminate(&self) {
+        self.remote.stop.store(true, Ordering::Release);
+        let _ = self.remote.waker.wake();
+    }
+}

@@ -1,0 +1,76 @@
+//! Event-driven networking whose connections end as precisely as they begin.
+//!
+//! One callback interface ([`SocketUser`]) over TCP and Unix-domain stream
+//! sockets, driven by a single-threaded event loop ([`IoMux`]). Each connection
+//! has a lifecycle you can see — [`State`], a typed [`Reason`] when it ends, and
+//! the bytes left unsent or unread ([`Closed`]) — and control: half-close
+//! ([`Cx::shutdown`]), graceful close that drains instead of resetting
+//! ([`Cx::close`]), reset ([`Cx::reset`]), silent discard ([`Cx::discard`]).
+//!
+//! The lifecycle rules live in the sans-IO crate `tether-proto`; this crate moves
+//! bytes and readiness in and carries out what the state machine asks.
+//!
+//! # An echo server
+//!
+//! ```no_run
+//! use tether::{Admission, Closed, Cx, IoMux, PeerInfo, RecvMode, SocketId, SocketUser};
+//!
+//! struct Listener;
+//! impl SocketUser for Listener {
+//!     fn on_incoming(&mut self, _: &mut Cx, _: SocketId, _: &PeerInfo) -> Admission {
+//!         Admission::Accept(Box::new(Echo))
+//!     }
+//!     fn on_closed(&mut self, _: &mut Cx, _: SocketId, _: &Closed) {}
+//! }
+//!
+//! struct Echo;
+//! impl SocketUser for Echo {
+//!     fn on_accepted(&mut self, cx: &mut Cx, s: SocketId) {
+//!         cx.recv(s, 4096, RecvMode::Partial).unwrap();
+//!     }
+//!     fn on_received(&mut self, cx: &mut Cx, s: SocketId, data: &[u8]) {
+//!         cx.send(s, data).unwrap();
+//!         cx.recv(s, 4096, RecvMode::Partial).unwrap();
+//!     }
+//!     fn on_peer_shutdown(&mut self, cx: &mut Cx, s: SocketId, _: Option<&[u8]>) {
+//!         cx.shutdown(s).unwrap();
+//!     }
+//!     fn on_closed(&mut self, _: &mut Cx, s: SocketId, closed: &Closed) {
+//!         println!("{s}: {} ({} unsent, {} unread)", closed.reason, closed.unsent, closed.unread);
+//!     }
+//! }
+//!
+//! let mut mux = IoMux::new(()).unwrap();
+//! mux.listen_on("127.0.0.1:7000", Listener);
+//! mux.run().unwrap();
+//! ```
+#![deny(missing_docs)]
+
+/// Log under the transport's own target (`tether::tcp`, `tether::local`), so
+/// each can be switched on alone.
+macro_rules! io_log {
+    ($level:ident, $kind:expr, $($arg:tt)+) => {
+        match $kind {
+            $crate::transport::Kind::Tcp => tracing::$level!(target: "tether::tcp", $($arg)+),
+            $crate::transport::Kind::Local => tracing::$level!(target: "tether::local", $($arg)+),
+        }
+    };
+}
+
+mod cx;
+mod error;
+mod handle;
+mod mux;
+mod slot;
+mod sys;
+mod timer;
+mod transport;
+mod user;
+
+pub use cx::{Cx, SocketId};
+pub use error::{ApiError, Error};
+pub use handle::{LoopGone, MuxHandle};
+pub use mux::IoMux;
+pub use tether_proto::{AddrError, Op, Reason, Refused, SockAddr, State};
+pub use timer::TimerId;
+pub use user::{Admission, Closed, DiscardMethod, PeerInfo, RecvMode, SocketUser};

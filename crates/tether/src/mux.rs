@@ -1,0 +1,646 @@
+//! [`IoMux`]: the event loop, and the engine behind [`Cx`]: readiness in,
+//! lifecycle actions out, callbacks deferred until the caller's returns.
+
+use std::io::{self, ErrorKind};
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use mio::{Events, Poll, Token};
+use tether_proto::{Action, Event, Lifecycle, Reason, State};
+
+use crate::cx::{connect_reason, Task};
+use crate::handle::{MuxHandle, Posted, Remote};
+use crate::slot::Want;
+use crate::timer::Target;
+use crate::transport::{Io, Kind, Listener, Stream};
+use crate::{sys, Admission, Closed, Cx, DiscardMethod, Error, PeerInfo, RecvMode, SocketId, SocketUser};
+
+const WAKE: Token = Token(usize::MAX);
+
+/// Reads one draining socket may do before others get a turn.
+const DRAIN_READS_PER_TURN: usize = 16;
+
+/// After the process ran out of descriptors, how long a listener waits before
+/// it tries to accept again (the waiting connections stay in the backlog).
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// One event loop on one thread, owning the application's shared state `S`.
+///
+/// `IoMux` dereferences to [`Cx`], so sockets and timers can be set up before
+/// [`run`](IoMux::run) with the same calls callbacks use.
+///
+/// ```no_run
+/// use tether::{Admission, Closed, Cx, IoMux, PeerInfo, SocketId, SocketUser};
+///
+/// struct Server;
+/// impl SocketUser for Server {
+///     fn on_incoming(&mut self, _cx: &mut Cx, _l: SocketId, _peer: &PeerInfo) -> Admission {
+///         Admission::Deny // a server that turns everyone away
+///     }
+///     fn on_closed(&mut self, _cx: &mut Cx, _s: SocketId, closed: &Closed) {
+///         eprintln!("listener closed: {}", closed.reason);
+///     }
+/// }
+///
+/// let mut mux = IoMux::new(()).unwrap();
+/// mux.listen_on("127.0.0.1:7000", Server);
+/// mux.run().unwrap();
+/// ```
+pub struct IoMux<S = ()> {
+    poll: Poll,
+    events: Events,
+    cx: Cx<S>,
+    posted: Vec<Posted<S>>,
+}
+
+impl<S> std::fmt::Debug for IoMux<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IoMux").field("cx", &self.cx).finish_non_exhaustive()
+    }
+}
+
+impl<S> Deref for IoMux<S> {
+    type Target = Cx<S>;
+    fn deref(&self) -> &Cx<S> {
+        &self.cx
+    }
+}
+
+impl<S> DerefMut for IoMux<S> {
+    fn deref_mut(&mut self) -> &mut Cx<S> {
+        &mut self.cx
+    }
+}
+
+impl<S> Drop for IoMux<S> {
+    fn drop(&mut self) {
+        self.cx.remote.gone.store(true, Ordering::Release);
+    }
+}
+
+impl<S: 'static> IoMux<S> {
+    /// A new loop owning `shared`.
+    pub fn new(shared: S) -> io::Result<Self> {
+        let poll = Poll::new()?;
+        let registry = poll.registry().try_clone()?;
+        let remote = Arc::new(Remote {
+            waker: mio::Waker::new(poll.registry(), WAKE)?,
+            posted: Mutex::new(Vec::new()),
+            stop: AtomicBool::new(false),
+            gone: AtomicBool::new(false),
+        });
+        Ok(IoMux {
+            poll,
+            events: Events::with_capacity(1024),
+            cx: Cx::new(registry, remote, shared),
+            posted: Vec::new(),
+        })
+    }
+
+    /// A handle for other threads.
+    pub fn handle(&self) -> MuxHandle<S> {
+        self.cx.handle()
+    }
+
+    /// The shared state, after (or before) running.
+    pub fn into_shared(self) -> S
+    where
+        S: Default,
+    {
+        let mut this = self;
+        std::mem::take(this.cx.shared_mut())
+    }
+
+    /// Run until [`Cx::terminate`] or [`MuxHandle::terminate`], or until nothing
+    /// is left that could ever make a callback run (no sockets, no timers, no
+    /// handle held elsewhere). Every socket still open then is closed with
+    /// `Reason::Stopped`, each with its `on_closed`, before this returns.
+    pub fn run(&mut self) -> io::Result<()> {
+        self.cx.remote.stop.store(false, Ordering::Release);
+        let result = self.turns();
+        self.cx.stop_all();
+        result
+    }
+
+    fn turns(&mut self) -> io::Result<()> {
+        loop {
+            self.cx.now = Instant::now();
+            self.run_posted();
+            self.cx.fire_timers();
+            self.cx.run_tasks();
+            if self.cx.remote.stop.load(Ordering::Acquire) || self.cx.is_idle() {
+                return Ok(());
+            }
+            let timeout = self
+                .cx
+                .timers
+                .next_deadline()
+                .map(|at| at.saturating_duration_since(Instant::now()));
+            match self.poll.poll(&mut self.events, timeout) {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            self.cx.now = Instant::now();
+            for event in self.events.iter() {
+                if event.token() != WAKE {
+                    self.cx.on_ready(SocketId::from_token(event.token()), event);
+                    self.cx.run_tasks();
+                }
+            }
+        }
+    }
+
+    fn run_posted(&mut self) {
+        self.cx.remote.take_posted(&mut self.posted);
+        for f in self.posted.drain(..) {
+            f(&mut self.cx);
+            self.cx.run_tasks();
+        }
+    }
+}
+
+impl<S: 'static> Cx<S> {
+    fn is_idle(&self) -> bool {
+        self.slots.is_empty()
+            && self.tasks.is_empty()
+            && self.timers.is_empty()
+            && Arc::strong_count(&self.remote) == 1
+            && self.remote.posted.lock().map_or(true, |p| p.is_empty())
+    }
+
+    /// Run a callback of `s`'s user. The user is taken out of its slot for the
+    /// call, so the callback can use `cx` freely, even on its own socket.
+    fn call<R>(&mut self, s: SocketId, f: impl FnOnce(&mut dyn SocketUser<S>, &mut Cx<S>) -> R) -> Option<R> {
+        let mut user = self.slot_mut(s)?.user.take()?;
+        let r = f(&mut *user, self);
+        if let Some(slot) = self.slot_mut(s) {
+            // Unless set_user gave it a new one meanwhile.
+            if slot.user.is_none() {
+                slot.user = Some(user);
+            }
+        }
+        Some(r)
+    }
+
+    /// Callbacks queued by operations, run in order once nobody is inside one.
+    pub(crate) fn run_tasks(&mut self) {
+        while let Some(task) = self.tasks.pop_front() {
+            match task {
+                Task::Bound(s) => {
+                    if let Some(local) = self.slot(s).and_then(|slot| slot.io.local_addr()) {
+                        self.call(s, |u, cx| u.on_bound(cx, s, &local));
+                    }
+                }
+                Task::Connected(s) => {
+                    self.call(s, |u, cx| u.on_connected(cx, s));
+                }
+                Task::Accepted(s) => {
+                    self.call(s, |u, cx| u.on_accepted(cx, s));
+                }
+                Task::Sent(s) => {
+                    self.call(s, |u, cx| u.on_sent(cx, s));
+                }
+                Task::PeerShutdown(s) => {
+                    self.call(s, |u, cx| u.on_peer_shutdown(cx, s, None));
+                }
+                Task::Read(s) => self.pump_read(s),
+                Task::Closed(s) => self.finish(s),
+            }
+        }
+    }
+
+    /// Carry out what the lifecycle asks, and queue what it reports.
+    pub(crate) fn settle(&mut self, s: SocketId) {
+        let Some(slot) = self.slots.get_mut(s.idx as usize).filter(|slot| slot.gen == s.gen) else {
+            return;
+        };
+        while let Some(action) = slot.life.poll_action() {
+            match action {
+                Action::ArmTimer(at) => self.timers.push(at, Target::Socket(s)),
+                Action::DrainInput => {
+                    if slot.readable {
+                        self.tasks.push_back(Task::Read(s));
+                    }
+                }
+                Action::SendFin => {
+                    if let Io::Stream(stream) = &slot.io {
+                        io_log!(trace, stream.kind(), socket = %s, "FIN");
+                        if let Err(e) = stream.shutdown_write() {
+                            slot.end().error = Some(Error::Io(e));
+                            slot.life.fail(Reason::Lost);
+                        }
+                    }
+                }
+                Action::Reset => abort(slot, false),
+                Action::Discard => abort(slot, true),
+                Action::Release => {
+                    // Dropping the socket closes it and takes it off the poller.
+                    slot.io = Io::None;
+                }
+            }
+        }
+        while let Some(event) = slot.life.poll_event() {
+            self.tasks.push_back(match event {
+                Event::Connected => Task::Connected(s),
+                Event::PeerShutdown => Task::PeerShutdown(s),
+                Event::Closed(_) => {
+                    slot.want = None;
+                    slot.outq = None;
+                    Task::Closed(s)
+                }
+            });
+        }
+    }
+
+    /// The last callback of a socket: its slot goes, then `on_closed` runs.
+    fn finish(&mut self, s: SocketId) {
+        let Some(slot) = self.slot(s) else { return };
+        if slot.life.closed().is_none() {
+            return;
+        }
+        let slot = self.slots.remove(s.idx as usize);
+        let end = slot.end.map(|b| *b).unwrap_or_default();
+        let closed = Closed {
+            reason: slot.life.closed().unwrap_or(Reason::Lost),
+            unsent: slot.life.unsent() + end.kernel_unsent,
+            unread: slot.life.unread() + end.kernel_unread,
+            error: end.error,
+            discard: end.discard,
+        };
+        io_log!(debug, slot.io.kind().unwrap_or(Kind::Tcp), socket = %s, reason = %closed.reason, closed.unsent, closed.unread, "closed");
+        if let Some(mut user) = slot.user {
+            user.on_closed(self, s, &closed);
+        }
+    }
+
+    // ----- readiness -----
+
+    fn on_ready(&mut self, s: SocketId, event: &mio::event::Event) {
+        let Some(slot) = self.slot_mut(s) else { return };
+        match &slot.io {
+            Io::Listener(_) => self.pump_accept(s),
+            Io::Stream(_) => {
+                if slot.life.state() == State::Connecting && !self.check_connect(s) {
+                    return;
+                }
+                let Some(slot) = self.slot_mut(s) else { return };
+                let Io::Stream(stream) = &slot.io else { return };
+                if event.is_error() {
+                    let error = match stream.take_error() {
+                        Ok(Some(e)) | Err(e) => e,
+                        Ok(None) => io::Error::from(ErrorKind::ConnectionReset),
+                    };
+                    self.fail(s, Reason::Lost, Error::Io(error));
+                    self.settle(s);
+                    return;
+                }
+                if event.is_readable() || event.is_read_closed() {
+                    slot.readable = true;
+                }
+                if event.is_read_closed() {
+                    slot.life.fin_known();
+                    // Nobody waits for input and none is left: the end can be
+                    // reported now rather than at a recv that may never come.
+                    if slot.want.is_none() && !slot.life.is_draining() && sys::pending_in(stream) == 0 {
+                        slot.life.eof();
+                    }
+                    self.settle(s);
+                }
+                if event.is_writable() {
+                    self.flush(s);
+                }
+                if let Some(slot) = self.slot(s) {
+                    if slot.readable && (slot.want.is_some() || slot.life.is_draining()) {
+                        self.tasks.push_back(Task::Read(s));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// A connecting socket became ready: connected, failed, or neither yet.
+    /// Returns true once connected.
+    fn check_connect(&mut self, s: SocketId) -> bool {
+        let Some(slot) = self.slot_mut(s) else { return false };
+        let Io::Stream(stream) = &slot.io else { return false };
+        match stream.take_error() {
+            Ok(None) if stream.is_connected() => {
+                io_log!(debug, stream.kind(), socket = %s, "connected");
+                slot.life.connected();
+                self.settle(s);
+                self.flush(s);
+                true
+            }
+            Ok(None) => false,
+            Ok(Some(e)) | Err(e) => {
+                io_log!(debug, stream.kind(), socket = %s, error = %e, "connect failed");
+                self.fail(s, connect_reason(&e), Error::Io(e));
+                self.settle(s);
+                false
+            }
+        }
+    }
+
+    /// Write what is queued, for as long as the kernel takes it.
+    fn flush(&mut self, s: SocketId) {
+        // The slot and the task queue are borrowed side by side.
+        let Some(slot) = self.slots.get_mut(s.idx as usize).filter(|slot| slot.gen == s.gen) else {
+            return;
+        };
+        let (Io::Stream(stream), Some(q)) = (&slot.io, slot.outq.as_mut()) else {
+            return;
+        };
+        if slot.life.state() == State::Connecting {
+            return;
+        }
+        let mut failed = None;
+        while !q.pending().is_empty() {
+            match stream.write(q.pending()) {
+                Ok(n) => {
+                    for _ in 0..q.advance(n) {
+                        self.tasks.push_back(Task::Sent(s));
+                    }
+                    slot.life.wrote(n);
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        // Sends of zero bytes complete when everything before them has.
+        for _ in 0..q.advance(0) {
+            self.tasks.push_back(Task::Sent(s));
+        }
+        if q.is_empty() {
+            slot.outq = None;
+        }
+        if let Some(e) = failed {
+            self.fail(s, Reason::Lost, Error::Io(e));
+        }
+        self.settle(s);
+    }
+
+    /// Read for the pending recv (one answer per turn) or for a draining close.
+    fn pump_read(&mut self, s: SocketId) {
+        let mut buf = std::mem::take(&mut self.rbuf);
+        for _ in 0..DRAIN_READS_PER_TURN {
+            let Some(slot) = self.slot_mut(s) else { break };
+            let Io::Stream(stream) = &slot.io else { break };
+            if !slot.readable || !slot.life.wants_input() {
+                break;
+            }
+            if slot.life.is_draining() {
+                match read(stream, &mut buf) {
+                    Read::Data(n) => slot.life.read(n),
+                    Read::Eof => slot.life.eof(),
+                    Read::Empty => slot.readable = false,
+                    Read::Failed(e) => self.fail(s, Reason::Lost, Error::Io(e)),
+                }
+                self.settle(s);
+                continue;
+            }
+            let Some(want) = slot.want else { break };
+            let outcome = match want.mode {
+                RecvMode::Partial => {
+                    let cap = want.n.min(buf.len());
+                    read(stream, &mut buf[..cap])
+                }
+                RecvMode::Exact if slot.partial.is_empty() && want.n <= buf.len() => {
+                    read(stream, &mut buf[..want.n])
+                }
+                RecvMode::Exact => {
+                    let filled = slot.partial.len();
+                    slot.partial.resize(want.n, 0);
+                    let r = read(stream, &mut slot.partial[filled..]);
+                    let got = if let Read::Data(n) = r { n } else { 0 };
+                    slot.partial.truncate(filled + got);
+                    r
+                }
+            };
+            match outcome {
+                Read::Data(n) => {
+                    slot.life.read(n);
+                    if let Some(data) = self.complete(s, want, &buf, n) {
+                        self.deliver(s, data.as_deref().unwrap_or(&buf[..n]));
+                        break;
+                    }
+                }
+                Read::Eof => {
+                    slot.want = None;
+                    slot.partial = Vec::new();
+                    slot.life.eof();
+                    self.settle(s);
+                    break;
+                }
+                Read::Empty => {
+                    slot.readable = false;
+                    break;
+                }
+                Read::Failed(e) => {
+                    self.fail(s, Reason::Lost, Error::Io(e));
+                    self.settle(s);
+                    break;
+                }
+            }
+        }
+        self.rbuf = buf;
+    }
+
+    /// After a read of `n` bytes: is the recv answered? `Some(None)`: yes, from
+    /// the shared buffer; `Some(Some(v))`: yes, from the bytes gathered in `v`.
+    #[allow(clippy::option_option)]
+    fn complete(&mut self, s: SocketId, want: Want, buf: &[u8], n: usize) -> Option<Option<Vec<u8>>> {
+        let slot = self.slot_mut(s)?;
+        match want.mode {
+            RecvMode::Partial => Some(None),
+            RecvMode::Exact if slot.partial.is_empty() && n == want.n => Some(None),
+            RecvMode::Exact => {
+                if slot.partial.len() < want.n && slot.partial.capacity() < want.n {
+                    // The first read of a long Exact recv came from the shared
+                    // buffer; keep its bytes and gather the rest in the socket.
+                    slot.partial.reserve_exact(want.n);
+                    slot.partial.extend_from_slice(&buf[..n]);
+                }
+                (slot.partial.len() == want.n).then(|| Some(std::mem::take(&mut slot.partial)))
+            }
+        }
+    }
+
+    fn deliver(&mut self, s: SocketId, data: &[u8]) {
+        if let Some(slot) = self.slot_mut(s) {
+            slot.want = None;
+            slot.life.delivered(data.len());
+        }
+        self.call(s, |u, cx| u.on_received(cx, s, data));
+    }
+
+    /// Take waiting connections, asking the listener's user about each.
+    fn pump_accept(&mut self, listener: SocketId) {
+        loop {
+            let Some(slot) = self.slot(listener) else { return };
+            let Io::Listener(l) = &slot.io else { return };
+            let kind = match l {
+                Listener::Tcp(_) => Kind::Tcp,
+                Listener::Local(..) => Kind::Local,
+            };
+            match l.accept() {
+                Ok(accepted) => {
+                    let info = PeerInfo { peer: accepted.peer };
+                    let admission = self.call(listener, |u, cx| u.on_incoming(cx, listener, &info));
+                    self.admit(admission, accepted.stream, kind);
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if is_transient_accept_error(&e) => {
+                    io_log!(debug, kind, socket = %listener, error = %e, "accept");
+                }
+                Err(e) if is_exhaustion(&e) => {
+                    io_log!(warn, kind, socket = %listener, error = %e, "accept paused");
+                    self.timers.push(self.now + ACCEPT_BACKOFF, Target::Socket(listener));
+                    return;
+                }
+                Err(e) => {
+                    self.fail(listener, Reason::AcceptFailed, Error::Io(e));
+                    self.settle(listener);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn admit(&mut self, admission: Option<Admission<S>>, mut stream: Stream, kind: Kind) {
+        match admission {
+            Some(Admission::Accept(user)) => {
+                let s = self.insert(user, Io::None, Lifecycle::accepted());
+                match stream.register(&self.registry, s.token()) {
+                    Ok(()) => {
+                        io_log!(debug, kind, socket = %s, "accepted");
+                        if let Some(slot) = self.slot_mut(s) {
+                            slot.io = Io::Stream(stream);
+                        }
+                        self.tasks.push_back(Task::Accepted(s));
+                    }
+                    Err(e) => {
+                        self.fail(s, Reason::AcceptFailed, Error::Io(e));
+                        self.settle(s);
+                    }
+                }
+            }
+            _ => {
+                io_log!(debug, kind, "denied");
+                if kind == Kind::Tcp {
+                    let _ = sys::set_abortive(&stream);
+                }
+            }
+        }
+    }
+
+    // ----- time -----
+
+    fn fire_timers(&mut self) {
+        let now = self.now;
+        while let Some((due, target)) = self.timers.pop_due(now) {
+            match target {
+                Target::Socket(s) => {
+                    let Some(slot) = self.slot_mut(s) else { continue };
+                    if matches!(slot.io, Io::Listener(_)) {
+                        self.pump_accept(s);
+                    } else {
+                        slot.life.timeout(now);
+                        self.settle(s);
+                    }
+                }
+                Target::User(id) => {
+                    if let Some(mut f) = self.timers.take(id) {
+                        f(self);
+                        self.timers.restore(id, due, now, f);
+                    }
+                }
+            }
+            self.run_tasks();
+        }
+    }
+
+    /// The loop is ending: close every socket, each with its `on_closed`. A
+    /// callback may open new sockets meanwhile; they are closed in turn.
+    fn stop_all(&mut self) {
+        self.stopping = true;
+        for _ in 0..64 {
+            if self.slots.is_empty() {
+                break;
+            }
+            let ids: Vec<SocketId> = self
+                .slots
+                .iter()
+                .map(|(idx, slot)| SocketId { idx: idx as u32, gen: slot.gen })
+                .collect();
+            for s in ids {
+                if let Some(slot) = self.slot_mut(s) {
+                    slot.life.stop();
+                }
+                self.settle(s);
+            }
+            self.run_tasks();
+        }
+        self.timers.clear();
+        self.stopping = false;
+    }
+}
+
+/// Abort a connection: count what the kernel still holds, then RST, or
+/// forget it silently if `discard` and the process may.
+fn abort<S>(slot: &mut crate::slot::Slot<S>, discard: bool) {
+    let io = std::mem::take(&mut slot.io);
+    let Io::Stream(stream) = &io else { return };
+    let (unsent, unread) = (sys::pending_out(stream), sys::pending_in(stream));
+    let method = match stream.kind() {
+        Kind::Local => DiscardMethod::Close,
+        Kind::Tcp if discard && sys::set_repair(stream).is_ok() => DiscardMethod::Silent,
+        Kind::Tcp => {
+            let _ = sys::set_abortive(stream);
+            DiscardMethod::Reset
+        }
+    };
+    let end = slot.end();
+    end.kernel_unsent = unsent;
+    end.kernel_unread = unread;
+    if discard {
+        end.discard = Some(method);
+    }
+    drop(io);
+}
+
+enum Read {
+    Data(usize),
+    Eof,
+    Empty,
+    Failed(io::Error),
+}
+
+fn read(stream: &Stream, buf: &mut [u8]) -> Read {
+    loop {
+        return match stream.read(buf) {
+            Ok(0) => Read::Eof,
+            Ok(n) => Read::Data(n),
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => Read::Empty,
+            Err(e) => Read::Failed(e),
+        };
+    }
+}
+
+/// Errors that concern one would-be connection, not the listener.
+fn is_transient_accept_error(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ECONNABORTED | libc::EINTR | libc::EPROTO | libc::EPERM))
+}
+
+/// The process or system is out of something; accepting may work again later.
+fn is_exhaustion(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM))
+}

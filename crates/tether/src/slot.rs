@@ -1,0 +1,118 @@
+//! What the loop keeps per socket.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use tether_proto::Lifecycle;
+
+use crate::transport::Io;
+use crate::{DiscardMethod, Error, RecvMode, SocketUser};
+
+/// How long `close()` may take before it resets, unless `set_linger` says
+/// otherwise: long enough for a slow peer to read a large last response.
+pub(crate) const DEFAULT_LINGER: Duration = Duration::from_secs(30);
+
+/// One socket. Kept small because an idle connection is mostly this: buffers
+/// that are not in use are not allocated.
+pub(crate) struct Slot<S> {
+    pub(crate) gen: u32,
+    /// `None` only while one of its callbacks runs.
+    pub(crate) user: Option<Box<dyn SocketUser<S>>>,
+    pub(crate) io: Io,
+    pub(crate) life: Lifecycle,
+    /// The pending recv.
+    pub(crate) want: Option<Want>,
+    /// Bytes gathered for an Exact recv that one read could not fill.
+    pub(crate) partial: Vec<u8>,
+    /// Bytes that the kernel would not take yet; `None` when all went out.
+    pub(crate) outq: Option<Box<SendQueue>>,
+    /// The poller said readable and no read has hit WouldBlock since.
+    pub(crate) readable: bool,
+    pub(crate) linger: Duration,
+    /// How it ended, once it did.
+    pub(crate) end: Option<Box<End>>,
+}
+
+/// A pending recv.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Want {
+    pub(crate) n: usize,
+    pub(crate) mode: RecvMode,
+}
+
+/// The part of `Closed` the lifecycle machine does not know.
+#[derive(Debug, Default)]
+pub(crate) struct End {
+    pub(crate) error: Option<Error>,
+    pub(crate) discard: Option<DiscardMethod>,
+    /// Bytes an abort left in the kernel's queues.
+    pub(crate) kernel_unsent: u64,
+    pub(crate) kernel_unread: u64,
+}
+
+impl<S> Slot<S> {
+    pub(crate) fn new(gen: u32, user: Box<dyn SocketUser<S>>, io: Io, life: Lifecycle) -> Self {
+        Slot {
+            gen,
+            user: Some(user),
+            io,
+            life,
+            want: None,
+            partial: Vec::new(),
+            outq: None,
+            readable: false,
+            linger: DEFAULT_LINGER,
+            end: None,
+        }
+    }
+
+    pub(crate) fn end(&mut self) -> &mut End {
+        self.end.get_or_insert_with(Box::default)
+    }
+}
+
+/// Queued outgoing bytes, and where each `send` ends so that its `on_sent` fires
+/// when its last byte reaches the kernel.
+#[derive(Debug, Default)]
+pub(crate) struct SendQueue {
+    buf: Vec<u8>,
+    /// Bytes of `buf` already written.
+    head: usize,
+    /// Stream positions (bytes ever written through this queue) where a send ends.
+    marks: VecDeque<u64>,
+    /// Bytes ever written through this queue.
+    done: u64,
+}
+
+impl SendQueue {
+    pub(crate) fn push(&mut self, data: &[u8]) {
+        // Move the unwritten tail to the front once it is at most half the
+        // buffer, so a queue that is always busy does not grow without bound.
+        if self.head > 0 && self.head * 2 >= self.buf.len() {
+            self.buf.drain(..self.head);
+            self.head = 0;
+        }
+        self.buf.extend_from_slice(data);
+        let end = self.done + (self.buf.len() - self.head) as u64;
+        self.marks.push_back(end);
+    }
+
+    pub(crate) fn pending(&self) -> &[u8] {
+        &self.buf[self.head..]
+    }
+
+    /// `n` bytes were written; returns how many sends completed.
+    pub(crate) fn advance(&mut self, n: usize) -> usize {
+        self.head += n;
+        self.done += n as u64;
+        let before = self.marks.len();
+        while self.marks.front().is_some_and(|&end| end <= self.done) {
+            self.marks.pop_front();
+        }
+        before - self.marks.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.marks.is_empty() && self.head == self.buf.len()
+    }
+}

@@ -1,0 +1,262 @@
+//! The stream transports, each a thin layer over a non-blocking socket.
+//!
+//! TCP and Local (Unix-domain) sockets behave alike once open, so the driver sees
+//! one [`Stream`] and one [`Listener`] type; what differs (how an address is
+//! opened and bound) lives in `tcp.rs` and `local.rs`.
+
+pub(crate) mod local;
+pub(crate) mod tcp;
+
+use std::io::{self, Read};
+use std::net::Shutdown;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+
+use mio::{Interest, Registry, Token};
+use socket2::{SockAddr as OsAddr, SockRef};
+use tether_proto::SockAddr;
+
+/// Which stream transport a socket uses, fixed by its first address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Tcp,
+    Local,
+}
+
+impl Kind {
+    pub(crate) fn of(addr: &SockAddr) -> Kind {
+        if addr.is_local() {
+            Kind::Local
+        } else {
+            Kind::Tcp
+        }
+    }
+}
+
+/// A connected (or connecting) stream socket.
+#[derive(Debug)]
+pub(crate) enum Stream {
+    Tcp(mio::net::TcpStream),
+    Local(mio::net::UnixStream),
+}
+
+/// A listening socket. A Local listener remembers its path so that closing it
+/// removes the socket file it made.
+#[derive(Debug)]
+pub(crate) enum Listener {
+    Tcp(mio::net::TcpListener),
+    Local(mio::net::UnixListener, Option<std::path::PathBuf>),
+}
+
+/// What a socket holds, from created to closed.
+#[derive(Debug, Default)]
+pub(crate) enum Io {
+    /// Created, or closed: no descriptor.
+    #[default]
+    None,
+    /// Bound, not yet listening or connecting.
+    Bound(socket2::Socket, Kind),
+    Stream(Stream),
+    Listener(Listener),
+}
+
+impl Io {
+    pub(crate) fn fd(&self) -> Option<BorrowedFd<'_>> {
+        match self {
+            Io::None => None,
+            Io::Bound(s, _) => Some(s.as_fd()),
+            Io::Stream(Stream::Tcp(s)) => Some(s.as_fd()),
+            Io::Stream(Stream::Local(s)) => Some(s.as_fd()),
+            Io::Listener(Listener::Tcp(l)) => Some(l.as_fd()),
+            Io::Listener(Listener::Local(l, _)) => Some(l.as_fd()),
+        }
+    }
+
+    pub(crate) fn kind(&self) -> Option<Kind> {
+        match self {
+            Io::None => None,
+            Io::Bound(_, kind) => Some(*kind),
+            Io::Stream(Stream::Tcp(_)) | Io::Listener(Listener::Tcp(_)) => Some(Kind::Tcp),
+            Io::Stream(Stream::Local(_)) | Io::Listener(Listener::Local(..)) => Some(Kind::Local),
+        }
+    }
+
+    pub(crate) fn local_addr(&self) -> Option<SockAddr> {
+        from_os(&SockRef::from(&self.fd()?).local_addr().ok()?)
+    }
+
+    pub(crate) fn peer_addr(&self) -> Option<SockAddr> {
+        from_os(&SockRef::from(&self.fd()?).peer_addr().ok()?)
+    }
+}
+
+impl Stream {
+    pub(crate) fn kind(&self) -> Kind {
+        match self {
+            Stream::Tcp(_) => Kind::Tcp,
+            Stream::Local(_) => Kind::Local,
+        }
+    }
+
+    pub(crate) fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => (&*s).read(buf),
+            Stream::Local(s) => (&*s).read(buf),
+        }
+    }
+
+    /// Write without ever raising SIGPIPE (socket2 sends with MSG_NOSIGNAL), so a
+    /// vanished peer is an error to report, not a signal to die of.
+    pub(crate) fn write(&self, buf: &[u8]) -> io::Result<usize> {
+        SockRef::from(self).send(buf)
+    }
+
+    pub(crate) fn shutdown_write(&self) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.shutdown(Shutdown::Write),
+            Stream::Local(s) => s.shutdown(Shutdown::Write),
+        }
+    }
+
+    pub(crate) fn take_error(&self) -> io::Result<Option<io::Error>> {
+        match self {
+            Stream::Tcp(s) => s.take_error(),
+            Stream::Local(s) => s.take_error(),
+        }
+    }
+
+    /// True once a non-blocking connect has completed.
+    pub(crate) fn is_connected(&self) -> bool {
+        match self {
+            Stream::Tcp(s) => s.peer_addr().is_ok(),
+            Stream::Local(s) => s.peer_addr().is_ok(),
+        }
+    }
+
+    pub(crate) fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        match self {
+            Stream::Tcp(s) => registry.register(s, token, interest),
+            Stream::Local(s) => registry.register(s, token, interest),
+        }
+    }
+}
+
+impl AsFd for Stream {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Stream::Tcp(s) => s.as_fd(),
+            Stream::Local(s) => s.as_fd(),
+        }
+    }
+}
+
+impl AsRawFd for Stream {
+    fn as_raw_fd(&self) -> RawFd {
+        self.as_fd().as_raw_fd()
+    }
+}
+
+/// A connection taken from a listener, with its peer's address.
+pub(crate) struct Accepted {
+    pub(crate) stream: Stream,
+    pub(crate) peer: Option<SockAddr>,
+}
+
+impl Listener {
+    pub(crate) fn accept(&self) -> io::Result<Accepted> {
+        match self {
+            Listener::Tcp(l) => l.accept().map(|(s, peer)| Accepted {
+                stream: Stream::Tcp(s),
+                peer: Some(SockAddr::Inet(peer)),
+            }),
+            Listener::Local(l, _) => l.accept().map(|(s, peer)| Accepted {
+                stream: Stream::Local(s),
+                peer: peer.as_pathname().map(|p| SockAddr::Unix(p.to_path_buf())),
+            }),
+        }
+    }
+
+    pub(crate) fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
+        match self {
+            Listener::Tcp(l) => registry.register(l, token, Interest::READABLE),
+            Listener::Local(l, _) => registry.register(l, token, Interest::READABLE),
+        }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let Listener::Local(_, Some(path)) = self {
+            local::remove_socket_file(path);
+        }
+    }
+}
+
+/// Our address type from the kernel's; `None` for an unnamed Unix socket.
+pub(crate) fn from_os(addr: &OsAddr) -> Option<SockAddr> {
+    if let Some(inet) = addr.as_socket() {
+        return Some(SockAddr::Inet(inet));
+    }
+    if let Some(path) = addr.as_pathname() {
+        return Some(SockAddr::Unix(path.to_path_buf()));
+    }
+    addr.as_abstract_namespace()
+        .map(|name| SockAddr::Abstract(name.to_vec()))
+}
+
+/// Open and bind a socket for `addr`, choosing the transport from it.
+pub(crate) fn bind(addr: &SockAddr) -> Result<socket2::Socket, OpenError> {
+    match Kind::of(addr) {
+        Kind::Tcp => tcp::bind(addr),
+        Kind::Local => local::bind(addr),
+    }
+}
+
+/// Start a non-blocking connect to `addr`, from `bound` if the caller bound first.
+pub(crate) fn connect(addr: &SockAddr, bound: Option<socket2::Socket>) -> Result<Stream, OpenError> {
+    match Kind::of(addr) {
+        Kind::Tcp => tcp::connect(addr, bound),
+        Kind::Local => local::connect(addr, bound),
+    }
+}
+
+/// Turn a bound socket into a listener.
+pub(crate) fn listen(sock: socket2::Socket, kind: Kind) -> io::Result<Listener> {
+    // Deep enough for a burst of connects; the kernel caps it at somaxconn.
+    sock.listen(1024)?;
+    match kind {
+        Kind::Tcp => Ok(Listener::Tcp(mio::net::TcpListener::from_std(sock.into()))),
+        Kind::Local => {
+            let path = sock.local_addr()?.as_pathname().map(|p| p.to_path_buf());
+            Ok(Listener::Local(mio::net::UnixListener::from_std(sock.into()), path))
+        }
+    }
+}
+
+/// Which step of opening a socket failed: each maps to its own close reason.
+#[derive(Debug)]
+pub(crate) enum OpenError {
+    /// socket(2) failed.
+    Open(io::Error),
+    /// bind(2) failed (or a Local path may not be taken).
+    Bind(io::Error),
+    /// connect(2) failed at once.
+    Connect(io::Error),
+    /// The address does not fit the bound socket's transport or family.
+    Mismatch(&'static str),
+}
+
+pub(crate) fn new_socket(domain: socket2::Domain, protocol: Option<socket2::Protocol>) -> Result<socket2::Socket, OpenError> {
+    let sock = socket2::Socket::new(domain, socket2::Type::STREAM, protocol).map_err(OpenError::Open)?;
+    sock.set_nonblocking(true).map_err(OpenError::Open)?;
+    Ok(sock)
+}
+
+/// Connect a socket that is already non-blocking; in progress counts as success.
+pub(crate) fn start_connect(sock: &socket2::Socket, addr: &OsAddr) -> Result<(), OpenError> {
+    match sock.connect(addr) {
+        Ok(()) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => Ok(()),
+        Err(e) => Err(OpenError::Connect(e)),
+    }
+}

@@ -1,0 +1,60 @@
+//! TCP over IPv4 and IPv6.
+
+use std::net::{Ipv6Addr, SocketAddr};
+
+use socket2::{Domain, Protocol, Socket};
+use tether_proto::SockAddr;
+
+use super::{new_socket, start_connect, OpenError, Stream};
+
+/// Where a listener binds when the caller named no address: every interface,
+/// IPv4 and IPv6 alike, on a port the system picks.
+pub(crate) fn any() -> SockAddr {
+    SockAddr::Inet(SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0)))
+}
+
+fn inet(addr: &SockAddr) -> Result<SocketAddr, OpenError> {
+    match addr {
+        SockAddr::Inet(inet) => Ok(*inet),
+        _ => Err(OpenError::Mismatch("a TCP socket needs an ip:port address")),
+    }
+}
+
+fn open(addr: SocketAddr) -> Result<Socket, OpenError> {
+    let sock = new_socket(Domain::for_address(addr), Some(Protocol::TCP))?;
+    // Small request/response exchanges are the common case; Nagle would hold
+    // each answer back for an ACK. Accepted sockets inherit it from the listener.
+    sock.set_nodelay(true).map_err(OpenError::Open)?;
+    Ok(sock)
+}
+
+pub(crate) fn bind(addr: &SockAddr) -> Result<Socket, OpenError> {
+    let addr = inet(addr)?;
+    let sock = open(addr)?;
+    // A restarted server must be able to bind while old connections sit in
+    // TIME_WAIT; this does not let two live listeners share a port.
+    sock.set_reuse_address(true).map_err(OpenError::Bind)?;
+    if addr.is_ipv6() && addr.ip().is_unspecified() {
+        // "[::]" means every interface, IPv4 included, whatever the sysctl says.
+        sock.set_only_v6(false).map_err(OpenError::Bind)?;
+    }
+    sock.bind(&addr.into()).map_err(OpenError::Bind)?;
+    Ok(sock)
+}
+
+pub(crate) fn connect(addr: &SockAddr, bound: Option<Socket>) -> Result<Stream, OpenError> {
+    let addr = inet(addr)?;
+    let sock = match bound {
+        Some(sock) => {
+            if sock.domain().ok() != Some(Domain::for_address(addr)) {
+                return Err(OpenError::Mismatch(
+                    "the bound address and the peer's are not of the same IP family",
+                ));
+            }
+            sock
+        }
+        None => open(addr)?,
+    };
+    start_connect(&sock, &addr.into())?;
+    Ok(Stream::Tcp(mio::net::TcpStream::from_std(sock.into())))
+}

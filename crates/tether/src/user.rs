@@ -1,0 +1,142 @@
+//! What the application implements ([`SocketUser`]) and what it is told.
+
+use tether_proto::{Reason, SockAddr};
+
+use crate::{Cx, Error, SocketId};
+
+/// The callbacks of one socket. Every method but [`on_closed`](Self::on_closed)
+/// has a default that does nothing, so a user implements only what it needs.
+///
+/// Callbacks never run inside an operation: whatever `cx.send`, `cx.close` and
+/// the like cause is queued and runs after the current callback returns, so a
+/// callback never re-enters the same user.
+///
+/// ```
+/// use tether::{Closed, Cx, RecvMode, SocketId, SocketUser};
+///
+/// /// Echoes whatever arrives, and says goodbye when the peer does.
+/// struct Echo;
+///
+/// impl SocketUser for Echo {
+///     fn on_accepted(&mut self, cx: &mut Cx, s: SocketId) {
+///         cx.recv(s, 4096, RecvMode::Partial).unwrap();
+///     }
+///     fn on_received(&mut self, cx: &mut Cx, s: SocketId, data: &[u8]) {
+///         cx.send(s, data).unwrap();
+///         cx.recv(s, 4096, RecvMode::Partial).unwrap();
+///     }
+///     fn on_peer_shutdown(&mut self, cx: &mut Cx, s: SocketId, _farewell: Option<&[u8]>) {
+///         cx.shutdown(s).unwrap(); // our FIN follows the last echoed byte
+///     }
+///     fn on_closed(&mut self, _cx: &mut Cx, _s: SocketId, closed: &Closed) {
+///         println!("closed: {}", closed.reason);
+///     }
+/// }
+/// ```
+#[allow(unused_variables)]
+pub trait SocketUser<S = ()> {
+    /// A connect completed.
+    fn on_connected(&mut self, cx: &mut Cx<S>, s: SocketId) {}
+
+    /// The socket is bound; `local` has the port the system picked for port 0.
+    fn on_bound(&mut self, cx: &mut Cx<S>, s: SocketId, local: &SockAddr) {}
+
+    /// A peer connected to this listener. Decide before any byte is read or any
+    /// user exists for the connection: [`Admission::Deny`] resets it at once.
+    fn on_incoming(&mut self, cx: &mut Cx<S>, listener: SocketId, peer: &PeerInfo) -> Admission<S> {
+        Admission::Deny
+    }
+
+    /// An incoming connection was admitted; `s` is the new socket, whose user is
+    /// the one [`Admission::Accept`] gave.
+    fn on_accepted(&mut self, cx: &mut Cx<S>, s: SocketId) {}
+
+    /// The bytes of one `send` reached the kernel.
+    fn on_sent(&mut self, cx: &mut Cx<S>, s: SocketId) {}
+
+    /// The answer to one `recv`. `data` is lent from a buffer the loop reuses:
+    /// copy what must outlive the call.
+    fn on_received(&mut self, cx: &mut Cx<S>, s: SocketId, data: &[u8]) {}
+
+    /// The peer finished sending, after its last byte was delivered. `farewell`
+    /// is the peer's disconnect data on transports that carry it, else `None`.
+    fn on_peer_shutdown(&mut self, cx: &mut Cx<S>, s: SocketId, farewell: Option<&[u8]>) {}
+
+    /// Exactly once per socket, last of all its callbacks. The id is stale from
+    /// now on.
+    fn on_closed(&mut self, cx: &mut Cx<S>, s: SocketId, closed: &Closed);
+}
+
+/// A listener's answer to an incoming connection.
+#[non_exhaustive]
+pub enum Admission<S = ()> {
+    /// Take the connection, with this user for its callbacks.
+    Accept(Box<dyn SocketUser<S>>),
+    /// Refuse it: the connection is reset before any byte is read, so the client
+    /// sees a refusal rather than a connection that goes quiet.
+    Deny,
+}
+
+impl<S> std::fmt::Debug for Admission<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Admission::Accept(_) => f.write_str("Accept(..)"),
+            Admission::Deny => f.write_str("Deny"),
+        }
+    }
+}
+
+/// Who is knocking, as `on_incoming` sees it.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct PeerInfo {
+    /// The peer's address; `None` for an unnamed Unix-domain client (the usual
+    /// case: clients rarely bind).
+    pub peer: Option<SockAddr>,
+}
+
+/// How a `recv` is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecvMode {
+    /// Exactly `n` bytes, however many reads that takes. If the peer ends first,
+    /// the bytes gathered are counted in [`Closed::unread`], never delivered short.
+    Exact,
+    /// Whatever is there, 1 to `n` bytes, as soon as something is.
+    Partial,
+}
+
+/// How a [`discard`](Cx::discard) was carried out: the peer should not be told,
+/// but only TCP with CAP_NET_ADMIN can keep that promise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DiscardMethod {
+    /// TCP_REPAIR: nothing was sent; the peer learns nothing.
+    Silent,
+    /// TCP without the privilege for TCP_REPAIR: an RST was sent, so the peer
+    /// cannot mistake the end for a graceful one.
+    Reset,
+    /// A Local socket, which has no silent close: the peer sees the end of the
+    /// stream (or ECONNRESET if it had sent bytes we never read).
+    Close,
+}
+
+/// How a socket ended, given to [`SocketUser::on_closed`].
+///
+/// Nothing is dropped silently: bytes accepted by `send` that did not reach the
+/// peer and received bytes that were never delivered are counted here.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Closed {
+    /// Why it closed.
+    pub reason: Reason,
+    /// Bytes accepted for sending that never went out: still queued, or sitting
+    /// unacknowledged in the kernel when the connection was aborted.
+    pub unsent: u64,
+    /// Bytes received and thrown away: drained by `close`, left in the kernel by
+    /// an abort, or gathered for an Exact recv the peer never completed.
+    pub unread: u64,
+    /// The error underneath a failure reason (`Lost`, `ConnectFailed`, ...).
+    pub error: Option<Error>,
+    /// For [`Reason::Discarded`], how the discard was done.
+    pub discard: Option<DiscardMethod>,
+}
