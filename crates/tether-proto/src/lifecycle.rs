@@ -215,7 +215,12 @@ pub struct Refused {
 
 impl fmt::Display for Refused {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "cannot {} a socket in state {}", self.op.as_str(), self.state)
+        write!(
+            f,
+            "cannot {} a socket in state {}",
+            self.op.as_str(),
+            self.state
+        )
     }
 }
 
@@ -694,7 +699,11 @@ impl Lifecycle {
         self.drop_held();
         // A terminal action replaces draining and timers. A FIN decided in the
         // same step survives a release (it must precede it), never an abort.
-        let fin = if action == A_RELEASE { self.actions & A_FIN } else { 0 };
+        let fin = if action == A_RELEASE {
+            self.actions & A_FIN
+        } else {
+            0
+        };
         self.actions = fin | action;
         self.events |= E_CLOSED;
     }

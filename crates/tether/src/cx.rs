@@ -11,7 +11,7 @@ use tether_proto::{Lifecycle, Reason, SockAddr, State};
 
 use crate::handle::{MuxHandle, Remote};
 use crate::slot::{SendQueue, Slot, Want};
-use crate::timer::{Timers, TimerId};
+use crate::timer::{TimerId, Timers};
 use crate::transport::{self, Io, Kind, OpenError};
 use crate::{ApiError, Error, RecvMode, SocketUser};
 
@@ -113,18 +113,27 @@ impl<S: 'static> Cx<S> {
     }
 
     pub(crate) fn slot(&self, s: SocketId) -> Option<&Slot<S>> {
-        self.slots.get(s.idx as usize).filter(|slot| slot.gen == s.gen)
+        self.slots
+            .get(s.idx as usize)
+            .filter(|slot| slot.gen == s.gen)
     }
 
     pub(crate) fn slot_mut(&mut self, s: SocketId) -> Option<&mut Slot<S>> {
-        self.slots.get_mut(s.idx as usize).filter(|slot| slot.gen == s.gen)
+        self.slots
+            .get_mut(s.idx as usize)
+            .filter(|slot| slot.gen == s.gen)
     }
 
     fn live(&mut self, s: SocketId) -> Result<&mut Slot<S>, ApiError> {
         self.slot_mut(s).ok_or(ApiError::StaleSocket(s))
     }
 
-    pub(crate) fn insert(&mut self, user: Box<dyn SocketUser<S>>, io: Io, life: Lifecycle) -> SocketId {
+    pub(crate) fn insert(
+        &mut self,
+        user: Box<dyn SocketUser<S>>,
+        io: Io,
+        life: Lifecycle,
+    ) -> SocketId {
         self.gen = self.gen.wrapping_add(1);
         let gen = self.gen;
         let idx = self.slots.insert(Slot::new(gen, user, io, life));
@@ -166,7 +175,11 @@ impl<S: 'static> Cx<S> {
         slot.life.bind()?;
         let result = SockAddr::parse(addr)
             .map_err(|e| (Reason::AddressInvalid, Error::Address(e)))
-            .and_then(|a| transport::bind(&a).map(|sock| (sock, Kind::of(&a))).map_err(open_failure));
+            .and_then(|a| {
+                transport::bind(&a)
+                    .map(|sock| (sock, Kind::of(&a)))
+                    .map_err(open_failure)
+            });
         match result {
             Ok((sock, kind)) => {
                 io_log!(debug, kind, socket = %s, addr, "bound");
@@ -359,7 +372,8 @@ impl<S: 'static> Cx<S> {
 
     /// The socket's state; `NotConnected` for a stale id.
     pub fn state(&self, s: SocketId) -> State {
-        self.slot(s).map_or(State::NotConnected, |slot| slot.life.state())
+        self.slot(s)
+            .map_or(State::NotConnected, |slot| slot.life.state())
     }
 
     /// The local address, once bound or connected; `None` for an unnamed Unix
@@ -375,7 +389,11 @@ impl<S: 'static> Cx<S> {
 
     /// Give the socket another user. Within one of the socket's own callbacks,
     /// the new user takes over once that callback returns.
-    pub fn set_user(&mut self, s: SocketId, user: impl SocketUser<S> + 'static) -> Result<(), ApiError> {
+    pub fn set_user(
+        &mut self,
+        s: SocketId,
+        user: impl SocketUser<S> + 'static,
+    ) -> Result<(), ApiError> {
         self.live(s)?.user = Some(Box::new(user));
         Ok(())
     }
@@ -398,7 +416,11 @@ impl<S: 'static> Cx<S> {
     }
 
     /// Run `f` every `every`, first after one period, until cancelled.
-    pub fn set_interval(&mut self, every: Duration, f: impl FnMut(&mut Cx<S>) + 'static) -> TimerId {
+    pub fn set_interval(
+        &mut self,
+        every: Duration,
+        f: impl FnMut(&mut Cx<S>) + 'static,
+    ) -> TimerId {
         let at = self.now + every;
         self.timers.add(at, Some(every), Box::new(f))
     }
@@ -466,4 +488,3 @@ pub(crate) fn connect_reason(e: &std::io::Error) -> Reason {
         Reason::ConnectFailed
     }
 }
-

@@ -67,6 +67,11 @@ mod timer;
 mod transport;
 mod user;
 
+// The README's examples are compiled as doctests, so they cannot go stale.
+#[doc = include_str!("../../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
+
 pub use cx::{Cx, SocketId};
 pub use error::{ApiError, Error};
 pub use handle::{LoopGone, MuxHandle};

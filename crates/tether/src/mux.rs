@@ -15,7 +15,9 @@ use crate::handle::{MuxHandle, Posted, Remote};
 use crate::slot::Want;
 use crate::timer::Target;
 use crate::transport::{Io, Kind, Listener, Stream};
-use crate::{sys, Admission, Closed, Cx, DiscardMethod, Error, PeerInfo, RecvMode, SocketId, SocketUser};
+use crate::{
+    sys, Admission, Closed, Cx, DiscardMethod, Error, PeerInfo, RecvMode, SocketId, SocketUser,
+};
 
 const WAKE: Token = Token(usize::MAX);
 
@@ -57,7 +59,9 @@ pub struct IoMux<S = ()> {
 
 impl<S> std::fmt::Debug for IoMux<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IoMux").field("cx", &self.cx).finish_non_exhaustive()
+        f.debug_struct("IoMux")
+            .field("cx", &self.cx)
+            .finish_non_exhaustive()
     }
 }
 
@@ -173,7 +177,11 @@ impl<S: 'static> Cx<S> {
 
     /// Run a callback of `s`'s user. The user is taken out of its slot for the
     /// call, so the callback can use `cx` freely, even on its own socket.
-    fn call<R>(&mut self, s: SocketId, f: impl FnOnce(&mut dyn SocketUser<S>, &mut Cx<S>) -> R) -> Option<R> {
+    fn call<R>(
+        &mut self,
+        s: SocketId,
+        f: impl FnOnce(&mut dyn SocketUser<S>, &mut Cx<S>) -> R,
+    ) -> Option<R> {
         let mut user = self.slot_mut(s)?.user.take()?;
         let r = f(&mut *user, self);
         if let Some(slot) = self.slot_mut(s) {
@@ -214,7 +222,11 @@ impl<S: 'static> Cx<S> {
 
     /// Carry out what the lifecycle asks, and queue what it reports.
     pub(crate) fn settle(&mut self, s: SocketId) {
-        let Some(slot) = self.slots.get_mut(s.idx as usize).filter(|slot| slot.gen == s.gen) else {
+        let Some(slot) = self
+            .slots
+            .get_mut(s.idx as usize)
+            .filter(|slot| slot.gen == s.gen)
+        else {
             return;
         };
         while let Some(action) = slot.life.poll_action() {
@@ -304,7 +316,10 @@ impl<S: 'static> Cx<S> {
                     slot.life.fin_known();
                     // Nobody waits for input and none is left: the end can be
                     // reported now rather than at a recv that may never come.
-                    if slot.want.is_none() && !slot.life.is_draining() && sys::pending_in(stream) == 0 {
+                    if slot.want.is_none()
+                        && !slot.life.is_draining()
+                        && sys::pending_in(stream) == 0
+                    {
                         slot.life.eof();
                     }
                     self.settle(s);
@@ -325,8 +340,12 @@ impl<S: 'static> Cx<S> {
     /// A connecting socket became ready: connected, failed, or neither yet.
     /// Returns true once connected.
     fn check_connect(&mut self, s: SocketId) -> bool {
-        let Some(slot) = self.slot_mut(s) else { return false };
-        let Io::Stream(stream) = &slot.io else { return false };
+        let Some(slot) = self.slot_mut(s) else {
+            return false;
+        };
+        let Io::Stream(stream) = &slot.io else {
+            return false;
+        };
         match stream.take_error() {
             Ok(None) if stream.is_connected() => {
                 io_log!(debug, stream.kind(), socket = %s, "connected");
@@ -348,7 +367,11 @@ impl<S: 'static> Cx<S> {
     /// Write what is queued, for as long as the kernel takes it.
     fn flush(&mut self, s: SocketId) {
         // The slot and the task queue are borrowed side by side.
-        let Some(slot) = self.slots.get_mut(s.idx as usize).filter(|slot| slot.gen == s.gen) else {
+        let Some(slot) = self
+            .slots
+            .get_mut(s.idx as usize)
+            .filter(|slot| slot.gen == s.gen)
+        else {
             return;
         };
         let (Io::Stream(stream), Some(q)) = (&slot.io, slot.outq.as_mut()) else {
@@ -456,7 +479,13 @@ impl<S: 'static> Cx<S> {
     /// After a read of `n` bytes: is the recv answered? `Some(None)`: yes, from
     /// the shared buffer; `Some(Some(v))`: yes, from the bytes gathered in `v`.
     #[allow(clippy::option_option)]
-    fn complete(&mut self, s: SocketId, want: Want, buf: &[u8], n: usize) -> Option<Option<Vec<u8>>> {
+    fn complete(
+        &mut self,
+        s: SocketId,
+        want: Want,
+        buf: &[u8],
+        n: usize,
+    ) -> Option<Option<Vec<u8>>> {
         let slot = self.slot_mut(s)?;
         match want.mode {
             RecvMode::Partial => Some(None),
@@ -484,7 +513,9 @@ impl<S: 'static> Cx<S> {
     /// Take waiting connections, asking the listener's user about each.
     fn pump_accept(&mut self, listener: SocketId) {
         loop {
-            let Some(slot) = self.slot(listener) else { return };
+            let Some(slot) = self.slot(listener) else {
+                return;
+            };
             let Io::Listener(l) = &slot.io else { return };
             let kind = match l {
                 Listener::Tcp(_) => Kind::Tcp,
@@ -492,7 +523,9 @@ impl<S: 'static> Cx<S> {
             };
             match l.accept() {
                 Ok(accepted) => {
-                    let info = PeerInfo { peer: accepted.peer };
+                    let info = PeerInfo {
+                        peer: accepted.peer,
+                    };
                     let admission = self.call(listener, |u, cx| u.on_incoming(cx, listener, &info));
                     self.admit(admission, accepted.stream, kind);
                 }
@@ -502,7 +535,8 @@ impl<S: 'static> Cx<S> {
                 }
                 Err(e) if is_exhaustion(&e) => {
                     io_log!(warn, kind, socket = %listener, error = %e, "accept paused");
-                    self.timers.push(self.now + ACCEPT_BACKOFF, Target::Socket(listener));
+                    self.timers
+                        .push(self.now + ACCEPT_BACKOFF, Target::Socket(listener));
                     return;
                 }
                 Err(e) => {
@@ -548,7 +582,9 @@ impl<S: 'static> Cx<S> {
         while let Some((due, target)) = self.timers.pop_due(now) {
             match target {
                 Target::Socket(s) => {
-                    let Some(slot) = self.slot_mut(s) else { continue };
+                    let Some(slot) = self.slot_mut(s) else {
+                        continue;
+                    };
                     if matches!(slot.io, Io::Listener(_)) {
                         self.pump_accept(s);
                     } else {
@@ -578,7 +614,10 @@ impl<S: 'static> Cx<S> {
             let ids: Vec<SocketId> = self
                 .slots
                 .iter()
-                .map(|(idx, slot)| SocketId { idx: idx as u32, gen: slot.gen })
+                .map(|(idx, slot)| SocketId {
+                    idx: idx as u32,
+                    gen: slot.gen,
+                })
                 .collect();
             for s in ids {
                 if let Some(slot) = self.slot_mut(s) {
@@ -637,10 +676,16 @@ fn read(stream: &Stream, buf: &mut [u8]) -> Read {
 
 /// Errors that concern one would-be connection, not the listener.
 fn is_transient_accept_error(e: &io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc::ECONNABORTED | libc::EINTR | libc::EPROTO | libc::EPERM))
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ECONNABORTED | libc::EINTR | libc::EPROTO | libc::EPERM)
+    )
 }
 
 /// The process or system is out of something; accepting may work again later.
 fn is_exhaustion(e: &io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM))
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
 }

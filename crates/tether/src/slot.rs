@@ -116,3 +116,39 @@ impl SendQueue {
         self.marks.is_empty() && self.head == self.buf.len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An idle plaintext connection with nothing queued costs this slot and its
+    /// kernel socket, nothing more: the budget is 256 bytes.
+    #[test]
+    fn idle_socket_state_is_small() {
+        let size = std::mem::size_of::<Slot<()>>();
+        println!(
+            "size_of::<Slot<()>>() = {size} bytes (Lifecycle {} bytes)",
+            std::mem::size_of::<Lifecycle>()
+        );
+        assert!(size <= 256, "per-socket state grew to {size} bytes");
+    }
+
+    #[test]
+    fn send_queue_marks_each_send() {
+        let mut q = SendQueue::default();
+        q.push(b"abc");
+        q.push(b"");
+        q.push(b"de");
+        assert_eq!(q.pending(), b"abcde");
+        assert_eq!(q.advance(2), 0);
+        assert_eq!(
+            q.advance(1),
+            2,
+            "the first send and the empty one behind it"
+        );
+        assert_eq!(q.pending(), b"de");
+        q.push(b"f");
+        assert_eq!(q.advance(3), 2);
+        assert!(q.is_empty());
+    }
+}

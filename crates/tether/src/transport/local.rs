@@ -48,7 +48,11 @@ pub(crate) fn connect(addr: &SockAddr, bound: Option<Socket>) -> Result<Stream, 
     let os = os_addr(addr)?;
     let sock = match bound {
         Some(sock) if sock.domain().ok() == Some(Domain::UNIX) => sock,
-        Some(_) => return Err(OpenError::Mismatch("a TCP-bound socket cannot connect to a unix: address")),
+        Some(_) => {
+            return Err(OpenError::Mismatch(
+                "a TCP-bound socket cannot connect to a unix: address",
+            ))
+        }
         None => new_socket(Domain::UNIX, None)?,
     };
     start_connect(&sock, &os)?;
@@ -66,7 +70,10 @@ fn clear_stale(path: &Path) -> io::Result<()> {
     if !meta.file_type().is_socket() {
         return Err(io::Error::new(
             io::ErrorKind::AlreadyExists,
-            format!("{} exists and is not a socket; tether never replaces it", path.display()),
+            format!(
+                "{} exists and is not a socket; tether never replaces it",
+                path.display()
+            ),
         ));
     }
     let probe = Socket::new(Domain::UNIX, socket2::Type::STREAM, None)?;

@@ -213,7 +213,10 @@ pub(crate) fn bind(addr: &SockAddr) -> Result<socket2::Socket, OpenError> {
 }
 
 /// Start a non-blocking connect to `addr`, from `bound` if the caller bound first.
-pub(crate) fn connect(addr: &SockAddr, bound: Option<socket2::Socket>) -> Result<Stream, OpenError> {
+pub(crate) fn connect(
+    addr: &SockAddr,
+    bound: Option<socket2::Socket>,
+) -> Result<Stream, OpenError> {
     match Kind::of(addr) {
         Kind::Tcp => tcp::connect(addr, bound),
         Kind::Local => local::connect(addr, bound),
@@ -228,7 +231,10 @@ pub(crate) fn listen(sock: socket2::Socket, kind: Kind) -> io::Result<Listener> 
         Kind::Tcp => Ok(Listener::Tcp(mio::net::TcpListener::from_std(sock.into()))),
         Kind::Local => {
             let path = sock.local_addr()?.as_pathname().map(|p| p.to_path_buf());
-            Ok(Listener::Local(mio::net::UnixListener::from_std(sock.into()), path))
+            Ok(Listener::Local(
+                mio::net::UnixListener::from_std(sock.into()),
+                path,
+            ))
         }
     }
 }
@@ -246,8 +252,12 @@ pub(crate) enum OpenError {
     Mismatch(&'static str),
 }
 
-pub(crate) fn new_socket(domain: socket2::Domain, protocol: Option<socket2::Protocol>) -> Result<socket2::Socket, OpenError> {
-    let sock = socket2::Socket::new(domain, socket2::Type::STREAM, protocol).map_err(OpenError::Open)?;
+pub(crate) fn new_socket(
+    domain: socket2::Domain,
+    protocol: Option<socket2::Protocol>,
+) -> Result<socket2::Socket, OpenError> {
+    let sock =
+        socket2::Socket::new(domain, socket2::Type::STREAM, protocol).map_err(OpenError::Open)?;
     sock.set_nonblocking(true).map_err(OpenError::Open)?;
     Ok(sock)
 }

@@ -1,0 +1,304 @@
+//! Shared test fixtures: a user that records every callback and runs a hook,
+//! and helpers to run a loop against a peer written with plain std::net.
+#![allow(dead_code, unreachable_pub)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tether::{
+    Admission, Closed, Cx, DiscardMethod, IoMux, PeerInfo, Reason, SockAddr, SocketId, SocketUser,
+};
+
+/// One callback, as recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Ev {
+    Bound(SockAddr),
+    Incoming(Option<SockAddr>),
+    Connected,
+    Accepted,
+    Sent,
+    Received(Vec<u8>),
+    PeerShutdown,
+    Closed(Done),
+}
+
+/// What `on_closed` said, owned.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Done {
+    pub reason: Reason,
+    pub unsent: u64,
+    pub unread: u64,
+    pub error: Option<String>,
+    pub os_error: Option<i32>,
+    pub discard: Option<DiscardMethod>,
+}
+
+/// Everything every socket of a loop reported, in order.
+#[derive(Debug, Default)]
+pub struct Log {
+    pub events: Vec<(SocketId, Ev)>,
+    /// Set by `run_for` when its deadline stopped the loop.
+    pub timed_out: bool,
+}
+
+impl Log {
+    pub fn of(&self, s: SocketId) -> Vec<Ev> {
+        self.events
+            .iter()
+            .filter(|(id, _)| *id == s)
+            .map(|(_, e)| e.clone())
+            .collect()
+    }
+
+    /// The close record of `s`; panics if it never closed.
+    pub fn closed(&self, s: SocketId) -> Done {
+        self.events
+            .iter()
+            .find_map(|(id, e)| match e {
+                Ev::Closed(d) if *id == s => Some(d.clone()),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("{s} never closed: {:?}", self.of(s)))
+    }
+
+    /// All bytes `s` received, concatenated.
+    pub fn received(&self, s: SocketId) -> Vec<u8> {
+        self.of(s)
+            .into_iter()
+            .filter_map(|e| match e {
+                Ev::Received(d) => Some(d),
+                _ => None,
+            })
+            .flatten()
+            .collect()
+    }
+
+    /// Sockets that were accepted, in order.
+    pub fn accepted(&self) -> Vec<SocketId> {
+        self.events
+            .iter()
+            .filter(|(_, e)| *e == Ev::Accepted)
+            .map(|(s, _)| *s)
+            .collect()
+    }
+}
+
+pub type Hook = Box<dyn FnMut(&mut Cx<Log>, SocketId, &Ev)>;
+pub type Factory = Box<dyn FnMut() -> Option<Rec>>;
+
+/// A user that records each callback into the loop's `Log`, then calls its hook.
+pub struct Rec {
+    hook: Hook,
+    accept: Option<Factory>,
+}
+
+impl Rec {
+    /// Records only.
+    pub fn quiet() -> Rec {
+        Rec::with(|_, _, _| {})
+    }
+
+    /// Records, then runs `hook` on every callback.
+    pub fn with(hook: impl FnMut(&mut Cx<Log>, SocketId, &Ev) + 'static) -> Rec {
+        Rec {
+            hook: Box::new(hook),
+            accept: None,
+        }
+    }
+
+    /// A listener that admits each peer with the user `make` returns (None: deny).
+    pub fn listener(make: impl FnMut() -> Option<Rec> + 'static) -> Rec {
+        Rec {
+            hook: Box::new(|_, _, _| {}),
+            accept: Some(Box::new(make)),
+        }
+    }
+
+    fn note(&mut self, cx: &mut Cx<Log>, s: SocketId, ev: Ev) {
+        cx.shared_mut().events.push((s, ev.clone()));
+        (self.hook)(cx, s, &ev);
+    }
+}
+
+impl SocketUser<Log> for Rec {
+    fn on_connected(&mut self, cx: &mut Cx<Log>, s: SocketId) {
+        self.note(cx, s, Ev::Connected)
+    }
+    fn on_bound(&mut self, cx: &mut Cx<Log>, s: SocketId, local: &SockAddr) {
+        self.note(cx, s, Ev::Bound(local.clone()))
+    }
+    fn on_incoming(&mut self, cx: &mut Cx<Log>, l: SocketId, peer: &PeerInfo) -> Admission<Log> {
+        self.note(cx, l, Ev::Incoming(peer.peer.clone()));
+        match self.accept.as_mut().and_then(|make| make()) {
+            Some(user) => Admission::Accept(Box::new(user)),
+            None => Admission::Deny,
+        }
+    }
+    fn on_accepted(&mut self, cx: &mut Cx<Log>, s: SocketId) {
+        self.note(cx, s, Ev::Accepted)
+    }
+    fn on_sent(&mut self, cx: &mut Cx<Log>, s: SocketId) {
+        self.note(cx, s, Ev::Sent)
+    }
+    fn on_received(&mut self, cx: &mut Cx<Log>, s: SocketId, data: &[u8]) {
+        self.note(cx, s, Ev::Received(data.to_vec()))
+    }
+    fn on_peer_shutdown(&mut self, cx: &mut Cx<Log>, s: SocketId, _farewell: Option<&[u8]>) {
+        self.note(cx, s, Ev::PeerShutdown)
+    }
+    fn on_closed(&mut self, cx: &mut Cx<Log>, s: SocketId, closed: &Closed) {
+        let done = Done {
+            reason: closed.reason,
+            unsent: closed.unsent,
+            unread: closed.unread,
+            error: closed.error.as_ref().map(|e| e.to_string()),
+            os_error: closed.error.as_ref().and_then(|e| e.raw_os_error()),
+            discard: closed.discard,
+        };
+        self.note(cx, s, Ev::Closed(done))
+    }
+}
+
+/// A new loop with an empty log.
+pub fn mux() -> IoMux<Log> {
+    IoMux::new(Log::default()).expect("event loop")
+}
+
+/// Run the loop until something terminates it, or `limit` passes (then
+/// `Log::timed_out` is set, which tests should treat as a failure).
+pub fn run_for(mux: &mut IoMux<Log>, limit: Duration) {
+    let guard = mux.set_timer(limit, |cx| {
+        cx.shared_mut().timed_out = true;
+        cx.terminate();
+    });
+    mux.run().expect("loop runs");
+    mux.cancel_timer(guard);
+}
+
+/// The TCP address a listener got.
+pub fn inet(mux: &IoMux<Log>, s: SocketId) -> SocketAddr {
+    match mux.local_addr(s) {
+        Some(SockAddr::Inet(a)) => a,
+        other => panic!("{s} has no inet address: {other:?}"),
+    }
+}
+
+/// A fresh Unix socket path in its own temporary directory (kept alive by the
+/// returned guard).
+pub fn unix_path() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("sock");
+    (dir, path)
+}
+
+/// The two stream transports every lifecycle test runs over.
+#[derive(Debug, Clone, Copy)]
+pub enum Transport {
+    Tcp,
+    Local,
+}
+
+/// A listening address for `t` plus whatever keeps it valid.
+pub struct Spot {
+    pub addr: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Transport {
+    pub fn spot(self) -> Spot {
+        match self {
+            Transport::Tcp => Spot {
+                addr: "127.0.0.1:0".into(),
+                _dir: None,
+            },
+            Transport::Local => {
+                let (dir, path) = unix_path();
+                Spot {
+                    addr: format!("unix:{}", path.display()),
+                    _dir: Some(dir),
+                }
+            }
+        }
+    }
+}
+
+/// A blocking std peer of either transport, for checking the wire.
+pub enum Peer {
+    Tcp(std::net::TcpStream),
+    Local(std::os::unix::net::UnixStream),
+}
+
+impl Peer {
+    /// Connect to where listener `l` of `mux` listens.
+    pub fn connect(mux: &IoMux<Log>, l: SocketId) -> Peer {
+        match mux.local_addr(l).expect("listener address") {
+            SockAddr::Inet(a) => Peer::Tcp(std::net::TcpStream::connect(a).expect("connect")),
+            SockAddr::Unix(p) => {
+                Peer::Local(std::os::unix::net::UnixStream::connect(p).expect("connect"))
+            }
+            other => panic!("cannot reach {other}"),
+        }
+    }
+
+    pub fn set_read_timeout(&self, t: Option<Duration>) {
+        match self {
+            Peer::Tcp(s) => s.set_read_timeout(t).unwrap(),
+            Peer::Local(s) => s.set_read_timeout(t).unwrap(),
+        }
+    }
+
+    pub fn shutdown_write(&self) {
+        match self {
+            Peer::Tcp(s) => s.shutdown(std::net::Shutdown::Write).unwrap(),
+            Peer::Local(s) => s.shutdown(std::net::Shutdown::Write).unwrap(),
+        }
+    }
+}
+
+impl std::io::Read for Peer {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Peer::Tcp(s) => s.read(buf),
+            Peer::Local(s) => s.read(buf),
+        }
+    }
+}
+
+impl std::io::Write for Peer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Peer::Tcp(s) => s.write(buf),
+            Peer::Local(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+// ----- appended for failures.rs, misuse.rs and mux.rs -----
+
+impl Log {
+    /// True once `s` had its `on_closed`.
+    pub fn is_closed(&self, s: SocketId) -> bool {
+        self.events.iter().any(|(id, e)| *id == s && matches!(e, Ev::Closed(_)))
+    }
+
+    /// How many times `s` had its `on_closed` (exactly once is the rule).
+    pub fn close_count(&self, s: SocketId) -> usize {
+        self.events.iter().filter(|(id, e)| *id == s && matches!(e, Ev::Closed(_))).count()
+    }
+}
+
+/// Run the loop until `done` holds for the log (checked every 2 ms), then
+/// terminate it; past `limit`, stop with `Log::timed_out` set, as `run_for` does.
+pub fn run_until(mux: &mut IoMux<Log>, limit: Duration, done: impl Fn(&Log) -> bool + 'static) {
+    let tick = mux.set_interval(Duration::from_millis(2), move |cx| {
+        if done(cx.shared()) {
+            cx.terminate();
+        }
+    });
+    run_for(mux, limit);
+    mux.cancel_timer(tick);
+}
