@@ -698,8 +698,9 @@ impl Lifecycle {
         self.phase = Phase::Done(reason);
         self.drop_held();
         // A terminal action replaces draining and timers. A FIN decided in the
-        // same step survives a release (it must precede it), never an abort.
-        let fin = if action == A_RELEASE {
+        // same step survives a graceful end (it must precede the release), never
+        // an abort or a failure: a dead connection is not sent one.
+        let fin = if reason.is_graceful() {
             self.actions & A_FIN
         } else {
             0

@@ -10,7 +10,7 @@ use slab::Slab;
 use tether_proto::{Lifecycle, Reason, SockAddr, State};
 
 use crate::handle::{MuxHandle, Remote};
-use crate::slot::{SendQueue, Slot, Want};
+use crate::slot::{find, SendQueue, Slot, Want};
 use crate::timer::{TimerId, Timers};
 use crate::transport::{self, Io, Kind, OpenError};
 use crate::{ApiError, Error, RecvMode, SocketUser};
@@ -119,9 +119,7 @@ impl<S: 'static> Cx<S> {
     }
 
     pub(crate) fn slot_mut(&mut self, s: SocketId) -> Option<&mut Slot<S>> {
-        self.slots
-            .get_mut(s.idx as usize)
-            .filter(|slot| slot.gen == s.gen)
+        find(&mut self.slots, s)
     }
 
     fn live(&mut self, s: SocketId) -> Result<&mut Slot<S>, ApiError> {
@@ -161,9 +159,8 @@ impl<S: 'static> Cx<S> {
     /// Shorthand: a new stream socket bound to `addr` and listening.
     pub fn listen_on(&mut self, addr: &str, user: impl SocketUser<S> + 'static) -> SocketId {
         let s = self.stream(user);
-        if self.bind(s, addr).is_ok() && self.state(s) == State::NotConnected {
-            let _ = self.listen(s);
-        }
+        // A failed bind closes the socket, and listen then refuses: nothing to do.
+        let _ = self.bind(s, addr).and_then(|()| self.listen(s));
         s
     }
 

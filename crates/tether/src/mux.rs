@@ -12,7 +12,7 @@ use tether_proto::{Action, Event, Lifecycle, Reason, State};
 
 use crate::cx::{connect_reason, Task};
 use crate::handle::{MuxHandle, Posted, Remote};
-use crate::slot::Want;
+use crate::slot::{find, Want};
 use crate::timer::Target;
 use crate::transport::{Io, Kind, Listener, Stream};
 use crate::{
@@ -222,11 +222,7 @@ impl<S: 'static> Cx<S> {
 
     /// Carry out what the lifecycle asks, and queue what it reports.
     pub(crate) fn settle(&mut self, s: SocketId) {
-        let Some(slot) = self
-            .slots
-            .get_mut(s.idx as usize)
-            .filter(|slot| slot.gen == s.gen)
-        else {
+        let Some(slot) = find(&mut self.slots, s) else {
             return;
         };
         while let Some(action) = slot.life.poll_action() {
@@ -241,7 +237,7 @@ impl<S: 'static> Cx<S> {
                     if let Io::Stream(stream) = &slot.io {
                         io_log!(trace, stream.kind(), socket = %s, "FIN");
                         if let Err(e) = stream.shutdown_write() {
-                            slot.end().error = Some(Error::Io(e));
+                            slot.end().error.get_or_insert(Error::Io(e));
                             slot.life.fail(Reason::Lost);
                         }
                     }
@@ -366,12 +362,7 @@ impl<S: 'static> Cx<S> {
 
     /// Write what is queued, for as long as the kernel takes it.
     fn flush(&mut self, s: SocketId) {
-        // The slot and the task queue are borrowed side by side.
-        let Some(slot) = self
-            .slots
-            .get_mut(s.idx as usize)
-            .filter(|slot| slot.gen == s.gen)
-        else {
+        let Some(slot) = find(&mut self.slots, s) else {
             return;
         };
         let (Io::Stream(stream), Some(q)) = (&slot.io, slot.outq.as_mut()) else {

@@ -3,10 +3,11 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use slab::Slab;
 use tether_proto::Lifecycle;
 
 use crate::transport::Io;
-use crate::{DiscardMethod, Error, RecvMode, SocketUser};
+use crate::{DiscardMethod, Error, RecvMode, SocketId, SocketUser};
 
 /// How long `close()` may take before it resets, unless `set_linger` says
 /// otherwise: long enough for a slow peer to read a large last response.
@@ -31,6 +32,14 @@ pub(crate) struct Slot<S> {
     pub(crate) linger: Duration,
     /// How it ended, once it did.
     pub(crate) end: Option<Box<End>>,
+}
+
+/// The live slot `s` names. A free function rather than a method of `Cx`, so
+/// the slot can be borrowed beside the loop's other fields (tasks, timers).
+pub(crate) fn find<S>(slots: &mut Slab<Slot<S>>, s: SocketId) -> Option<&mut Slot<S>> {
+    slots
+        .get_mut(s.idx as usize)
+        .filter(|slot| slot.gen == s.gen)
 }
 
 /// A pending recv.

@@ -1,0 +1,2248 @@
+//! The connection lifecycle (DESIGN section 4), state by state.
+//!
+//! One module per public state, each with fixtures that build a [`Lifecycle`] in
+//! that state, and one test per command and input; `properties` drives random
+//! sequences against a byte-counting model. Every transition asserts the state, the
+//! exact actions and events, and the counters; refused commands and ignored inputs
+//! must leave the machine exactly as it was (compared through its `Debug` form).
+
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use tether_proto::{Action, Event, Lifecycle, Op, Reason, Refused, State};
+
+const LINGER: Duration = Duration::from_secs(5);
+const HOUR: Duration = Duration::from_secs(3600);
+
+/// The instant every test starts at (so the deadlines can be constants).
+fn t0() -> Instant {
+    static T0: OnceLock<Instant> = OnceLock::new();
+    *T0.get_or_init(Instant::now)
+}
+
+/// The linger deadline of a `close(t0(), LINGER)`.
+fn deadline() -> Instant {
+    t0() + LINGER
+}
+
+fn just_before_deadline() -> Instant {
+    deadline() - Duration::from_millis(1)
+}
+
+fn actions(l: &mut Lifecycle) -> Vec<Action> {
+    std::iter::from_fn(|| l.poll_action()).collect()
+}
+
+fn events(l: &mut Lifecycle) -> Vec<Event> {
+    std::iter::from_fn(|| l.poll_event()).collect()
+}
+
+/// Nothing pending: no action, no event.
+#[track_caller]
+fn assert_quiet(l: &mut Lifecycle) {
+    assert_eq!(actions(l), [], "unexpected actions");
+    assert_eq!(events(l), [], "unexpected events");
+}
+
+/// Everything the machine holds, private fields included.
+fn fingerprint(l: &Lifecycle) -> String {
+    format!("{l:?}")
+}
+
+/// The public view that a refusal or an ignored input must not change.
+fn counters(l: &Lifecycle) -> (State, Option<Reason>, u64, u64, bool, bool, bool) {
+    (
+        l.state(),
+        l.closed(),
+        l.unsent(),
+        l.unread(),
+        l.wants_input(),
+        l.is_draining(),
+        l.is_bound(),
+    )
+}
+
+/// `cmd` is refused with `Refused { op, state: <the current state> }` and changes
+/// nothing at all. `l` must be drained.
+#[track_caller]
+fn assert_refused(
+    l: &mut Lifecycle,
+    op: Op,
+    cmd: impl FnOnce(&mut Lifecycle) -> Result<(), Refused>,
+) {
+    let before = fingerprint(l);
+    let view = counters(l);
+    let state = l.state();
+    assert_eq!(cmd(l), Err(Refused { op, state }));
+    assert_eq!(
+        counters(l),
+        view,
+        "a refused {op:?} changed the public view"
+    );
+    assert_eq!(
+        fingerprint(l),
+        before,
+        "a refused {op:?} changed the machine"
+    );
+    assert_quiet(l);
+}
+
+/// bind, listen and connect are refused.
+#[track_caller]
+fn assert_setup_refused(l: &mut Lifecycle) {
+    assert_refused(l, Op::Bind, Lifecycle::bind);
+    assert_refused(l, Op::Listen, Lifecycle::listen);
+    assert_refused(l, Op::Connect, Lifecycle::connect);
+}
+
+/// `input` changes nothing at all and produces nothing. `l` must be drained.
+#[track_caller]
+fn assert_ignored(l: &mut Lifecycle, input: impl FnOnce(&mut Lifecycle)) {
+    let before = fingerprint(l);
+    let view = counters(l);
+    input(l);
+    assert_eq!(
+        counters(l),
+        view,
+        "an ignored input changed the public view"
+    );
+    assert_eq!(
+        fingerprint(l),
+        before,
+        "an ignored input changed the machine"
+    );
+    assert_quiet(l);
+}
+
+/// The socket closed with `reason`: it shows `NotConnected`, has no descriptor,
+/// wants no input and refuses every command.
+#[track_caller]
+fn assert_gone(l: &mut Lifecycle, reason: Reason) {
+    assert_eq!(l.state(), State::NotConnected);
+    assert_eq!(l.closed(), Some(reason));
+    assert!(!l.is_bound());
+    assert!(!l.wants_input());
+    assert_quiet(l);
+    assert_refused(l, Op::Send, |l| l.send(1));
+    assert_refused(l, Op::Close, |l| l.close(t0(), LINGER));
+}
+
+mod not_connected {
+    use super::*;
+
+    fn fresh() -> Lifecycle {
+        let mut l = Lifecycle::new();
+        assert_quiet(&mut l);
+        l
+    }
+
+    fn bound() -> Lifecycle {
+        let mut l = fresh();
+        l.bind().unwrap();
+        assert_quiet(&mut l);
+        l
+    }
+
+    /// A new socket and a bound one: both show `NotConnected`.
+    fn both() -> [Lifecycle; 2] {
+        [fresh(), bound()]
+    }
+
+    #[test]
+    fn new_socket_is_idle() {
+        let l = fresh();
+        assert_eq!(l.state(), State::NotConnected);
+        assert_eq!(l.closed(), None);
+        assert_eq!((l.unsent(), l.unread()), (0, 0));
+        assert!(!l.is_bound());
+        assert!(!l.wants_input());
+        assert!(!l.is_draining());
+        assert_eq!(fingerprint(&Lifecycle::default()), fingerprint(&l));
+    }
+
+    #[test]
+    fn bind_gets_a_descriptor_and_stays_not_connected() {
+        let mut l = fresh();
+        assert_eq!(l.bind(), Ok(()));
+        assert_quiet(&mut l);
+        assert_eq!(l.state(), State::NotConnected);
+        assert_eq!(l.closed(), None);
+        assert!(l.is_bound());
+        assert!(!l.wants_input());
+    }
+
+    #[test]
+    fn bind_twice_is_refused() {
+        assert_refused(&mut bound(), Op::Bind, Lifecycle::bind);
+    }
+
+    #[test]
+    fn listen_from_new_or_bound() {
+        for mut l in both() {
+            assert_eq!(l.listen(), Ok(()));
+            assert_quiet(&mut l);
+            assert_eq!(l.state(), State::Listening);
+            assert!(l.is_bound());
+        }
+    }
+
+    #[test]
+    fn connect_from_new_or_bound() {
+        for mut l in both() {
+            assert_eq!(l.connect(), Ok(()));
+            assert_quiet(&mut l);
+            assert_eq!(l.state(), State::Connecting);
+            assert!(l.is_bound());
+            assert_eq!(l.closed(), None);
+        }
+    }
+
+    #[test]
+    fn data_commands_are_refused() {
+        for mut l in both() {
+            assert_refused(&mut l, Op::Recv, |l| l.check_recv());
+            assert_refused(&mut l, Op::Send, |l| l.send(1));
+            assert_refused(&mut l, Op::Send, |l| l.send(0));
+            assert_refused(&mut l, Op::Shutdown, Lifecycle::shutdown);
+        }
+    }
+
+    #[test]
+    fn close_releases_normally() {
+        for mut l in both() {
+            assert_eq!(l.close(t0(), LINGER), Ok(()));
+            assert_eq!(actions(&mut l), [Action::Release]);
+            assert_eq!(events(&mut l), [Event::Closed(Reason::Normal)]);
+            assert!(!l.is_draining());
+            assert_gone(&mut l, Reason::Normal);
+        }
+    }
+
+    #[test]
+    fn reset_releases_without_rst() {
+        for mut l in both() {
+            assert_eq!(l.reset(), Ok(()));
+            assert_eq!(actions(&mut l), [Action::Release]);
+            assert_eq!(events(&mut l), [Event::Closed(Reason::Reset)]);
+            assert_gone(&mut l, Reason::Reset);
+        }
+    }
+
+    #[test]
+    fn discard_releases() {
+        for mut l in both() {
+            assert_eq!(l.discard(), Ok(()));
+            assert_eq!(actions(&mut l), [Action::Release]);
+            assert_eq!(events(&mut l), [Event::Closed(Reason::Discarded)]);
+            assert_gone(&mut l, Reason::Discarded);
+        }
+    }
+
+    #[test]
+    fn stop_releases() {
+        for mut l in both() {
+            l.stop();
+            assert_eq!(actions(&mut l), [Action::Release]);
+            assert_eq!(events(&mut l), [Event::Closed(Reason::Stopped)]);
+            assert_gone(&mut l, Reason::Stopped);
+        }
+    }
+
+    #[test]
+    fn fail_closes_with_the_given_reason() {
+        let cases = [
+            (fresh(), Reason::AddressInvalid),
+            (fresh(), Reason::OpenFailed),
+            (bound(), Reason::BindFailed),
+        ];
+        for (mut l, reason) in cases {
+            l.fail(reason);
+            assert_eq!(actions(&mut l), [Action::Release]);
+            assert_eq!(events(&mut l), [Event::Closed(reason)]);
+            assert_gone(&mut l, reason);
+        }
+    }
+
+    #[test]
+    fn connection_inputs_are_ignored() {
+        for mut l in both() {
+            assert_ignored(&mut l, Lifecycle::connected);
+            assert_ignored(&mut l, |l| l.wrote(3));
+            assert_ignored(&mut l, |l| l.read(3));
+            assert_ignored(&mut l, |l| l.delivered(3));
+            assert_ignored(&mut l, Lifecycle::drop_held);
+            assert_ignored(&mut l, Lifecycle::fin_known);
+            assert_ignored(&mut l, Lifecycle::eof);
+            assert_ignored(&mut l, |l| l.timeout(t0()));
+            assert_ignored(&mut l, |l| l.timeout(t0() + HOUR));
+        }
+    }
+}
+
+mod listening {
+    use super::*;
+
+    fn listening() -> Lifecycle {
+        let mut l = Lifecycle::new();
+        l.bind().unwrap();
+        l.listen().unwrap();
+        assert_quiet(&mut l);
+        l
+    }
+
+    #[test]
+    fn a_listener() {
+        let l = listening();
+        assert_eq!(l.state(), State::Listening);
+        assert_eq!(l.closed(), None);
+        assert!(l.is_bound());
+        assert!(!l.wants_input());
+        assert!(!l.is_draining());
+        assert_eq!((l.unsent(), l.unread()), (0, 0));
+    }
+
+    #[test]
+    fn setup_commands_are_refused() {
+        assert_setup_refused(&mut listening());
+    }
+
+    #[test]
+    fn data_commands_are_refused() {
+        let mut l = listening();
+        assert_refused(&mut l, Op::Recv, |l| l.check_recv());
+        assert_refused(&mut l, Op::Send, |l| l.send(4));
+        assert_refused(&mut l, Op::Shutdown, Lifecycle::shutdown);
+    }
+
+    #[test]
+    fn close_releases_normally() {
+        let mut l = listening();
+        assert_eq!(l.close(t0(), LINGER), Ok(()));
+        assert_eq!(actions(&mut l), [Action::Release]);
+        assert_eq!(events(&mut l), [Event::Closed(Reason::Normal)]);
+        assert_gone(&mut l, Reason::Normal);
+    }
+
+    #[test]
+    fn reset_releases_not_resets() {
+        let mut l = listening();
+        assert_eq!(l.reset(), Ok(()));
+        assert_eq!(actions(&mut l), [Action::Release]);
+        assert_eq!(events(&mut l), [Event::Closed(Reason::Reset)]);
+        assert_gone(&mut l, Reason::Reset);
+    }
+
+    #[test]
+    fn discard_releases() {
+        let mut l = listening();
+        assert_eq!(l.discard(), Ok(()));
+        assert_eq!(actions(&mut l), [Action::Release]);
+        assert_eq!(events(&mut l), [Event::Closed(Reason::Discarded)]);
+        assert_gone(&mut l, Reason::Discarded);
+    }
+
+    #[test]
+    fn stop_releases() {
+        let mut l = listening();
+        l.stop();
+        assert_eq!(actions(&mut l), [Action::Release]);
+        assert_eq!(events(&mut l), [Event::Closed(Reason::Stopped)]);
+        assert_gone(&mut l, Reason::Stopped);
+    }
+
+    #[test]
+    fn fail_closes_with_the_given_reason() {
+        for reason in [Reason::ListenFailed, Reason::AcceptFailed] {
+            let mut l = listening();
+            l.fail(reason);
+            assert_eq!(actions(&mut l), [Action::Release]);
+            assert_eq!(events(&mut l), [Event::Closed(reason)]);
+            assert_gone(&mut l, reason);
+        }
+    }
+
+    #[test]
+    fn connection_inputs_are_ignored() {
+        let mut l = listening();
+        assert_ignored(&mut l, Lifecycle::connected);
+        assert_ignored(&mut l, |l| l.wrote(3));
+        assert_ignored(&mut l, |l| l.read(3));
+        assert_ignored(&mut l, |l| l.delivered(3));
+        assert_ignored(&mut l, Lifecycle::drop_held);
+        assert_ignored(&mut l, Lifecycle::fin_known);
+        assert_ignored(&mut l, Lifecycle::eof);
+        assert_ignored(&mut l, |l| l.timeout(t0()));
+        assert_ignored(&mut l, |l| l.timeout(t0() + HOUR));
+    }
+}
+
+mod connecting {
+    use super::*;
+
+    pub(super) fn connecting() -> Lifecycle {
+        let mut l = Lifecycle::new();
+        l.connect().unwrap();
+        assert_quiet(&mut l);
+        l
+    }
+
+    /// Connecting, with `n` bytes accepted that wait for the connection.
+    fn connecting_with_queued(n: usize) -> Lifecycle {
+        let mut l = connecting();
+        l.send(n).unwrap();
+        assert_quiet(&mut l);
+        assert_eq!(l.unsent(), n as u64);
+        l
+    }
+
+    #[test]
+    fn a_connect_in_progress() {
+        let l = connecting();
+        assert_eq!(l.state(), State::Connecting);
+        assert_eq!(l.closed(), None);
+        assert!(l.is_bound());
+        assert!(!l.wants_input());
+        assert!(!l.is_draining());
+        assert_eq!(l.check_recv(), Ok(()));
+    }
+
+    #[test]
+    fn setup_commands_are_refused() {
+        assert_setup_refused(&mut connecting());
+        assert_setup_refused(&mut connecting_with_queued(3));
+    }
+
+    #[test]
+    fn send_queues_until_connected() {
+        let mut l = connecting();
+        assert_eq!(l.send(3), Ok(()));
+        assert_eq!(l.send(4), Ok(()));
+        assert_quiet(&mut l);
+        assert_eq!(l.unsent(), 7);
+        assert_eq!(l.state(), State::Connecting);
+
+        l.connected();
+        assert_eq!(actions(&mut l), []);
+        assert_eq!(events(&mut l), [Event::Connected]);
+        assert_eq!(l.state(), State::Connected);
+        assert_eq!(l.unsent(), 7);
+        assert!(l.wants_input());
+
+        l.wrote(7);
+        assert_quiet(&mut l);
+        assert_eq!(l.unsent(), 0);
+    }
+
+    #[test]
+    fn connected_is_reported_once() {
+        let mut l = connecting();
+        l.connected();
+        assert_eq!(events(&mut l), [Event::Connected]);
+        assert_eq!(actions(&mut l), []);
+        assert_ignored(&mut l, Lifecycle::connected);
+    }
+
+    #[test]
+    fn bytes_read_before_connected_are_held() {
+        let mut l = connecting();
+        l.read(3);
+        assert_quiet(&mut l);
+        assert_eq!(l.unread(), 3);
+        l.connected();
+        assert_eq!(events(&mut l), [Event::Connected]);
+        l.delivered(3);
+        assert_eq!(l.unread(), 0);
+    }
+
+    #[test]
+    fn shutdown_waits_for_the_connection() {
+        let mut l = connecting();
+        assert_eq!(l.shutdown(), Ok(()));
+        assert_quiet(&mut l);
+        assert_eq!(l.state(), State::Connecting);
+        assert_refused(&mut l, Op::Send, |l| l.send(1));
+        assert_refused(&mut l, Op::Shutdown, Lifecycle::shutdown);
+
+        l.connected();
+        assert_eq!(actions(&mut l), [Action::SendFin]);
+        assert_eq!(events(&mut l), [Event::Connected]);
+        assert_eq!(l.state(), State::NoSend);
+    }
+
+    #[test]
+    fn shutdown_with_queued_data_waits_for_it() {
+        let mut l = connecting_with_queued(5);
+        assert_eq!(l.shutdown(), Ok(()));
+        assert_quiet(&mut l);
+
+        l.connected();
+        assert_eq!(actions(&mut l), []);
+        assert_eq!(events(&mut l), [Event::Connected]);
+        assert_eq!(l.state(), State::NoSend);
+        assert_eq!(l.unsent(), 5);
+
+        l.wrote(2);
+        assert_quiet(&mut l);
+        l.wrote(3);
+        assert_eq!(actions(&mut l), [Action::SendFin]);
+        assert_eq!(events(&mut l), []);
+        assert_eq!(l.unsent(), 0);
+    }
+
+    #[test]
+    fn close_sends_queued_data_after_connected_then_fin() {
+        let mut l = connecting_with_queued(5);
+        assert_eq!(l.close(t0(), LINGER), Ok(()));
+        assert_eq!(
+            actions(&mut l),
+            [Action::ArmTimer(deadline()), Action::DrainInput]
+        );
+        assert_eq!(events(&mut l), []);
+        assert_eq!(l.state(), State::Closing);
+        assert!(l.is_draining());
+        assert!(!l.wants_input());
+        assert_eq!(l.unsent(), 5);
+        assert_refused(&mut l, Op::Recv, |l| l.check_recv());
+        assert_refused(&mut l, Op::Send, |l| l.send(1));
+        assert_refused(&mut l, Op::Shutdown, Lifecycle::shutdown);
+        assert_refused(&mut l, Op::Close, |l| l.close(t0(), LINGER));
+        assert_setup_refused(&mut l);
+
+        l.connected();
+        assert_eq!(actions(&mut l), []);
+        assert_eq!(events(&mut l), [Event::Connected]);
+        assert_eq!(l.state(), State::Closing);
+        assert!(l.wants_input());
+
+        l.wrote(5);
+        assert_eq!(actions(&mut l), [Action::SendFin]);
+        assert_eq!(events(&mut l), []);
+
+        l.eof();
+        assert_eq!(actions(&mut l), [Action::Release]);
+        assert_eq!(events(&mut l), [Event::Closed(Reason::Normal)]);
+        assert_eq!((l.unsent(), l.unread()), (0, 0));
+        assert_gone(&mut l, Reason::Normal);
+    }
+
+    #[test]
+    fn close_without_data_sends_fin_at_connected() {
+        let mut l = connecting();
+        l.close(t0(), LINGER).unwrap();
+        assert_eq!(
+            actions(&mut l),
+            [Action::ArmTimer(deadline()), Action::DrainInput]
+        );
+        l.connected();
+        assert_eq!(actions(&mut l), [Action::SendFin]);
+        assert_eq!(events(&mut l), [Event::Connected]);
+    }
+
+    #[test]
+    fn close_that_never_connects_times_out() {
+        let mut l = connecting_with_queued(4);
+        l.close(t0(), LINGER).unwrap();
+        actions(&mut l);
+        assert_ignored(&mut l, |l| l.timeout(just_before_deadline()));
+        l.timeout(deadline());
+        assert_eq!(actions(&mut l), [Action::Reset]);
+        assert_eq!(events(&mut l), [Event::Closed(Reason::LingerTimeout)]);
+        assert_eq!(l.unsent(), 4);
+        assert_gone(&mut l, Reason::LingerTimeout);
+    }
+
+    #[test]
+    fn reset_counts_queued_as_unsent() {
+        let mut l = connecting_with_queued(6);
+        assert_eq!(l.reset(), Ok(()));
+        assert_eq!(actions(&mut l), [Action::Reset]);
+        assert_eq!(events(&mut l), [Event::Closed(Reason::Reset)]);
+        assert_eq!((l.unsent(), l.unread()), (6, 0));
+        assert_gone(&mut l, Reason::Reset);
+    }
+
+    #[test]
+    fn discard_counts_queued_as_unsent() {
+        let mut l = connecting_with_queued(6);
+        assert_eq!(l.discard(), Ok(()));
+        assert_eq!(actions(&mut l), [Action::Discard]);
+        assert_eq!(events(&mut l), [Event::Closed(Reason::Discarded)]);
+        assert_eq!(l.unsent(), 6);
+        assert_gone(&mut l, Reason::Discarded);
+    }
+
+    #[test]
+    fn stop_resets() {
+        let mut l = connecting_with_queued(1);
+        l.stop();
+        assert_eq!(actions(&mut l), [Action::Reset]);
+        assert_eq!(events(&mut l), [Event::Closed(Reason::Stopped)]);
+        assert_eq!(l.unsent(), 1);
+        assert_gone(&mut l, Reason::Stopped);
+    }
+
+    #[test]
+    fn fail_closes_with_the_given_reason() {
+        for reason in [Reason::ConnectRejected, Reason::ConnectFailed] {
+            let mut l = connecting_with_queued(2);
+            l.fail(reason);
+            assert_eq!(actions(&mut l), [Action::Release]);
+            assert_eq!(events(&mut l), [Event::Closed(reason)]);
+            assert_eq!(l.unsent(), 2);
+            assert_gone(&mut l, reason);
+        }
+    }
+
+    #[test]
+    fn peer_and_time_inputs_are_ignored() {
+        let mut l = connecting_with_queued(2);
+        assert_ignored(&mut l, Lifecycle::fin_known);
+        assert_ignored(&mut l, Lifecycle::eof);
+        assert_ignored(&mut l, |l| l.delivered(3));
+        assert_ignored(&mut l, Lifecycle::drop_held);
+        assert_ignored(&mut l, |l| l.timeout(t0()));
+        assert_ignored(&mut l, |l| l.timeout(t0() + HOUR));
+    }
+}
+
+mod connected {
+    use super::*;
+
+    /// Dialed: connect, then connected (its Connected event drained).
+    pub(super) fn connected() -> Lifecycle {
+        let mut l = Lifecycle::new();
+        l.connect().unwrap();
+        l.connected();
+        assert_eq!(actions(&mut l), []);
+        assert_eq!(events(&mut l), [Event::Connected]);
+        assert_eq!(l.state(), State::Connected);
+        l
+    }
+
+    /// Taken from a listener: no Connected event.
+    fn accepted() -> Lifecycle {
+        let mut l = Lifecycle::accepted();
+        assert_quiet(&mut l);
+        l
+    }
+
+    fn both() -> [Lifecycle; 2] {
+        [connected(), accepted()]
+    }
+
+    #[test]
+    fn both_directions_open() {
+        for mut l in both() {
+            assert_eq!(l.state(), State::Connected);
+            assert_eq!(l.closed(), None);
+            assert!(l.is_bound());
+            assert!(l.wants_input());
+            assert!(!l.is_draining());
+            assert_eq!(l.check_recv(), Ok(()));
+            assert_eq!((l.unsent(), l.unread()), (0, 0));
+            assert_setup_refused(&mut l);
+        }
+    }
+
+    #[test]
+    fn send_and_wrote_count_unsent() {
+        for mut l in both() {
+            assert_eq!(l.send(10), Ok(()));
+            assert_quiet(&mut l);
+            assert_eq!(l.unsent(), 10);
+            l.wrote(4);
+            assert_quiet(&mut l);
+            assert_eq!(l.unsent(), 6);
+            l.wrote(6);
+            assert_quiet(&mut l);
+            assert_eq!(l.unsent(), 0);
+            assert_eq!(l.state(), State::Connected);
+        }
+    }
+
+    #[test]
+    fn read_delivered_and_drop_held_count_unread() {
+        for mut l in both() {
+            l.read(7);
+            assert_quiet(&mut l);
+            assert_eq!(l.unread(), 7, "held bytes count until delivered");
+            l.delivered(3);
+            assert_eq!(l.unread(), 4);
+            l.drop_held();
+            assert_eq!(l.unread(), 4, "dropped bytes stay counted");
+            l.read(2);
+            l.delivered(2);
+            assert_eq!(l.unread(), 4);
+            assert_quiet(&mut l);
+            assert_eq!(l.state(), State::Connected);
+        }
+    }
+
+    #[test]
+    fn shutdown_with_nothing_queued_sends_fin_at_once() {
+        for mut l in both() {
+            assert_eq!(l.shutdown(), Ok(()));
+            assert_eq!(actions(&mut l), [Action::SendFin]);
+            assert_eq!(events(&mut l), []);
+            assert_eq!(l.state(), State::NoSend);
+            assert_refused(&mut l, Op::Send, |l| l.send(1));
+        }
+    }
+
+    /// Rule 1.
+    #[test]
+    fn shutdown_sends_fin_only_after_the_last_queued_byte() {
+        let mut l = connected();
+        l.send(8).unwrap();
+        assert_eq!(l.shutdown(), Ok(()));
+        assert_quiet(&mut l);
+        assert_eq!(l.state(), State::NoSend);
+        assert_eq!(l.unsent(), 8);
+        assert_refused(&mut l, Op::Send, |l| l.send(1));
+        l.wrote(5);
+        assert_quiet(&mut l);
+        l.wrote(3);
+        assert_eq!(actions(&mut l), [Action::SendFin]);
+        assert_eq!(events(&mut l), []);
+        l.wrote(0);
+        assert_quiet(&mut l);
+    }
+
+    /// Rule 2.
+    #[test]
+    fn fin_known_shows_no_recv_without_an_event() {
+        for mut l in both() {
+            l.fin_known();
+            assert_quiet(&mut l);
+            assert_eq!(l.state(), State::NoRecv);
+            assert!(l.wants_input());
+            assert_eq!(l.check_recv(), Ok(()));
+        }
+    }
+
+    #[test]
+    fn eof_reports_peer_shutdown() {
+        for mut l in both() {
+            l.eof();
+            assert_eq!(actions(&mut l), []);
+            assert_eq!(events(&mut l), [Event::PeerShutdown]);
+            assert_eq!(l.state(), State::NoRecv);
+            assert!(!l.wants_input());
+            assert_refused(&mut l, Op::Recv, |l| l.check_recv());
+        }
+    }
+
+    #[test]
+    fn eof_counts_bytes_still_held_as_unread() {
+        let mut l = connected();
+        l.read(5);
+        l.delivered(2);
+        l.eof();
+        assert_eq!(events(&mut l), [Event::PeerShutdown]);
+        assert_eq!(l.unread(), 3);
+        l.delivered(3);
+        assert_eq!(l.unread(), 3, "nothing is held after eof");
+    }
+
+    /// Rules 5 and 6.
+    #[test]
+    fn close_with_unread_input_drains_and_does_not_reset() {
+        for mut l in both() {
+            l.read(4);
+            assert_eq!(l.close(t0(), LINGER), Ok(()));
+            assert_eq!(
+                actions(&mut l),
+                [
+                    Action::ArmTimer(deadline()),
+                    Action::DrainInput,
+                    Action::SendFin
+                ]
+            );
+            assert_eq!(events(&mut l), []);
+            assert_eq!(l.state(), State::Closing);
+            assert_eq!(l.unread(), 4);
+            assert!(l.is_draining());
+            assert!(l.wants_input());
+            // The held bytes were thrown away: the user can no longer get them.
+            assert_ignored(&mut l, |l| l.delivered(4));
+            assert_eq!(l.unread(), 4);
+        }
+    }
+
+    /// A FIN decided but not yet carried out never precedes an RST.
+    #[test]
+    fn an_abort_drops_a_pending_fin() {
+        let abort: [fn(&mut Lifecycle); 3] = [
+            |l| l.reset().unwrap(),
+            |l| l.discard().unwrap(),
+            Lifecycle::stop,
+        ];
+        let terminal = [Action::Reset, Action::Discard, Action::Reset];
+        for (abort, terminal) in abort.into_iter().zip(terminal) {
+            let mut l = connected();
+            l.send(2).unwrap();
+            l.shutdown().unwrap();
+            l.wrote(2); // SendFin pending, not polled
+            abort(&mut l);
+            assert_eq!(actions(&mut l), [terminal]);
+            assert_eq!(events(&mut l).len(), 1);
+            assert_eq!(l.unsent(), 0);
+        }
+    }
+
+    #[test]
+    fn close_with_queued_data_sends_fin_after_it() {
+        let mut l = connected();
+        l.send(3).unwrap();
+        l.close(t0(), LINGER).unwrap();
+        assert_eq!(
+            actions(&mut l),
+            [Action::ArmTimer(deadline()), Action::DrainInput]
+        );
+        l.wrote(3);
+        assert_eq!(actions(&mut l), [Action::SendFin]);
+        assert_eq!(events(&mut l), []);
+        assert_eq!(l.state(), State::Closing);
+    }
+
+    /// Rule 5.
+    #[test]
+    fn reset_counts_everything_dropped() {
+        for mut l in both() {
+            l.send(7).unwrap();
+            l.read(2);
+            assert_eq!(l.reset(), Ok(()));
+            assert_eq!(actions(&mut l), [Action::Reset]);
+            assert_eq!(events(&mut l), [Event::Closed(Reason::Reset)]);
+            assert_eq!((l.unsent(), l.unread()), (7, 2));
+            assert_gone(&mut l, Reason::Reset);
+        }
+    }
+
+    #[test]
+    fn discard_counts_everything_dropped() {
+        let mut l = connected();
+        l.send(7).unwrap();
+        l.read(2);
+        assert_eq!(l.discard(), Ok(()));
+        assert_eq!(actions(&mut l), [Action::Discard]);
+        assert_eq!(events(&mut l), [Event::Closed(Reason::Discarded)]);
+        assert_eq!((l.unsent(), l.unread()), (7, 2));
+        assert_gone(&mut l, Reason::Discarded);
+    }
+
+    #[test]
+    fn stop_resets() {
+        let mut l = accepted();
+        l.read(1);
+        l.stop();
+        assert_eq!(actions(&mut l), [Action::Reset]);
+        assert_eq!(events(&mut l), [Event::Closed(Reason::Stopped)]);
+        assert_eq!(l.unread(), 1);
+        assert_gone(&mut l, Reason::Stopped);
+    }
+
+    #[test]
+    fn fail_lost_with_queued_bytes_counts_them_unsent() {
+        let mut l = connected();
+        l.send(9).unwrap();
+        l.wrote(4);
+        l.fail(Reason::Lost);
+        assert_eq!(actions(&mut l), [Action::Release]);
+        assert_eq!(events(&mut l), [Event::Closed(Reason::Lost)]);
+        assert_eq!((l.unsent(), l.unread()), (5, 0));
+        assert_gone(&mut l, Reason::Lost);
+    }
+
+    #[test]
+    fn connected_and_timeouts_are_ignored() {
+        for mut l in both() {
+            assert_ignored(&mut l, Lifecycle::connected);
+            assert_ignored(&mut l, |l| l.timeout(t0()));
+            assert_ignored(&mut l, |l| l.timeout(t0() + HOUR));
+        }
+    }
+}
+
+mod no_send {
+    use super::connected::connected;
+    use super::*;
+
+    /// Our FIN is out; the peer still sends.
+    pub(super) fn no_send() -> Lifecycle {
+        let mut l = connected();
+        l.shutdown().unwrap();
+        assert_eq!(actions(&mut l), [Action::SendFin]);
+        assert_eq!(events(&mut l), []);
+        assert_eq!(l.state(), State::NoSend);
+        l
+    }
+
+    /// Shut down with `n` bytes still queued: the FIN waits for them.
+    fn no_send_queued(n: usize) -> Lifecycle {
+        let mut l = connected();
+        l.send(n).unwrap();
+        l.shutdown().unwrap();
+        assert_quiet(&mut l);
+        assert_eq!(l.state(), State::NoSend);
+        assert_eq!(l.unsent(), n as u64);
+        l
+    }
+
+    /// A FIN decided but not yet carried out is dropped when the connection
+    /// fails in the same breath: a dead connection is not sent one.
+    #[test]
+    fn failure_drops_an_undelivered_fin() {
+        let mut l = no_send_queued(3);
+        l.wrote(3);
+        l.fail(Reason::Lost);
+        assert_eq!(actions(&mut l), [Action::Release]);
+        assert_eq!(events(&mut l), [Event::Closed(Reason::Lost)]);
+    }
+
+    #[test]
+    fn still_receives() {
+        for l in [no_send(), no_send_queued(3)] {
+            assert_eq!(l.state(), State::NoSend);
+            assert!(l.wants_input());
+            assert!(!l.is_draining());
+            assert_eq!(l.check_recv(), Ok(()));
+            assert_eq!(l.closed(), None);
+        }
+    }
+
+    /// Rule 1: nothing accepted after shutdown.
+    #[test]
+    fn send_shutdown_and_setup_are_refused() {
+        for mut l in [no_send(), no_send_queued(3)] {
+            assert_refused(&mut l, Op::Send, |l| l.send(1));
+            assert_refused(&mut l, Op::Send, |l| l.send(0));
+            assert_refused(&mut l, Op::Shutdown, Lifecycle::shutdown);
+            assert_setup_refused(&mut l);
+        }
+    }
+
+    /// Rule 1.
+    #[test]
+    fn fin_goes_out_once_after_the_last_queued_byte() {
+        let mut l = no_send_queued(6);
+        l.wrote(1);
+        assert_quiet(&mut l);
+        l.wrote(4);
+        assert_quiet(&mut l);
+        assert_eq!(l.unsent(), 1);
+        l.wrote(1);
+        assert_eq!(actions(&mut l), [Action::SendFin]);
+        assert_eq!(events(&mut l), []);
+        assert_eq!(l.unsent(), 0);
+        assert_ignored(&mut l, |l| l.wrote(0));
+    }
+
+    #[test]
+    fn read_and_delivered_count() {
+        let mut l = no_send();
+        l.read(3);
+        assert_eq!(l.unread(), 3);
+        l.delivered(3);
+        assert_eq!(l.unread(), 0);
+        l.read(2);
+        l.drop_held();
+        assert_eq!(l.unread(), 2);
+        assert_quiet(&mut l);
+    }
+
+    /// Rule 2.
+    #[test]
+    fn fin_known_shows_no_send_recv() {
+        let mut l = no_send();
+        l.fin_known();
+        assert_quiet(&mut l);
+        assert_eq!(l.state(), State::NoSendRecv);
+        assert!(l.wants_input());
+    }
+
+    /// Rules 3 and 7: we began, the peer's end finishes the socket.
+    #[test]
+    fn eof_after_our_fin_closes_normally() {
+        let mut l = no_send();
+        l.eof();
+        assert_eq!(actions(&mut l), [Action::Release]);
+        assert_eq!(
+            events(&mut l),
+            [Event::PeerShutdown, Event::Closed(Reason::Normal)]
+        );
+        assert_gone(&mut l, Reason::Normal);
+    }
+
+    /// Rule 3: SendFin before Release in the same step.
+    #[test]
+    fn eof_before_the_queue_drains_closes_when_it_does() {
+        let mut l = no_send_queued(4);
+        l.eof();
+        assert_eq!(actions(&mut l), []);
+        assert_eq!(events(&mut l), [Event::PeerShutdown]);
+        assert_eq!(l.state(), State::NoSendRecv);
+        assert!(!l.wants_input());
+        l.wrote(4);
+        assert_eq!(actions(&mut l), [Action::SendFin, Action::Release]);
+        assert_eq!(events(&mut l), [Event::Closed(Reason::Normal)]);
+        assert_eq!((l.unsent(), l.unread()), (0, 0));
+        assert_gone(&mut l, Reason::Normal);
+    }
+
+    #[test]
+    fn close_after_our_fin_drains_without_a_second_fin() {
+        let mut l = no_send();
+        assert_eq!(l.close(t0(), LINGER), Ok(()));
+        assert_eq!(
+            actions(&mut l),
+            [Action::ArmTimer(deadline()), Action::DrainInput]
+        );
+        assert_eq!(events(&mut l), []);
+        assert_eq!(l.state(), State::Closing);
+        l.eof();
+        assert_eq!(actions(&mut l), [Action::Release]);
+        assert_eq!(events(&mut l), [Event::Closed(Reason::Normal)]);
+        assert_gone(&mut l, Reason::Normal);
+    }
+
+    #[test]
+    fn close_with_queued_data_keeps_the_fin_waiting() {
+        let mut l = no_send_queued(2);
+        l.close(t0(), LINGER).unwrap();
+        assert_eq!(
+            actions(&mut l),
+            [Action::ArmTimer(deadline()), Action::DrainInput]
+        );
+        l.wrote(2);
+        assert_eq!(actions(&mut l), [Action::SendFin]);
+        assert_eq!(events(&mut l), []);
+    }
+
+    #[test]
+    fn reset_counts_the_waiting_bytes() {
+        let mut l = no_send_queued(5);
+        l.read(1);
+        assert_eq!(l.reset(), Ok(()));
+        assert_eq!(actions(&mut l), [Action::Reset], "no FIN on an abort");
+        assert_eq!(events(&mut l), [Event::Closed(Reason::Reset)]);
+        assert_eq!((l.unsent(), l.unread()), (5, 1));
+        assert_gone(&mut l, Reason::Reset);
+    }
+
+    #[test]
+    fn discard_counts_the_waiting_bytes() {
+        let mut l = no_send_queued(5);
+        assert_eq!(l.discard(), Ok(()));
+        assert_eq!(actions(&mut l), [Action::Discard]);
+        assert_eq!(events(&mut l), [Event::Closed(Reason::Discarded)]);
+        assert_eq!(l.unsent(), 5);
+        assert_gone(&mut l, Reason::Discarded);
+    }
+
+    #[test]
+    fn stop_resets() {
+        let mut l = no_send();
+        l.stop();
+        assert_eq!(actions(&mut l), [Action::Reset]);
+        assert_eq!(events(&mut l), [Event::Closed(Reason::Stopped)]);
+        assert_gone(&mut l, Reason::Stopped);
+    }
+
+    #[test]
+    fn fail_lost() {
+        let mut l = no_send_queued(3);
+        l.fail(Reason::Lost);
+        assert_eq!(actions(&mut l), [Action::Release]);
+        assert_eq!(events(&mut l), [Event::Closed(Reason::Lost)]);
+        assert_eq!(l.unsent(), 3);
+        assert_gone(&mut l, Reason::Lost);
+    }
+
+    #[test]
+    fn connected_and_timeouts_are_ignored() {
+        let mut l = no_send_queued(1);
+        assert_ignored(&mut l, Lifecycle::connected);
+        assert_ignored(&mut l, |l| l.timeout(t0()));
+        assert_ignored(&mut l, |l| l.timeout(t0() + HOUR));
+    }
+}
+
+mod no_recv {
+    use super::connected::connected;
+    use super::*;
+
+    /// The peer's FIN is known; bytes before it may still wait to be read.
+    pub(super) fn no_recv() -> Lifecycle {
+        let mut l = connected();
+        l.fin_known();
+        assert_quiet(&mut l);
+        assert_eq!(l.state(), State::NoRecv);
+        l
+    }
+
+    /// Every byte up to the peer's FIN was read: PeerShutdown drained.
+    pub(super) fn no_recv_ended() -> Lifecycle {
+        let mut l = connected();
+        l.eof();
+        assert_eq!(actions(&mut l), []);
+        assert_eq!(events(&mut l), [Event::PeerShutdown]);
+        assert_eq!(l.state(), State::NoRecv);
+        l
+    }
+
+    #[test]
+    fn fin_known_still_reads() {
+        let mut l = no_recv();
+        assert!(l.wants_input());
+        assert_eq!(l.check_recv(), Ok(()));
+        assert!(!l.is_draining());
+        assert_ignored(&mut l, Lifecycle::fin_known);
+    }
+
+    /// Rule 2: PeerShutdown only at eof, after the last byte.
+    #[test]
+    fn peer_shutdown_comes_at_eof_not_at_fin_known() {
+        let mut l = no_recv();
+        l.read(5);
+        assert_quiet(&mut l);
+        l.delivered(5);
+        assert_quiet(&mut l);
+        l.eof();
+        assert_eq!(actions(&mut l), []);
+        assert_eq!(events(&mut l), [Event::PeerShutdown]);
+        assert_eq!(l.state(), State::NoRecv);
+        assert_eq!(l.unread(), 0);
+        assert!(!l.wants_input());
+        assert_refused(&mut l, Op::Recv, |l| l.check_recv());
+    }
+
+    #[test]
+    fn after_eof_the_peer_side_is_over() {
+        let mut l = no_recv_ended();
+        assert!(!l.wants_input());
+        assert_refused(&mut l, Op::Recv, |l| l.check_recv());
+        assert_ignored(&mut l, Lifecycle::eof);
+        assert_ignored(&mut l, Lifecycle::fin_known);
+    }
+
+    #[test]
+    fn setup_commands_are_refused() {
+        assert_setup_refused(&mut no_recv());
+        assert_setup_refused(&mut no_recv_ended());
+    }
+
+    #[test]
+    fn sending_still_works() {
+        for mut l in [no_recv(), no_recv_ended()] {
+            assert_eq!(l.send(4), Ok(()));
+            assert_eq!(l.unsent(), 4);
+            l.wrote(4);
+            assert_eq!(l.unsent(), 0);
+            assert_quiet(&mut l);
+            assert_eq!(l.state(), State::NoRecv);
+        }
+    }
+
+    /// Rules 3 and 7: the peer began; our FIN finishes the socket at once.
+    #[test]
+    fn shutdown_after_eof_closes_by_peer() {
+        let mut l = no_recv_ended();
+        assert_eq!(l.shutdown(), Ok(()));
+        assert_eq!(actions(&mut l), [Action::SendFin, Action::Release]);
+        assert_eq!(events(&mut l), [Event::Closed(Reason::ByPeer)]);
+        assert_gone(&mut l, Reason::ByPeer);
+    }
+
+    #[test]
+    fn shutdown_after_eof_with_queued_data_closes_when_written() {
+        let mut l = no_recv_ended();
+        l.send(3).unwrap();
+        assert_eq!(l.shutdown(), Ok(()));
+        assert_quiet(&mut l);
+        assert_eq!(l.state(), State::NoSendRecv);
+        l.wrote(3);
+        assert_eq!(actions(&mut l), [Action::SendFin, Action::Release]);
+        assert_eq!(events(&mut l), [Event::Closed(Reason::ByPeer)]);
+        assert_gone(&mut l, Reason::ByPeer);
+    }
+
+    #[test]
+    fn shutdown_after_fin_known_waits_for_eof() {
+        let mut l = no_recv();
+        assert_eq!(l.shutdown(), Ok(()));
+        assert_eq!(actions(&mut l), [Action::SendFin]);
+        assert_eq!(events(&mut l), []);
+        assert_eq!(l.state(), State::NoSendRecv);
+        l.eof();
+        assert_eq!(actions(&mut l), [Action::Release]);
+        assert_eq!(
+            events(&mut l),
+            [Event::PeerShutdown, Event::Closed(Reason::ByPeer)]
+        );
+        assert_gone(&mut l, Reason::ByPeer);
+    }
+
+    /// Rule 3: nothing to wait for, so no timer and no draining.
+    #[test]
+    fn close_after_eof_finishes_at_once() {
+        let mut l = no_recv_ended();
+        assert_eq!(l.close(t0(), LINGER), Ok(()));
+        assert_eq!(actions(&mut l), [Action::SendFin, Action::Release]);
+        assert_eq!(events(&mut l), [Event::Closed(Reason::ByPeer)]);
+        assert_gone(&mut l, Reason::ByPeer);
+    }
+
+    #[test]
+    fn close_after_eof_with_queued_data_closes_when_written() {
+        let mut l = no_recv_ended();
+        l.send(2).unwrap();
+        l.close(t0(), LINGER).unwrap();
+        assert_eq!(actions(&mut l), [Action::ArmTimer(deadline())]);
+        assert_eq!(events(&mut l), []);
+        assert_eq!(l.state(), State::Closing);
+        assert!(!l.wants_input());
+        l.wrote(2);
+        assert_eq!(actions(&mut l), [Action::SendFin, Action::Release]);
+        assert_eq!(events(&mut l), [Event::Closed(Reason::ByPeer)]);
+        assert_gone(&mut l, Reason::ByPeer);
+    }
+
+    /// Rules 5 and 6: held bytes and bytes drained while closing are unread.
+    #[test]
+    fn close_after_fin_known_drains_and_counts() {
+        let mut l = no_recv();
+        l.read(3);
+        assert_eq!(l.close(t0(), LINGER), Ok(()));
+        assert_eq!(
+            actions(&mut l),
+            [
+                Action::ArmTimer(deadline()),
+                Action::DrainInput,
+                Action::SendFin
+            ]
+        );
+        assert_eq!(events(&mut l), []);
+        assert_eq!(l.unread(), 3);
+        l.read(2);
+        assert_eq!(l.unread(), 5);
+        l.eof();
+        assert_eq!(actions(&mut l), [Action::Release]);
+        assert_eq!(events(&mut l), [Event::Closed(Reason::ByPeer)]);
+        assert_eq!(l.unread(), 5);
+        assert_gone(&mut l, Reason::ByPeer);
+    }
+
+    #[test]
+    fn reset_counts_everything_dropped() {
+        let mut l = no_recv();
+        l.read(2);
+        l.send(1).unwrap();
+        assert_eq!(l.reset(), Ok(()));
+        assert_eq!(actions(&mut l), [Action::Reset]);
+        assert_eq!(events(&mut l), [Event::Closed(Reason::Reset)]);
+        assert_eq!((l.unsent(), l.unread()), (1, 2));
+        assert_gone(&mut l, Reason::Reset);
+    }
+
+    #[test]
+    fn discard() {
+        let mut l = no_recv_ended();
+        assert_eq!(l.discard(), Ok(()));
+        assert_eq!(actions(&mut l), [Action::Discard]);
+        assert_eq!(events(&mut l), [Event::Closed(Reason::Discarded)]);
+        assert_gone(&mut l, Reason::Discarded);
+    }
+
+    #[test]
+    fn stop_resets() {
+        let mut l = no_recv();
+        l.stop();
+        assert_eq!(actions(&mut l), [Action::Reset]);
+        assert_eq!(events(&mut l), [Event::Closed(Reason::Stopped)]);
+        assert_gone(&mut l, Reason::Stopped);
+    }
+
+    #[test]
+    fn fail_lost() {
+        let mut l = no_recv_ended();
+        l.send(2).unwrap();
+        l.fail(Reason::Lost);
+        assert_eq!(actions(&mut l), [Action::Release]);
+        assert_eq!(events(&mut l), [Event::Closed(Reason::Lost)]);
+        assert_eq!(l.unsent(), 2);
+        assert_gone(&mut l, Reason::Lost);
+    }
+
+    #[test]
+    fn connected_and_timeouts_are_ignored() {
+        for mut l in [no_recv(), no_recv_ended()] {
+            assert_ignored(&mut l, Lifecycle::connected);
+            assert_ignored(&mut l, |l| l.timeout(t0()));
+            assert_ignored(&mut l, |l| l.timeout(t0() + HOUR));
+        }
+    }
+}
+
+mod no_send_recv {
+    use super::connected::connected;
+    use super::no_recv::no_recv;
+    use super::no_send::no_send;
+    use super::*;
+
+    /// We shut down first (FIN out), then the peer's FIN became known.
+    fn no_send_recv() -> Lifecycle {
+        let mut l = no_send();
+        l.fin_known();
+        assert_quiet(&mut l);
+        assert_eq!(l.state(), State::NoSendRecv);
+        l
+    }
+
+    /// The peer's FIN was known first, then we shut down (FIN out).
+    fn no_send_recv_by_peer() -> Lifecycle {
+        let mut l = no_recv();
+        l.shutdown().unwrap();
+        assert_eq!(actions(&mut l), [Action::SendFin]);
+        assert_eq!(events(&mut l), []);
+        assert_eq!(l.state(), State::NoSendRecv);
+        l
+    }
+
+    /// We shut down with `n` bytes queued, then the peer ended (eof): only our
+    /// FIN is missing.
+    fn no_send_recv_queued(n: usize) -> Lifecycle {
+        let mut l = connected();
+        l.send(n).unwrap();
+        l.shutdown().unwrap();
+        l.eof();
+        assert_eq!(actions(&mut l), []);
+        assert_eq!(events(&mut l), [Event::PeerShutdown]);
+        assert_eq!(l.state(), State::NoSendRecv);
+        l
+    }
+
+    #[test]
+    fn both_sides_shut_down() {
+        for mut l in [no_send_recv(), no_send_recv_by_peer()] {
+            assert!(l.wants_input());
+            assert_eq!(l.check_recv(), Ok(()));
+            assert_refused(&mut l, Op::Send, |l| l.send(1));
+            assert_refused(&mut l, Op::Shutdown, Lifecycle::shutdown);
+            assert_setup_refused(&mut l);
+            assert_ignored(&mut l, Lifecycle::fin_known);
+        }
+        let mut l = no_send_recv_queued(2);
+        assert!(!l.wants_input());
+        assert_refused(&mut l, Op::Recv, |l| l.check_recv());
+        assert_refused(&mut l, Op::Send, |l| l.send(1));
+        assert_refused(&mut l, Op::Shutdown, Lifecycle::shutdown);
+        assert_setup_refused(&mut l);
+        assert_ignored(&mut l, Lifecycle::eof);
+    }
+
+    /// Rules 3 and 7.
+    #[test]
+    fn eof_closes_normally_when_we_began() {
+        let mut l = no_send_recv();
+        l.eof();
+        assert_eq!(actions(&mut l), [Action::Release]);
+        assert_eq!(
+            events(&mut l),
+            [Event::PeerShutdown, Event::Closed(Reason::Normal)]
+        );
+        assert_gone(&mut l, Reason::Normal);
+    }
+
+    /// Rules 3 and 7.
+    #[test]
+    fn eof_closes_by_peer_when_the_peer_began() {
+        let mut l = no_send_recv_by_peer();
+        l.eof();
+        assert_eq!(actions(&mut l), [Action::Release]);
+        assert_eq!(
+            events(&mut l),
+            [Event::PeerShutdown, Event::Closed(Reason::ByPeer)]
+        );
+        assert_gone(&mut l, Reason::ByPeer);
+    }
+
+    #[test]
+    fn bytes_read_before_eof_are_delivered_or_counted() {
+        let mut l = no_send_recv();
+        l.read(4);
+        l.delivered(1);
+        assert_quiet(&mut l);
+        l.eof();
+        assert_eq!(actions(&mut l), [Action::Release]);
+        assert_eq!(
+            events(&mut l),
+            [Event::PeerShutdown, Event::Closed(Reason::Normal)]
+        );
+        assert_eq!(l.unread(), 3);
+        assert_gone(&mut l, Reason::Normal);
+    }
+
+    /// Rule 3: SendFin then Release in one step.
+    #[test]
+    fn the_last_write_sends_fin_and_releases() {
+        let mut l = no_send_recv_queued(3);
+        l.wrote(2);
+        assert_quiet(&mut l);
+        l.wrote(1);
+        assert_eq!(actions(&mut l), [Action::SendFin, Action::Release]);
+        assert_eq!(events(&mut l), [Event::Closed(Reason::Normal)]);
+        assert_gone(&mut l, Reason::Normal);
+    }
+
+    #[test]
+    fn close_drains_until_eof() {
+        let mut l = no_send_recv();
+        assert_eq!(l.close(t0(), LINGER), Ok(()));
+        assert_eq!(
+            actions(&mut l),
+            [Action::ArmTimer(deadline()), Action::DrainInput]
+        );
+        assert_eq!(events(&mut l), []);
+        assert_eq!(l.state(), State::Closing);
+        l.eof();
+        assert_eq!(actions(&mut l), [Action::Release]);
+        assert_eq!(events(&mut l), [Event::Closed(Reason::Normal)]);
+        assert_gone(&mut l, Reason::Normal);
+    }
+
+    #[test]
+    fn close_with_queued_data_closes_when_written() {
+        let mut l = no_send_recv_queued(2);
+        l.close(t0(), LINGER).unwrap();
+        assert_eq!(actions(&mut l), [Action::ArmTimer(deadline())]);
+        assert_eq!(events(&mut l), []);
+        l.wrote(2);
+        assert_eq!(actions(&mut l), [Action::SendFin, Action::Release]);
+        assert_eq!(events(&mut l), [Event::Closed(Reason::Normal)]);
+        assert_gone(&mut l, Reason::Normal);
+    }
+
+    #[test]
+    fn reset_counts_the_waiting_bytes() {
+        let mut l = no_send_recv_queued(4);
+        assert_eq!(l.reset(), Ok(()));
+        assert_eq!(actions(&mut l), [Action::Reset]);
+        assert_eq!(events(&mut l), [Event::Closed(Reason::Reset)]);
+        assert_eq!(l.unsent(), 4);
+        assert_gone(&mut l, Reason::Reset);
+    }
+
+    #[test]
+    fn discard() {
+        let mut l = no_send_recv();
+        l.read(2);
+        assert_eq!(l.discard(), Ok(()));
+        assert_eq!(actions(&mut l), [Action::Discard]);
+        assert_eq!(events(&mut l), [Event::Closed(Reason::Discarded)]);
+        assert_eq!(l.unread(), 2);
+        assert_gone(&mut l, Reason::Discarded);
+    }
+
+    #[test]
+    fn stop_resets() {
+        let mut l = no_send_recv_by_peer();
+        l.stop();
+        assert_eq!(actions(&mut l), [Action::Reset]);
+        assert_eq!(events(&mut l), [Event::Closed(Reason::Stopped)]);
+        assert_gone(&mut l, Reason::Stopped);
+    }
+
+    #[test]
+    fn fail_lost() {
+        let mut l = no_send_recv_queued(1);
+        l.fail(Reason::Lost);
+        assert_eq!(actions(&mut l), [Action::Release]);
+        assert_eq!(events(&mut l), [Event::Closed(Reason::Lost)]);
+        assert_eq!(l.unsent(), 1);
+        assert_gone(&mut l, Reason::Lost);
+    }
+
+    #[test]
+    fn connected_and_timeouts_are_ignored() {
+        for mut l in [no_send_recv(), no_send_recv_queued(1)] {
+            assert_ignored(&mut l, Lifecycle::connected);
+            assert_ignored(&mut l, |l| l.timeout(t0()));
+            assert_ignored(&mut l, |l| l.timeout(t0() + HOUR));
+        }
+    }
+}
+
+mod closing {
+    use super::connected::connected;
+    use super::no_recv::no_recv_ended;
+    use super::*;
+
+    /// close() on an idle connection: FIN out, draining the peer.
+    fn closing() -> Lifecycle {
+        let mut l = connected();
+        assert_eq!(l.close(t0(), LINGER), Ok(()));
+        assert_eq!(
+            actions(&mut l),
+            [
+                Action::ArmTimer(deadline()),
+                Action::DrainInput,
+                Action::SendFin
+            ]
+        );
+        assert_eq!(events(&mut l), []);
+        assert_eq!(l.state(), State::Closing);
+        l
+    }
+
+    /// close() with `n` bytes still queued: the FIN waits for them.
+    fn closing_queued(n: usize) -> Lifecycle {
+        let mut l = connected();
+        l.send(n).unwrap();
+        assert_eq!(l.close(t0(), LINGER), Ok(()));
+        assert_eq!(
+            actions(&mut l),
+            [Action::ArmTimer(deadline()), Action::DrainInput]
+        );
+        assert_eq!(events(&mut l), []);
+        assert_eq!(l.state(), State::Closing);
+        l
+    }
+
+    #[test]
+    fn draining() {
+        for l in [closing(), closing_queued(2)] {
+            assert!(l.is_draining());
+            assert!(l.wants_input());
+            assert!(l.is_bound());
+            assert_eq!(l.closed(), None);
+        }
+    }
+
+    /// Rule 1 (nothing accepted after close) and Rule 4.
+    #[test]
+    fn every_command_but_the_aborts_is_refused() {
+        for mut l in [closing(), closing_queued(2)] {
+            assert_refused(&mut l, Op::Recv, |l| l.check_recv());
+            assert_refused(&mut l, Op::Send, |l| l.send(1));
+            assert_refused(&mut l, Op::Shutdown, Lifecycle::shutdown);
+            assert_refused(&mut l, Op::Close, |l| l.close(t0(), LINGER));
+            assert_setup_refused(&mut l);
+        }
+    }
+
+    /// Rule 5: drained bytes count as unread.
+    #[test]
+    fn bytes_read_while_draining_count_as_unread() {
+        let mut l = closing();
+        l.read(3);
+        assert_quiet(&mut l);
+        assert_eq!(l.unread(), 3);
+        assert_ignored(&mut l, |l| l.delivered(3));
+        assert_ignored(&mut l, Lifecycle::drop_held);
+        l.read(1);
+        assert_eq!(l.unread(), 4);
+    }
+
+    #[test]
+    fn fin_known_keeps_closing() {
+        let mut l = closing();
+        l.fin_known();
+        assert_quiet(&mut l);
+        assert_eq!(l.state(), State::Closing);
+        assert!(l.wants_input());
+    }
+
+    /// Rules 2, 3 and 7: no PeerShutdown for a socket the user closed.
+    #[test]
+    fn the_peers_end_closes_normally() {
+        let mut l = closing();
+        l.read(2);
+        l.eof();
+        assert_eq!(actions(&mut l), [Action::Release]);
+        assert_eq!(events(&mut l), [Event::Closed(Reason::Normal)]);
+        assert_eq!(l.unread(), 2);
+        assert_gone(&mut l, Reason::Normal);
+    }
+
+    /// Rule 3: SendFin before Release in the same step.
+    #[test]
+    fn the_peers_end_before_the_queue_drains() {
+        let mut l = closing_queued(4);
+        l.eof();
+        assert_quiet(&mut l);
+        assert_eq!(l.state(), State::Closing);
+        assert!(!l.wants_input());
+        l.wrote(4);
+        assert_eq!(actions(&mut l), [Action::SendFin, Action::Release]);
+        assert_eq!(events(&mut l), [Event::Closed(Reason::Normal)]);
+        assert_gone(&mut l, Reason::Normal);
+    }
+
+    /// Rule 6.
+    #[test]
+    fn timeout_before_the_deadline_does_nothing() {
+        for mut l in [closing(), closing_queued(2)] {
+            assert_ignored(&mut l, |l| l.timeout(t0()));
+            assert_ignored(&mut l, |l| l.timeout(just_before_deadline()));
+        }
+    }
+
+    /// Rule 6: the deadline itself counts as reached.
+    #[test]
+    fn timeout_at_the_deadline_resets() {
+        let mut l = closing();
+        l.timeout(deadline());
+        assert_eq!(actions(&mut l), [Action::Reset]);
+        assert_eq!(events(&mut l), [Event::Closed(Reason::LingerTimeout)]);
+        assert_gone(&mut l, Reason::LingerTimeout);
+    }
+
+    /// Rules 5 and 6.
+    #[test]
+    fn timeout_past_the_deadline_resets_and_counts() {
+        let mut l = closing_queued(4);
+        l.read(2);
+        l.timeout(deadline() + Duration::from_secs(1));
+        assert_eq!(actions(&mut l), [Action::Reset]);
+        assert_eq!(events(&mut l), [Event::Closed(Reason::LingerTimeout)]);
+        assert_eq!((l.unsent(), l.unread()), (4, 2));
+        assert_gone(&mut l, Reason::LingerTimeout);
+    }
+
+    #[test]
+    fn linger_zero_resets_at_the_first_timeout() {
+        let mut l = connected();
+        l.read(1);
+        assert_eq!(l.close(t0(), Duration::ZERO), Ok(()));
+        assert_eq!(
+            actions(&mut l),
+            [Action::ArmTimer(t0()), Action::DrainInput, Action::SendFin]
+        );
+        assert_eq!(events(&mut l), []);
+        assert_eq!(l.state(), State::Closing);
+        assert_eq!(l.unread(), 1);
+        l.timeout(t0());
+        assert_eq!(actions(&mut l), [Action::Reset]);
+        assert_eq!(events(&mut l), [Event::Closed(Reason::LingerTimeout)]);
+        assert_eq!(l.unread(), 1);
+        assert_gone(&mut l, Reason::LingerTimeout);
+    }
+
+    #[test]
+    fn linger_zero_with_nothing_to_wait_for_closes_gracefully() {
+        let mut l = no_recv_ended();
+        assert_eq!(l.close(t0(), Duration::ZERO), Ok(()));
+        assert_eq!(actions(&mut l), [Action::SendFin, Action::Release]);
+        assert_eq!(events(&mut l), [Event::Closed(Reason::ByPeer)]);
+        assert_gone(&mut l, Reason::ByPeer);
+    }
+
+    /// A linger too long for an `Instant` means "very long", not "zero".
+    #[test]
+    fn an_unrepresentable_linger_does_not_reset_early() {
+        let mut l = connected();
+        assert_eq!(l.close(t0(), Duration::MAX), Ok(()));
+        let acts = actions(&mut l);
+        assert_eq!(acts.len(), 3, "{acts:?}");
+        match acts[0] {
+            Action::ArmTimer(at) => assert!(at >= t0() + 100 * 365 * 24 * HOUR),
+            other => panic!("expected ArmTimer first, got {other:?}"),
+        }
+        assert_eq!(acts[1..], [Action::DrainInput, Action::SendFin]);
+        assert_ignored(&mut l, |l| l.timeout(t0() + 24 * HOUR));
+        assert_eq!(l.state(), State::Closing);
+    }
+
+    #[test]
+    fn reset_cancels_the_linger() {
+        let mut l = closing_queued(3);
+        l.read(1);
+        assert_eq!(l.reset(), Ok(()));
+        assert_eq!(actions(&mut l), [Action::Reset]);
+        assert_eq!(events(&mut l), [Event::Closed(Reason::Reset)]);
+        assert_eq!((l.unsent(), l.unread()), (3, 1));
+        assert_gone(&mut l, Reason::Reset);
+        assert_ignored(&mut l, |l| l.timeout(deadline()));
+    }
+
+    #[test]
+    fn discard() {
+        let mut l = closing();
+        assert_eq!(l.discard(), Ok(()));
+        assert_eq!(actions(&mut l), [Action::Discard]);
+        assert_eq!(events(&mut l), [Event::Closed(Reason::Discarded)]);
+        assert_gone(&mut l, Reason::Discarded);
+    }
+
+    #[test]
+    fn stop_resets() {
+        let mut l = closing_queued(1);
+        l.stop();
+        assert_eq!(actions(&mut l), [Action::Reset]);
+        assert_eq!(events(&mut l), [Event::Closed(Reason::Stopped)]);
+        assert_eq!(l.unsent(), 1);
+        assert_gone(&mut l, Reason::Stopped);
+    }
+
+    #[test]
+    fn fail_lost() {
+        let mut l = closing_queued(2);
+        l.fail(Reason::Lost);
+        assert_eq!(actions(&mut l), [Action::Release]);
+        assert_eq!(events(&mut l), [Event::Closed(Reason::Lost)]);
+        assert_eq!(l.unsent(), 2);
+        assert_gone(&mut l, Reason::Lost);
+    }
+
+    #[test]
+    fn connected_is_ignored() {
+        assert_ignored(&mut closing(), Lifecycle::connected);
+    }
+}
+
+mod closed {
+    use super::connected::connected;
+    use super::connecting::connecting;
+    use super::no_send::no_send;
+    use super::*;
+
+    /// Reset with 3 bytes queued and 2 held.
+    fn closed() -> Lifecycle {
+        let mut l = connected();
+        l.send(3).unwrap();
+        l.read(2);
+        l.reset().unwrap();
+        assert_eq!(actions(&mut l), [Action::Reset]);
+        assert_eq!(events(&mut l), [Event::Closed(Reason::Reset)]);
+        l
+    }
+
+    /// A socket closed each way it can close, drained, with its reason.
+    fn closed_every_way() -> Vec<(Lifecycle, Reason)> {
+        let mut ways: Vec<(Lifecycle, Reason)> = Vec::new();
+        let mut add = |mut l: Lifecycle, reason: Reason| {
+            let evs = events(&mut l);
+            assert_eq!(evs.last(), Some(&Event::Closed(reason)), "{evs:?}");
+            actions(&mut l);
+            ways.push((l, reason));
+        };
+
+        let mut l = Lifecycle::new();
+        l.close(t0(), LINGER).unwrap();
+        add(l, Reason::Normal);
+
+        let mut l = Lifecycle::new();
+        l.bind().unwrap();
+        l.listen().unwrap();
+        l.stop();
+        add(l, Reason::Stopped);
+
+        let mut l = no_send();
+        l.eof();
+        add(l, Reason::Normal);
+
+        let mut l = connected();
+        l.eof();
+        l.shutdown().unwrap();
+        add(l, Reason::ByPeer);
+
+        let mut l = connected();
+        l.send(3).unwrap();
+        l.read(2);
+        l.reset().unwrap();
+        add(l, Reason::Reset);
+
+        let mut l = connected();
+        l.send(1).unwrap();
+        l.discard().unwrap();
+        add(l, Reason::Discarded);
+
+        let mut l = connected();
+        l.close(t0(), LINGER).unwrap();
+        l.timeout(deadline());
+        add(l, Reason::LingerTimeout);
+
+        let mut l = connected();
+        l.fail(Reason::Lost);
+        add(l, Reason::Lost);
+
+        let mut l = connecting();
+        l.fail(Reason::ConnectRejected);
+        add(l, Reason::ConnectRejected);
+
+        let mut l = connected();
+        l.stop();
+        add(l, Reason::Stopped);
+
+        ways
+    }
+
+    /// Rules 4 and 5: the reason and the counts stay readable.
+    #[test]
+    fn reason_and_counts_stay() {
+        let l = closed();
+        assert_eq!(l.state(), State::NotConnected);
+        assert_eq!(l.closed(), Some(Reason::Reset));
+        assert_eq!((l.unsent(), l.unread()), (3, 2));
+        assert!(!l.is_bound());
+        assert!(!l.wants_input());
+    }
+
+    /// Rule 4: every command is refused.
+    #[test]
+    fn every_command_is_refused() {
+        for (mut l, reason) in closed_every_way() {
+            assert_setup_refused(&mut l);
+            assert_refused(&mut l, Op::Recv, |l| l.check_recv());
+            assert_refused(&mut l, Op::Send, |l| l.send(1));
+            assert_refused(&mut l, Op::Shutdown, Lifecycle::shutdown);
+            assert_refused(&mut l, Op::Close, |l| l.close(t0(), LINGER));
+            assert_refused(&mut l, Op::Reset, Lifecycle::reset);
+            assert_refused(&mut l, Op::Discard, Lifecycle::discard);
+            assert_eq!(l.closed(), Some(reason));
+        }
+    }
+
+    /// Rule 4: Closed exactly once, and nothing after it; the counts are final.
+    #[test]
+    fn every_input_is_ignored() {
+        for (mut l, reason) in closed_every_way() {
+            assert_ignored(&mut l, Lifecycle::stop);
+            assert_ignored(&mut l, Lifecycle::connected);
+            assert_ignored(&mut l, |l| l.wrote(1));
+            assert_ignored(&mut l, |l| l.read(1));
+            assert_ignored(&mut l, |l| l.delivered(1));
+            assert_ignored(&mut l, Lifecycle::drop_held);
+            assert_ignored(&mut l, Lifecycle::fin_known);
+            assert_ignored(&mut l, Lifecycle::eof);
+            assert_ignored(&mut l, |l| l.fail(Reason::Lost));
+            assert_ignored(&mut l, |l| l.timeout(t0()));
+            assert_ignored(&mut l, |l| l.timeout(deadline() + HOUR));
+            assert_eq!(l.closed(), Some(reason));
+        }
+    }
+}
+
+mod names {
+    use super::*;
+
+    #[test]
+    fn states_reasons_and_refusals_print_in_snake_case() {
+        assert_eq!(State::NoSendRecv.to_string(), "no_send_recv");
+        assert_eq!(State::NotConnected.as_str(), "not_connected");
+        assert_eq!(Reason::ByPeer.to_string(), "by_peer");
+        assert_eq!(Reason::LingerTimeout.as_str(), "linger_timeout");
+        let refused = Refused {
+            op: Op::Send,
+            state: State::Closing,
+        };
+        assert_eq!(refused.to_string(), "cannot send a socket in state closing");
+    }
+
+    #[test]
+    fn only_normal_and_by_peer_are_graceful() {
+        assert!(Reason::Normal.is_graceful());
+        assert!(Reason::ByPeer.is_graceful());
+        for r in [
+            Reason::Reset,
+            Reason::Discarded,
+            Reason::LingerTimeout,
+            Reason::Lost,
+            Reason::Stopped,
+            Reason::ConnectRejected,
+        ] {
+            assert!(!r.is_graceful(), "{r}");
+        }
+    }
+}
+
+/// Random sequences of commands and inputs against a model that counts bytes.
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Clone, Copy, Debug)]
+    enum Start {
+        /// `Lifecycle::new()`, nothing else: the sequence must connect it.
+        Fresh,
+        /// `new()`, `connect()`, `connected()`.
+        Dialed,
+        /// `Lifecycle::accepted()`.
+        Accepted,
+    }
+
+    #[derive(Clone, Copy, Debug)]
+    enum Step {
+        Bind,
+        Listen,
+        Connect,
+        CheckRecv,
+        Send(usize),
+        Shutdown,
+        /// Linger in milliseconds.
+        Close(u64),
+        Reset,
+        Discard,
+        Stop,
+        Connected,
+        /// Capped at the model's queued bytes.
+        Wrote(usize),
+        /// Only while the machine wants input (or, to check it is ignored, once closed).
+        Read(usize),
+        /// Capped at the model's held bytes.
+        Delivered(usize),
+        DropHeld,
+        FinKnown,
+        Eof,
+        Fail(Reason),
+        /// The clock advances by this many milliseconds, then `timeout(now)`.
+        Timeout(u64),
+    }
+
+    fn start() -> impl Strategy<Value = Start> {
+        prop_oneof![
+            Just(Start::Fresh),
+            Just(Start::Dialed),
+            Just(Start::Accepted)
+        ]
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        let fail = prop_oneof![
+            Just(Reason::Lost),
+            Just(Reason::ConnectFailed),
+            Just(Reason::ConnectRejected),
+            Just(Reason::AcceptFailed),
+        ];
+        prop_oneof![
+            1 => Just(Step::Bind),
+            1 => Just(Step::Listen),
+            2 => Just(Step::Connect),
+            1 => Just(Step::CheckRecv),
+            6 => (0usize..8).prop_map(Step::Send),
+            3 => Just(Step::Shutdown),
+            3 => (0u64..4000).prop_map(Step::Close),
+            1 => Just(Step::Reset),
+            1 => Just(Step::Discard),
+            1 => Just(Step::Stop),
+            3 => Just(Step::Connected),
+            8 => (0usize..8).prop_map(Step::Wrote),
+            8 => (0usize..8).prop_map(Step::Read),
+            6 => (0usize..8).prop_map(Step::Delivered),
+            2 => Just(Step::DropHeld),
+            3 => Just(Step::FinKnown),
+            4 => Just(Step::Eof),
+            1 => fail.prop_map(Step::Fail),
+            4 => (0u64..3000).prop_map(Step::Timeout),
+        ]
+    }
+
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    enum Side {
+        Us,
+        Peer,
+    }
+
+    /// What the driver knows, counted independently of the machine.
+    #[derive(Debug, Default)]
+    struct Model {
+        accepted: u64,
+        written: u64,
+        read: u64,
+        delivered: u64,
+        /// Read and neither delivered nor dropped.
+        held: u64,
+        /// Event::Connected was seen (or the socket started connected).
+        up: bool,
+        /// shutdown or close returned Ok.
+        send_closed: bool,
+        /// close returned Ok.
+        close_called: bool,
+        fin_sent: bool,
+        /// eof took effect: every byte of the peer was read.
+        peer_ended: bool,
+        peer_shutdowns: u32,
+        connected_events: u32,
+        closed_events: u32,
+        closed: Option<Reason>,
+        began: Option<Side>,
+    }
+
+    impl Model {
+        fn queued(&self) -> u64 {
+            self.accepted - self.written
+        }
+    }
+
+    fn begin(l: Start) -> (Lifecycle, Model) {
+        let mut m = Model::default();
+        let l = match l {
+            Start::Fresh => Lifecycle::new(),
+            Start::Dialed => {
+                let mut l = Lifecycle::new();
+                l.connect().unwrap();
+                l.connected();
+                assert_eq!(events(&mut l), [Event::Connected]);
+                m.connected_events = 1;
+                m.up = true;
+                l
+            }
+            Start::Accepted => {
+                m.up = true;
+                Lifecycle::accepted()
+            }
+        };
+        (l, m)
+    }
+
+    /// One command's result: once closed, everything is refused.
+    fn command(m: &Model, r: Result<(), Refused>) -> Result<bool, TestCaseError> {
+        if m.closed.is_some() {
+            prop_assert!(r.is_err(), "a closed socket accepted a command");
+        }
+        Ok(r.is_ok())
+    }
+
+    fn apply(
+        l: &mut Lifecycle,
+        m: &mut Model,
+        now: &mut Instant,
+        step: Step,
+    ) -> Result<(), TestCaseError> {
+        let state_before = l.state();
+        match step {
+            Step::Bind => {
+                command(m, l.bind())?;
+            }
+            Step::Listen => {
+                command(m, l.listen())?;
+            }
+            Step::Connect => {
+                command(m, l.connect())?;
+            }
+            Step::CheckRecv => {
+                let r = l.check_recv();
+                command(m, r)?;
+                if m.peer_ended || m.closed.is_some() {
+                    prop_assert!(r.is_err(), "recv allowed after the peer's end");
+                }
+            }
+            Step::Send(n) => {
+                let ok = command(m, l.send(n))?;
+                if m.send_closed {
+                    prop_assert!(!ok, "send accepted after shutdown/close");
+                }
+                if ok {
+                    m.accepted += n as u64;
+                }
+            }
+            Step::Shutdown => {
+                if command(m, l.shutdown())? {
+                    m.send_closed = true;
+                    m.began.get_or_insert(Side::Us);
+                }
+            }
+            Step::Close(ms) => {
+                if command(m, l.close(*now, Duration::from_millis(ms)))? {
+                    m.send_closed = true;
+                    m.close_called = true;
+                    m.began.get_or_insert(Side::Us);
+                    m.held = 0;
+                }
+            }
+            Step::Reset => {
+                command(m, l.reset())?;
+            }
+            Step::Discard => {
+                command(m, l.discard())?;
+            }
+            Step::Stop => l.stop(),
+            Step::Connected => l.connected(),
+            Step::Wrote(n) => {
+                let n = (n as u64).min(m.queued());
+                l.wrote(n as usize);
+                // Once closed the machine must ignore it: `unsent` is final.
+                if m.closed.is_none() {
+                    m.written += n;
+                }
+            }
+            Step::Read(n) => {
+                if l.wants_input() {
+                    prop_assert!(m.closed.is_none());
+                    let draining = l.is_draining();
+                    l.read(n);
+                    m.read += n as u64;
+                    if !draining {
+                        m.held += n as u64;
+                    }
+                } else if m.closed.is_some() {
+                    l.read(n); // must be ignored
+                }
+            }
+            Step::Delivered(n) => {
+                let n = (n as u64).min(m.held);
+                l.delivered(n as usize);
+                m.delivered += n;
+                m.held -= n;
+            }
+            Step::DropHeld => {
+                l.drop_held();
+                m.held = 0;
+            }
+            Step::FinKnown => {
+                if state_before == State::Connected && m.closed.is_none() {
+                    m.began.get_or_insert(Side::Peer);
+                }
+                l.fin_known();
+            }
+            Step::Eof => {
+                if l.wants_input() {
+                    m.held = 0;
+                    m.peer_ended = true;
+                    m.began.get_or_insert(Side::Peer);
+                }
+                l.eof();
+            }
+            Step::Fail(reason) => l.fail(reason),
+            Step::Timeout(ms) => {
+                *now += Duration::from_millis(ms);
+                l.timeout(*now);
+            }
+        }
+        check(l, m, step)
+    }
+
+    /// Drain what the step produced and check it against the model.
+    fn check(l: &mut Lifecycle, m: &mut Model, step: Step) -> Result<(), TestCaseError> {
+        let acts = actions(l);
+        let evs = events(l);
+
+        // Rule 4: nothing at all after Closed.
+        if m.closed.is_some() {
+            prop_assert!(
+                acts.is_empty() && evs.is_empty(),
+                "output after Closed: {:?} {:?}",
+                acts,
+                evs
+            );
+        }
+
+        // Events: Connected once, PeerShutdown once and only at eof, Closed once
+        // and last.
+        for (i, e) in evs.iter().enumerate() {
+            match *e {
+                Event::Connected => {
+                    m.connected_events += 1;
+                    m.up = true;
+                    prop_assert!(matches!(step, Step::Connected));
+                }
+                Event::PeerShutdown => {
+                    m.peer_shutdowns += 1;
+                    prop_assert!(matches!(step, Step::Eof), "PeerShutdown at {:?}", step);
+                    prop_assert!(!m.close_called, "PeerShutdown after close()");
+                }
+                Event::Closed(reason) => {
+                    m.closed_events += 1;
+                    prop_assert_eq!(i, evs.len() - 1, "Closed is not last: {:?}", evs);
+                    m.closed = Some(reason);
+                    m.held = 0;
+                    if reason.is_graceful() {
+                        let expected = match m.began {
+                            Some(Side::Peer) => Reason::ByPeer,
+                            _ => Reason::Normal,
+                        };
+                        prop_assert_eq!(reason, expected, "who began: {:?}", m.began);
+                    }
+                }
+            }
+        }
+        prop_assert!(m.connected_events <= 1);
+        prop_assert!(m.peer_shutdowns <= 1);
+        prop_assert!(m.closed_events <= 1, "Closed twice");
+
+        // Actions: SendFin once, only after shutdown/close and the last byte; a
+        // terminal action only with Closed, last; a FIN only before a Release.
+        let terminal = |a: &Action| matches!(a, Action::Release | Action::Reset | Action::Discard);
+        let closed_now = evs.iter().any(|e| matches!(e, Event::Closed(_)));
+        for (i, a) in acts.iter().enumerate() {
+            match *a {
+                Action::SendFin => {
+                    prop_assert!(!m.fin_sent, "SendFin twice");
+                    prop_assert!(m.send_closed, "SendFin before shutdown/close");
+                    prop_assert_eq!(m.queued(), 0, "SendFin with bytes queued");
+                    m.fin_sent = true;
+                }
+                Action::ArmTimer(_) => {
+                    prop_assert!(matches!(step, Step::Close(_)));
+                }
+                Action::DrainInput => {
+                    prop_assert!(matches!(step, Step::Close(_)));
+                }
+                Action::Release | Action::Reset | Action::Discard => {
+                    prop_assert_eq!(i, acts.len() - 1, "terminal action not last: {:?}", acts);
+                }
+            }
+        }
+        prop_assert_eq!(
+            acts.iter().any(terminal),
+            closed_now,
+            "terminal action without Closed or Closed without one: {:?} {:?}",
+            acts,
+            evs
+        );
+        if acts.contains(&Action::SendFin) && closed_now {
+            prop_assert_eq!(acts.last(), Some(&Action::Release), "FIN with an abort");
+        }
+
+        // The machine's own view.
+        if let Some(reason) = m.closed {
+            prop_assert_eq!(l.state(), State::NotConnected);
+            prop_assert_eq!(l.closed(), Some(reason));
+            prop_assert!(!l.wants_input());
+            prop_assert!(!l.is_bound());
+        } else {
+            prop_assert_eq!(l.closed(), None);
+            // Rule 1: the FIN follows the last byte as soon as it is written.
+            if m.send_closed && m.up && m.queued() == 0 {
+                prop_assert!(m.fin_sent, "FIN overdue");
+            }
+            // Rule 3: both directions finished means closed.
+            prop_assert!(!(m.fin_sent && m.peer_ended), "both ended, still open");
+            if m.peer_ended {
+                prop_assert!(!l.wants_input());
+            }
+        }
+
+        // Rule 5: every byte is accounted for, at every step.
+        prop_assert_eq!(m.accepted, m.written + l.unsent(), "send accounting");
+        prop_assert_eq!(m.read, m.delivered + l.unread(), "recv accounting");
+        Ok(())
+    }
+
+    fn run(start: Start, steps: &[Step]) -> Result<(), TestCaseError> {
+        let (mut l, mut m) = begin(start);
+        let mut now = t0();
+        check(&mut l, &mut m, Step::Stop)?;
+        for &step in steps {
+            apply(&mut l, &mut m, &mut now, step)?;
+        }
+        // The loop stops: whatever was open ends, and Closed came exactly once.
+        apply(&mut l, &mut m, &mut now, Step::Stop)?;
+        prop_assert_eq!(m.closed_events, 1);
+        prop_assert!(m.closed.is_some());
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn lifecycle_keeps_its_rules(
+            start in start(),
+            steps in prop::collection::vec(step(), 0..=40),
+        ) {
+            run(start, &steps)?;
+        }
+    }
+}
