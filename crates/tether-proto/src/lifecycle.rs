@@ -215,12 +215,14 @@ pub struct Refused {
 
 impl fmt::Display for Refused {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "cannot {} a socket in state {}",
-            self.op.as_str(),
-            self.state
-        )
+        let phrase = match self.op {
+            Op::Listen => "listen on",
+            Op::Send => "send on",
+            Op::Recv => "recv on",
+            Op::Shutdown => "shut down",
+            op => op.as_str(),
+        };
+        write!(f, "cannot {phrase} a socket in state {}", self.state)
     }
 }
 

@@ -1837,7 +1837,10 @@ mod names {
             op: Op::Send,
             state: State::Closing,
         };
-        assert_eq!(refused.to_string(), "cannot send a socket in state closing");
+        assert_eq!(
+            refused.to_string(),
+            "cannot send on a socket in state closing"
+        );
     }
 
     #[test]

@@ -92,6 +92,10 @@ impl<S> fmt::Debug for Cx<S> {
     }
 }
 
+/// The largest Exact recv: its bytes are gathered in memory until all arrived,
+/// so a length read off the wire must not be able to ask for more than this.
+pub const MAX_EXACT_RECV: usize = 1 << 30;
+
 /// Size of the shared read buffer: a Partial recv is answered with at most this
 /// much, and an Exact recv up to this size is served from it without a copy.
 pub(crate) const READ_BUF: usize = 64 * 1024;
@@ -310,6 +314,9 @@ impl<S: 'static> Cx<S> {
         if n == 0 {
             return Err(ApiError::ZeroLengthRecv);
         }
+        if mode == RecvMode::Exact && n > MAX_EXACT_RECV {
+            return Err(ApiError::RecvTooLarge(n));
+        }
         slot.want = Some(Want { n, mode });
         if slot.readable {
             self.tasks.push_back(Task::Read(s));
@@ -332,7 +339,7 @@ impl<S: 'static> Cx<S> {
     /// linger time (`set_linger`, 30 s by default) the connection is reset and
     /// closes with `LingerTimeout`. A listener or unconnected socket closes now.
     pub fn close(&mut self, s: SocketId) -> Result<(), ApiError> {
-        let now = self.now;
+        let now = Instant::now();
         let slot = self.live(s)?;
         slot.life.close(now, slot.linger)?;
         slot.want = None;
@@ -400,7 +407,7 @@ impl<S: 'static> Cx<S> {
     /// Run `f` once, `after` from now.
     pub fn set_timer(&mut self, after: Duration, f: impl FnOnce(&mut Cx<S>) + 'static) -> TimerId {
         let mut f = Some(f);
-        let at = self.now + after;
+        let at = Instant::now() + after;
         self.timers.add(
             at,
             None,
@@ -418,7 +425,7 @@ impl<S: 'static> Cx<S> {
         every: Duration,
         f: impl FnMut(&mut Cx<S>) + 'static,
     ) -> TimerId {
-        let at = self.now + every;
+        let at = Instant::now() + every;
         self.timers.add(at, Some(every), Box::new(f))
     }
 
@@ -427,7 +434,8 @@ impl<S: 'static> Cx<S> {
         self.timers.cancel(id)
     }
 
-    /// The time the loop last woke up: what deadlines are measured from.
+    /// The time the loop last woke up. Timers and linger deadlines are measured
+    /// from the clock at the call, not from this.
     pub fn now(&self) -> Instant {
         self.now
     }
@@ -443,17 +451,15 @@ impl<S: 'static> Cx<S> {
     }
 
     /// Stop the loop once the current callback returns. Open sockets are then
-    /// closed with `Reason::Stopped` (reset, so no peer takes it for a graceful
-    /// end), each with its `on_closed`.
+    /// closed with `Reason::Stopped` (TCP ones reset, so no peer takes it for a
+    /// graceful end; Unix-domain ones simply close), each with its `on_closed`.
     pub fn terminate(&mut self) {
         self.remote.stop.store(true, Ordering::Release);
     }
 
     /// A handle for other threads.
     pub fn handle(&self) -> MuxHandle<S> {
-        MuxHandle {
-            remote: Arc::clone(&self.remote),
-        }
+        MuxHandle::new(&self.remote)
     }
 
     /// Record a failure: the lifecycle ends with `reason`, `error` says why.
@@ -477,9 +483,14 @@ fn open_failure(e: OpenError) -> (Reason, Error) {
     }
 }
 
-/// A refusal means nothing listens there; anything else is a failure to reach it.
+/// A refusal means nothing listens there; a reset before the connection was
+/// seen up means the listener took it and denied it (a tether listener's
+/// `Admission::Deny`). Anything else is a failure to reach it.
 pub(crate) fn connect_reason(e: &std::io::Error) -> Reason {
-    if e.raw_os_error() == Some(libc::ECONNREFUSED) {
+    if matches!(
+        e.raw_os_error(),
+        Some(libc::ECONNREFUSED | libc::ECONNRESET)
+    ) {
         Reason::ConnectRejected
     } else {
         Reason::ConnectFailed

@@ -23,6 +23,9 @@ pub enum ApiError {
     RecvPending,
     /// A recv of zero bytes can never be answered.
     ZeroLengthRecv,
+    /// An Exact recv larger than [`MAX_EXACT_RECV`](crate::MAX_EXACT_RECV): the
+    /// bytes would have to be held in memory all at once.
+    RecvTooLarge(usize),
 }
 
 impl fmt::Display for ApiError {
@@ -32,6 +35,11 @@ impl fmt::Display for ApiError {
             ApiError::Refused(r) => r.fmt(f),
             ApiError::RecvPending => f.write_str("a recv is already pending on this socket"),
             ApiError::ZeroLengthRecv => f.write_str("cannot recv zero bytes"),
+            ApiError::RecvTooLarge(n) => write!(
+                f,
+                "an exact recv of {n} bytes is over the limit of {} bytes",
+                crate::MAX_EXACT_RECV
+            ),
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Reaching the loop from other threads.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::Cx;
@@ -15,6 +15,9 @@ pub(crate) struct Remote<S> {
     pub(crate) stop: AtomicBool,
     /// Set when the loop is dropped: nothing posted would ever run.
     pub(crate) gone: AtomicBool,
+    /// Live `MuxHandle`s. While there is one, work may still be posted, so
+    /// the loop is not idle; dropping the last one wakes the loop to see that.
+    pub(crate) handles: AtomicUsize,
 }
 
 impl<S> Remote<S> {
@@ -41,10 +44,26 @@ pub struct MuxHandle<S> {
     pub(crate) remote: Arc<Remote<S>>,
 }
 
+impl<S> MuxHandle<S> {
+    pub(crate) fn new(remote: &Arc<Remote<S>>) -> Self {
+        remote.handles.fetch_add(1, Ordering::Relaxed);
+        MuxHandle {
+            remote: Arc::clone(remote),
+        }
+    }
+}
+
 impl<S> Clone for MuxHandle<S> {
     fn clone(&self) -> Self {
-        MuxHandle {
-            remote: Arc::clone(&self.remote),
+        MuxHandle::new(&self.remote)
+    }
+}
+
+impl<S> Drop for MuxHandle<S> {
+    fn drop(&mut self) {
+        // The loop may be waiting with nothing else to do: let it see it is idle.
+        if self.remote.handles.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let _ = self.remote.waker.wake();
         }
     }
 }
@@ -82,7 +101,8 @@ impl<S> MuxHandle<S> {
     }
 
     /// Ask the loop to stop: `run` returns after closing every socket (each gets
-    /// its `on_closed`, with `Reason::Stopped` if it was still open).
+    /// its `on_closed`, with `Reason::Stopped` if it was still open). Closures
+    /// posted before still run; if the loop is not running, its next run stops.
     pub fn terminate(&self) {
         self.remote.stop.store(true, Ordering::Release);
         let _ = self.remote.waker.wake();

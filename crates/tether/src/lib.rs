@@ -72,7 +72,7 @@ mod user;
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
 
-pub use cx::{Cx, SocketId};
+pub use cx::{Cx, SocketId, MAX_EXACT_RECV};
 pub use error::{ApiError, Error};
 pub use handle::{LoopGone, MuxHandle};
 pub use mux::IoMux;

@@ -3,7 +3,7 @@
 
 use std::io::{self, ErrorKind};
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -94,6 +94,7 @@ impl<S: 'static> IoMux<S> {
             posted: Mutex::new(Vec::new()),
             stop: AtomicBool::new(false),
             gone: AtomicBool::new(false),
+            handles: AtomicUsize::new(0),
         });
         Ok(IoMux {
             poll,
@@ -121,10 +122,13 @@ impl<S: 'static> IoMux<S> {
     /// is left that could ever make a callback run (no sockets, no timers, no
     /// handle held elsewhere). Every socket still open then is closed with
     /// `Reason::Stopped`, each with its `on_closed`, before this returns.
+    ///
+    /// A terminate made before `run` was called stops this run at once; the
+    /// request is used up when `run` returns, so the loop can be run again.
     pub fn run(&mut self) -> io::Result<()> {
-        self.cx.remote.stop.store(false, Ordering::Release);
         let result = self.turns();
         self.cx.stop_all();
+        self.cx.remote.stop.store(false, Ordering::Release);
         result
     }
 
@@ -134,7 +138,13 @@ impl<S: 'static> IoMux<S> {
             self.run_posted();
             self.cx.fire_timers();
             self.cx.run_tasks();
-            if self.cx.remote.stop.load(Ordering::Acquire) || self.cx.is_idle() {
+            if self.cx.remote.stop.load(Ordering::Acquire) {
+                // Closures posted before the stop was asked for run first,
+                // even if both came while a callback of this turn ran.
+                self.run_posted();
+                return Ok(());
+            }
+            if self.cx.is_idle() {
                 return Ok(());
             }
             let timeout = self
@@ -171,7 +181,7 @@ impl<S: 'static> Cx<S> {
         self.slots.is_empty()
             && self.tasks.is_empty()
             && self.timers.is_empty()
-            && Arc::strong_count(&self.remote) == 1
+            && self.remote.handles.load(Ordering::Acquire) == 0
             && self.remote.posted.lock().map_or(true, |p| p.is_empty())
     }
 
@@ -310,14 +320,7 @@ impl<S: 'static> Cx<S> {
                 }
                 if event.is_read_closed() {
                     slot.life.fin_known();
-                    // Nobody waits for input and none is left: the end can be
-                    // reported now rather than at a recv that may never come.
-                    if slot.want.is_none()
-                        && !slot.life.is_draining()
-                        && sys::pending_in(stream) == 0
-                    {
-                        slot.life.eof();
-                    }
+                    self.end_if_drained(s);
                     self.settle(s);
                 }
                 if event.is_writable() {
@@ -499,6 +502,24 @@ impl<S: 'static> Cx<S> {
             slot.life.delivered(data.len());
         }
         self.call(s, |u, cx| u.on_received(cx, s, data));
+        // The peer's FIN may have come with these last bytes.
+        self.end_if_drained(s);
+        self.settle(s);
+    }
+
+    /// Rule 2 without a recv: once the peer's FIN is known, nobody waits for
+    /// input and none is left in the kernel, the end is reported now rather than
+    /// at a recv that may never come.
+    fn end_if_drained(&mut self, s: SocketId) {
+        let Some(slot) = self.slot_mut(s) else { return };
+        let Io::Stream(stream) = &slot.io else { return };
+        if slot.want.is_none()
+            && !slot.life.is_draining()
+            && matches!(slot.life.state(), State::NoRecv | State::NoSendRecv)
+            && sys::pending_in(stream) == 0
+        {
+            slot.life.eof();
+        }
     }
 
     /// Take waiting connections, asking the listener's user about each.
@@ -628,7 +649,14 @@ impl<S: 'static> Cx<S> {
 fn abort<S>(slot: &mut crate::slot::Slot<S>, discard: bool) {
     let io = std::mem::take(&mut slot.io);
     let Io::Stream(stream) = &io else { return };
-    let (unsent, unread) = (sys::pending_out(stream), sys::pending_in(stream));
+    // What a Unix socket wrote already sits in the peer's receive queue, which
+    // closing does not take back (and SIOCOUTQ counts it in kernel memory, not
+    // bytes): only TCP has bytes in the kernel that an abort loses.
+    let unsent = match stream.kind() {
+        Kind::Tcp => sys::pending_out(stream),
+        Kind::Local => 0,
+    };
+    let unread = sys::pending_in(stream);
     let method = match stream.kind() {
         Kind::Local => DiscardMethod::Close,
         Kind::Tcp if discard && sys::set_repair(stream).is_ok() => DiscardMethod::Silent,

@@ -18,6 +18,8 @@ pub(crate) fn pending_in(fd: &impl AsRawFd) -> u64 {
 
 /// Bytes in the kernel's send queue that the peer has not taken (for TCP: not
 /// acknowledged). An abort loses them, so they belong in `Closed.unsent`.
+/// TCP only: for a Unix socket this is the kernel memory (not bytes) of what
+/// already sits in the peer's receive queue, which a close does not lose.
 pub(crate) fn pending_out(fd: &impl AsRawFd) -> u64 {
     ioctl_count(fd.as_raw_fd(), libc::TIOCOUTQ)
 }

@@ -160,8 +160,11 @@ impl<S> Timers<S> {
         }
     }
 
+    /// No live user timer. Heap entries may remain, but they are dead (cancelled
+    /// timers) or belong to sockets, which keep the loop alive by themselves;
+    /// waiting for a closed socket's linger deadline would hold `run` for nothing.
     pub(crate) fn is_empty(&self) -> bool {
-        self.user.is_empty() && self.heap.is_empty()
+        self.user.is_empty()
     }
 
     pub(crate) fn clear(&mut self) {

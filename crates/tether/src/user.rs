@@ -73,7 +73,8 @@ pub enum Admission<S = ()> {
     /// Take the connection, with this user for its callbacks.
     Accept(Box<dyn SocketUser<S>>),
     /// Refuse it: the connection is reset before any byte is read, so the client
-    /// sees a refusal rather than a connection that goes quiet.
+    /// sees a refusal rather than a connection that goes quiet. (A Unix-domain
+    /// socket has no reset: its client sees the stream end at once.)
     Deny,
 }
 
@@ -129,8 +130,10 @@ pub enum DiscardMethod {
 pub struct Closed {
     /// Why it closed.
     pub reason: Reason,
-    /// Bytes accepted for sending that never went out: still queued, or sitting
-    /// unacknowledged in the kernel when the connection was aborted.
+    /// Bytes accepted for sending that may not have reached the peer: still in
+    /// tether's queue, plus, for a TCP connection that was aborted, the bytes the
+    /// peer had not acknowledged (an upper bound: some may have arrived while
+    /// their acknowledgement had not). Zero after a graceful end.
     pub unsent: u64,
     /// Bytes received and thrown away: drained by `close`, left in the kernel by
     /// an abort, or gathered for an Exact recv the peer never completed.

@@ -282,12 +282,17 @@ impl std::io::Write for Peer {
 impl Log {
     /// True once `s` had its `on_closed`.
     pub fn is_closed(&self, s: SocketId) -> bool {
-        self.events.iter().any(|(id, e)| *id == s && matches!(e, Ev::Closed(_)))
+        self.events
+            .iter()
+            .any(|(id, e)| *id == s && matches!(e, Ev::Closed(_)))
     }
 
     /// How many times `s` had its `on_closed` (exactly once is the rule).
     pub fn close_count(&self, s: SocketId) -> usize {
-        self.events.iter().filter(|(id, e)| *id == s && matches!(e, Ev::Closed(_))).count()
+        self.events
+            .iter()
+            .filter(|(id, e)| *id == s && matches!(e, Ev::Closed(_)))
+            .count()
     }
 }
 
