@@ -701,20 +701,7 @@ fn close_past_linger_resets_and_counts_unsent() {
 /// half-closes and reads the echo; returns the client's and server's records.
 fn echo_pair(addr: &str) -> (Log, SocketId, SocketId, SocketId) {
     let mut m = mux();
-    let l = m.listen_on(
-        addr,
-        Rec::listener(|| {
-            Some(Rec::with(|cx, s, ev| match ev {
-                Ev::Accepted => cx.recv(s, 64, RecvMode::Partial).unwrap(),
-                Ev::Received(d) => {
-                    cx.send(s, d).unwrap();
-                    cx.recv(s, 64, RecvMode::Partial).unwrap();
-                }
-                Ev::PeerShutdown => cx.shutdown(s).unwrap(),
-                _ => {}
-            }))
-        }),
-    );
+    let l = m.listen_on(addr, echo_listener());
     assert_eq!(
         m.state(l),
         tether::State::Listening,

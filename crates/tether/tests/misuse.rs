@@ -230,20 +230,7 @@ fn listener_refuses_connection_calls_and_keeps_accepting() {
     for t in [Transport::Tcp, Transport::Local] {
         let spot = t.spot();
         let mut m = mux();
-        let l = m.listen_on(
-            &spot.addr,
-            Rec::listener(|| {
-                Some(Rec::with(|cx, s, ev| match ev {
-                    Ev::Accepted => cx.recv(s, 64, RecvMode::Partial).unwrap(),
-                    Ev::Received(d) => {
-                        cx.send(s, d).unwrap();
-                        cx.recv(s, 64, RecvMode::Partial).unwrap();
-                    }
-                    Ev::PeerShutdown => cx.shutdown(s).unwrap(),
-                    _ => {}
-                }))
-            }),
-        );
+        let l = m.listen_on(&spot.addr, echo_listener());
         let here = m.local_addr(l).unwrap();
         let listening = State::Listening;
         assert_eq!(

@@ -164,14 +164,7 @@ impl SocketUser<Log> for Guarded {
         }
     }
     fn on_closed(&mut self, cx: &mut Cx<Log>, s: SocketId, closed: &Closed) {
-        let done = Done {
-            reason: closed.reason,
-            unsent: closed.unsent,
-            unread: closed.unread,
-            error: closed.error.as_ref().map(|e| e.to_string()),
-            os_error: closed.error.as_ref().and_then(|e| e.raw_os_error()),
-            discard: closed.discard,
-        };
+        let done = Done::from(closed);
         self.enter(cx, s, Ev::Closed(done));
         // Calls on the dead id are refused at once, and call nothing back.
         assert!(op(|| cx.send(s, b"x")).is_err());
@@ -708,20 +701,7 @@ fn set_user_inside_a_callback_hands_over_the_rest() {
     for t in [Transport::Tcp, Transport::Local] {
         let spot = t.spot();
         let mut m = mux();
-        let l = m.listen_on(
-            &spot.addr,
-            Rec::listener(|| {
-                Some(Rec::with(|cx, s, ev| match ev {
-                    Ev::Accepted => cx.recv(s, 64, RecvMode::Partial).unwrap(),
-                    Ev::Received(d) => {
-                        cx.send(s, d).unwrap();
-                        cx.recv(s, 64, RecvMode::Partial).unwrap();
-                    }
-                    Ev::PeerShutdown => cx.shutdown(s).unwrap(),
-                    _ => {}
-                }))
-            }),
-        );
+        let l = m.listen_on(&spot.addr, echo_listener());
         let target = m.local_addr(l).unwrap().to_string();
         let heard: Rc<RefCell<Vec<(&str, Ev)>>> = Rc::default();
         let first_dropped = Rc::new(Cell::new(false));

@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use tether::{
-    Admission, Closed, Cx, DiscardMethod, IoMux, PeerInfo, Reason, SockAddr, SocketId, SocketUser,
+    Admission, Closed, Cx, DiscardMethod, IoMux, PeerInfo, Reason, RecvMode, SockAddr, SocketId,
+    SocketUser,
 };
 
 /// One callback, as recorded.
@@ -32,6 +33,19 @@ pub struct Done {
     pub error: Option<String>,
     pub os_error: Option<i32>,
     pub discard: Option<DiscardMethod>,
+}
+
+impl From<&Closed> for Done {
+    fn from(closed: &Closed) -> Done {
+        Done {
+            reason: closed.reason,
+            unsent: closed.unsent,
+            unread: closed.unread,
+            error: closed.error.as_ref().map(|e| e.to_string()),
+            os_error: closed.error.as_ref().and_then(|e| e.raw_os_error()),
+            discard: closed.discard,
+        }
+    }
 }
 
 /// Everything every socket of a loop reported, in order.
@@ -148,16 +162,25 @@ impl SocketUser<Log> for Rec {
         self.note(cx, s, Ev::PeerShutdown)
     }
     fn on_closed(&mut self, cx: &mut Cx<Log>, s: SocketId, closed: &Closed) {
-        let done = Done {
-            reason: closed.reason,
-            unsent: closed.unsent,
-            unread: closed.unread,
-            error: closed.error.as_ref().map(|e| e.to_string()),
-            os_error: closed.error.as_ref().and_then(|e| e.raw_os_error()),
-            discard: closed.discard,
-        };
+        let done = Done::from(closed);
         self.note(cx, s, Ev::Closed(done))
     }
+}
+
+/// A listener whose connections echo 64 bytes at a time until the peer's FIN,
+/// then answer it with their own.
+pub fn echo_listener() -> Rec {
+    Rec::listener(|| {
+        Some(Rec::with(|cx, s, ev| match ev {
+            Ev::Accepted => cx.recv(s, 64, RecvMode::Partial).unwrap(),
+            Ev::Received(d) => {
+                cx.send(s, d).unwrap();
+                cx.recv(s, 64, RecvMode::Partial).unwrap();
+            }
+            Ev::PeerShutdown => cx.shutdown(s).unwrap(),
+            _ => {}
+        }))
+    })
 }
 
 /// A new loop with an empty log.
