@@ -324,6 +324,8 @@ pub struct Lifecycle {
     held: u64,
     /// Read and thrown away.
     dropped: u64,
+    /// A datagram socket: no connection to set up or tear down.
+    datagram: bool,
 }
 
 impl Default for Lifecycle {
@@ -346,7 +348,24 @@ impl Lifecycle {
             queued: 0,
             held: 0,
             dropped: 0,
+            datagram: false,
         }
+    }
+
+    /// A datagram (UDP) socket. It is open as soon as it is bound, `connect` only
+    /// fixes its peer, and every way of ending it is a discard: there is nobody
+    /// to tell, so `shutdown` and `listen` are refused and `close`/`reset` end it
+    /// with [`Reason::Discarded`].
+    pub fn datagram() -> Self {
+        Lifecycle {
+            datagram: true,
+            ..Self::new()
+        }
+    }
+
+    /// True for a datagram socket.
+    pub fn is_datagram(&self) -> bool {
+        self.datagram
     }
 
     /// A connection taken from a listener: already [`State::Connected`], with no
@@ -449,6 +468,10 @@ impl Lifecycle {
     /// The socket got a local address.
     pub fn bind(&mut self) -> Result<(), Refused> {
         match self.phase {
+            Phase::Idle if self.datagram => {
+                self.phase = Phase::Open;
+                Ok(())
+            }
             Phase::Idle => {
                 self.phase = Phase::Bound;
                 Ok(())
@@ -460,7 +483,7 @@ impl Lifecycle {
     /// The socket listens.
     pub fn listen(&mut self) -> Result<(), Refused> {
         match self.phase {
-            Phase::Idle | Phase::Bound => {
+            Phase::Idle | Phase::Bound if !self.datagram => {
                 self.phase = Phase::Listening;
                 Ok(())
             }
@@ -471,6 +494,13 @@ impl Lifecycle {
     /// Connecting began.
     pub fn connect(&mut self) -> Result<(), Refused> {
         match self.phase {
+            // A datagram socket connects within the call (the driver reports
+            // `connected` or `fail` at once), and may connect again to another
+            // peer.
+            Phase::Idle | Phase::Open if self.datagram => {
+                self.phase = Phase::Connecting;
+                Ok(())
+            }
             Phase::Idle | Phase::Bound => {
                 self.phase = Phase::Connecting;
                 Ok(())
@@ -493,9 +523,15 @@ impl Lifecycle {
     /// Accept `n` bytes for sending. Allowed while connecting (they wait) and on an
     /// open connection until `shutdown`/`close`.
     pub fn send(&mut self, n: usize) -> Result<(), Refused> {
+        self.check_send()?;
+        self.queued += n as u64;
+        Ok(())
+    }
+
+    /// Would [`send`](Self::send) accept bytes now?
+    pub fn check_send(&self) -> Result<(), Refused> {
         let open = matches!(self.phase, Phase::Connecting | Phase::Open);
         if open && self.send == SendSide::Open && self.closing.is_none() {
-            self.queued += n as u64;
             Ok(())
         } else {
             Err(self.refuse(Op::Send))
@@ -505,7 +541,7 @@ impl Lifecycle {
     /// Half-close: once every accepted byte is written, send the FIN.
     pub fn shutdown(&mut self) -> Result<(), Refused> {
         let open = matches!(self.phase, Phase::Connecting | Phase::Open);
-        if !open || self.send != SendSide::Open || self.closing.is_some() {
+        if !open || self.send != SendSide::Open || self.closing.is_some() || self.datagram {
             return Err(self.refuse(Op::Shutdown));
         }
         self.began.get_or_insert(Side::Us);
@@ -519,6 +555,9 @@ impl Lifecycle {
     /// Close gracefully: send what is queued, then the FIN, then drain the peer
     /// until its FIN; past `now + linger`, reset instead.
     pub fn close(&mut self, now: Instant, linger: Duration) -> Result<(), Refused> {
+        if self.datagram {
+            return self.abort(Op::Close, Reason::Discarded, A_DISCARD);
+        }
         match self.phase {
             Phase::Idle | Phase::Bound | Phase::Listening => {
                 self.finish(Reason::Normal, A_RELEASE);
@@ -546,6 +585,9 @@ impl Lifecycle {
 
     /// Abort with RST now; queued bytes are counted as unsent.
     pub fn reset(&mut self) -> Result<(), Refused> {
+        if self.datagram {
+            return self.abort(Op::Reset, Reason::Discarded, A_DISCARD);
+        }
         self.abort(Op::Reset, Reason::Reset, A_RESET)
     }
 

@@ -12,7 +12,7 @@ use tether_proto::{Lifecycle, Reason, SockAddr, State};
 use crate::handle::{MuxHandle, Remote};
 use crate::slot::{find, SendQueue, Slot, Want};
 use crate::timer::{TimerId, Timers};
-use crate::transport::{self, Io, Kind, OpenError};
+use crate::transport::{self, Io, OpenError, Transport};
 use crate::{ApiError, Error, RecvMode, SocketUser};
 
 /// Names a socket of one loop: a slab index plus a generation, so an id kept
@@ -126,7 +126,7 @@ impl<S: 'static> Cx<S> {
         find(&mut self.slots, s)
     }
 
-    fn live(&mut self, s: SocketId) -> Result<&mut Slot<S>, ApiError> {
+    pub(crate) fn live(&mut self, s: SocketId) -> Result<&mut Slot<S>, ApiError> {
         self.slot_mut(s).ok_or(ApiError::StaleSocket(s))
     }
 
@@ -173,12 +173,15 @@ impl<S: 'static> Cx<S> {
     /// holds a stale socket file is reused; a live one or any other file is not.
     pub fn bind(&mut self, s: SocketId, addr: &str) -> Result<(), ApiError> {
         let slot = self.live(s)?;
+        if slot.life.is_datagram() {
+            return self.bind_udp(s, addr);
+        }
         slot.life.bind()?;
         let result = SockAddr::parse(addr)
             .map_err(|e| (Reason::AddressInvalid, Error::Address(e)))
             .and_then(|a| {
                 transport::bind(&a)
-                    .map(|sock| (sock, Kind::of(&a)))
+                    .map(|sock| (sock, Transport::of(&a)))
                     .map_err(open_failure)
             });
         match result {
@@ -198,6 +201,7 @@ impl<S: 'static> Cx<S> {
     pub fn listen(&mut self, s: SocketId) -> Result<(), ApiError> {
         let stopping = self.stopping;
         let slot = self.live(s)?;
+        unsupported_on_udp(slot, "listen")?;
         slot.life.listen()?;
         if stopping {
             self.fail(s, Reason::Stopped, None);
@@ -209,7 +213,7 @@ impl<S: 'static> Cx<S> {
             _ => match transport::bind(&transport::tcp::any()) {
                 Ok(sock) => {
                     self.tasks.push_back(Task::Bound(s));
-                    Ok((sock, Kind::Tcp))
+                    Ok((sock, Transport::Tcp))
                 }
                 Err(e) => Err(open_failure(e)),
             },
@@ -237,6 +241,9 @@ impl<S: 'static> Cx<S> {
     pub fn connect(&mut self, s: SocketId, addr: &str) -> Result<(), ApiError> {
         let stopping = self.stopping;
         let slot = self.live(s)?;
+        if slot.life.is_datagram() {
+            return self.connect_udp(s, addr);
+        }
         slot.life.connect()?;
         if stopping {
             self.fail(s, Reason::Stopped, None);
@@ -272,6 +279,9 @@ impl<S: 'static> Cx<S> {
     /// `on_sent` follows once the last of them reached the kernel.
     pub fn send(&mut self, s: SocketId, data: &[u8]) -> Result<(), ApiError> {
         let slot = self.live(s)?;
+        if slot.life.is_datagram() {
+            return self.send_datagram(s, None, data);
+        }
         slot.life.send(data.len())?;
         let mut written = 0;
         if slot.outq.is_none() && slot.life.state() != State::Connecting {
@@ -307,6 +317,9 @@ impl<S: 'static> Cx<S> {
     /// pending: that is how a slow consumer holds back a fast peer.
     pub fn recv(&mut self, s: SocketId, n: usize, mode: RecvMode) -> Result<(), ApiError> {
         let slot = self.live(s)?;
+        if mode == RecvMode::Exact {
+            unsupported_on_udp(slot, "exact recv")?;
+        }
         slot.life.check_recv()?;
         if slot.want.is_some() {
             return Err(ApiError::RecvPending);
@@ -329,7 +342,9 @@ impl<S: 'static> Cx<S> {
     /// Half-close: once everything queued is sent, send FIN. Receiving goes on;
     /// the state becomes `NoSend`.
     pub fn shutdown(&mut self, s: SocketId) -> Result<(), ApiError> {
-        self.live(s)?.life.shutdown()?;
+        let slot = self.live(s)?;
+        unsupported_on_udp(slot, "shutdown")?;
+        slot.life.shutdown()?;
         self.settle(s);
         Ok(())
     }
@@ -384,6 +399,25 @@ impl<S: 'static> Cx<S> {
     /// socket or a stale id.
     pub fn local_addr(&self, s: SocketId) -> Option<SockAddr> {
         self.slot(s)?.io.local_addr()
+    }
+
+    /// The socket's transport: fixed at creation for UDP, by the first address
+    /// for a stream socket (`None` until then, and for a stale id).
+    pub fn transport(&self, s: SocketId) -> Option<Transport> {
+        let slot = self.slot(s)?;
+        if slot.life.is_datagram() {
+            Some(Transport::Udp)
+        } else {
+            slot.io.kind()
+        }
+    }
+
+    /// The socket's descriptor, for the options tether does not wrap (buffer
+    /// sizes, TOS, ...), e.g. with `socket2::SockRef::from(&fd)`. Reading,
+    /// writing or closing through it would bypass the lifecycle and its
+    /// accounting: don't.
+    pub fn as_fd(&self, s: SocketId) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.slot(s)?.io.fd()
     }
 
     /// The peer's address, once connected.
@@ -473,8 +507,20 @@ impl<S: 'static> Cx<S> {
     }
 }
 
+/// A connectionless socket has no listening, no half-close, no byte stream.
+fn unsupported_on_udp<S>(slot: &Slot<S>, op: &'static str) -> Result<(), ApiError> {
+    if slot.life.is_datagram() {
+        Err(ApiError::Unsupported {
+            op,
+            transport: Transport::Udp,
+        })
+    } else {
+        Ok(())
+    }
+}
+
 /// The close reason for each way opening a socket can fail.
-fn open_failure(e: OpenError) -> (Reason, Error) {
+pub(crate) fn open_failure(e: OpenError) -> (Reason, Error) {
     match e {
         OpenError::Open(e) => (Reason::OpenFailed, Error::Io(e)),
         OpenError::Bind(e) => (Reason::BindFailed, Error::Io(e)),

@@ -6,7 +6,7 @@ use std::io;
 
 use tether_proto::{AddrError, Refused};
 
-use crate::SocketId;
+use crate::{SocketId, Transport};
 
 /// An operation the caller may not ask for now: a bug in the calling code, made
 /// visible where it happens. The socket is left exactly as it was.
@@ -26,6 +26,28 @@ pub enum ApiError {
     /// An Exact recv larger than [`MAX_EXACT_RECV`](crate::MAX_EXACT_RECV): the
     /// bytes would have to be held in memory all at once.
     RecvTooLarge(usize),
+    /// The operation has no meaning on this transport (shutdown or listen on
+    /// UDP, an Exact recv of datagrams, send_to on a stream).
+    Unsupported {
+        /// What was asked.
+        op: &'static str,
+        /// The socket's transport.
+        transport: Transport,
+    },
+    /// `send` on a UDP socket whose peer was never fixed by `connect`.
+    NoPeer,
+    /// A datagram longer than the largest UDP payload to that address family
+    /// (65,507 bytes for IPv4, 65,527 for IPv6).
+    DatagramTooLarge {
+        /// The datagram's length.
+        len: usize,
+        /// The largest possible.
+        max: usize,
+    },
+    /// The kernel refused this one datagram (an unreachable destination, a
+    /// broadcast address without permission, ...). The socket stays open; the
+    /// value is the OS error number.
+    NotSent(i32),
 }
 
 impl fmt::Display for ApiError {
@@ -35,6 +57,23 @@ impl fmt::Display for ApiError {
             ApiError::Refused(r) => r.fmt(f),
             ApiError::RecvPending => f.write_str("a recv is already pending on this socket"),
             ApiError::ZeroLengthRecv => f.write_str("cannot recv zero bytes"),
+            ApiError::Unsupported { op, transport } => {
+                write!(f, "{op} is not supported on a {transport} socket")
+            }
+            ApiError::NoPeer => {
+                f.write_str("this UDP socket has no peer: connect it, or use send_to")
+            }
+            ApiError::DatagramTooLarge { len, max } => {
+                write!(
+                    f,
+                    "a datagram of {len} bytes is over the largest possible, {max} bytes"
+                )
+            }
+            ApiError::NotSent(code) => write!(
+                f,
+                "the datagram was not sent: {}",
+                io::Error::from_raw_os_error(*code)
+            ),
             ApiError::RecvTooLarge(n) => write!(
                 f,
                 "an exact recv of {n} bytes is over the limit of {} bytes",

@@ -46,18 +46,21 @@
 //! ```
 #![deny(missing_docs)]
 
-/// Log under the transport's own target (`tether::tcp`, `tether::local`), so
+/// Log under the transport's own target (`tether::tcp`, `tether::local`,
+/// `tether::udp`), so
 /// each can be switched on alone.
 macro_rules! io_log {
     ($level:ident, $kind:expr, $($arg:tt)+) => {
         match $kind {
-            $crate::transport::Kind::Tcp => tracing::$level!(target: "tether::tcp", $($arg)+),
-            $crate::transport::Kind::Local => tracing::$level!(target: "tether::local", $($arg)+),
+            $crate::transport::Transport::Tcp => tracing::$level!(target: "tether::tcp", $($arg)+),
+            $crate::transport::Transport::Local => tracing::$level!(target: "tether::local", $($arg)+),
+            $crate::transport::Transport::Udp => tracing::$level!(target: "tether::udp", $($arg)+),
         }
     };
 }
 
 mod cx;
+mod datagram;
 mod error;
 mod handle;
 mod mux;
@@ -78,4 +81,5 @@ pub use handle::{LoopGone, MuxHandle};
 pub use mux::IoMux;
 pub use tether_proto::{AddrError, Op, Reason, Refused, SockAddr, State};
 pub use timer::TimerId;
+pub use transport::Transport;
 pub use user::{Admission, Closed, DiscardMethod, PeerInfo, RecvMode, SocketUser};

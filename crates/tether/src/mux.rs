@@ -14,7 +14,7 @@ use crate::cx::{connect_reason, Task};
 use crate::handle::{MuxHandle, Posted, Remote};
 use crate::slot::{find, Want};
 use crate::timer::Target;
-use crate::transport::{Io, Kind, Listener, Stream};
+use crate::transport::{Io, Listener, Stream, Transport};
 use crate::{
     sys, Admission, Closed, Cx, DiscardMethod, Error, PeerInfo, RecvMode, SocketId, SocketUser,
 };
@@ -187,7 +187,7 @@ impl<S: 'static> Cx<S> {
 
     /// Run a callback of `s`'s user. The user is taken out of its slot for the
     /// call, so the callback can use `cx` freely, even on its own socket.
-    fn call<R>(
+    pub(crate) fn call<R>(
         &mut self,
         s: SocketId,
         f: impl FnOnce(&mut dyn SocketUser<S>, &mut Cx<S>) -> R,
@@ -224,7 +224,13 @@ impl<S: 'static> Cx<S> {
                 Task::PeerShutdown(s) => {
                     self.call(s, |u, cx| u.on_peer_shutdown(cx, s, None));
                 }
-                Task::Read(s) => self.pump_read(s),
+                Task::Read(s) => {
+                    if self.slot(s).is_some_and(|slot| slot.life.is_datagram()) {
+                        self.pump_datagram(s)
+                    } else {
+                        self.pump_read(s)
+                    }
+                }
                 Task::Closed(s) => self.finish(s),
             }
         }
@@ -288,7 +294,7 @@ impl<S: 'static> Cx<S> {
             error: end.error,
             discard: end.discard,
         };
-        io_log!(debug, slot.io.kind().unwrap_or(Kind::Tcp), socket = %s, reason = %closed.reason, closed.unsent, closed.unread, "closed");
+        io_log!(debug, slot.io.kind().unwrap_or(Transport::Tcp), socket = %s, reason = %closed.reason, closed.unsent, closed.unread, "closed");
         if let Some(mut user) = slot.user {
             user.on_closed(self, s, &closed);
         }
@@ -300,6 +306,7 @@ impl<S: 'static> Cx<S> {
         let Some(slot) = self.slot_mut(s) else { return };
         match &slot.io {
             Io::Listener(_) => self.pump_accept(s),
+            Io::Udp(..) => self.on_udp_ready(s, event),
             Io::Stream(_) => {
                 if slot.life.state() == State::Connecting && !self.check_connect(s) {
                     return;
@@ -530,8 +537,8 @@ impl<S: 'static> Cx<S> {
             };
             let Io::Listener(l) = &slot.io else { return };
             let kind = match l {
-                Listener::Tcp(_) => Kind::Tcp,
-                Listener::Local(..) => Kind::Local,
+                Listener::Tcp(_) => Transport::Tcp,
+                Listener::Local(..) => Transport::Local,
             };
             match l.accept() {
                 Ok(accepted) => {
@@ -560,7 +567,7 @@ impl<S: 'static> Cx<S> {
         }
     }
 
-    fn admit(&mut self, admission: Option<Admission<S>>, mut stream: Stream, kind: Kind) {
+    fn admit(&mut self, admission: Option<Admission<S>>, mut stream: Stream, kind: Transport) {
         match admission {
             Some(Admission::Accept(user)) => {
                 let s = self.insert(user, Io::None, Lifecycle::accepted());
@@ -580,7 +587,7 @@ impl<S: 'static> Cx<S> {
             }
             _ => {
                 io_log!(debug, kind, "denied");
-                if kind == Kind::Tcp {
+                if kind == Transport::Tcp {
                     let _ = sys::set_abortive(&stream);
                 }
             }
@@ -648,22 +655,25 @@ impl<S: 'static> Cx<S> {
 /// forget it silently if `discard` and the process may.
 fn abort<S>(slot: &mut crate::slot::Slot<S>, discard: bool) {
     let io = std::mem::take(&mut slot.io);
-    let Io::Stream(stream) = &io else { return };
-    // What a Unix socket wrote already sits in the peer's receive queue, which
-    // closing does not take back (and SIOCOUTQ counts it in kernel memory, not
-    // bytes): only TCP has bytes in the kernel that an abort loses.
-    let unsent = match stream.kind() {
-        Kind::Tcp => sys::pending_out(stream),
-        Kind::Local => 0,
-    };
-    let unread = sys::pending_in(stream);
-    let method = match stream.kind() {
-        Kind::Local => DiscardMethod::Close,
-        Kind::Tcp if discard && sys::set_repair(stream).is_ok() => DiscardMethod::Silent,
-        Kind::Tcp => {
-            let _ = sys::set_abortive(stream);
-            DiscardMethod::Reset
+    let (unsent, unread, method) = match &io {
+        Io::Stream(stream @ Stream::Tcp(_)) => {
+            let counts = (sys::pending_out(stream), sys::pending_in(stream));
+            let method = if discard && sys::set_repair(stream).is_ok() {
+                DiscardMethod::Silent
+            } else {
+                let _ = sys::set_abortive(stream);
+                DiscardMethod::Reset
+            };
+            (counts.0, counts.1, method)
         }
+        // What a Unix socket wrote already sits in the peer's receive queue, which
+        // closing does not take back (and SIOCOUTQ counts it in kernel memory, not
+        // bytes): only TCP has bytes in the kernel that an abort loses.
+        Io::Stream(stream @ Stream::Local(_)) => (0, sys::pending_in(stream), DiscardMethod::Close),
+        // Nobody is told of a UDP socket's end; its datagrams are counted by
+        // tether's own queue alone.
+        Io::Udp(..) => (0, 0, DiscardMethod::Silent),
+        _ => return,
     };
     let end = slot.end();
     end.kernel_unsent = unsent;

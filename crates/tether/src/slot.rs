@@ -1,6 +1,7 @@
 //! What the loop keeps per socket.
 
 use std::collections::VecDeque;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use slab::Slab;
@@ -81,7 +82,8 @@ impl<S> Slot<S> {
 }
 
 /// Queued outgoing bytes, and where each `send` ends so that its `on_sent` fires
-/// when its last byte reaches the kernel.
+/// when its last byte reaches the kernel. A datagram socket's queue is the same,
+/// each send one datagram, with its destination beside it.
 #[derive(Debug, Default)]
 pub(crate) struct SendQueue {
     buf: Vec<u8>,
@@ -91,6 +93,8 @@ pub(crate) struct SendQueue {
     marks: VecDeque<u64>,
     /// Bytes ever written through this queue.
     done: u64,
+    /// For datagrams: each one's destination (`None`: the connected peer).
+    dests: VecDeque<Option<SocketAddr>>,
 }
 
 impl SendQueue {
@@ -123,6 +127,31 @@ impl SendQueue {
 
     pub(crate) fn is_empty(&self) -> bool {
         self.marks.is_empty() && self.head == self.buf.len()
+    }
+
+    pub(crate) fn push_datagram(&mut self, to: Option<SocketAddr>, data: &[u8]) {
+        self.push(data);
+        self.dests.push_back(to);
+    }
+
+    /// The next datagram to send and its destination.
+    pub(crate) fn front_datagram(&self) -> Option<(Option<SocketAddr>, &[u8])> {
+        let to = *self.dests.front()?;
+        let len = (self.marks.front()? - self.done) as usize;
+        Some((to, &self.pending()[..len]))
+    }
+
+    /// The front datagram went out (or was given up): exactly one send ends,
+    /// even for an empty datagram. Returns its length.
+    pub(crate) fn pop_datagram(&mut self) -> usize {
+        let Some(end) = self.marks.pop_front() else {
+            return 0;
+        };
+        self.dests.pop_front();
+        let len = (end - self.done) as usize;
+        self.head += len;
+        self.done = end;
+        len
     }
 }
 
@@ -159,5 +188,27 @@ mod tests {
         q.push(b"f");
         assert_eq!(q.advance(3), 2);
         assert!(q.is_empty());
+    }
+
+    #[test]
+    fn datagrams_keep_their_bounds_and_destinations() {
+        let a: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let b: SocketAddr = "[::1]:2".parse().unwrap();
+        let mut q = SendQueue::default();
+        q.push_datagram(Some(a), b"one");
+        q.push_datagram(Some(b), b"");
+        q.push_datagram(None, b"three");
+        assert_eq!(q.front_datagram(), Some((Some(a), &b"one"[..])));
+        assert_eq!(q.pop_datagram(), 3);
+        assert_eq!(
+            q.front_datagram(),
+            Some((Some(b), &b""[..])),
+            "an empty datagram is one too"
+        );
+        assert_eq!(q.pop_datagram(), 0);
+        assert_eq!(q.front_datagram(), Some((None, &b"three"[..])));
+        assert_eq!(q.pop_datagram(), 5);
+        assert!(q.is_empty());
+        assert_eq!(q.front_datagram(), None);
     }
 }

@@ -1,5 +1,7 @@
 //! What the application implements ([`SocketUser`]) and what it is told.
 
+use std::net::SocketAddr;
+
 use tether_proto::{Reason, SockAddr};
 
 use crate::{Cx, Error, SocketId};
@@ -57,6 +59,26 @@ pub trait SocketUser<S = ()> {
     /// The answer to one `recv`. `data` is lent from a buffer the loop reuses:
     /// copy what must outlive the call.
     fn on_received(&mut self, cx: &mut Cx<S>, s: SocketId, data: &[u8]) {}
+
+    /// One datagram on an unconnected UDP socket, answering one recv, with the
+    /// address it came from.
+    fn on_received_from(&mut self, cx: &mut Cx<S>, s: SocketId, data: &[u8], from: SocketAddr) {}
+
+    /// A datagram longer than the recv asked for, instead of `on_received` /
+    /// `on_received_from`: `data` holds its first bytes (as many as asked for),
+    /// `len` its whole length. The rest is counted in `Closed::unread`. By
+    /// default the datagram is dropped with a warning under `tether::udp`, so
+    /// a cut datagram is never taken for a whole one.
+    fn on_truncated(
+        &mut self,
+        cx: &mut Cx<S>,
+        s: SocketId,
+        data: &[u8],
+        len: usize,
+        from: SocketAddr,
+    ) {
+        tracing::warn!(target: "tether::udp", socket = %s, len, kept = data.len(), %from, "datagram longer than the recv: dropped");
+    }
 
     /// The peer finished sending, after its last byte was delivered. `farewell`
     /// is the peer's disconnect data on transports that carry it, else `None`.

@@ -6,6 +6,7 @@
 
 pub(crate) mod local;
 pub(crate) mod tcp;
+pub(crate) mod udp;
 
 use std::io::{self, Read};
 use std::net::Shutdown;
@@ -15,19 +16,41 @@ use mio::{Interest, Registry, Token};
 use socket2::{SockAddr as OsAddr, SockRef};
 use tether_proto::SockAddr;
 
-/// Which stream transport a socket uses, fixed by its first address.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Kind {
+/// Which transport a socket uses. A stream socket's is fixed by its first
+/// address; a UDP socket is one from its creation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Transport {
+    /// TCP over IPv4 or IPv6.
     Tcp,
+    /// A Unix-domain stream socket.
     Local,
+    /// UDP over IPv4 or IPv6.
+    Udp,
 }
 
-impl Kind {
-    pub(crate) fn of(addr: &SockAddr) -> Kind {
+impl std::fmt::Display for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Transport {
+    /// The transport's name in logs and messages (`tcp`, `local`, `udp`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Tcp => "tcp",
+            Transport::Local => "local",
+            Transport::Udp => "udp",
+        }
+    }
+
+    /// The stream transport an address calls for.
+    pub(crate) fn of(addr: &SockAddr) -> Transport {
         if addr.is_local() {
-            Kind::Local
+            Transport::Local
         } else {
-            Kind::Tcp
+            Transport::Tcp
         }
     }
 }
@@ -54,9 +77,11 @@ pub(crate) enum Io {
     #[default]
     None,
     /// Bound, not yet listening or connecting.
-    Bound(socket2::Socket, Kind),
+    Bound(socket2::Socket, Transport),
     Stream(Stream),
     Listener(Listener),
+    /// A UDP socket, and whether `connect` fixed its peer.
+    Udp(mio::net::UdpSocket, bool),
 }
 
 impl Io {
@@ -68,15 +93,19 @@ impl Io {
             Io::Stream(Stream::Local(s)) => Some(s.as_fd()),
             Io::Listener(Listener::Tcp(l)) => Some(l.as_fd()),
             Io::Listener(Listener::Local(l, _)) => Some(l.as_fd()),
+            Io::Udp(u, _) => Some(u.as_fd()),
         }
     }
 
-    pub(crate) fn kind(&self) -> Option<Kind> {
+    pub(crate) fn kind(&self) -> Option<Transport> {
         match self {
             Io::None => None,
             Io::Bound(_, kind) => Some(*kind),
-            Io::Stream(Stream::Tcp(_)) | Io::Listener(Listener::Tcp(_)) => Some(Kind::Tcp),
-            Io::Stream(Stream::Local(_)) | Io::Listener(Listener::Local(..)) => Some(Kind::Local),
+            Io::Stream(Stream::Tcp(_)) | Io::Listener(Listener::Tcp(_)) => Some(Transport::Tcp),
+            Io::Stream(Stream::Local(_)) | Io::Listener(Listener::Local(..)) => {
+                Some(Transport::Local)
+            }
+            Io::Udp(..) => Some(Transport::Udp),
         }
     }
 
@@ -90,10 +119,10 @@ impl Io {
 }
 
 impl Stream {
-    pub(crate) fn kind(&self) -> Kind {
+    pub(crate) fn kind(&self) -> Transport {
         match self {
-            Stream::Tcp(_) => Kind::Tcp,
-            Stream::Local(_) => Kind::Local,
+            Stream::Tcp(_) => Transport::Tcp,
+            Stream::Local(_) => Transport::Local,
         }
     }
 
@@ -206,9 +235,9 @@ pub(crate) fn from_os(addr: &OsAddr) -> Option<SockAddr> {
 
 /// Open and bind a socket for `addr`, choosing the transport from it.
 pub(crate) fn bind(addr: &SockAddr) -> Result<socket2::Socket, OpenError> {
-    match Kind::of(addr) {
-        Kind::Tcp => tcp::bind(addr),
-        Kind::Local => local::bind(addr),
+    match Transport::of(addr) {
+        Transport::Local => local::bind(addr),
+        _ => tcp::bind(addr),
     }
 }
 
@@ -217,25 +246,25 @@ pub(crate) fn connect(
     addr: &SockAddr,
     bound: Option<socket2::Socket>,
 ) -> Result<Stream, OpenError> {
-    match Kind::of(addr) {
-        Kind::Tcp => tcp::connect(addr, bound),
-        Kind::Local => local::connect(addr, bound),
+    match Transport::of(addr) {
+        Transport::Local => local::connect(addr, bound),
+        _ => tcp::connect(addr, bound),
     }
 }
 
 /// Turn a bound socket into a listener.
-pub(crate) fn listen(sock: socket2::Socket, kind: Kind) -> io::Result<Listener> {
+pub(crate) fn listen(sock: socket2::Socket, kind: Transport) -> io::Result<Listener> {
     // Deep enough for a burst of connects; the kernel caps it at somaxconn.
     sock.listen(1024)?;
     match kind {
-        Kind::Tcp => Ok(Listener::Tcp(mio::net::TcpListener::from_std(sock.into()))),
-        Kind::Local => {
+        Transport::Local => {
             let path = sock.local_addr()?.as_pathname().map(|p| p.to_path_buf());
             Ok(Listener::Local(
                 mio::net::UnixListener::from_std(sock.into()),
                 path,
             ))
         }
+        _ => Ok(Listener::Tcp(mio::net::TcpListener::from_std(sock.into()))),
     }
 }
 

@@ -1,0 +1,306 @@
+//! The UDP side of [`Cx`]: datagrams in and out, one `recv` per datagram.
+//!
+//! A UDP socket shares the loop's machinery with streams (the deferred
+//! callbacks, the send queue with one `on_sent` per send, the lifecycle), but
+//! has no connection: it is open once bound, `connect` only fixes its peer, and
+//! every way of ending it is a discard.
+
+use std::io::{self, ErrorKind};
+use std::net::SocketAddr;
+
+use mio::Interest;
+use tether_proto::{Reason, SockAddr};
+
+use crate::cx::{open_failure, Task};
+use crate::slot::{find, SendQueue};
+use crate::transport::{udp, Io, Transport};
+use crate::{ApiError, Cx, Error, SocketId, SocketUser};
+
+impl<S: 'static> Cx<S> {
+    /// A new UDP socket, with `user` for its callbacks. `bind` gives it an
+    /// address (port 0: the system picks); `send_to` or `connect` on an unbound
+    /// one binds it to every interface of the peer's family first.
+    pub fn udp(&mut self, user: impl SocketUser<S> + 'static) -> SocketId {
+        self.insert(
+            Box::new(user),
+            Io::None,
+            tether_proto::Lifecycle::datagram(),
+        )
+    }
+
+    /// Send one datagram to `to`. It is written at once when the kernel takes
+    /// it, else queued and written in order; `on_sent` follows either way. An
+    /// error the kernel gives for this datagram alone (say, an unreachable
+    /// network) is returned as [`ApiError::NotSent`] and the socket stays open.
+    pub fn send_to(&mut self, s: SocketId, data: &[u8], to: SocketAddr) -> Result<(), ApiError> {
+        let slot = self.live(s)?;
+        if !slot.life.is_datagram() {
+            return Err(ApiError::Unsupported {
+                op: "send_to",
+                transport: slot.io.kind().unwrap_or(Transport::Tcp),
+            });
+        }
+        slot.life.check_send()?;
+        if matches!(slot.io, Io::None) {
+            // Like sendto(2) on an unbound socket: take an ephemeral port.
+            slot.life.bind()?;
+            if let Err((reason, error)) = self.open_udp(s, &udp::any_for(&to)) {
+                self.fail(s, reason, error);
+                self.settle(s);
+                return Ok(());
+            }
+        }
+        self.send_datagram(s, Some(to), data)
+    }
+
+    pub(crate) fn bind_udp(&mut self, s: SocketId, addr: &str) -> Result<(), ApiError> {
+        self.live(s)?.life.bind()?;
+        let opened = SockAddr::parse(addr)
+            .map_err(|e| (Reason::AddressInvalid, Error::Address(e)))
+            .and_then(|a| self.open_udp(s, &a));
+        if let Err((reason, error)) = opened {
+            self.fail(s, reason, error);
+        }
+        self.settle(s);
+        Ok(())
+    }
+
+    pub(crate) fn connect_udp(&mut self, s: SocketId, addr: &str) -> Result<(), ApiError> {
+        let slot = self.live(s)?;
+        let unbound = matches!(slot.io, Io::None);
+        slot.life.connect()?;
+        let peer = match SockAddr::parse(addr) {
+            Ok(SockAddr::Inet(peer)) => Ok(peer),
+            Ok(_) => Err((
+                Reason::AddressInvalid,
+                Error::AddressMismatch("a UDP socket needs an ip:port address"),
+            )),
+            Err(e) => Err((Reason::AddressInvalid, Error::Address(e))),
+        };
+        let result = peer.and_then(|peer| self.attach_peer(s, peer, unbound));
+        if let Err((reason, error)) = result {
+            self.fail(s, reason, error);
+        }
+        self.settle(s);
+        Ok(())
+    }
+
+    /// Fix the peer of a UDP socket, binding it first if it is not yet.
+    fn attach_peer(
+        &mut self,
+        s: SocketId,
+        peer: SocketAddr,
+        unbound: bool,
+    ) -> Result<(), (Reason, Error)> {
+        if unbound {
+            self.open_udp(s, &udp::any_for(&peer))?;
+        }
+        let Some(slot) = find(&mut self.slots, s) else {
+            return Ok(());
+        };
+        if let Io::Udp(sock, connected) = &mut slot.io {
+            sock.connect(peer)
+                .map_err(|e| (crate::cx::connect_reason(&e), Error::Io(e)))?;
+            *connected = true;
+        }
+        io_log!(debug, Transport::Udp, socket = %s, %peer, "connected");
+        slot.life.connected();
+        Ok(())
+    }
+
+    /// Bind a UDP socket and register it; `on_bound` follows.
+    fn open_udp(&mut self, s: SocketId, addr: &SockAddr) -> Result<(), (Reason, Error)> {
+        let mut sock = udp::bind(addr).map_err(open_failure)?;
+        self.registry
+            .register(
+                &mut sock,
+                s.token(),
+                Interest::READABLE | Interest::WRITABLE,
+            )
+            .map_err(|e| (Reason::OpenFailed, Error::Io(e)))?;
+        io_log!(debug, Transport::Udp, socket = %s, addr = %addr, "bound");
+        if let Some(slot) = find(&mut self.slots, s) {
+            slot.io = Io::Udp(sock, false);
+        }
+        self.tasks.push_back(Task::Bound(s));
+        Ok(())
+    }
+
+    /// One datagram to `to`, or to the connected peer.
+    pub(crate) fn send_datagram(
+        &mut self,
+        s: SocketId,
+        to: Option<SocketAddr>,
+        data: &[u8],
+    ) -> Result<(), ApiError> {
+        let Some(slot) = find(&mut self.slots, s) else {
+            return Err(ApiError::StaleSocket(s));
+        };
+        slot.life.check_send()?;
+        let Io::Udp(sock, connected) = &slot.io else {
+            return Err(ApiError::NoPeer);
+        };
+        let connected = *connected;
+        let dest = match (to, connected) {
+            (Some(to), _) => to,
+            (None, true) => sock.peer_addr().map_err(|_| ApiError::NoPeer)?,
+            (None, false) => return Err(ApiError::NoPeer),
+        };
+        let max = udp::max_payload(&dest);
+        if data.len() > max {
+            return Err(ApiError::DatagramTooLarge {
+                len: data.len(),
+                max,
+            });
+        }
+        slot.life.send(data.len())?;
+        if slot.outq.is_none() {
+            match send_one(sock, to, data) {
+                Ok(()) => {
+                    slot.life.wrote(data.len());
+                    self.tasks.push_back(Task::Sent(s));
+                    return Ok(());
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(e) if connected => {
+                    // The one peer is unreachable: the socket has nobody to talk to.
+                    self.fail(s, Reason::Lost, Error::Io(e));
+                    self.settle(s);
+                    return Ok(());
+                }
+                Err(e) => {
+                    slot.life.wrote(data.len());
+                    return Err(ApiError::NotSent(e.raw_os_error().unwrap_or(0)));
+                }
+            }
+        }
+        slot.outq
+            .get_or_insert_with(Box::<SendQueue>::default)
+            .push_datagram(to, data);
+        Ok(())
+    }
+
+    /// Write queued datagrams, in order, for as long as the kernel takes them.
+    pub(crate) fn flush_datagrams(&mut self, s: SocketId) {
+        let Some(slot) = find(&mut self.slots, s) else {
+            return;
+        };
+        let (Io::Udp(sock, connected), Some(q)) = (&slot.io, slot.outq.as_mut()) else {
+            return;
+        };
+        let mut lost = None;
+        while let Some((to, data)) = q.front_datagram() {
+            match send_one(sock, to, data) {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if *connected => {
+                    lost = Some(e);
+                    break;
+                }
+                Err(e) => {
+                    io_log!(warn, Transport::Udp, socket = %s, error = %e, to = ?to, len = data.len(), "queued datagram refused by the kernel");
+                }
+            }
+            slot.life.wrote(q.pop_datagram());
+            self.tasks.push_back(Task::Sent(s));
+        }
+        if q.is_empty() {
+            slot.outq = None;
+        }
+        if let Some(e) = lost {
+            self.fail(s, Reason::Lost, Error::Io(e));
+        }
+        self.settle(s);
+    }
+
+    /// Answer the pending recv with the next datagram.
+    pub(crate) fn pump_datagram(&mut self, s: SocketId) {
+        let mut buf = std::mem::take(&mut self.rbuf);
+        while let Some(slot) = find(&mut self.slots, s) {
+            let (Io::Udp(sock, connected), Some(want)) = (&slot.io, slot.want) else {
+                break;
+            };
+            if !slot.readable {
+                break;
+            }
+            // The shared buffer holds the largest datagram whole, so `len` is
+            // always the datagram's true length.
+            match sock.recv_from(&mut buf) {
+                Ok((len, from)) => {
+                    let connected = *connected;
+                    slot.want = None;
+                    slot.life.read(len);
+                    let kept = len.min(want.n);
+                    slot.life.delivered(kept);
+                    slot.life.drop_held();
+                    let data = &buf[..kept];
+                    self.call(s, |u, cx| {
+                        if len > kept {
+                            u.on_truncated(cx, s, data, len, from)
+                        } else if connected {
+                            u.on_received(cx, s, data)
+                        } else {
+                            u.on_received_from(cx, s, data, from)
+                        }
+                    });
+                    break;
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    slot.readable = false;
+                    break;
+                }
+                Err(e) => {
+                    self.fail(s, Reason::Lost, Error::Io(e));
+                    self.settle(s);
+                    break;
+                }
+            }
+        }
+        self.rbuf = buf;
+    }
+
+    pub(crate) fn on_udp_ready(&mut self, s: SocketId, event: &mio::event::Event) {
+        let Some(slot) = find(&mut self.slots, s) else {
+            return;
+        };
+        let Io::Udp(sock, connected) = &slot.io else {
+            return;
+        };
+        if event.is_error() {
+            // An ICMP error (port unreachable, ...). Linux reports it only on a
+            // connected socket, whose one peer it concerns.
+            if let Ok(Some(e)) | Err(e) = sock.take_error() {
+                if *connected {
+                    self.fail(s, Reason::Lost, Error::Io(e));
+                    self.settle(s);
+                    return;
+                }
+                io_log!(debug, Transport::Udp, socket = %s, error = %e, "ICMP error ignored");
+            }
+        }
+        if event.is_readable() {
+            slot.readable = true;
+            if slot.want.is_some() {
+                self.tasks.push_back(Task::Read(s));
+            }
+        }
+        if event.is_writable() {
+            self.flush_datagrams(s);
+        }
+    }
+}
+
+fn send_one(sock: &mio::net::UdpSocket, to: Option<SocketAddr>, data: &[u8]) -> io::Result<()> {
+    loop {
+        let sent = match to {
+            Some(to) => sock.send_to(data, to),
+            None => sock.send(data),
+        };
+        match sent {
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            // A datagram goes whole or not at all.
+            other => return other.map(drop),
+        }
+    }
+}
