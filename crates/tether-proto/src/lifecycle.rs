@@ -126,6 +126,9 @@ pub enum Reason {
     ListenFailed,
     /// The listener could not accept connections any more.
     AcceptFailed,
+    /// The TLS handshake failed (bad certificate, no common parameters, an
+    /// ALPN protocol refused, garbage instead of TLS).
+    TlsHandshakeFailed,
 }
 
 impl Reason {
@@ -152,6 +155,7 @@ impl Reason {
             Reason::BindFailed => "bind_failed",
             Reason::ListenFailed => "listen_failed",
             Reason::AcceptFailed => "accept_failed",
+            Reason::TlsHandshakeFailed => "tls_handshake_failed",
         }
     }
 }
@@ -184,6 +188,8 @@ pub enum Op {
     Reset,
     /// Drop without telling the peer.
     Discard,
+    /// Start TLS on a connected stream.
+    StartTls,
 }
 
 impl Op {
@@ -199,6 +205,7 @@ impl Op {
             Op::Close => "close",
             Op::Reset => "reset",
             Op::Discard => "discard",
+            Op::StartTls => "start_tls",
         }
     }
 }
@@ -220,6 +227,7 @@ impl fmt::Display for Refused {
             Op::Send => "send on",
             Op::Recv => "recv on",
             Op::Shutdown => "shut down",
+            Op::StartTls => "start TLS on",
             op => op.as_str(),
         };
         write!(f, "cannot {phrase} a socket in state {}", self.state)

@@ -57,8 +57,11 @@ pub(crate) enum Task {
     Sent(SocketId),
     PeerShutdown(SocketId),
     Closed(SocketId),
-    /// Read for a pending recv or a draining close.
+    /// Read for a pending recv or a draining close (or, on TLS, for the
+    /// handshake).
     Read(SocketId),
+    /// The TLS handshake is over: check ALPN, report, let data flow.
+    TlsReady(SocketId),
 }
 
 /// The loop as callbacks see it: act on any socket, create sockets, set timers,
@@ -228,7 +231,7 @@ impl<S: 'static> Cx<S> {
             Ok(listener)
         });
         match result {
-            Ok(listener) => self.live(s)?.io = Io::Listener(listener),
+            Ok(listener) => self.live(s)?.io = Io::Listener(listener, None),
             Err((reason, error)) => self.fail(s, reason, error),
         }
         self.settle(s);
@@ -283,6 +286,19 @@ impl<S: 'static> Cx<S> {
             return self.send_datagram(s, None, data);
         }
         slot.life.send(data.len())?;
+        if let Some(tls) = slot.tls.as_mut() {
+            // Held until the handshake is over, so that nothing reaches a peer
+            // whose ALPN choice is still to be accepted.
+            if tls.ready {
+                tls.queue(data, 1);
+                self.flush(s);
+            } else {
+                slot.outq
+                    .get_or_insert_with(Box::<SendQueue>::default)
+                    .push(data);
+            }
+            return Ok(());
+        }
         let mut written = 0;
         if slot.outq.is_none() && slot.life.state() != State::Connecting {
             if let Io::Stream(stream) = &slot.io {
@@ -331,7 +347,8 @@ impl<S: 'static> Cx<S> {
             return Err(ApiError::RecvTooLarge(n));
         }
         slot.want = Some(Want { n, mode });
-        if slot.readable {
+        // A TLS session may hold decrypted bytes though the socket has none.
+        if slot.readable || slot.tls.is_some() {
             self.tasks.push_back(Task::Read(s));
         }
         Ok(())

@@ -44,6 +44,13 @@ pub enum ApiError {
         /// The largest possible.
         max: usize,
     },
+    /// The TLS context cannot take this role: connecting needs trust roots or
+    /// pins, serving needs a certificate.
+    TlsRole(&'static str),
+    /// Not a DNS name or IP address that TLS can verify a certificate against.
+    BadServerName(String),
+    /// The socket already speaks TLS.
+    TlsActive,
     /// The kernel refused this one datagram (an unreachable destination, a
     /// broadcast address without permission, ...). The socket stays open; the
     /// value is the OS error number.
@@ -60,6 +67,14 @@ impl fmt::Display for ApiError {
             ApiError::Unsupported { op, transport } => {
                 write!(f, "{op} is not supported on a {transport} socket")
             }
+            ApiError::TlsRole(why) => f.write_str(why),
+            ApiError::BadServerName(name) => {
+                write!(
+                    f,
+                    "{name:?} is not a DNS name or IP address to verify a server against"
+                )
+            }
+            ApiError::TlsActive => f.write_str("the socket already speaks TLS"),
             ApiError::NoPeer => {
                 f.write_str("this UDP socket has no peer: connect it, or use send_to")
             }
@@ -106,6 +121,14 @@ pub enum Error {
     Io(io::Error),
     /// The address string could not be used.
     Address(AddrError),
+    /// The TLS library's error: a handshake or record-layer failure.
+    Tls(rustls::Error),
+    /// The TLS context cannot take the role asked of it.
+    TlsRole(&'static str),
+    /// The server name cannot be used for SNI and verification.
+    ServerName(String),
+    /// `on_alpn` refused the negotiated protocol.
+    AlpnRefused(Vec<u8>),
     /// The address parsed but does not fit the socket (a unix: address on a
     /// TCP-bound socket, mixed IP families).
     AddressMismatch(&'static str),
@@ -117,6 +140,16 @@ impl fmt::Display for Error {
             Error::Io(e) => e.fmt(f),
             Error::Address(e) => e.fmt(f),
             Error::AddressMismatch(why) => f.write_str(why),
+            Error::Tls(e) => write!(f, "TLS: {e}"),
+            Error::TlsRole(why) => f.write_str(why),
+            Error::ServerName(name) => write!(f, "{name:?} is not a valid TLS server name"),
+            Error::AlpnRefused(p) => {
+                write!(
+                    f,
+                    "the ALPN protocol {:?} was refused",
+                    String::from_utf8_lossy(p)
+                )
+            }
         }
     }
 }
@@ -126,7 +159,8 @@ impl std::error::Error for Error {
         match self {
             Error::Io(e) => Some(e),
             Error::Address(e) => Some(e),
-            Error::AddressMismatch(_) => None,
+            Error::Tls(e) => Some(e),
+            _ => None,
         }
     }
 }

@@ -67,6 +67,8 @@ mod mux;
 mod slot;
 mod sys;
 mod timer;
+mod tls;
+mod tls_context;
 mod transport;
 mod user;
 
@@ -81,5 +83,10 @@ pub use handle::{LoopGone, MuxHandle};
 pub use mux::IoMux;
 pub use tether_proto::{AddrError, Op, Reason, Refused, SockAddr, State};
 pub use timer::TimerId;
+pub use tls_context::{
+    ClientCerts, Fingerprint, TlsContext, TlsContextBuilder, TlsError, TlsVersions,
+};
 pub use transport::Transport;
-pub use user::{Admission, Closed, DiscardMethod, PeerInfo, RecvMode, SocketUser};
+pub use user::{
+    Admission, Closed, DiscardMethod, PeerInfo, RecvMode, SocketUser, TlsInfo, TlsRole, TlsVersion,
+};

@@ -12,9 +12,10 @@ use tether_proto::{Action, Event, Lifecycle, Reason, State};
 
 use crate::cx::{connect_reason, Task};
 use crate::handle::{MuxHandle, Posted, Remote};
-use crate::slot::{find, Want};
+use crate::slot::{find, Slot, Want};
 use crate::timer::Target;
-use crate::transport::{Io, Listener, Stream, Transport};
+use crate::transport::tls::{Flushed, Tls};
+use crate::transport::{read_stream, Io, Listener, Read, Stream, Transport};
 use crate::{
     sys, Admission, Closed, Cx, DiscardMethod, Error, PeerInfo, RecvMode, SocketId, SocketUser,
 };
@@ -213,8 +214,16 @@ impl<S: 'static> Cx<S> {
                     }
                 }
                 Task::Connected(s) => {
-                    self.call(s, |u, cx| u.on_connected(cx, s));
+                    // A TLS server's socket was announced by on_accepted.
+                    let server = self
+                        .slot(s)
+                        .and_then(|slot| slot.tls.as_ref())
+                        .is_some_and(|t| t.is_server());
+                    if !server {
+                        self.call(s, |u, cx| u.on_connected(cx, s));
+                    }
                 }
+                Task::TlsReady(s) => self.tls_ready(s),
                 Task::Accepted(s) => {
                     self.call(s, |u, cx| u.on_accepted(cx, s));
                 }
@@ -241,12 +250,34 @@ impl<S: 'static> Cx<S> {
         let Some(slot) = find(&mut self.slots, s) else {
             return;
         };
+        let mut flush = false;
         while let Some(action) = slot.life.poll_action() {
             match action {
                 Action::ArmTimer(at) => self.timers.push(at, Target::Socket(s)),
                 Action::DrainInput => {
                     if slot.readable {
                         self.tasks.push_back(Task::Read(s));
+                    }
+                }
+                Action::SendFin if slot.tls.is_some() => {
+                    // close_notify first, the FIN once it is written: now, as a
+                    // release may follow in this same step. (Every send is out
+                    // by now, so nothing else is in the way.)
+                    if let (Io::Stream(stream), Some(tls)) = (&slot.io, slot.tls.as_mut()) {
+                        tls.close_notify();
+                        match tls.flush(stream).1 {
+                            Ok(Flushed::Done { fin: true, .. }) => {
+                                if let Err(e) = stream.shutdown_write() {
+                                    slot.end().error.get_or_insert(Error::Io(e));
+                                    slot.life.fail(Reason::Lost);
+                                }
+                            }
+                            Ok(_) => flush = true,
+                            Err(e) => {
+                                slot.end().error.get_or_insert(Error::Io(e));
+                                slot.life.fail(Reason::Lost);
+                            }
+                        }
                     }
                 }
                 Action::SendFin => {
@@ -273,9 +304,13 @@ impl<S: 'static> Cx<S> {
                 Event::Closed(_) => {
                     slot.want = None;
                     slot.outq = None;
+                    slot.tls = None;
                     Task::Closed(s)
                 }
             });
+        }
+        if flush {
+            self.flush(s);
         }
     }
 
@@ -305,10 +340,14 @@ impl<S: 'static> Cx<S> {
     fn on_ready(&mut self, s: SocketId, event: &mio::event::Event) {
         let Some(slot) = self.slot_mut(s) else { return };
         match &slot.io {
-            Io::Listener(_) => self.pump_accept(s),
+            Io::Listener(..) => self.pump_accept(s),
             Io::Udp(..) => self.on_udp_ready(s, event),
             Io::Stream(_) => {
-                if slot.life.state() == State::Connecting && !self.check_connect(s) {
+                let tcp_connecting = match &slot.tls {
+                    Some(tls) => !tls.tcp_up,
+                    None => slot.life.state() == State::Connecting,
+                };
+                if tcp_connecting && !self.check_connect(s) {
                     return;
                 }
                 let Some(slot) = self.slot_mut(s) else { return };
@@ -333,6 +372,12 @@ impl<S: 'static> Cx<S> {
                 if event.is_writable() {
                     self.flush(s);
                 }
+                if self
+                    .slot(s)
+                    .is_some_and(|slot| slot.tls.as_ref().is_some_and(|t| !t.ready))
+                {
+                    self.drive_tls(s);
+                }
                 if let Some(slot) = self.slot(s) {
                     if slot.readable && (slot.want.is_some() || slot.life.is_draining()) {
                         self.tasks.push_back(Task::Read(s));
@@ -355,7 +400,11 @@ impl<S: 'static> Cx<S> {
         match stream.take_error() {
             Ok(None) if stream.is_connected() => {
                 io_log!(debug, stream.kind(), socket = %s, "connected");
-                slot.life.connected();
+                match slot.tls.as_mut() {
+                    // Connected means the handshake is over too: it starts now.
+                    Some(tls) => tls.tcp_up = true,
+                    None => slot.life.connected(),
+                }
                 self.settle(s);
                 self.flush(s);
                 true
@@ -371,10 +420,14 @@ impl<S: 'static> Cx<S> {
     }
 
     /// Write what is queued, for as long as the kernel takes it.
-    fn flush(&mut self, s: SocketId) {
+    pub(crate) fn flush(&mut self, s: SocketId) {
         let Some(slot) = find(&mut self.slots, s) else {
             return;
         };
+        if slot.tls.is_some() {
+            self.flush_tls(s);
+            return;
+        }
         let (Io::Stream(stream), Some(q)) = (&slot.io, slot.outq.as_mut()) else {
             return;
         };
@@ -413,68 +466,96 @@ impl<S: 'static> Cx<S> {
 
     /// Read for the pending recv (one answer per turn) or for a draining close.
     fn pump_read(&mut self, s: SocketId) {
+        if self
+            .slot(s)
+            .is_some_and(|slot| slot.tls.as_ref().is_some_and(|t| !t.ready))
+        {
+            // Until the handshake is over, what arrives is the handshake's.
+            self.drive_tls(s);
+            return;
+        }
         let mut buf = std::mem::take(&mut self.rbuf);
         for _ in 0..DRAIN_READS_PER_TURN {
-            let Some(slot) = self.slot_mut(s) else { break };
-            let Io::Stream(stream) = &slot.io else { break };
-            if !slot.readable || !slot.life.wants_input() {
+            let Some(slot) = find(&mut self.slots, s) else {
+                break;
+            };
+            let Slot {
+                io: Io::Stream(stream),
+                tls,
+                readable,
+                partial,
+                want: pending,
+                life,
+                ..
+            } = slot
+            else {
+                break;
+            };
+            // With TLS, decrypted bytes may wait in the session though the
+            // socket has nothing more.
+            if (!*readable && tls.is_none()) || !life.wants_input() {
                 break;
             }
-            if slot.life.is_draining() {
-                match read(stream, &mut buf) {
-                    Read::Data(n) => slot.life.read(n),
-                    Read::Eof => slot.life.eof(),
-                    Read::Empty => slot.readable = false,
-                    Read::Failed(e) => self.fail(s, Reason::Lost, Error::Io(e)),
+            let tls = tls.as_deref_mut();
+            if life.is_draining() {
+                match read_stream(stream, tls, readable, &mut buf) {
+                    Read::Data(n) => life.read(n),
+                    Read::Eof => life.eof(),
+                    Read::Empty => break,
+                    Read::Failed(e) => self.fail(s, Reason::Lost, e),
                 }
                 self.settle(s);
                 continue;
             }
-            let Some(want) = slot.want else { break };
+            let Some(want) = *pending else { break };
             let outcome = match want.mode {
                 RecvMode::Partial => {
                     let cap = want.n.min(buf.len());
-                    read(stream, &mut buf[..cap])
+                    read_stream(stream, tls, readable, &mut buf[..cap])
                 }
-                RecvMode::Exact if slot.partial.is_empty() && want.n <= buf.len() => {
-                    read(stream, &mut buf[..want.n])
+                RecvMode::Exact if partial.is_empty() && want.n <= buf.len() => {
+                    read_stream(stream, tls, readable, &mut buf[..want.n])
                 }
                 RecvMode::Exact => {
-                    let filled = slot.partial.len();
-                    slot.partial.resize(want.n, 0);
-                    let r = read(stream, &mut slot.partial[filled..]);
+                    let filled = partial.len();
+                    partial.resize(want.n, 0);
+                    let r = read_stream(stream, tls, readable, &mut partial[filled..]);
                     let got = if let Read::Data(n) = r { n } else { 0 };
-                    slot.partial.truncate(filled + got);
+                    partial.truncate(filled + got);
                     r
                 }
             };
             match outcome {
                 Read::Data(n) => {
-                    slot.life.read(n);
+                    life.read(n);
                     if let Some(data) = self.complete(s, want, &buf, n) {
                         self.deliver(s, data.as_deref().unwrap_or(&buf[..n]));
                         break;
                     }
                 }
                 Read::Eof => {
-                    slot.want = None;
-                    slot.partial = Vec::new();
-                    slot.life.eof();
+                    pending.take();
+                    *partial = Vec::new();
+                    life.eof();
                     self.settle(s);
                     break;
                 }
-                Read::Empty => {
-                    slot.readable = false;
-                    break;
-                }
+                Read::Empty => break,
                 Read::Failed(e) => {
-                    self.fail(s, Reason::Lost, Error::Io(e));
+                    self.fail(s, Reason::Lost, e);
                     self.settle(s);
                     break;
                 }
             }
         }
         self.rbuf = buf;
+        // Reading may have produced records to answer (alerts, key updates).
+        if self
+            .slot(s)
+            .is_some_and(|slot| slot.tls.as_ref().is_some_and(|t| t.wants_write()))
+        {
+            self.flush(s);
+        }
     }
 
     /// After a read of `n` bytes: is the recv answered? `Some(None)`: yes, from
@@ -517,15 +598,35 @@ impl<S: 'static> Cx<S> {
     /// Rule 2 without a recv: once the peer's FIN is known, nobody waits for
     /// input and none is left in the kernel, the end is reported now rather than
     /// at a recv that may never come.
+    ///
+    /// Over TLS the end is clean only after the peer's close_notify: a FIN
+    /// without one, with nothing left to read, is a truncation.
     fn end_if_drained(&mut self, s: SocketId) {
-        let Some(slot) = self.slot_mut(s) else { return };
+        let Some(slot) = find(&mut self.slots, s) else {
+            return;
+        };
         let Io::Stream(stream) = &slot.io else { return };
-        if slot.want.is_none()
-            && !slot.life.is_draining()
-            && matches!(slot.life.state(), State::NoRecv | State::NoSendRecv)
-            && sys::pending_in(stream) == 0
+        if slot.want.is_some()
+            || slot.life.is_draining()
+            || !matches!(slot.life.state(), State::NoRecv | State::NoSendRecv)
         {
+            return;
+        }
+        let Some(tls) = slot.tls.as_mut() else {
+            if sys::pending_in(stream) == 0 {
+                slot.life.eof();
+            }
+            return;
+        };
+        // What remains may be only the close_notify record: read records (the
+        // FIN bounds them) until there is plaintext for a recv to take.
+        if let Err(e) = tls.pull(stream, &mut slot.readable) {
+            self.fail(s, Reason::Lost, e);
+        } else if tls.buffered_plaintext() > 0 {
+        } else if tls.peer_closed() {
             slot.life.eof();
+        } else if sys::pending_in(stream) == 0 {
+            self.fail(s, Reason::Lost, crate::tls::truncated());
         }
     }
 
@@ -535,7 +636,10 @@ impl<S: 'static> Cx<S> {
             let Some(slot) = self.slot(listener) else {
                 return;
             };
-            let Io::Listener(l) = &slot.io else { return };
+            let Io::Listener(l, tls) = &slot.io else {
+                return;
+            };
+            let tls = tls.clone();
             let kind = match l {
                 Listener::Tcp(_) => Transport::Tcp,
                 Listener::Local(..) => Transport::Local,
@@ -546,7 +650,7 @@ impl<S: 'static> Cx<S> {
                         peer: accepted.peer,
                     };
                     let admission = self.call(listener, |u, cx| u.on_incoming(cx, listener, &info));
-                    self.admit(admission, accepted.stream, kind);
+                    self.admit(admission, accepted.stream, kind, tls.as_ref());
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) if is_transient_accept_error(&e) => {
@@ -567,10 +671,31 @@ impl<S: 'static> Cx<S> {
         }
     }
 
-    fn admit(&mut self, admission: Option<Admission<S>>, mut stream: Stream, kind: Transport) {
+    fn admit(
+        &mut self,
+        admission: Option<Admission<S>>,
+        mut stream: Stream,
+        kind: Transport,
+        tls: Option<&crate::TlsContext>,
+    ) {
         match admission {
             Some(Admission::Accept(user)) => {
-                let s = self.insert(user, Io::None, Lifecycle::accepted());
+                // A TLS connection is up only once its handshake is over.
+                let life = match tls {
+                    Some(_) => {
+                        let mut life = Lifecycle::new();
+                        let _ = life.connect();
+                        life
+                    }
+                    None => Lifecycle::accepted(),
+                };
+                let s = self.insert(user, Io::None, life);
+                if let Some(ctx) = tls {
+                    let session = Tls::server(ctx);
+                    if let (Some(slot), Ok(session)) = (self.slot_mut(s), session) {
+                        slot.tls = Some(Box::new(session));
+                    }
+                }
                 match stream.register(&self.registry, s.token()) {
                     Ok(()) => {
                         io_log!(debug, kind, socket = %s, "accepted");
@@ -604,7 +729,7 @@ impl<S: 'static> Cx<S> {
                     let Some(slot) = self.slot_mut(s) else {
                         continue;
                     };
-                    if matches!(slot.io, Io::Listener(_)) {
+                    if matches!(slot.io, Io::Listener(..)) {
                         self.pump_accept(s);
                     } else {
                         slot.life.timeout(now);
@@ -675,32 +800,19 @@ fn abort<S>(slot: &mut crate::slot::Slot<S>, discard: bool) {
         Io::Udp(..) => (0, 0, DiscardMethod::Silent),
         _ => return,
     };
+    // Decrypted bytes nobody took are unread too (the kernel's count of a TLS
+    // socket is of records, close enough to the bytes they carry).
+    let decrypted = slot
+        .tls
+        .as_mut()
+        .map_or(0, |t| t.buffered_plaintext() as u64);
     let end = slot.end();
     end.kernel_unsent = unsent;
-    end.kernel_unread = unread;
+    end.kernel_unread = unread + decrypted;
     if discard {
         end.discard = Some(method);
     }
     drop(io);
-}
-
-enum Read {
-    Data(usize),
-    Eof,
-    Empty,
-    Failed(io::Error),
-}
-
-fn read(stream: &Stream, buf: &mut [u8]) -> Read {
-    loop {
-        return match stream.read(buf) {
-            Ok(0) => Read::Eof,
-            Ok(n) => Read::Data(n),
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(e) if e.kind() == ErrorKind::WouldBlock => Read::Empty,
-            Err(e) => Read::Failed(e),
-        };
-    }
 }
 
 /// Errors that concern one would-be connection, not the listener.

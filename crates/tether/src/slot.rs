@@ -7,6 +7,7 @@ use std::time::Duration;
 use slab::Slab;
 use tether_proto::Lifecycle;
 
+use crate::transport::tls::Tls;
 use crate::transport::Io;
 use crate::{DiscardMethod, Error, RecvMode, SocketId, SocketUser};
 
@@ -26,8 +27,11 @@ pub(crate) struct Slot<S> {
     pub(crate) want: Option<Want>,
     /// Bytes gathered for an Exact recv that one read could not fill.
     pub(crate) partial: Vec<u8>,
-    /// Bytes that the kernel would not take yet; `None` when all went out.
+    /// Bytes that the kernel would not take yet (or, on TLS, held until the
+    /// handshake is over); `None` when all went out.
     pub(crate) outq: Option<Box<SendQueue>>,
+    /// The TLS session, on a TLS connection.
+    pub(crate) tls: Option<Box<Tls>>,
     /// The poller said readable and no read has hit WouldBlock since.
     pub(crate) readable: bool,
     pub(crate) linger: Duration,
@@ -70,6 +74,7 @@ impl<S> Slot<S> {
             want: None,
             partial: Vec::new(),
             outq: None,
+            tls: None,
             readable: false,
             linger: DEFAULT_LINGER,
             end: None,
@@ -127,6 +132,11 @@ impl SendQueue {
 
     pub(crate) fn is_empty(&self) -> bool {
         self.marks.is_empty() && self.head == self.buf.len()
+    }
+
+    /// How many sends are waiting.
+    pub(crate) fn sends(&self) -> usize {
+        self.marks.len()
     }
 
     pub(crate) fn push_datagram(&mut self, to: Option<SocketAddr>, data: &[u8]) {

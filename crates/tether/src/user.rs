@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use tether_proto::{Reason, SockAddr};
 
-use crate::{Cx, Error, SocketId};
+use crate::{Cx, Error, Fingerprint, SocketId};
 
 /// The callbacks of one socket. Every method but [`on_closed`](Self::on_closed)
 /// has a default that does nothing, so a user implements only what it needs.
@@ -84,6 +84,18 @@ pub trait SocketUser<S = ()> {
     /// is the peer's disconnect data on transports that carry it, else `None`.
     fn on_peer_shutdown(&mut self, cx: &mut Cx<S>, s: SocketId, farewell: Option<&[u8]>) {}
 
+    /// The TLS handshake finished: what it settled. A client gets this before
+    /// `on_connected`; a server's accepted socket after `on_accepted`; a StartTLS
+    /// upgrade when the upgrade is done. Data sent before it went out only now.
+    fn on_tls_ready(&mut self, cx: &mut Cx<S>, s: SocketId, info: &TlsInfo) {}
+
+    /// The ALPN protocol the handshake selected, before `on_tls_ready`. Returning
+    /// false ends the connection with `Reason::TlsHandshakeFailed` and
+    /// `Error::AlpnRefused`, before any application data is exchanged.
+    fn on_alpn(&mut self, cx: &mut Cx<S>, s: SocketId, protocol: &[u8]) -> bool {
+        true
+    }
+
     /// Exactly once per socket, last of all its callbacks. The id is stale from
     /// now on.
     fn on_closed(&mut self, cx: &mut Cx<S>, s: SocketId, closed: &Closed);
@@ -116,6 +128,61 @@ pub struct PeerInfo {
     /// The peer's address; `None` for an unnamed Unix-domain client (the usual
     /// case: clients rarely bind).
     pub peer: Option<SockAddr>,
+}
+
+/// The TLS protocol version a handshake settled on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TlsVersion {
+    /// TLS 1.2.
+    Tls12,
+    /// TLS 1.3.
+    Tls13,
+}
+
+impl TlsVersion {
+    /// `TLSv1.2` or `TLSv1.3`, as OpenSSL writes them.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsVersion::Tls12 => "TLSv1.2",
+            TlsVersion::Tls13 => "TLSv1.3",
+        }
+    }
+}
+
+impl std::fmt::Display for TlsVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a TLS handshake settled, given to [`SocketUser::on_tls_ready`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct TlsInfo {
+    /// The protocol version.
+    pub version: TlsVersion,
+    /// The cipher suite, by its IANA name (`TLS13_AES_256_GCM_SHA384`).
+    pub cipher_suite: &'static str,
+    /// The ALPN protocol, if one was negotiated.
+    pub alpn: Option<Vec<u8>>,
+    /// The SHA-256 fingerprint of the peer's certificate, if it sent one.
+    pub peer_fingerprint: Option<Fingerprint>,
+    /// On a server: the name the client asked for (SNI), if any.
+    pub server_name: Option<String>,
+}
+
+/// Which side of the handshake a StartTLS upgrade takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsRole<'a> {
+    /// We connect: `server_name` is sent as SNI and verified against the
+    /// server's certificate.
+    Client {
+        /// A DNS name or an IP address.
+        server_name: &'a str,
+    },
+    /// We serve, with the context's certificate.
+    Server,
 }
 
 /// How a `recv` is answered.

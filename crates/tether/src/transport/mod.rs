@@ -6,9 +6,10 @@
 
 pub(crate) mod local;
 pub(crate) mod tcp;
+pub(crate) mod tls;
 pub(crate) mod udp;
 
-use std::io::{self, Read};
+use std::io;
 use std::net::Shutdown;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 
@@ -79,7 +80,8 @@ pub(crate) enum Io {
     /// Bound, not yet listening or connecting.
     Bound(socket2::Socket, Transport),
     Stream(Stream),
-    Listener(Listener),
+    /// A listener, and the TLS context of the connections it takes, if any.
+    Listener(Listener, Option<crate::TlsContext>),
     /// A UDP socket, and whether `connect` fixed its peer.
     Udp(mio::net::UdpSocket, bool),
 }
@@ -91,8 +93,8 @@ impl Io {
             Io::Bound(s, _) => Some(s.as_fd()),
             Io::Stream(Stream::Tcp(s)) => Some(s.as_fd()),
             Io::Stream(Stream::Local(s)) => Some(s.as_fd()),
-            Io::Listener(Listener::Tcp(l)) => Some(l.as_fd()),
-            Io::Listener(Listener::Local(l, _)) => Some(l.as_fd()),
+            Io::Listener(Listener::Tcp(l), _) => Some(l.as_fd()),
+            Io::Listener(Listener::Local(l, _), _) => Some(l.as_fd()),
             Io::Udp(u, _) => Some(u.as_fd()),
         }
     }
@@ -101,8 +103,8 @@ impl Io {
         match self {
             Io::None => None,
             Io::Bound(_, kind) => Some(*kind),
-            Io::Stream(Stream::Tcp(_)) | Io::Listener(Listener::Tcp(_)) => Some(Transport::Tcp),
-            Io::Stream(Stream::Local(_)) | Io::Listener(Listener::Local(..)) => {
+            Io::Stream(Stream::Tcp(_)) | Io::Listener(Listener::Tcp(_), _) => Some(Transport::Tcp),
+            Io::Stream(Stream::Local(_)) | Io::Listener(Listener::Local(..), _) => {
                 Some(Transport::Local)
             }
             Io::Udp(..) => Some(Transport::Udp),
@@ -128,8 +130,8 @@ impl Stream {
 
     pub(crate) fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
-            Stream::Tcp(s) => (&*s).read(buf),
-            Stream::Local(s) => (&*s).read(buf),
+            Stream::Tcp(s) => io::Read::read(&mut &*s, buf),
+            Stream::Local(s) => io::Read::read(&mut &*s, buf),
         }
     }
 
@@ -182,6 +184,48 @@ impl AsFd for Stream {
 impl AsRawFd for Stream {
     fn as_raw_fd(&self) -> RawFd {
         self.as_fd().as_raw_fd()
+    }
+}
+
+/// The outcome of one read of a byte stream.
+pub(crate) enum Read {
+    Data(usize),
+    /// The end of the peer's stream (for TLS: after its close_notify).
+    Eof,
+    /// Nothing now: wait for readiness.
+    Empty,
+    Failed(crate::Error),
+}
+
+/// One read from the socket itself.
+pub(crate) fn read(stream: &Stream, buf: &mut [u8]) -> Read {
+    loop {
+        return match stream.read(buf) {
+            Ok(0) => Read::Eof,
+            Ok(n) => Read::Data(n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Read::Empty,
+            Err(e) => Read::Failed(crate::Error::Io(e)),
+        };
+    }
+}
+
+/// One read of the byte stream the user sees: from the socket, or through TLS.
+pub(crate) fn read_stream(
+    stream: &Stream,
+    tls: Option<&mut tls::Tls>,
+    readable: &mut bool,
+    buf: &mut [u8],
+) -> Read {
+    match tls {
+        Some(tls) => tls.read(stream, readable, buf),
+        None => {
+            let r = read(stream, buf);
+            if matches!(r, Read::Empty) {
+                *readable = false;
+            }
+            r
+        }
     }
 }
 

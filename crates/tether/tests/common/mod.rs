@@ -2,6 +2,8 @@
 //! and helpers to run a loop against a peer written with plain std::net.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod pki;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -22,6 +24,14 @@ pub enum Ev {
     Received(Vec<u8>),
     PeerShutdown,
     Closed(Done),
+    /// `on_received_from`: one datagram and its source.
+    ReceivedFrom(Vec<u8>, SocketAddr),
+    /// `on_truncated`: the first bytes of a datagram, its whole length, its source.
+    Truncated {
+        data: Vec<u8>,
+        len: usize,
+        from: SocketAddr,
+    },
 }
 
 /// What `on_closed` said, owned.
@@ -160,6 +170,20 @@ impl SocketUser<Log> for Rec {
     }
     fn on_peer_shutdown(&mut self, cx: &mut Cx<Log>, s: SocketId, _farewell: Option<&[u8]>) {
         self.note(cx, s, Ev::PeerShutdown)
+    }
+    fn on_received_from(&mut self, cx: &mut Cx<Log>, s: SocketId, data: &[u8], from: SocketAddr) {
+        self.note(cx, s, Ev::ReceivedFrom(data.to_vec(), from))
+    }
+    fn on_truncated(
+        &mut self,
+        cx: &mut Cx<Log>,
+        s: SocketId,
+        data: &[u8],
+        len: usize,
+        from: SocketAddr,
+    ) {
+        let data = data.to_vec();
+        self.note(cx, s, Ev::Truncated { data, len, from })
     }
     fn on_closed(&mut self, cx: &mut Cx<Log>, s: SocketId, closed: &Closed) {
         let done = Done::from(closed);

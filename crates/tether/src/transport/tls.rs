@@ -1,0 +1,307 @@
+//! TLS on rustls, layered on a stream transport.
+//!
+//! The session sits between the socket and the user: ciphertext moves between
+//! the socket and rustls here; plaintext moves between rustls and the user's
+//! sends and recvs in the driver, through the same paths as a plain stream.
+
+use std::io::{self, ErrorKind, Read as _, Write as _};
+
+use rustls::pki_types::ServerName;
+
+use super::{Read, Stream};
+use crate::slot::SendQueue;
+use crate::{Error, Fingerprint, TlsContext, TlsInfo, TlsVersion};
+
+/// One TLS session.
+pub(crate) struct Tls {
+    conn: rustls::Connection,
+    /// Plaintext sent before a StartTLS, still to go out ahead of the handshake.
+    prefix: Option<Box<SendQueue>>,
+    /// Sends handed to rustls whose bytes are not all written yet.
+    pending_sends: usize,
+    pending_bytes: usize,
+    /// close_notify is queued: the FIN follows once it is written.
+    fin: bool,
+    /// The handshake's end was reported (`on_tls_ready`); user data flows.
+    pub(crate) ready: bool,
+    /// The TCP connection is up (a client's connect may still be in progress).
+    pub(crate) tcp_up: bool,
+}
+
+/// What a flush achieved.
+pub(crate) enum Flushed {
+    /// More to write, or the handshake is not over.
+    Pending,
+    /// Everything handed over so far is on the wire.
+    Done {
+        /// Sends completed, for their `on_sent`.
+        sends: usize,
+        /// Their bytes, for the lifecycle's accounting.
+        bytes: usize,
+        /// close_notify went out: send the FIN.
+        fin: bool,
+    },
+}
+
+/// Plaintext from before a StartTLS that a flush wrote.
+#[derive(Default)]
+pub(crate) struct Prefix {
+    /// Sends completed.
+    pub(crate) sends: usize,
+    /// Bytes written.
+    pub(crate) bytes: usize,
+}
+
+/// Adapts a stream to the `Read`/`Write` rustls expects.
+struct Wire<'a>(&'a Stream);
+
+impl io::Read for Wire<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl io::Write for Wire<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Tls {
+    fn new(mut conn: rustls::Connection, tcp_up: bool) -> Tls {
+        // tether's own contract is that send accepts everything (memory is the
+        // caller's to bound), so rustls must not refuse bytes either.
+        conn.set_buffer_limit(None);
+        Tls {
+            conn,
+            prefix: None,
+            pending_sends: 0,
+            pending_bytes: 0,
+            fin: false,
+            ready: false,
+            tcp_up,
+        }
+    }
+
+    /// A client session; `server_name` is sent as SNI and verified against the
+    /// server's certificate (a DNS name or an IP address).
+    pub(crate) fn client(ctx: &TlsContext, server_name: &str, tcp_up: bool) -> Result<Tls, Error> {
+        let config = ctx.client_config().ok_or(Error::TlsRole(
+            "this TLS context cannot connect: it has no trust roots or pins",
+        ))?;
+        let name = ServerName::try_from(server_name.to_string())
+            .map_err(|_| Error::ServerName(server_name.to_string()))?;
+        let conn = rustls::ClientConnection::new(config.clone(), name).map_err(Error::Tls)?;
+        Ok(Tls::new(conn.into(), tcp_up))
+    }
+
+    /// A server session.
+    pub(crate) fn server(ctx: &TlsContext) -> Result<Tls, Error> {
+        let config = ctx.server_config().ok_or(Error::TlsRole(
+            "this TLS context cannot serve: it has no certificate",
+        ))?;
+        let conn = rustls::ServerConnection::new(config.clone()).map_err(Error::Tls)?;
+        Ok(Tls::new(conn.into(), true))
+    }
+
+    pub(crate) fn is_server(&self) -> bool {
+        matches!(self.conn, rustls::Connection::Server(_))
+    }
+
+    pub(crate) fn is_handshaking(&self) -> bool {
+        self.conn.is_handshaking()
+    }
+
+    /// Plaintext queued on the socket before a StartTLS goes out first.
+    pub(crate) fn set_prefix(&mut self, prefix: Option<Box<SendQueue>>) {
+        self.prefix = prefix;
+    }
+
+    /// Bytes the application read ahead of the handshake (StartTLS): they are
+    /// the start of the peer's handshake and go to rustls first.
+    pub(crate) fn feed(&mut self, mut data: &[u8]) -> Result<(), Error> {
+        while !data.is_empty() {
+            self.conn.read_tls(&mut data).map_err(Error::Io)?;
+            self.conn.process_new_packets().map_err(Error::Tls)?;
+        }
+        Ok(())
+    }
+
+    /// Hand user bytes to rustls; `sends` is how many `send` calls they are.
+    pub(crate) fn queue(&mut self, data: &[u8], sends: usize) {
+        // Cannot fail: the buffer limit is off and the writer only buffers.
+        let _ = self.conn.writer().write_all(data);
+        self.pending_sends += sends;
+        self.pending_bytes += data.len();
+    }
+
+    /// Queue close_notify; the FIN follows once it is written.
+    pub(crate) fn close_notify(&mut self) {
+        self.conn.send_close_notify();
+        self.fin = true;
+    }
+
+    /// Write what is ready for the wire: plaintext from before a StartTLS, then
+    /// records. Returns what of the plaintext prefix went out alongside the
+    /// result.
+    pub(crate) fn flush(&mut self, stream: &Stream) -> (Prefix, io::Result<Flushed>) {
+        let mut prefix_sent = Prefix::default();
+        if let Some(q) = self.prefix.as_mut() {
+            while !q.pending().is_empty() {
+                match stream.write(q.pending()) {
+                    Ok(n) => {
+                        prefix_sent.sends += q.advance(n);
+                        prefix_sent.bytes += n;
+                    }
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                        return (prefix_sent, Ok(Flushed::Pending))
+                    }
+                    Err(e) => return (prefix_sent, Err(e)),
+                }
+            }
+            prefix_sent.sends += q.advance(0);
+            self.prefix = None;
+        }
+        if !self.tcp_up {
+            return (prefix_sent, Ok(Flushed::Pending));
+        }
+        while self.conn.wants_write() {
+            match self.conn.write_tls(&mut Wire(stream)) {
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    return (prefix_sent, Ok(Flushed::Pending))
+                }
+                Err(e) => return (prefix_sent, Err(e)),
+            }
+        }
+        if !self.ready {
+            return (prefix_sent, Ok(Flushed::Pending));
+        }
+        let done = Flushed::Done {
+            sends: std::mem::take(&mut self.pending_sends),
+            bytes: std::mem::take(&mut self.pending_bytes),
+            fin: std::mem::take(&mut self.fin),
+        };
+        (prefix_sent, Ok(done))
+    }
+
+    /// Move the handshake on with whatever the socket has. Returns an error if
+    /// the handshake failed (its alert, if any, is queued for `flush`).
+    pub(crate) fn handshake(&mut self, stream: &Stream, readable: &mut bool) -> Result<(), Error> {
+        while self.conn.is_handshaking() && *readable {
+            match self.conn.read_tls(&mut Wire(stream)) {
+                Ok(0) => {
+                    return Err(Error::Io(io::Error::new(
+                        ErrorKind::UnexpectedEof,
+                        "the peer closed the connection during the TLS handshake",
+                    )))
+                }
+                Ok(_) => {
+                    self.conn.process_new_packets().map_err(Error::Tls)?;
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => *readable = false,
+                Err(e) => return Err(Error::Io(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Read plaintext for the user, pulling records from the socket as needed.
+    /// The end of the stream is clean only after the peer's close_notify: a FIN
+    /// without one is a truncation, reported as a failure.
+    pub(crate) fn read(&mut self, stream: &Stream, readable: &mut bool, out: &mut [u8]) -> Read {
+        loop {
+            match self.conn.reader().read(out) {
+                Ok(0) => return Read::Eof,
+                Ok(n) => return Read::Data(n),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(e) => return Read::Failed(Error::Io(e)),
+            }
+            if !*readable {
+                return Read::Empty;
+            }
+            match self.conn.read_tls(&mut Wire(stream)) {
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    *readable = false;
+                    return Read::Empty;
+                }
+                Err(e) => return Read::Failed(Error::Io(e)),
+            }
+            if let Err(e) = self.conn.process_new_packets() {
+                return Read::Failed(Error::Tls(e));
+            }
+        }
+    }
+
+    /// Read records without a recv, until one carries plaintext (which then
+    /// waits for a recv) or the socket has no more. Used once the peer's FIN is
+    /// known, so that its close_notify is seen without a recv.
+    pub(crate) fn pull(&mut self, stream: &Stream, readable: &mut bool) -> Result<(), Error> {
+        while *readable && self.buffered_plaintext() == 0 {
+            match self.conn.read_tls(&mut Wire(stream)) {
+                Ok(0) => break,
+                Ok(_) => {
+                    self.conn.process_new_packets().map_err(Error::Tls)?;
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => *readable = false,
+                Err(e) => return Err(Error::Io(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// True when rustls has records to write (alerts, tickets, key updates).
+    pub(crate) fn wants_write(&self) -> bool {
+        self.conn.wants_write()
+    }
+
+    /// Decrypted bytes the user has not taken.
+    pub(crate) fn buffered_plaintext(&mut self) -> usize {
+        self.conn
+            .process_new_packets()
+            .map_or(0, |state| state.plaintext_bytes_to_read())
+    }
+
+    /// Whether the peer's close_notify has arrived.
+    pub(crate) fn peer_closed(&mut self) -> bool {
+        self.conn
+            .process_new_packets()
+            .is_ok_and(|state| state.peer_has_closed())
+    }
+
+    /// What the handshake settled.
+    pub(crate) fn info(&self) -> TlsInfo {
+        let version = match self.conn.protocol_version() {
+            Some(rustls::ProtocolVersion::TLSv1_2) => TlsVersion::Tls12,
+            _ => TlsVersion::Tls13,
+        };
+        let server_name = match &self.conn {
+            rustls::Connection::Server(s) => s.server_name().map(str::to_string),
+            rustls::Connection::Client(_) => None,
+        };
+        TlsInfo {
+            version,
+            cipher_suite: self
+                .conn
+                .negotiated_cipher_suite()
+                .and_then(|s| s.suite().as_str())
+                .unwrap_or("unknown"),
+            alpn: self.conn.alpn_protocol().map(<[u8]>::to_vec),
+            peer_fingerprint: self
+                .conn
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .map(|leaf| Fingerprint::of(leaf)),
+            server_name,
+        }
+    }
+}
