@@ -9,11 +9,14 @@
 //! - [`lifecycle`]: the connection state machine (states, commands, inputs,
 //!   actions, events, reasons).
 //! - [`addr`]: parsing of the addresses tether accepts.
+//! - [`frame`]: the framed wire format (encoder, streaming decoder, frame order).
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
 pub mod addr;
+pub mod frame;
 pub mod lifecycle;
 
 pub use addr::{AddrError, SockAddr};
+pub use frame::{Decoder, Frame, FrameError, FrameType, Order, Role};
 pub use lifecycle::{Action, Event, Lifecycle, Op, Reason, Refused, State};

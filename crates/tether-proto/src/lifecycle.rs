@@ -129,6 +129,9 @@ pub enum Reason {
     /// The TLS handshake failed (bad certificate, no common parameters, an
     /// ALPN protocol refused, garbage instead of TLS).
     TlsHandshakeFailed,
+    /// The peer broke the framed protocol (an oversized or unknown frame, a
+    /// frame out of order); the connection was reset.
+    ProtocolError,
 }
 
 impl Reason {
@@ -156,6 +159,7 @@ impl Reason {
             Reason::ListenFailed => "listen_failed",
             Reason::AcceptFailed => "accept_failed",
             Reason::TlsHandshakeFailed => "tls_handshake_failed",
+            Reason::ProtocolError => "protocol_error",
         }
     }
 }
@@ -428,10 +432,12 @@ impl Lifecycle {
         self.dropped + self.held
     }
 
-    /// True while received bytes are wanted: by the user's recv, or by a `close()`
-    /// draining the peer. The driver reads only then.
+    /// True while the peer's bytes may still be read: on a connection (or one
+    /// still in a handshake carried over it) whose peer has not ended. The
+    /// driver reads only when someone wants them: a recv, a handshake, or a
+    /// `close()` draining the peer.
     pub fn wants_input(&self) -> bool {
-        self.phase == Phase::Open && self.recv != RecvSide::Finished
+        matches!(self.phase, Phase::Connecting | Phase::Open) && self.recv != RecvSide::Finished
     }
 
     /// True while `close()` drains the peer: input is to be dropped, not delivered.
@@ -707,6 +713,14 @@ impl Lifecycle {
     pub fn fail(&mut self, reason: Reason) {
         if !matches!(self.phase, Phase::Done(_)) {
             self.finish(reason, A_RELEASE);
+        }
+    }
+
+    /// The peer broke the protocol spoken over the connection: reset it, for
+    /// nothing more it sends can be trusted.
+    pub fn violated(&mut self) {
+        if matches!(self.phase, Phase::Connecting | Phase::Open) {
+            self.finish(Reason::ProtocolError, A_RESET);
         }
     }
 

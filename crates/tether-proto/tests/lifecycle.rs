@@ -401,7 +401,8 @@ mod connecting {
         assert_eq!(l.state(), State::Connecting);
         assert_eq!(l.closed(), None);
         assert!(l.is_bound());
-        assert!(!l.wants_input());
+        // A handshake carried over the connection (TLS, framing) reads now.
+        assert!(l.wants_input());
         assert!(!l.is_draining());
         assert_eq!(l.check_recv(), Ok(()));
     }
@@ -500,7 +501,7 @@ mod connecting {
         assert_eq!(events(&mut l), []);
         assert_eq!(l.state(), State::Closing);
         assert!(l.is_draining());
-        assert!(!l.wants_input());
+        assert!(l.wants_input());
         assert_eq!(l.unsent(), 5);
         assert_refused(&mut l, Op::Recv, |l| l.check_recv());
         assert_refused(&mut l, Op::Send, |l| l.send(1));
@@ -2100,7 +2101,8 @@ mod properties {
                 l.fin_known();
             }
             Step::Eof => {
-                if l.wants_input() {
+                // The end of the stream counts once the connection is up.
+                if l.wants_input() && m.up {
                     m.held = 0;
                     m.peer_ended = true;
                     m.began.get_or_insert(Side::Peer);
@@ -2246,6 +2248,252 @@ mod properties {
             steps in prop::collection::vec(step(), 0..=40),
         ) {
             run(start, &steps)?;
+        }
+    }
+}
+
+/// A datagram (UDP) socket: open once bound, `connect` only fixes its peer, and
+/// every way of ending it is a discard.
+mod datagram {
+    use super::*;
+
+    fn fresh() -> Lifecycle {
+        let mut l = Lifecycle::datagram();
+        assert_quiet(&mut l);
+        l
+    }
+
+    /// Bound: open at once, with no event (there is no connection to report).
+    fn bound() -> Lifecycle {
+        let mut l = fresh();
+        l.bind().unwrap();
+        assert_quiet(&mut l);
+        l
+    }
+
+    /// Bound, then connected to a peer (its Connected event drained).
+    fn connected() -> Lifecycle {
+        let mut l = bound();
+        l.connect().unwrap();
+        l.connected();
+        assert_eq!(actions(&mut l), []);
+        assert_eq!(events(&mut l), [Event::Connected]);
+        l
+    }
+
+    /// The two open sockets: bound only, and connected.
+    fn open() -> [Lifecycle; 2] {
+        [bound(), connected()]
+    }
+
+    /// A command that ends a socket.
+    type End = fn(&mut Lifecycle) -> Result<(), Refused>;
+
+    /// The three ways of ending a socket, each a discard on datagrams.
+    fn ends() -> [(Op, End); 3] {
+        [
+            (Op::Close, |l| l.close(t0(), LINGER)),
+            (Op::Reset, Lifecycle::reset),
+            (Op::Discard, Lifecycle::discard),
+        ]
+    }
+
+    #[test]
+    fn new_datagram_socket_is_idle() {
+        let mut l = fresh();
+        assert!(l.is_datagram());
+        assert!(!Lifecycle::new().is_datagram());
+        assert!(!Lifecycle::accepted().is_datagram());
+        assert_eq!(l.state(), State::NotConnected);
+        assert_eq!(l.closed(), None);
+        assert_eq!((l.unsent(), l.unread()), (0, 0));
+        assert!(!l.is_bound());
+        assert!(!l.wants_input());
+        assert_refused(&mut l, Op::Recv, |l| l.check_recv());
+        assert_refused(&mut l, Op::Send, |l| l.check_send());
+        assert_refused(&mut l, Op::Send, |l| l.send(1));
+    }
+
+    #[test]
+    fn bind_opens_it_without_an_event() {
+        let mut l = fresh();
+        assert_eq!(l.bind(), Ok(()));
+        assert_quiet(&mut l);
+        assert_eq!(l.state(), State::Connected);
+        assert_eq!(l.closed(), None);
+        assert!(l.is_bound());
+        assert!(l.wants_input());
+        assert!(!l.is_draining());
+        assert_eq!(l.check_recv(), Ok(()));
+        assert_eq!(l.check_send(), Ok(()));
+        assert_refused(&mut l, Op::Bind, Lifecycle::bind);
+    }
+
+    #[test]
+    fn connect_fixes_the_peer() {
+        // Bound or not: the driver binds an unbound socket as it connects.
+        for mut l in [fresh(), bound()] {
+            assert_eq!(l.connect(), Ok(()));
+            assert_quiet(&mut l);
+            assert_eq!(l.state(), State::Connecting);
+            assert!(l.is_bound());
+            assert_eq!(l.check_send(), Ok(()));
+            assert_eq!(l.check_recv(), Ok(()));
+            l.connected();
+            assert_eq!(actions(&mut l), []);
+            assert_eq!(events(&mut l), [Event::Connected]);
+            assert_eq!(l.state(), State::Connected);
+            assert_ignored(&mut l, Lifecycle::connected);
+        }
+    }
+
+    #[test]
+    fn connect_again_to_another_peer() {
+        let mut l = connected();
+        l.send(4).unwrap();
+        assert_eq!(l.connect(), Ok(()));
+        assert_quiet(&mut l);
+        assert_eq!(l.state(), State::Connecting);
+        l.connected();
+        assert_eq!(actions(&mut l), []);
+        assert_eq!(events(&mut l), [Event::Connected]);
+        assert_eq!(l.state(), State::Connected);
+        assert_eq!(l.unsent(), 4, "queued datagrams stay queued");
+    }
+
+    #[test]
+    fn a_failed_connect_ends_it() {
+        let mut l = bound();
+        l.connect().unwrap();
+        l.fail(Reason::ConnectFailed);
+        assert_eq!(actions(&mut l), [Action::Release]);
+        assert_eq!(events(&mut l), [Event::Closed(Reason::ConnectFailed)]);
+        assert_gone(&mut l, Reason::ConnectFailed);
+    }
+
+    #[test]
+    fn shutdown_and_listen_are_refused() {
+        for mut l in [fresh(), bound(), connected()] {
+            assert_refused(&mut l, Op::Shutdown, Lifecycle::shutdown);
+            assert_refused(&mut l, Op::Listen, Lifecycle::listen);
+        }
+    }
+
+    /// Each send is one datagram, empty ones included.
+    #[test]
+    fn send_and_wrote_count_unsent() {
+        for mut l in open() {
+            assert_eq!(l.send(100), Ok(()));
+            assert_eq!(l.send(0), Ok(()));
+            assert_eq!(l.send(20), Ok(()));
+            assert_quiet(&mut l);
+            assert_eq!(l.unsent(), 120);
+            l.wrote(100);
+            l.wrote(0);
+            assert_quiet(&mut l);
+            assert_eq!(l.unsent(), 20);
+            assert_eq!(l.state(), State::Connected);
+        }
+    }
+
+    /// A datagram longer than the recv: read whole, its first bytes delivered,
+    /// the rest counted as unread.
+    #[test]
+    fn a_cut_datagram_counts_the_rest_unread() {
+        for mut l in open() {
+            l.read(100);
+            l.delivered(10);
+            l.drop_held();
+            assert_quiet(&mut l);
+            assert_eq!(l.unread(), 90);
+            l.read(5);
+            l.delivered(5);
+            assert_eq!(l.unread(), 90);
+            assert_eq!(l.state(), State::Connected);
+            assert!(l.wants_input());
+        }
+    }
+
+    /// Nobody is told: no timer, no draining, no FIN; what was queued or held
+    /// is counted.
+    #[test]
+    fn close_reset_and_discard_discard() {
+        for (op, end) in ends() {
+            for mut l in open() {
+                l.send(7).unwrap();
+                l.wrote(3);
+                l.read(5);
+                l.delivered(2);
+                assert_eq!(end(&mut l), Ok(()), "{op:?}");
+                assert_eq!(actions(&mut l), [Action::Discard], "{op:?}");
+                assert_eq!(events(&mut l), [Event::Closed(Reason::Discarded)]);
+                assert!(!l.is_draining(), "{op:?}");
+                assert_eq!((l.unsent(), l.unread()), (4, 3), "{op:?}");
+                assert_gone(&mut l, Reason::Discarded);
+                assert_setup_refused(&mut l);
+                assert_refused(&mut l, op, end);
+            }
+        }
+    }
+
+    /// Never bound: there is nothing to discard, the socket is just let go.
+    #[test]
+    fn ending_one_never_bound_releases() {
+        for (op, end) in ends() {
+            let mut l = fresh();
+            assert_eq!(end(&mut l), Ok(()), "{op:?}");
+            assert_eq!(actions(&mut l), [Action::Release], "{op:?}");
+            assert_eq!(events(&mut l), [Event::Closed(Reason::Discarded)]);
+            assert_gone(&mut l, Reason::Discarded);
+        }
+    }
+
+    #[test]
+    fn stop() {
+        for mut l in open() {
+            l.send(6).unwrap();
+            l.stop();
+            assert_eq!(actions(&mut l), [Action::Reset]);
+            assert_eq!(events(&mut l), [Event::Closed(Reason::Stopped)]);
+            assert_eq!((l.unsent(), l.unread()), (6, 0));
+            assert_gone(&mut l, Reason::Stopped);
+        }
+        let mut l = fresh();
+        l.stop();
+        assert_eq!(actions(&mut l), [Action::Release]);
+        assert_eq!(events(&mut l), [Event::Closed(Reason::Stopped)]);
+        assert_gone(&mut l, Reason::Stopped);
+    }
+
+    /// The one peer unreachable, or the socket failing under us.
+    #[test]
+    fn fail_lost_counts_queued_bytes_unsent() {
+        for mut l in open() {
+            l.send(9).unwrap();
+            l.wrote(4);
+            l.fail(Reason::Lost);
+            assert_eq!(actions(&mut l), [Action::Release]);
+            assert_eq!(events(&mut l), [Event::Closed(Reason::Lost)]);
+            assert_eq!((l.unsent(), l.unread()), (5, 0));
+            assert_gone(&mut l, Reason::Lost);
+        }
+    }
+
+    /// The driver opens the socket right after `bind`; when that fails, it ends.
+    #[test]
+    fn a_failed_bind_ends_it() {
+        let mut l = bound();
+        l.fail(Reason::BindFailed);
+        assert_eq!(actions(&mut l), [Action::Release]);
+        assert_eq!(events(&mut l), [Event::Closed(Reason::BindFailed)]);
+        assert_gone(&mut l, Reason::BindFailed);
+    }
+
+    #[test]
+    fn timeouts_are_ignored() {
+        for mut l in open() {
+            assert_ignored(&mut l, |l| l.timeout(t0()));
+            assert_ignored(&mut l, |l| l.timeout(t0() + HOUR));
         }
     }
 }

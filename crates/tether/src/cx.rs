@@ -135,7 +135,7 @@ impl<S: 'static> Cx<S> {
 
     pub(crate) fn insert(
         &mut self,
-        user: Box<dyn SocketUser<S>>,
+        user: Option<Box<dyn SocketUser<S>>>,
         io: Io,
         life: Lifecycle,
     ) -> SocketId {
@@ -153,7 +153,7 @@ impl<S: 'static> Cx<S> {
     /// A new stream socket (TCP or Local, chosen by the first address it gets),
     /// in state `NotConnected`, with `user` for its callbacks.
     pub fn stream(&mut self, user: impl SocketUser<S> + 'static) -> SocketId {
-        self.insert(Box::new(user), Io::None, Lifecycle::new())
+        self.insert(Some(Box::new(user)), Io::None, Lifecycle::new())
     }
 
     /// Shorthand: a new stream socket connecting to `addr`.
@@ -265,6 +265,7 @@ impl<S: 'static> Cx<S> {
                 Ok(()) => {
                     io_log!(debug, stream.kind(), socket = %s, addr, "connecting");
                     self.live(s)?.io = Io::Stream(stream);
+                    self.send_hello(s);
                 }
                 Err(e) => self.fail(s, Reason::OpenFailed, Error::Io(e)),
             },
@@ -285,45 +286,65 @@ impl<S: 'static> Cx<S> {
         if slot.life.is_datagram() {
             return self.send_datagram(s, None, data);
         }
-        slot.life.send(data.len())?;
+        if slot.framed.is_some() {
+            slot.life.check_send()?;
+            return self.send_frame(s, tether_proto::frame::FrameType::Data, data, true);
+        }
+        self.send_parts(s, &[data], true)
+    }
+
+    /// Bytes onto the stream, as one send: written at once if the connection
+    /// is up and nothing waits before them, else queued in order. A `marked`
+    /// send is the user's and gets its `on_sent`; an unmarked one is the
+    /// framing's own (HELLO, WELCOME, REJECT, FAREWELL).
+    pub(crate) fn send_parts(
+        &mut self,
+        s: SocketId,
+        parts: &[&[u8]],
+        marked: bool,
+    ) -> Result<(), ApiError> {
+        let slot = self.live(s)?;
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        slot.life.send(total)?;
         if let Some(tls) = slot.tls.as_mut() {
             // Held until the handshake is over, so that nothing reaches a peer
             // whose ALPN choice is still to be accepted.
             if tls.ready {
-                tls.queue(data, 1);
+                for part in parts {
+                    tls.queue(part, 0);
+                }
+                tls.queue(&[], usize::from(marked));
                 self.flush(s);
             } else {
                 slot.outq
                     .get_or_insert_with(Box::<SendQueue>::default)
-                    .push(data);
+                    .push_parts(parts, 0, marked);
             }
             return Ok(());
         }
         let mut written = 0;
-        if slot.outq.is_none() && slot.life.state() != State::Connecting {
+        if slot.outq.is_none() && slot.wire_up {
             if let Io::Stream(stream) = &slot.io {
-                while written < data.len() {
-                    match stream.write(&data[written..]) {
-                        Ok(n) => written += n,
-                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                        Err(e) => {
-                            slot.life.wrote(written);
-                            self.fail(s, Reason::Lost, Error::Io(e));
-                            self.settle(s);
-                            return Ok(());
-                        }
+                match stream.write_all_parts(parts) {
+                    Ok(n) => written = n,
+                    Err((n, e)) => {
+                        slot.life.wrote(n);
+                        self.fail(s, Reason::Lost, Error::Io(e));
+                        self.settle(s);
+                        return Ok(());
                     }
                 }
             }
         }
         slot.life.wrote(written);
-        if written == data.len() {
-            self.tasks.push_back(Task::Sent(s));
+        if written == total {
+            if marked {
+                self.tasks.push_back(Task::Sent(s));
+            }
         } else {
             slot.outq
                 .get_or_insert_with(Box::<SendQueue>::default)
-                .push(&data[written..]);
+                .push_parts(parts, written, marked);
         }
         Ok(())
     }
@@ -347,8 +368,9 @@ impl<S: 'static> Cx<S> {
             return Err(ApiError::RecvTooLarge(n));
         }
         slot.want = Some(Want { n, mode });
-        // A TLS session may hold decrypted bytes though the socket has none.
-        if slot.readable || slot.tls.is_some() {
+        // A TLS session may hold decrypted bytes, a framed socket frames it
+        // read before, though the socket has nothing.
+        if slot.readable || slot.tls.is_some() || slot.framed.is_some() {
             self.tasks.push_back(Task::Read(s));
         }
         Ok(())
@@ -361,6 +383,9 @@ impl<S: 'static> Cx<S> {
     pub fn shutdown(&mut self, s: SocketId) -> Result<(), ApiError> {
         let slot = self.live(s)?;
         unsupported_on_udp(slot, "shutdown")?;
+        if slot.framed.is_some() {
+            return self.shutdown_with(s, &[]);
+        }
         slot.life.shutdown()?;
         self.settle(s);
         Ok(())
@@ -372,6 +397,11 @@ impl<S: 'static> Cx<S> {
     /// closes with `LingerTimeout`. A listener or unconnected socket closes now.
     pub fn close(&mut self, s: SocketId) -> Result<(), ApiError> {
         let now = Instant::now();
+        let slot = self.live(s)?;
+        if slot.framed.is_some() && slot.life.check_send().is_ok() {
+            // A framed peer learns of a graceful end by a FAREWELL.
+            self.send_frame(s, tether_proto::frame::FrameType::Farewell, &[], false)?;
+        }
         let slot = self.live(s)?;
         slot.life.close(now, slot.linger)?;
         slot.want = None;

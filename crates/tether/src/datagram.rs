@@ -12,9 +12,9 @@ use mio::Interest;
 use tether_proto::{Reason, SockAddr};
 
 use crate::cx::{open_failure, Task};
-use crate::slot::{find, SendQueue};
+use crate::slot::{find, SendQueue, Want};
 use crate::transport::{udp, Io, Transport};
-use crate::{ApiError, Cx, Error, SocketId, SocketUser};
+use crate::{ApiError, Cx, Error, RecvMode, SocketId, SocketUser};
 
 impl<S: 'static> Cx<S> {
     /// A new UDP socket, with `user` for its callbacks. `bind` gives it an
@@ -22,7 +22,7 @@ impl<S: 'static> Cx<S> {
     /// one binds it to every interface of the peer's family first.
     pub fn udp(&mut self, user: impl SocketUser<S> + 'static) -> SocketId {
         self.insert(
-            Box::new(user),
+            Some(Box::new(user)),
             Io::None,
             tether_proto::Lifecycle::datagram(),
         )
@@ -40,8 +40,15 @@ impl<S: 'static> Cx<S> {
                 transport: slot.io.kind().unwrap_or(Transport::Tcp),
             });
         }
-        slot.life.check_send()?;
-        if matches!(slot.io, Io::None) {
+        // Refused before a fresh socket is bound for it: misuse changes nothing.
+        let max = udp::max_payload(&to);
+        if data.len() > max {
+            return Err(ApiError::DatagramTooLarge {
+                len: data.len(),
+                max,
+            });
+        }
+        if matches!(slot.io, Io::None) && slot.life.closed().is_none() {
             // Like sendto(2) on an unbound socket: take an ephemeral port.
             slot.life.bind()?;
             if let Err((reason, error)) = self.open_udp(s, &udp::any_for(&to)) {
@@ -287,6 +294,29 @@ impl<S: 'static> Cx<S> {
         }
         if event.is_writable() {
             self.flush_datagrams(s);
+        }
+    }
+}
+
+impl<S> Cx<S> {
+    /// What the default `on_truncated` does beside its warning: the datagram is
+    /// dropped whole, so its kept bytes count as unread too, and the recv it
+    /// answered is asked again, so the next datagram answers it as if the cut
+    /// one had never come.
+    pub(crate) fn drop_truncated(&mut self, s: SocketId, kept: usize) {
+        let Some(slot) = find(&mut self.slots, s) else {
+            return;
+        };
+        slot.life.read(kept);
+        slot.life.drop_held();
+        if slot.want.is_none() && slot.life.check_recv().is_ok() {
+            slot.want = Some(Want {
+                n: kept,
+                mode: RecvMode::Partial,
+            });
+            if slot.readable {
+                self.tasks.push_back(Task::Read(s));
+            }
         }
     }
 }

@@ -51,6 +51,14 @@ pub enum ApiError {
     BadServerName(String),
     /// The socket already speaks TLS.
     TlsActive,
+    /// A message (or connect or disconnect data) longer than the framed
+    /// socket's limit.
+    MessageTooLarge {
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
     /// The kernel refused this one datagram (an unreachable destination, a
     /// broadcast address without permission, ...). The socket stays open; the
     /// value is the OS error number.
@@ -75,6 +83,12 @@ impl fmt::Display for ApiError {
                 )
             }
             ApiError::TlsActive => f.write_str("the socket already speaks TLS"),
+            ApiError::MessageTooLarge { len, max } => {
+                write!(
+                    f,
+                    "a message of {len} bytes is over the limit of {max} bytes"
+                )
+            }
             ApiError::NoPeer => {
                 f.write_str("this UDP socket has no peer: connect it, or use send_to")
             }
@@ -129,6 +143,8 @@ pub enum Error {
     ServerName(String),
     /// `on_alpn` refused the negotiated protocol.
     AlpnRefused(Vec<u8>),
+    /// The peer broke the framed protocol; the message names the rule.
+    Frame(tether_proto::frame::FrameError),
     /// The address parsed but does not fit the socket (a unix: address on a
     /// TCP-bound socket, mixed IP families).
     AddressMismatch(&'static str),
@@ -143,6 +159,7 @@ impl fmt::Display for Error {
             Error::Tls(e) => write!(f, "TLS: {e}"),
             Error::TlsRole(why) => f.write_str(why),
             Error::ServerName(name) => write!(f, "{name:?} is not a valid TLS server name"),
+            Error::Frame(e) => write!(f, "protocol error: {e}"),
             Error::AlpnRefused(p) => {
                 write!(
                     f,
@@ -160,6 +177,7 @@ impl std::error::Error for Error {
             Error::Io(e) => Some(e),
             Error::Address(e) => Some(e),
             Error::Tls(e) => Some(e),
+            Error::Frame(e) => Some(e),
             _ => None,
         }
     }

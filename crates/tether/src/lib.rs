@@ -62,6 +62,7 @@ macro_rules! io_log {
 mod cx;
 mod datagram;
 mod error;
+mod framed;
 mod handle;
 mod mux;
 mod slot;

@@ -11,6 +11,7 @@ use mio::{Events, Poll, Token};
 use tether_proto::{Action, Event, Lifecycle, Reason, State};
 
 use crate::cx::{connect_reason, Task};
+use crate::framed::Framed;
 use crate::handle::{MuxHandle, Posted, Remote};
 use crate::slot::{find, Slot, Want};
 use crate::timer::Target;
@@ -213,16 +214,7 @@ impl<S: 'static> Cx<S> {
                         self.call(s, |u, cx| u.on_bound(cx, s, &local));
                     }
                 }
-                Task::Connected(s) => {
-                    // A TLS server's socket was announced by on_accepted.
-                    let server = self
-                        .slot(s)
-                        .and_then(|slot| slot.tls.as_ref())
-                        .is_some_and(|t| t.is_server());
-                    if !server {
-                        self.call(s, |u, cx| u.on_connected(cx, s));
-                    }
-                }
+                Task::Connected(s) => self.announce(s),
                 Task::TlsReady(s) => self.tls_ready(s),
                 Task::Accepted(s) => {
                     self.call(s, |u, cx| u.on_accepted(cx, s));
@@ -231,15 +223,17 @@ impl<S: 'static> Cx<S> {
                     self.call(s, |u, cx| u.on_sent(cx, s));
                 }
                 Task::PeerShutdown(s) => {
-                    self.call(s, |u, cx| u.on_peer_shutdown(cx, s, None));
-                }
-                Task::Read(s) => {
-                    if self.slot(s).is_some_and(|slot| slot.life.is_datagram()) {
-                        self.pump_datagram(s)
-                    } else {
-                        self.pump_read(s)
+                    let farewell = self
+                        .slot_mut(s)
+                        .and_then(|slot| slot.framed.as_mut())
+                        .and_then(|f| f.farewell.take());
+                    self.call(s, |u, cx| u.on_peer_shutdown(cx, s, farewell.as_deref()));
+                    // Kept for Closed::farewell too.
+                    if let Some(framed) = self.slot_mut(s).and_then(|slot| slot.framed.as_mut()) {
+                        framed.farewell = farewell;
                     }
                 }
+                Task::Read(s) => self.pump(s),
                 Task::Closed(s) => self.finish(s),
             }
         }
@@ -328,6 +322,7 @@ impl<S: 'static> Cx<S> {
             unread: slot.life.unread() + end.kernel_unread,
             error: end.error,
             discard: end.discard,
+            farewell: slot.framed.and_then(|f| f.farewell),
         };
         io_log!(debug, slot.io.kind().unwrap_or(Transport::Tcp), socket = %s, reason = %closed.reason, closed.unsent, closed.unread, "closed");
         if let Some(mut user) = slot.user {
@@ -343,11 +338,7 @@ impl<S: 'static> Cx<S> {
             Io::Listener(..) => self.pump_accept(s),
             Io::Udp(..) => self.on_udp_ready(s, event),
             Io::Stream(_) => {
-                let tcp_connecting = match &slot.tls {
-                    Some(tls) => !tls.tcp_up,
-                    None => slot.life.state() == State::Connecting,
-                };
-                if tcp_connecting && !self.check_connect(s) {
+                if !slot.wire_up && !self.check_connect(s) {
                     return;
                 }
                 let Some(slot) = self.slot_mut(s) else { return };
@@ -379,7 +370,10 @@ impl<S: 'static> Cx<S> {
                     self.drive_tls(s);
                 }
                 if let Some(slot) = self.slot(s) {
-                    if slot.readable && (slot.want.is_some() || slot.life.is_draining()) {
+                    let handshaking = slot.framed.as_ref().is_some_and(|f| f.handshaking());
+                    if slot.readable
+                        && (slot.want.is_some() || slot.life.is_draining() || handshaking)
+                    {
                         self.tasks.push_back(Task::Read(s));
                     }
                 }
@@ -400,10 +394,13 @@ impl<S: 'static> Cx<S> {
         match stream.take_error() {
             Ok(None) if stream.is_connected() => {
                 io_log!(debug, stream.kind(), socket = %s, "connected");
-                match slot.tls.as_mut() {
-                    // Connected means the handshake is over too: it starts now.
-                    Some(tls) => tls.tcp_up = true,
-                    None => slot.life.connected(),
+                slot.wire_up = true;
+                // Connected means every handshake above TCP is over too: TLS
+                // starts now, framing waits for its WELCOME.
+                match (slot.tls.as_mut(), &slot.framed) {
+                    (Some(tls), _) => tls.tcp_up = true,
+                    (None, Some(_)) => {}
+                    (None, None) => slot.life.connected(),
                 }
                 self.settle(s);
                 self.flush(s);
@@ -431,7 +428,7 @@ impl<S: 'static> Cx<S> {
         let (Io::Stream(stream), Some(q)) = (&slot.io, slot.outq.as_mut()) else {
             return;
         };
-        if slot.life.state() == State::Connecting {
+        if !slot.wire_up {
             return;
         }
         let mut failed = None;
@@ -464,16 +461,45 @@ impl<S: 'static> Cx<S> {
         self.settle(s);
     }
 
-    /// Read for the pending recv (one answer per turn) or for a draining close.
-    fn pump_read(&mut self, s: SocketId) {
-        if self
-            .slot(s)
-            .is_some_and(|slot| slot.tls.as_ref().is_some_and(|t| !t.ready))
-        {
+    /// Read what is wanted, in the way the socket's layers call for.
+    fn pump(&mut self, s: SocketId) {
+        let Some(slot) = self.slot(s) else { return };
+        if slot.life.is_datagram() {
+            self.pump_datagram(s);
+        } else if slot.tls.as_ref().is_some_and(|t| !t.ready) {
             // Until the handshake is over, what arrives is the handshake's.
             self.drive_tls(s);
-            return;
+        } else if slot.framed.is_some() && !slot.life.is_draining() {
+            self.pump_framed(s);
+        } else {
+            self.pump_read(s);
         }
+    }
+
+    /// A connection is up: a client hears `on_connected`; a framed server's
+    /// connection, whose user exists only since its admission, `on_accepted`
+    /// (and `on_tls_ready`, which ran before there was a user to tell); a TLS
+    /// server's was announced when it was taken.
+    fn announce(&mut self, s: SocketId) {
+        let Some(slot) = self.slot(s) else { return };
+        let framed_server = slot.framed.as_ref().is_some_and(|f| f.is_server());
+        let tls = slot.tls.as_ref().map(|t| (t.is_server(), t.info()));
+        match (framed_server, tls) {
+            (true, tls) => {
+                self.call(s, |u, cx| u.on_accepted(cx, s));
+                if let Some((_, info)) = tls {
+                    self.call(s, |u, cx| u.on_tls_ready(cx, s, &info));
+                }
+            }
+            (false, Some((true, _))) => {}
+            _ => {
+                self.call(s, |u, cx| u.on_connected(cx, s));
+            }
+        }
+    }
+
+    /// Read for the pending recv (one answer per turn) or for a draining close.
+    fn pump_read(&mut self, s: SocketId) {
         let mut buf = std::mem::take(&mut self.rbuf);
         for _ in 0..DRAIN_READS_PER_TURN {
             let Some(slot) = find(&mut self.slots, s) else {
@@ -612,6 +638,10 @@ impl<S: 'static> Cx<S> {
         {
             return;
         }
+        if slot.framed.is_some() {
+            // A framed peer's end is its FAREWELL, read by a recv.
+            return;
+        }
         let Some(tls) = slot.tls.as_mut() else {
             if sys::pending_in(stream) == 0 {
                 slot.life.eof();
@@ -644,13 +674,23 @@ impl<S: 'static> Cx<S> {
                 Listener::Tcp(_) => Transport::Tcp,
                 Listener::Local(..) => Transport::Local,
             };
+            let framed = slot.framed.as_ref().map(|f| f.max_payload());
             match l.accept() {
                 Ok(accepted) => {
-                    let info = PeerInfo {
-                        peer: accepted.peer,
+                    let Some(max_payload) = framed else {
+                        let info = PeerInfo {
+                            peer: accepted.peer,
+                            hello: None,
+                        };
+                        let admission =
+                            self.call(listener, |u, cx| u.on_incoming(cx, listener, &info));
+                        self.admit(admission, accepted.stream, kind, tls.as_ref());
+                        continue;
                     };
-                    let admission = self.call(listener, |u, cx| u.on_incoming(cx, listener, &info));
-                    self.admit(admission, accepted.stream, kind, tls.as_ref());
+                    // A framed connection is admitted on its HELLO: until then
+                    // it has no user.
+                    let pending = Framed::accepted(listener, max_payload);
+                    self.open_accepted(None, accepted.stream, kind, tls.as_ref(), Some(pending));
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) if is_transient_accept_error(&e) => {
@@ -671,50 +711,75 @@ impl<S: 'static> Cx<S> {
         }
     }
 
+    /// Carry out a plain listener's decision on a connection it was offered.
     fn admit(
         &mut self,
         admission: Option<Admission<S>>,
-        mut stream: Stream,
+        stream: Stream,
         kind: Transport,
         tls: Option<&crate::TlsContext>,
     ) {
         match admission {
             Some(Admission::Accept(user)) => {
-                // A TLS connection is up only once its handshake is over.
-                let life = match tls {
-                    Some(_) => {
-                        let mut life = Lifecycle::new();
-                        let _ = life.connect();
-                        life
-                    }
-                    None => Lifecycle::accepted(),
-                };
-                let s = self.insert(user, Io::None, life);
-                if let Some(ctx) = tls {
-                    let session = Tls::server(ctx);
-                    if let (Some(slot), Ok(session)) = (self.slot_mut(s), session) {
-                        slot.tls = Some(Box::new(session));
-                    }
+                self.open_accepted(Some(user), stream, kind, tls, None)
+            }
+            Some(Admission::AcceptWith(user, data)) => {
+                io_log!(
+                    warn,
+                    kind,
+                    len = data.len(),
+                    "accept data needs a framed listener: not sent"
+                );
+                self.open_accepted(Some(user), stream, kind, tls, None)
+            }
+            Some(Admission::Reject(data)) => {
+                io_log!(
+                    warn,
+                    kind,
+                    len = data.len(),
+                    "reject data needs a framed listener: reset instead"
+                );
+                deny(&stream, kind);
+            }
+            _ => deny(&stream, kind),
+        }
+    }
+
+    /// A socket for a connection just taken. TLS and framed connections stay
+    /// `Connecting` until their handshakes are over.
+    pub(crate) fn open_accepted(
+        &mut self,
+        user: Option<Box<dyn SocketUser<S>>>,
+        mut stream: Stream,
+        kind: Transport,
+        tls: Option<&crate::TlsContext>,
+        framed: Option<Framed>,
+    ) {
+        let life = if tls.is_some() || framed.is_some() {
+            let mut life = Lifecycle::new();
+            let _ = life.connect();
+            life
+        } else {
+            Lifecycle::accepted()
+        };
+        let announce = user.is_some();
+        let s = self.insert(user, Io::None, life);
+        match stream.register(&self.registry, s.token()) {
+            Ok(()) => {
+                io_log!(debug, kind, socket = %s, "accepted");
+                if let Some(slot) = find(&mut self.slots, s) {
+                    slot.io = Io::Stream(stream);
+                    slot.wire_up = true;
+                    slot.tls = tls.and_then(|ctx| Tls::server(ctx).ok()).map(Box::new);
+                    slot.framed = framed.map(Box::new);
                 }
-                match stream.register(&self.registry, s.token()) {
-                    Ok(()) => {
-                        io_log!(debug, kind, socket = %s, "accepted");
-                        if let Some(slot) = self.slot_mut(s) {
-                            slot.io = Io::Stream(stream);
-                        }
-                        self.tasks.push_back(Task::Accepted(s));
-                    }
-                    Err(e) => {
-                        self.fail(s, Reason::AcceptFailed, Error::Io(e));
-                        self.settle(s);
-                    }
+                if announce {
+                    self.tasks.push_back(Task::Accepted(s));
                 }
             }
-            _ => {
-                io_log!(debug, kind, "denied");
-                if kind == Transport::Tcp {
-                    let _ = sys::set_abortive(&stream);
-                }
+            Err(e) => {
+                self.fail(s, Reason::AcceptFailed, Error::Io(e));
+                self.settle(s);
             }
         }
     }
@@ -813,6 +878,15 @@ fn abort<S>(slot: &mut crate::slot::Slot<S>, discard: bool) {
         end.discard = Some(method);
     }
     drop(io);
+}
+
+/// Refuse a connection: RST, so the client sees a refusal (a Unix socket has
+/// none: its client sees the stream end).
+fn deny(stream: &Stream, kind: Transport) {
+    io_log!(debug, kind, "denied");
+    if kind == Transport::Tcp {
+        let _ = sys::set_abortive(stream);
+    }
 }
 
 /// Errors that concern one would-be connection, not the listener.

@@ -7,6 +7,7 @@ use std::time::Duration;
 use slab::Slab;
 use tether_proto::Lifecycle;
 
+use crate::framed::Framed;
 use crate::transport::tls::Tls;
 use crate::transport::Io;
 use crate::{DiscardMethod, Error, RecvMode, SocketId, SocketUser};
@@ -32,6 +33,11 @@ pub(crate) struct Slot<S> {
     pub(crate) outq: Option<Box<SendQueue>>,
     /// The TLS session, on a TLS connection.
     pub(crate) tls: Option<Box<Tls>>,
+    /// The message layer, on a framed socket.
+    pub(crate) framed: Option<Box<Framed>>,
+    /// The connection itself is up (TCP connected or accepted): bytes may be
+    /// written, even while TLS or framing handshakes keep the state `Connecting`.
+    pub(crate) wire_up: bool,
     /// The poller said readable and no read has hit WouldBlock since.
     pub(crate) readable: bool,
     pub(crate) linger: Duration,
@@ -65,16 +71,25 @@ pub(crate) struct End {
 }
 
 impl<S> Slot<S> {
-    pub(crate) fn new(gen: u32, user: Box<dyn SocketUser<S>>, io: Io, life: Lifecycle) -> Self {
+    /// A slot; `user` is `None` only for a framed connection awaiting its
+    /// admission, which has no user until its listener accepts it.
+    pub(crate) fn new(
+        gen: u32,
+        user: Option<Box<dyn SocketUser<S>>>,
+        io: Io,
+        life: Lifecycle,
+    ) -> Self {
         Slot {
             gen,
-            user: Some(user),
+            user,
             io,
             life,
             want: None,
             partial: Vec::new(),
             outq: None,
             tls: None,
+            framed: None,
+            wire_up: false,
             readable: false,
             linger: DEFAULT_LINGER,
             end: None,
@@ -104,15 +119,16 @@ pub(crate) struct SendQueue {
 
 impl SendQueue {
     pub(crate) fn push(&mut self, data: &[u8]) {
-        // Move the unwritten tail to the front once it is at most half the
-        // buffer, so a queue that is always busy does not grow without bound.
+        self.push_parts(&[data], 0, true);
+    }
+
+    /// Move the unwritten tail to the front once it is at most half the
+    /// buffer, so a queue that is always busy does not grow without bound.
+    fn compact(&mut self) {
         if self.head > 0 && self.head * 2 >= self.buf.len() {
             self.buf.drain(..self.head);
             self.head = 0;
         }
-        self.buf.extend_from_slice(data);
-        let end = self.done + (self.buf.len() - self.head) as u64;
-        self.marks.push_back(end);
     }
 
     pub(crate) fn pending(&self) -> &[u8] {
@@ -137,6 +153,31 @@ impl SendQueue {
     /// How many sends are waiting.
     pub(crate) fn sends(&self) -> usize {
         self.marks.len()
+    }
+
+    /// Queue one send made of several pieces (a frame header and its payload),
+    /// skipping the first `skip` bytes, which were written already. An unmarked
+    /// send (a control frame) completes no user's send.
+    pub(crate) fn push_parts(&mut self, parts: &[&[u8]], mut skip: usize, marked: bool) {
+        self.compact();
+        for part in parts {
+            let cut = skip.min(part.len());
+            skip -= cut;
+            self.buf.extend_from_slice(&part[cut..]);
+        }
+        if marked {
+            let end = self.done + (self.buf.len() - self.head) as u64;
+            self.marks.push_back(end);
+        }
+    }
+
+    /// Move everything `other` holds to the back of this queue, marks included.
+    pub(crate) fn append(&mut self, other: &SendQueue) {
+        self.compact();
+        let base = self.done + (self.buf.len() - self.head) as u64;
+        self.buf.extend_from_slice(other.pending());
+        self.marks
+            .extend(other.marks.iter().map(|&end| base + (end - other.done)));
     }
 
     pub(crate) fn push_datagram(&mut self, to: Option<SocketAddr>, data: &[u8]) {

@@ -184,10 +184,11 @@ impl<S: 'static> Cx<S> {
         if let (Some(tls), Some(held)) = (slot.tls.as_mut(), slot.outq.take()) {
             tls.queue(held.pending(), held.sends());
         }
-        if slot.life.state() == State::Connecting {
+        let framed = slot.framed.as_ref().map(|f| f.handshaking());
+        if slot.life.state() == State::Connecting && framed.is_none() {
             slot.life.connected();
         }
-        if slot.want.is_some() || slot.life.is_draining() {
+        if slot.want.is_some() || slot.life.is_draining() || framed == Some(true) {
             self.tasks.push_back(Task::Read(s));
         }
         self.settle(s);

@@ -67,8 +67,9 @@ pub trait SocketUser<S = ()> {
     /// A datagram longer than the recv asked for, instead of `on_received` /
     /// `on_received_from`: `data` holds its first bytes (as many as asked for),
     /// `len` its whole length. The rest is counted in `Closed::unread`. By
-    /// default the datagram is dropped with a warning under `tether::udp`, so
-    /// a cut datagram is never taken for a whole one.
+    /// default the datagram is dropped whole (all of it counted in
+    /// `Closed::unread`) with a warning under `tether::udp`, so a cut datagram
+    /// is never taken for a whole one, and the recv waits on for the next one.
     fn on_truncated(
         &mut self,
         cx: &mut Cx<S>,
@@ -78,6 +79,7 @@ pub trait SocketUser<S = ()> {
         from: SocketAddr,
     ) {
         tracing::warn!(target: "tether::udp", socket = %s, len, kept = data.len(), %from, "datagram longer than the recv: dropped");
+        cx.drop_truncated(s, data.len());
     }
 
     /// The peer finished sending, after its last byte was delivered. `farewell`
@@ -106,17 +108,27 @@ pub trait SocketUser<S = ()> {
 pub enum Admission<S = ()> {
     /// Take the connection, with this user for its callbacks.
     Accept(Box<dyn SocketUser<S>>),
+    /// Take the connection, with this user, and send this accept data in the
+    /// WELCOME (framed listeners only; elsewhere it cannot be carried and is
+    /// dropped with a warning).
+    AcceptWith(Box<dyn SocketUser<S>>, Vec<u8>),
     /// Refuse it: the connection is reset before any byte is read, so the client
     /// sees a refusal rather than a connection that goes quiet. (A Unix-domain
     /// socket has no reset: its client sees the stream end at once.)
     Deny,
+    /// Refuse a framed client with reason data: it gets REJECT(data) and its
+    /// `on_closed` says `ConnectRejected` with the data in `Closed::farewell`.
+    /// (A plain listener cannot carry the data and denies instead.)
+    Reject(Vec<u8>),
 }
 
 impl<S> std::fmt::Debug for Admission<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Admission::Accept(_) => f.write_str("Accept(..)"),
+            Admission::AcceptWith(_, data) => write!(f, "AcceptWith(.., {} bytes)", data.len()),
             Admission::Deny => f.write_str("Deny"),
+            Admission::Reject(data) => write!(f, "Reject({} bytes)", data.len()),
         }
     }
 }
@@ -128,6 +140,8 @@ pub struct PeerInfo {
     /// The peer's address; `None` for an unnamed Unix-domain client (the usual
     /// case: clients rarely bind).
     pub peer: Option<SockAddr>,
+    /// On a framed listener: the client's connect data (its HELLO).
+    pub hello: Option<Vec<u8>>,
 }
 
 /// The TLS protocol version a handshake settled on.
@@ -157,7 +171,7 @@ impl std::fmt::Display for TlsVersion {
 }
 
 /// What a TLS handshake settled, given to [`SocketUser::on_tls_ready`].
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct TlsInfo {
     /// The protocol version.
@@ -231,4 +245,7 @@ pub struct Closed {
     pub error: Option<Error>,
     /// For [`Reason::Discarded`], how the discard was done.
     pub discard: Option<DiscardMethod>,
+    /// On a framed socket: the peer's disconnect data (its FAREWELL), or the
+    /// reason data of the REJECT that refused us.
+    pub farewell: Option<Vec<u8>>,
 }

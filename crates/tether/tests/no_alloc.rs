@@ -6,8 +6,12 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
+use std::net::SocketAddr;
+use std::time::Duration;
 
-use tether::{Admission, Closed, Cx, IoMux, PeerInfo, RecvMode, SocketId, SocketUser};
+use tether::{
+    Admission, Closed, Cx, IoMux, PeerInfo, Reason, RecvMode, SockAddr, SocketId, SocketUser,
+};
 
 struct Counting;
 
@@ -123,6 +127,82 @@ fn round_trips_do_not_allocate() {
             end - warm,
             0,
             "{addr}: {} allocations over {MEASURED} round trips",
+            end - warm
+        );
+    }
+}
+
+// ----- UDP: a connected client and an unconnected echo server -----
+
+/// Echoes each datagram to where it came from.
+struct UdpEcho;
+impl SocketUser<Counts> for UdpEcho {
+    fn on_bound(&mut self, cx: &mut Cx<Counts>, s: SocketId, _: &SockAddr) {
+        cx.recv(s, 4096, RecvMode::Partial).unwrap();
+    }
+    fn on_received_from(
+        &mut self,
+        cx: &mut Cx<Counts>,
+        s: SocketId,
+        data: &[u8],
+        from: SocketAddr,
+    ) {
+        cx.send_to(s, data, from).unwrap();
+        cx.recv(s, 4096, RecvMode::Partial).unwrap();
+    }
+    fn on_closed(&mut self, _: &mut Cx<Counts>, _: SocketId, _: &Closed) {}
+}
+
+/// Sends a datagram, waits for its echo, and again; stops the loop at the end.
+struct UdpClient {
+    msg: [u8; SIZE],
+}
+impl SocketUser<Counts> for UdpClient {
+    fn on_connected(&mut self, cx: &mut Cx<Counts>, s: SocketId) {
+        cx.send(s, &self.msg).unwrap();
+        cx.recv(s, 4096, RecvMode::Partial).unwrap();
+    }
+    fn on_received(&mut self, cx: &mut Cx<Counts>, s: SocketId, data: &[u8]) {
+        assert_eq!(data, self.msg);
+        let counts = cx.shared_mut();
+        counts.round_trips += 1;
+        if counts.round_trips == WARMUP {
+            counts.at_warm = Some(allocations());
+        }
+        if counts.round_trips == WARMUP + MEASURED {
+            counts.at_end = Some(allocations());
+            cx.terminate();
+            return;
+        }
+        self.msg[0] = self.msg[0].wrapping_add(1);
+        cx.send(s, &self.msg).unwrap();
+        cx.recv(s, 4096, RecvMode::Partial).unwrap();
+    }
+    fn on_closed(&mut self, _: &mut Cx<Counts>, _: SocketId, closed: &Closed) {
+        assert_eq!(closed.reason, Reason::Stopped, "{closed:?}");
+    }
+}
+
+#[test]
+fn udp_round_trips_do_not_allocate() {
+    for bind in ["127.0.0.1:0", "[::1]:0"] {
+        let mut mux = IoMux::new(Counts::default()).unwrap();
+        let server = mux.udp(UdpEcho);
+        mux.bind(server, bind).unwrap();
+        let target = mux.local_addr(server).unwrap().to_string();
+        let client = mux.udp(UdpClient { msg: [7; SIZE] });
+        mux.bind(client, bind).unwrap();
+        mux.connect(client, &target).unwrap();
+        // A lost datagram would stall the ping-pong: fail instead of hanging.
+        mux.set_timer(Duration::from_secs(60), |cx| cx.terminate());
+        mux.run().unwrap();
+        let counts = std::mem::take(mux.shared_mut());
+        assert_eq!(counts.round_trips, WARMUP + MEASURED, "{bind}");
+        let (warm, end) = (counts.at_warm.unwrap(), counts.at_end.unwrap());
+        assert_eq!(
+            end - warm,
+            0,
+            "{bind}: {} allocations over {MEASURED} round trips",
             end - warm
         );
     }

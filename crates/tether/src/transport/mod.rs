@@ -141,6 +141,34 @@ impl Stream {
         SockRef::from(self).send(buf)
     }
 
+    /// Write the pieces of one send, as far as the kernel takes them: gathered
+    /// in one system call, so a frame header and its payload need no copy into
+    /// one buffer. Returns the bytes written, or those and the error.
+    pub(crate) fn write_all_parts(&self, parts: &[&[u8]]) -> Result<usize, (usize, io::Error)> {
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        let mut written = 0;
+        while written < total {
+            let mut skip = written;
+            let mut slices = [io::IoSlice::new(&[]); 4];
+            let mut count = 0;
+            for part in parts {
+                let cut = skip.min(part.len());
+                skip -= cut;
+                if cut < part.len() && count < slices.len() {
+                    slices[count] = io::IoSlice::new(&part[cut..]);
+                    count += 1;
+                }
+            }
+            match SockRef::from(self).send_vectored(&slices[..count]) {
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err((written, e)),
+            }
+        }
+        Ok(written)
+    }
+
     pub(crate) fn shutdown_write(&self) -> io::Result<()> {
         match self {
             Stream::Tcp(s) => s.shutdown(Shutdown::Write),

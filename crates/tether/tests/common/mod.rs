@@ -32,6 +32,10 @@ pub enum Ev {
         len: usize,
         from: SocketAddr,
     },
+    /// `on_alpn`: the protocol the handshake selected (`Rec` accepts it).
+    Alpn(Vec<u8>),
+    /// `on_tls_ready`: what the handshake settled.
+    TlsReady(tether::TlsInfo),
 }
 
 /// What `on_closed` said, owned.
@@ -184,6 +188,13 @@ impl SocketUser<Log> for Rec {
     ) {
         let data = data.to_vec();
         self.note(cx, s, Ev::Truncated { data, len, from })
+    }
+    fn on_alpn(&mut self, cx: &mut Cx<Log>, s: SocketId, protocol: &[u8]) -> bool {
+        self.note(cx, s, Ev::Alpn(protocol.to_vec()));
+        true
+    }
+    fn on_tls_ready(&mut self, cx: &mut Cx<Log>, s: SocketId, info: &tether::TlsInfo) {
+        self.note(cx, s, Ev::TlsReady(info.clone()))
     }
     fn on_closed(&mut self, cx: &mut Cx<Log>, s: SocketId, closed: &Closed) {
         let done = Done::from(closed);

@@ -1,0 +1,475 @@
+//! The message layer (DESIGN section 5) over any stream transport: message
+//! boundaries, connect data with an admission decision that sees it, and
+//! disconnect data both ways.
+//!
+//! The codec and the order rules are `tether_proto::frame`'s; this file moves
+//! frames between them and the byte stream (plain or TLS) and turns them into
+//! lifecycle steps: a client is `Connecting` until WELCOME, a server's
+//! connection has no user until its HELLO is admitted, a FAREWELL is the
+//! peer's end, and a broken rule resets the connection (`ProtocolError`).
+
+use std::io::{self, ErrorKind};
+
+use tether_proto::frame::{self, Decoder, FrameError, FrameType, Order, Role, HEADER_LEN};
+use tether_proto::{Reason, Refused};
+
+use crate::slot::{find, SendQueue, Slot};
+use crate::transport::{read_stream, Io, Read};
+use crate::{Admission, ApiError, Cx, Error, PeerInfo, SocketId};
+
+/// Where a framed connection is in its own handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// A server's connection, waiting for the client's HELLO.
+    AwaitHello,
+    /// A client, waiting for WELCOME or REJECT.
+    AwaitWelcome,
+    /// Admitted: messages flow.
+    Open,
+}
+
+/// The message layer's state on one socket (or, on a listener, the settings
+/// its connections inherit).
+pub(crate) struct Framed {
+    decoder: Decoder,
+    order: Order,
+    phase: Phase,
+    /// Encoded bytes read while no recv wanted a message.
+    stash: Vec<u8>,
+    /// Messages sent before admission; WELCOME releases them.
+    held: Option<Box<SendQueue>>,
+    /// The listener that took this connection, until its HELLO is decided.
+    listener: Option<SocketId>,
+    /// A client's connect data, until it goes out as HELLO.
+    hello: Option<Vec<u8>>,
+    /// The peer's last words: its FAREWELL data, or its REJECT reason.
+    pub(crate) farewell: Option<Vec<u8>>,
+    /// The accept data of the server's WELCOME.
+    pub(crate) welcome: Option<Vec<u8>>,
+}
+
+impl Framed {
+    /// A socket to be connected (or a listener), with the client's connect data.
+    fn new(hello: &[u8], max_payload: usize) -> Framed {
+        Framed {
+            decoder: Decoder::new(max_payload),
+            order: Order::new(Role::Client),
+            phase: Phase::AwaitWelcome,
+            stash: Vec::new(),
+            held: None,
+            listener: None,
+            hello: Some(hello.to_vec()),
+            farewell: None,
+            welcome: None,
+        }
+    }
+
+    /// A connection a framed listener took, waiting for its HELLO.
+    pub(crate) fn accepted(listener: SocketId, max_payload: usize) -> Framed {
+        Framed {
+            order: Order::new(Role::Server),
+            phase: Phase::AwaitHello,
+            listener: Some(listener),
+            hello: None,
+            ..Framed::new(&[], max_payload)
+        }
+    }
+
+    pub(crate) fn max_payload(&self) -> usize {
+        self.decoder.max_payload()
+    }
+
+    pub(crate) fn is_server(&self) -> bool {
+        self.order.role() == Role::Server
+    }
+
+    /// Frames are read before any recv while the handshake runs.
+    pub(crate) fn handshaking(&self) -> bool {
+        self.phase != Phase::Open
+    }
+
+    /// Whether the next frame is wanted now.
+    fn wants_frame(&self, recv_pending: bool) -> bool {
+        self.handshaking() || recv_pending
+    }
+}
+
+impl<S: 'static> Cx<S> {
+    /// Make a stream socket framed (DESIGN section 5), before it connects or
+    /// listens. A client sends `hello` as its connect data; a listener's
+    /// connections inherit the framing, and its `on_incoming` sees each client's
+    /// address and connect data before deciding. Messages then move whole:
+    /// one `send` is one message, one `on_received` one message (whatever the
+    /// recv's length), at most 16 MiB unless `set_frame_limit` says otherwise.
+    pub fn set_framing(&mut self, s: SocketId, hello: &[u8]) -> Result<(), ApiError> {
+        let slot = self.live(s)?;
+        if slot.life.is_datagram() {
+            return Err(ApiError::Unsupported {
+                op: "framing",
+                transport: crate::Transport::Udp,
+            });
+        }
+        if slot.life.state() != tether_proto::State::NotConnected {
+            return Err(ApiError::Refused(Refused {
+                op: tether_proto::Op::Connect,
+                state: slot.life.state(),
+            }));
+        }
+        if hello.len() > frame::DEFAULT_MAX_PAYLOAD {
+            return Err(ApiError::MessageTooLarge {
+                len: hello.len(),
+                max: frame::DEFAULT_MAX_PAYLOAD,
+            });
+        }
+        let max = slot
+            .framed
+            .as_ref()
+            .map_or(frame::DEFAULT_MAX_PAYLOAD, |f| f.max_payload());
+        slot.framed = Some(Box::new(Framed::new(hello, max)));
+        Ok(())
+    }
+
+    /// The largest message a framed socket accepts from its peer and lets its
+    /// user send (16 MiB by default). A peer that announces a longer frame
+    /// breaks the protocol: its connection is reset before any of it is held.
+    pub fn set_frame_limit(&mut self, s: SocketId, max_payload: usize) -> Result<(), ApiError> {
+        let slot = self.live(s)?;
+        let framed = slot
+            .framed
+            .get_or_insert_with(|| Box::new(Framed::new(&[], max_payload)));
+        framed.decoder = Decoder::new(max_payload);
+        Ok(())
+    }
+
+    /// Half-close a framed socket with disconnect data: FAREWELL(`data`), then
+    /// FIN, after every message queued before. The peer's `on_peer_shutdown`
+    /// gets `data`.
+    pub fn shutdown_with(&mut self, s: SocketId, data: &[u8]) -> Result<(), ApiError> {
+        let slot = self.live(s)?;
+        let Some(framed) = slot.framed.as_ref() else {
+            return Err(ApiError::Unsupported {
+                op: "shutdown_with",
+                transport: slot.io.kind().unwrap_or(crate::Transport::Tcp),
+            });
+        };
+        if data.len() > framed.max_payload() {
+            return Err(ApiError::MessageTooLarge {
+                len: data.len(),
+                max: framed.max_payload(),
+            });
+        }
+        slot.life.check_send()?;
+        self.send_frame(s, FrameType::Farewell, data, false)?;
+        self.live(s)?.life.shutdown()?;
+        self.settle(s);
+        Ok(())
+    }
+
+    /// The accept data of the WELCOME a framed client was admitted with.
+    pub fn welcome(&self, s: SocketId) -> Option<&[u8]> {
+        self.slot(s)?.framed.as_ref()?.welcome.as_deref()
+    }
+
+    /// One frame out. Before admission a client's frames wait for WELCOME;
+    /// `marked` frames are the user's sends (one `on_sent` each).
+    pub(crate) fn send_frame(
+        &mut self,
+        s: SocketId,
+        kind: FrameType,
+        payload: &[u8],
+        marked: bool,
+    ) -> Result<(), ApiError> {
+        let slot = self.live(s)?;
+        let Some(framed) = slot.framed.as_mut() else {
+            return Ok(());
+        };
+        if payload.len() > framed.max_payload() {
+            return Err(ApiError::MessageTooLarge {
+                len: payload.len(),
+                max: framed.max_payload(),
+            });
+        }
+        let header = frame::header(kind, payload.len()).map_err(|_| ApiError::MessageTooLarge {
+            len: payload.len(),
+            max: frame::WIRE_MAX_PAYLOAD,
+        })?;
+        let parts = [&header[..], payload];
+        if framed.phase == Phase::AwaitWelcome && kind != FrameType::Hello {
+            slot.life.send(HEADER_LEN + payload.len())?;
+            framed
+                .held
+                .get_or_insert_with(Box::default)
+                .push_parts(&parts, 0, marked);
+            return Ok(());
+        }
+        self.send_parts(s, &parts, marked)
+    }
+
+    /// A framed client's connect went out: its HELLO is the first thing sent.
+    pub(crate) fn send_hello(&mut self, s: SocketId) {
+        let hello = find(&mut self.slots, s)
+            .and_then(|slot| slot.framed.as_mut())
+            .and_then(|framed| framed.hello.take());
+        if let Some(hello) = hello {
+            let _ = self.send_frame(s, FrameType::Hello, &hello, false);
+        }
+    }
+
+    /// Read frames for the handshake or the pending recv; a frame that arrived
+    /// whole in the read buffer is handed to the user from there.
+    pub(crate) fn pump_framed(&mut self, s: SocketId) {
+        let mut rbuf = std::mem::take(&mut self.rbuf);
+        for _ in 0..16 {
+            let Some(slot) = find(&mut self.slots, s) else {
+                break;
+            };
+            let Some(framed) = slot.framed.as_mut() else {
+                break;
+            };
+            if !slot.life.wants_input() || !framed.wants_frame(slot.want.is_some()) {
+                break;
+            }
+            let mut decoder = std::mem::take(&mut framed.decoder);
+            let mut stash = std::mem::take(&mut framed.stash);
+            let from_stash = !stash.is_empty();
+            let outcome = if from_stash {
+                Read::Data(stash.len())
+            } else {
+                let Slot {
+                    io: Io::Stream(stream),
+                    tls,
+                    readable,
+                    ..
+                } = slot
+                else {
+                    put_back(slot, decoder, stash);
+                    break;
+                };
+                read_stream(stream, tls.as_deref_mut(), readable, &mut rbuf)
+            };
+            let n = match outcome {
+                Read::Data(n) => n,
+                other => {
+                    put_back(slot, decoder, stash);
+                    match other {
+                        Read::Eof => self.framed_eof(s),
+                        Read::Failed(e) => self.fail(s, Reason::Lost, e),
+                        _ => {}
+                    }
+                    self.settle(s);
+                    break;
+                }
+            };
+            if !from_stash {
+                slot.life.read(n);
+            }
+            let input = if from_stash { &stash[..] } else { &rbuf[..n] };
+            let (used, more) = self.frames(s, &mut decoder, input);
+            let rest = if from_stash {
+                stash.drain(..used);
+                stash
+            } else {
+                // Nobody wants the rest now: keep it for the next recv. The one
+                // copy a message can cost, and only when no recv is pending.
+                rbuf[used..n].to_vec()
+            };
+            match find(&mut self.slots, s) {
+                Some(slot) => put_back(slot, decoder, rest),
+                None => break,
+            }
+            if !more {
+                break;
+            }
+        }
+        self.rbuf = rbuf;
+    }
+
+    /// Decode and act on frames from `input` while they are wanted. Returns the
+    /// bytes used and whether reading may go on.
+    fn frames(&mut self, s: SocketId, decoder: &mut Decoder, input: &[u8]) -> (usize, bool) {
+        let mut pos = 0;
+        while pos < input.len() {
+            let wanted = self.slot(s).is_some_and(|slot| {
+                slot.life.wants_input()
+                    && slot
+                        .framed
+                        .as_ref()
+                        .is_some_and(|f| f.wants_frame(slot.want.is_some()))
+            });
+            if !wanted {
+                return (pos, false);
+            }
+            match decoder.decode(&input[pos..]) {
+                Err(e) => {
+                    self.protocol_error(s, e);
+                    return (input.len(), false);
+                }
+                Ok((used, frame)) => {
+                    pos += used;
+                    if let Some(frame) = frame {
+                        if !self.on_frame(s, frame.kind, frame.payload) {
+                            return (pos, false);
+                        }
+                    }
+                }
+            }
+        }
+        (pos, true)
+    }
+
+    /// One frame from the peer. Returns whether reading may go on.
+    fn on_frame(&mut self, s: SocketId, kind: FrameType, payload: &[u8]) -> bool {
+        let Some(slot) = find(&mut self.slots, s) else {
+            return false;
+        };
+        let Some(framed) = slot.framed.as_mut() else {
+            return false;
+        };
+        slot.life.delivered(HEADER_LEN + payload.len());
+        if let Err(e) = framed.order.check(kind) {
+            self.protocol_error(s, e);
+            return false;
+        }
+        match kind {
+            FrameType::Hello => self.admission(s, payload),
+            FrameType::Welcome => {
+                framed.phase = Phase::Open;
+                framed.welcome = (!payload.is_empty()).then(|| payload.to_vec());
+                let held = framed.held.take();
+                if let Some(held) = held {
+                    self.release(s, &held);
+                }
+                if let Some(slot) = find(&mut self.slots, s) {
+                    slot.life.connected();
+                }
+                self.settle(s);
+                self.flush(s);
+                true
+            }
+            FrameType::Reject => {
+                framed.farewell = Some(payload.to_vec());
+                self.fail(s, Reason::ConnectRejected, None);
+                self.settle(s);
+                false
+            }
+            FrameType::Data => {
+                slot.want = None;
+                self.call(s, |u, cx| u.on_received(cx, s, payload));
+                true
+            }
+            FrameType::Farewell => {
+                framed.farewell = Some(payload.to_vec());
+                slot.want = None;
+                slot.life.eof();
+                self.settle(s);
+                false
+            }
+        }
+    }
+
+    /// A HELLO: the listener's user decides, seeing the peer and its data.
+    fn admission(&mut self, s: SocketId, hello: &[u8]) -> bool {
+        let Some(slot) = find(&mut self.slots, s) else {
+            return false;
+        };
+        let listener = slot.framed.as_mut().and_then(|f| f.listener.take());
+        let info = PeerInfo {
+            peer: slot.io.peer_addr(),
+            hello: Some(hello.to_vec()),
+        };
+        let admission = listener.and_then(|l| self.call(l, |u, cx| u.on_incoming(cx, l, &info)));
+        let (user, welcome) = match admission {
+            Some(Admission::Accept(user)) => (user, Vec::new()),
+            Some(Admission::AcceptWith(user, data)) => (user, data),
+            Some(Admission::Reject(reason)) => {
+                // REJECT, then a graceful close, so the client reads the reason.
+                let _ = self.send_frame(s, FrameType::Reject, &reason, false);
+                if let Some(slot) = find(&mut self.slots, s) {
+                    let _ = slot.life.close(std::time::Instant::now(), slot.linger);
+                }
+                self.settle(s);
+                return false;
+            }
+            _ => {
+                if let Some(slot) = find(&mut self.slots, s) {
+                    let _ = slot.life.reset();
+                }
+                self.settle(s);
+                return false;
+            }
+        };
+        let Some(slot) = find(&mut self.slots, s) else {
+            return false;
+        };
+        slot.user = Some(user);
+        if let Some(framed) = slot.framed.as_mut() {
+            framed.phase = Phase::Open;
+        }
+        let _ = self.send_frame(s, FrameType::Welcome, &welcome, false);
+        if let Some(slot) = find(&mut self.slots, s) {
+            // Reported as `on_accepted` (see run_tasks): the user exists now.
+            slot.life.connected();
+        }
+        self.settle(s);
+        true
+    }
+
+    /// Messages sent before WELCOME go out now, in order.
+    fn release(&mut self, s: SocketId, held: &SendQueue) {
+        let Some(slot) = find(&mut self.slots, s) else {
+            return;
+        };
+        match slot.tls.as_mut() {
+            Some(tls) if tls.ready => tls.queue(held.pending(), held.sends()),
+            _ => slot.outq.get_or_insert_with(Box::default).append(held),
+        }
+    }
+
+    /// The byte stream ended without a FAREWELL: the peer vanished or broke off.
+    fn framed_eof(&mut self, s: SocketId) {
+        let Some(slot) = find(&mut self.slots, s) else {
+            return;
+        };
+        let Some(framed) = slot.framed.as_ref() else {
+            return;
+        };
+        let (reason, why) = match framed.phase {
+            Phase::AwaitHello => (
+                Reason::Lost,
+                "the peer closed the connection before its HELLO",
+            ),
+            Phase::AwaitWelcome => (
+                Reason::ConnectFailed,
+                "the server closed the connection before WELCOME or REJECT",
+            ),
+            Phase::Open => (
+                Reason::Lost,
+                "the peer closed the connection without FAREWELL",
+            ),
+        };
+        self.fail(
+            s,
+            reason,
+            Error::Io(io::Error::new(ErrorKind::UnexpectedEof, why)),
+        );
+    }
+
+    /// The peer broke a rule: reset, and say which rule.
+    fn protocol_error(&mut self, s: SocketId, e: FrameError) {
+        tracing::debug!(target: "tether::framed", socket = %s, error = %e, "protocol error");
+        if let Some(slot) = find(&mut self.slots, s) {
+            if slot.life.closed().is_none() {
+                slot.end().error = Some(Error::Frame(e));
+            }
+            slot.life.violated();
+        }
+        self.settle(s);
+    }
+}
+
+fn put_back<S>(slot: &mut Slot<S>, decoder: Decoder, stash: Vec<u8>) {
+    if let Some(framed) = slot.framed.as_mut() {
+        framed.decoder = decoder;
+        framed.stash = stash;
+    }
+}
