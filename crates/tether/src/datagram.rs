@@ -105,10 +105,10 @@ impl<S: 'static> Cx<S> {
         let Some(slot) = find(&mut self.slots, s) else {
             return Ok(());
         };
-        if let Io::Udp(sock, connected) = &mut slot.io {
+        if let Io::Udp(sock, fixed) = &mut slot.io {
             sock.connect(peer)
                 .map_err(|e| (crate::cx::connect_reason(&e), Error::Io(e)))?;
-            *connected = true;
+            *fixed = Some(peer);
         }
         io_log!(debug, Transport::Udp, socket = %s, %peer, "connected");
         slot.life.connected();
@@ -127,7 +127,7 @@ impl<S: 'static> Cx<S> {
             .map_err(|e| (Reason::OpenFailed, Error::Io(e)))?;
         io_log!(debug, Transport::Udp, socket = %s, addr = %addr, "bound");
         if let Some(slot) = find(&mut self.slots, s) {
-            slot.io = Io::Udp(sock, false);
+            slot.io = Io::Udp(sock, None);
         }
         self.tasks.push_back(Task::Bound(s));
         Ok(())
@@ -144,14 +144,14 @@ impl<S: 'static> Cx<S> {
             return Err(ApiError::StaleSocket(s));
         };
         slot.life.check_send()?;
-        let Io::Udp(sock, connected) = &slot.io else {
+        let Io::Udp(sock, peer) = &slot.io else {
             return Err(ApiError::NoPeer);
         };
-        let connected = *connected;
-        let dest = match (to, connected) {
+        let connected = peer.is_some();
+        let dest = match (to, *peer) {
             (Some(to), _) => to,
-            (None, true) => sock.peer_addr().map_err(|_| ApiError::NoPeer)?,
-            (None, false) => return Err(ApiError::NoPeer),
+            (None, Some(peer)) => peer,
+            (None, None) => return Err(ApiError::NoPeer),
         };
         let max = udp::max_payload(&dest);
         if data.len() > max {
@@ -192,7 +192,7 @@ impl<S: 'static> Cx<S> {
         let Some(slot) = find(&mut self.slots, s) else {
             return;
         };
-        let (Io::Udp(sock, connected), Some(q)) = (&slot.io, slot.outq.as_mut()) else {
+        let (Io::Udp(sock, peer), Some(q)) = (&slot.io, slot.outq.as_mut()) else {
             return;
         };
         let mut lost = None;
@@ -200,7 +200,7 @@ impl<S: 'static> Cx<S> {
             match send_one(sock, to, data) {
                 Ok(()) => {}
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                Err(e) if *connected => {
+                Err(e) if peer.is_some() => {
                     lost = Some(e);
                     break;
                 }
@@ -224,7 +224,7 @@ impl<S: 'static> Cx<S> {
     pub(crate) fn pump_datagram(&mut self, s: SocketId) {
         let mut buf = std::mem::take(&mut self.rbuf);
         while let Some(slot) = find(&mut self.slots, s) {
-            let (Io::Udp(sock, connected), Some(want)) = (&slot.io, slot.want) else {
+            let (Io::Udp(sock, peer), Some(want)) = (&slot.io, slot.want) else {
                 break;
             };
             if !slot.readable {
@@ -234,7 +234,7 @@ impl<S: 'static> Cx<S> {
             // always the datagram's true length.
             match sock.recv_from(&mut buf) {
                 Ok((len, from)) => {
-                    let connected = *connected;
+                    let connected = peer.is_some();
                     slot.want = None;
                     slot.life.read(len);
                     let kept = len.min(want.n);
@@ -271,14 +271,14 @@ impl<S: 'static> Cx<S> {
         let Some(slot) = find(&mut self.slots, s) else {
             return;
         };
-        let Io::Udp(sock, connected) = &slot.io else {
+        let Io::Udp(sock, peer) = &slot.io else {
             return;
         };
         if event.is_error() {
             // An ICMP error (port unreachable, ...). Linux reports it only on a
             // connected socket, whose one peer it concerns.
             if let Ok(Some(e)) | Err(e) = sock.take_error() {
-                if *connected {
+                if peer.is_some() {
                     self.fail(s, Reason::Lost, Error::Io(e));
                     self.settle(s);
                     return;

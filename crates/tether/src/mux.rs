@@ -528,7 +528,7 @@ impl<S: 'static> Cx<S> {
                     Read::Data(n) => life.read(n),
                     Read::Eof => life.eof(),
                     Read::Empty => break,
-                    Read::Failed(e) => self.fail(s, Reason::Lost, e),
+                    Read::Failed(e) => self.fail(s, crate::tls::read_failure(&e), e),
                 }
                 self.settle(s);
                 continue;
@@ -568,7 +568,7 @@ impl<S: 'static> Cx<S> {
                 }
                 Read::Empty => break,
                 Read::Failed(e) => {
-                    self.fail(s, Reason::Lost, e);
+                    self.fail(s, crate::tls::read_failure(&e), e);
                     self.settle(s);
                     break;
                 }
@@ -651,7 +651,7 @@ impl<S: 'static> Cx<S> {
         // What remains may be only the close_notify record: read records (the
         // FIN bounds them) until there is plaintext for a recv to take.
         if let Err(e) = tls.pull(stream, &mut slot.readable) {
-            self.fail(s, Reason::Lost, e);
+            self.fail(s, crate::tls::read_failure(&e), e);
         } else if tls.buffered_plaintext() > 0 {
         } else if tls.peer_closed() {
             slot.life.eof();
@@ -860,9 +860,9 @@ fn abort<S>(slot: &mut crate::slot::Slot<S>, discard: bool) {
         // closing does not take back (and SIOCOUTQ counts it in kernel memory, not
         // bytes): only TCP has bytes in the kernel that an abort loses.
         Io::Stream(stream @ Stream::Local(_)) => (0, sys::pending_in(stream), DiscardMethod::Close),
-        // Nobody is told of a UDP socket's end; its datagrams are counted by
-        // tether's own queue alone.
-        Io::Udp(..) => (0, 0, DiscardMethod::Silent),
+        // Nobody is told of a UDP socket's end. Sent datagrams are counted by
+        // tether's own queue; those waiting to be received are read and counted.
+        Io::Udp(sock, _) => (0, sys::drain_datagrams(sock), DiscardMethod::Silent),
         _ => return,
     };
     // Decrypted bytes nobody took are unread too (the kernel's count of a TLS

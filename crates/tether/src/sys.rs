@@ -36,6 +36,31 @@ fn ioctl_count(fd: RawFd, request: libc::Ioctl) -> u64 {
     }
 }
 
+/// Bytes of the datagrams waiting in a UDP socket's receive queue, read and
+/// dropped so that an abort can count them in `Closed.unread`. MSG_TRUNC makes
+/// each read return the datagram's real length without copying it.
+pub(crate) fn drain_datagrams(fd: &impl AsRawFd) -> u64 {
+    let mut total = 0;
+    let mut byte = 0u8;
+    // Bounded: a flood must not hold the loop.
+    for _ in 0..65_536 {
+        // SAFETY: the buffer is one writable byte, and its length says so.
+        let n = unsafe {
+            libc::recv(
+                fd.as_raw_fd(),
+                &mut byte as *mut u8 as *mut libc::c_void,
+                1,
+                libc::MSG_TRUNC | libc::MSG_DONTWAIT,
+            )
+        };
+        if n < 0 {
+            break;
+        }
+        total += n as u64;
+    }
+    total
+}
+
 /// Make the next `close` of a TCP socket send RST instead of FIN (SO_LINGER 0).
 pub(crate) fn set_abortive(fd: &impl AsFd) -> io::Result<()> {
     socket2::SockRef::from(fd).set_linger(Some(Duration::ZERO))

@@ -644,6 +644,25 @@ fn every_end_is_a_silent_discard() {
     }
 }
 
+/// Datagrams that arrived but were never received are counted when the
+/// socket ends (rule 5: nothing dropped silently), by their real lengths.
+#[test]
+fn datagrams_never_received_are_counted_unread() {
+    let mut m = mux();
+    let (s, at) = bound(&mut m, "127.0.0.1:0", Rec::quiet());
+    set_rcvbuf(&m.as_fd(s).unwrap());
+    let peer = std_peer("127.0.0.1:0");
+    for len in [0, 1, 100, 1400] {
+        peer.send_to(&vec![7u8; len], at).unwrap();
+    }
+    // Loopback delivers at once; give the kernel a moment all the same.
+    thread::sleep(Duration::from_millis(50));
+    assert_eq!(m.close(s), Ok(()));
+    run_until(&mut m, LIMIT, move |log| log.is_closed(s));
+    assert_no_timeout(&m);
+    assert_discarded(&m.shared().closed(s), 0, 1501);
+}
+
 /// A socket that was never bound has no descriptor: it just goes.
 #[test]
 fn ending_a_socket_never_bound() {

@@ -82,8 +82,8 @@ pub(crate) enum Io {
     Stream(Stream),
     /// A listener, and the TLS context of the connections it takes, if any.
     Listener(Listener, Option<crate::TlsContext>),
-    /// A UDP socket, and whether `connect` fixed its peer.
-    Udp(mio::net::UdpSocket, bool),
+    /// A UDP socket, and the peer `connect` fixed, if any.
+    Udp(mio::net::UdpSocket, Option<std::net::SocketAddr>),
 }
 
 impl Io {
