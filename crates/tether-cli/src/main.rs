@@ -20,9 +20,10 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Run an echo server and a few clients on loopback, and show how each
-    /// connection began and ended. Exits 0 only if every byte came back and
-    /// every connection ended gracefully.
+    /// Run the transactions scenario on loopback: clients run request/response
+    /// transactions over the framed transport, say their count as disconnect
+    /// data, and the server answers with the running grand total. Exits 0 only
+    /// if every number adds up.
     Demo(demo::Options),
 }
 

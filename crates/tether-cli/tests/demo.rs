@@ -15,25 +15,37 @@ fn demo(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// Every client's count, the totals the server gave them, and the grand total.
 #[test]
-fn every_client_is_echoed_and_ends_gracefully() {
-    for transport in [&[][..], &["--local"][..]] {
-        let mut args = vec!["--clients", "3", "--messages", "50", "--size", "100"];
-        args.extend_from_slice(transport);
+fn every_number_adds_up_over_tcp_and_tls() {
+    for tls in [false, true] {
+        let mut args = vec!["--clients", "5", "--transactions", "40"];
+        if tls {
+            args.push("--tls");
+        }
         let (code, stdout, stderr) = demo(&args);
         assert_eq!(code, 0, "{args:?}\n{stdout}\n{stderr}");
         let clients: Vec<&str> = stdout.lines().filter(|l| l.starts_with("client")).collect();
-        assert_eq!(clients.len(), 3, "{stdout}");
-        for line in clients {
-            assert!(line.contains("50/50 echoed"), "{line}");
-            assert!(
-                line.contains(
-                    "connected -> no_send -> peer_shutdown -> closed: normal (unsent 0, unread 0)"
-                ),
-                "{line}"
-            );
-        }
-        assert!(stdout.contains("3/3 clients ended gracefully"), "{stdout}");
+        assert_eq!(clients.len(), 5, "{stdout}");
+        let mut totals: Vec<u64> = clients
+            .iter()
+            .map(|line| {
+                assert!(
+                    line.contains(": 40 transactions, farewell sent 40,"),
+                    "{line}"
+                );
+                assert!(
+                    line.contains("closed normal (unsent 0, unread 0)"),
+                    "{line}"
+                );
+                let total = line.split("server's farewell ").nth(1).unwrap();
+                total.split(',').next().unwrap().parse().unwrap()
+            })
+            .collect();
+        totals.sort();
+        assert_eq!(totals, [40, 80, 120, 160, 200], "{stdout}");
+        assert!(stdout.contains("server grand total 200;"), "{stdout}");
+        assert!(stdout.contains("every number adds up"), "{stdout}");
     }
 }
 
@@ -41,7 +53,7 @@ fn every_client_is_echoed_and_ends_gracefully() {
 fn bad_options_are_usage_errors() {
     for args in [
         &["--clients", "0"][..],
-        &["--messages", "many"],
+        &["--transactions", "many"],
         &["--bogus"],
     ] {
         let (code, _, stderr) = demo(args);
