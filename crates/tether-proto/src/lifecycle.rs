@@ -132,6 +132,12 @@ pub enum Reason {
     /// The peer broke the framed protocol (an oversized or unknown frame, a
     /// frame out of order); the connection was reset.
     ProtocolError,
+    /// The connect did not complete in time.
+    ConnectTimeout,
+    /// A handshake over the connection (TLS, framed) did not complete in time.
+    HandshakeTimeout,
+    /// No data moved either way for the idle time: reset (UDP: discarded).
+    IdleTimeout,
 }
 
 impl Reason {
@@ -160,6 +166,9 @@ impl Reason {
             Reason::AcceptFailed => "accept_failed",
             Reason::TlsHandshakeFailed => "tls_handshake_failed",
             Reason::ProtocolError => "protocol_error",
+            Reason::ConnectTimeout => "connect_timeout",
+            Reason::HandshakeTimeout => "handshake_timeout",
+            Reason::IdleTimeout => "idle_timeout",
         }
     }
 }
@@ -721,6 +730,18 @@ impl Lifecycle {
     pub fn violated(&mut self) {
         if matches!(self.phase, Phase::Connecting | Phase::Open) {
             self.finish(Reason::ProtocolError, A_RESET);
+        }
+    }
+
+    /// A timeout of the connection passed (connect, handshake, idle): abort it —
+    /// reset a stream, so the peer knows it was not a graceful end; a datagram
+    /// socket has nobody to tell and is discarded. A closing connection is the
+    /// linger deadline's to end.
+    pub fn expire(&mut self, reason: Reason) {
+        let live = matches!(self.phase, Phase::Connecting | Phase::Open);
+        if live && self.closing.is_none() {
+            let action = if self.datagram { A_DISCARD } else { A_RESET };
+            self.finish(reason, action);
         }
     }
 

@@ -12,7 +12,7 @@ use tether_proto::{Lifecycle, Reason, SockAddr, State};
 use crate::handle::{MuxHandle, Remote};
 use crate::slot::{find, SendQueue, Slot, Want};
 use crate::timer::{TimerId, Timers};
-use crate::transport::{self, Io, OpenError, Transport};
+use crate::transport::{self, Io, Listening, OpenError, Transport};
 use crate::{ApiError, Error, RecvMode, SocketUser};
 
 /// Names a socket of one loop: a slab index plus a generation, so an id kept
@@ -141,7 +141,7 @@ impl<S: 'static> Cx<S> {
     ) -> SocketId {
         self.gen = self.gen.wrapping_add(1);
         let gen = self.gen;
-        let idx = self.slots.insert(Slot::new(gen, user, io, life));
+        let idx = self.slots.insert(Slot::new(gen, user, io, life, self.now));
         SocketId {
             idx: idx as u32,
             gen,
@@ -231,7 +231,7 @@ impl<S: 'static> Cx<S> {
             Ok(listener)
         });
         match result {
-            Ok(listener) => self.live(s)?.io = Io::Listener(listener, None),
+            Ok(listener) => self.live(s)?.io = Io::Listener(Listening::new(listener)),
             Err((reason, error)) => self.fail(s, reason, error),
         }
         self.settle(s);
@@ -266,6 +266,7 @@ impl<S: 'static> Cx<S> {
                     io_log!(debug, stream.kind(), socket = %s, addr, "connecting");
                     self.live(s)?.io = Io::Stream(stream);
                     self.send_hello(s);
+                    self.enter_stage(s);
                 }
                 Err(e) => self.fail(s, Reason::OpenFailed, Error::Io(e)),
             },
@@ -303,6 +304,7 @@ impl<S: 'static> Cx<S> {
         parts: &[&[u8]],
         marked: bool,
     ) -> Result<(), ApiError> {
+        let now = self.now;
         let slot = self.live(s)?;
         let total: usize = parts.iter().map(|p| p.len()).sum();
         slot.life.send(total)?;
@@ -326,7 +328,10 @@ impl<S: 'static> Cx<S> {
         if slot.outq.is_none() && slot.wire_up {
             if let Io::Stream(stream) = &slot.io {
                 match stream.write_all_parts(parts) {
-                    Ok(n) => written = n,
+                    Ok(n) => {
+                        written = n;
+                        slot.active = now;
+                    }
                     Err((n, e)) => {
                         slot.life.wrote(n);
                         self.fail(s, Reason::Lost, Error::Io(e));

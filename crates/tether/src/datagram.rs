@@ -165,6 +165,7 @@ impl<S: 'static> Cx<S> {
             match send_one(sock, to, data) {
                 Ok(()) => {
                     slot.life.wrote(data.len());
+                    slot.active = self.now;
                     self.tasks.push_back(Task::Sent(s));
                     return Ok(());
                 }
@@ -209,6 +210,7 @@ impl<S: 'static> Cx<S> {
                 }
             }
             slot.life.wrote(q.pop_datagram());
+            slot.active = self.now;
             self.tasks.push_back(Task::Sent(s));
         }
         if q.is_empty() {
@@ -236,6 +238,7 @@ impl<S: 'static> Cx<S> {
                 Ok((len, from)) => {
                     let connected = peer.is_some();
                     slot.want = None;
+                    slot.active = self.now;
                     slot.life.read(len);
                     let kept = len.min(want.n);
                     slot.life.delivered(kept);

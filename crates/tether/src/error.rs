@@ -59,6 +59,9 @@ pub enum ApiError {
         /// The limit.
         max: usize,
     },
+    /// The system refused a socket option (an out-of-range value); the value
+    /// is the OS error number.
+    SocketOption(i32),
     /// The kernel refused this one datagram (an unreachable destination, a
     /// broadcast address without permission, ...). The socket stays open; the
     /// value is the OS error number.
@@ -89,6 +92,11 @@ impl fmt::Display for ApiError {
                     "a message of {len} bytes is over the limit of {max} bytes"
                 )
             }
+            ApiError::SocketOption(code) => write!(
+                f,
+                "the system refused the socket option: {}",
+                io::Error::from_raw_os_error(*code)
+            ),
             ApiError::NoPeer => {
                 f.write_str("this UDP socket has no peer: connect it, or use send_to")
             }

@@ -262,6 +262,7 @@ impl<S: 'static> Cx<S> {
             };
             if !from_stash {
                 slot.life.read(n);
+                slot.active = self.now;
             }
             let input = if from_stash { &stash[..] } else { &rbuf[..n] };
             let (used, more) = self.frames(s, &mut decoder, input);

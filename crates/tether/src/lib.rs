@@ -67,6 +67,7 @@ mod handle;
 mod mux;
 mod slot;
 mod sys;
+mod timeouts;
 mod timer;
 mod tls;
 mod tls_context;
@@ -82,7 +83,9 @@ pub use cx::{Cx, SocketId, MAX_EXACT_RECV};
 pub use error::{ApiError, Error};
 pub use handle::{LoopGone, MuxHandle};
 pub use mux::IoMux;
+pub use tether_proto::timer::Timeouts;
 pub use tether_proto::{AddrError, Op, Reason, Refused, SockAddr, State};
+pub use timeouts::Keepalive;
 pub use timer::TimerId;
 pub use tls_context::{
     ClientCerts, Fingerprint, TlsContext, TlsContextBuilder, TlsError, TlsVersions,

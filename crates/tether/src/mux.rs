@@ -16,7 +16,7 @@ use crate::handle::{MuxHandle, Posted, Remote};
 use crate::slot::{find, Slot, Want};
 use crate::timer::Target;
 use crate::transport::tls::{Flushed, Tls};
-use crate::transport::{read_stream, Io, Listener, Read, Stream, Transport};
+use crate::transport::{read_stream, Io, Read, Stream, Transport};
 use crate::{
     sys, Admission, Closed, Cx, DiscardMethod, Error, PeerInfo, RecvMode, SocketId, SocketUser,
 };
@@ -293,6 +293,15 @@ impl<S: 'static> Cx<S> {
         }
         while let Some(event) = slot.life.poll_event() {
             self.tasks.push_back(match event {
+                // A TLS server's connection was announced by on_accepted. Known
+                // here, while the session is there to say so: by the time a
+                // task ran, a failure could have dropped it.
+                Event::Connected
+                    if slot.framed.is_none()
+                        && slot.tls.as_ref().is_some_and(|t| t.is_server()) =>
+                {
+                    continue
+                }
                 Event::Connected => Task::Connected(s),
                 Event::PeerShutdown => Task::PeerShutdown(s),
                 Event::Closed(_) => {
@@ -327,6 +336,9 @@ impl<S: 'static> Cx<S> {
         io_log!(debug, slot.io.kind().unwrap_or(Transport::Tcp), socket = %s, reason = %closed.reason, closed.unsent, closed.unread, "closed");
         if let Some(mut user) = slot.user {
             user.on_closed(self, s, &closed);
+        }
+        if let Some(listener) = slot.origin {
+            self.release_admission(listener);
         }
     }
 
@@ -367,9 +379,10 @@ impl<S: 'static> Cx<S> {
                     .slot(s)
                     .is_some_and(|slot| slot.tls.as_ref().is_some_and(|t| !t.ready))
                 {
+                    // What came is the handshake's. Once that is over, tls_ready
+                    // reads for the recv, after on_connected is queued.
                     self.drive_tls(s);
-                }
-                if let Some(slot) = self.slot(s) {
+                } else if let Some(slot) = self.slot(s) {
                     let handshaking = slot.framed.as_ref().is_some_and(|f| f.handshaking());
                     if slot.readable
                         && (slot.want.is_some() || slot.life.is_draining() || handshaking)
@@ -402,6 +415,7 @@ impl<S: 'static> Cx<S> {
                     (None, Some(_)) => {}
                     (None, None) => slot.life.connected(),
                 }
+                self.enter_stage(s);
                 self.settle(s);
                 self.flush(s);
                 true
@@ -439,6 +453,7 @@ impl<S: 'static> Cx<S> {
                         self.tasks.push_back(Task::Sent(s));
                     }
                     slot.life.wrote(n);
+                    slot.active = self.now;
                 }
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
@@ -481,6 +496,8 @@ impl<S: 'static> Cx<S> {
     /// (and `on_tls_ready`, which ran before there was a user to tell); a TLS
     /// server's was announced when it was taken.
     fn announce(&mut self, s: SocketId) {
+        // The connection is up: from now the idle timeout runs.
+        self.enter_stage(s);
         let Some(slot) = self.slot(s) else { return };
         let framed_server = slot.framed.as_ref().is_some_and(|f| f.is_server());
         let tls = slot.tls.as_ref().map(|t| (t.is_server(), t.info()));
@@ -512,6 +529,7 @@ impl<S: 'static> Cx<S> {
                 partial,
                 want: pending,
                 life,
+                active,
                 ..
             } = slot
             else {
@@ -554,6 +572,7 @@ impl<S: 'static> Cx<S> {
             match outcome {
                 Read::Data(n) => {
                     life.read(n);
+                    *active = self.now;
                     if let Some(data) = self.complete(s, want, &buf, n) {
                         self.deliver(s, data.as_deref().unwrap_or(&buf[..n]));
                         break;
@@ -661,21 +680,22 @@ impl<S: 'static> Cx<S> {
     }
 
     /// Take waiting connections, asking the listener's user about each.
-    fn pump_accept(&mut self, listener: SocketId) {
+    pub(crate) fn pump_accept(&mut self, listener: SocketId) {
         loop {
             let Some(slot) = self.slot(listener) else {
                 return;
             };
-            let Io::Listener(l, tls) = &slot.io else {
+            let Io::Listener(l) = &slot.io else {
                 return;
             };
-            let tls = tls.clone();
-            let kind = match l {
-                Listener::Tcp(_) => Transport::Tcp,
-                Listener::Local(..) => Transport::Local,
-            };
+            if l.full() {
+                // The kernel's backlog holds the rest until one closes.
+                return;
+            }
+            let tls = l.tls.clone();
+            let kind = l.listener.kind();
             let framed = slot.framed.as_ref().map(|f| f.max_payload());
-            match l.accept() {
+            match l.listener.accept() {
                 Ok(accepted) => {
                     let Some(max_payload) = framed else {
                         let info = PeerInfo {
@@ -684,13 +704,20 @@ impl<S: 'static> Cx<S> {
                         };
                         let admission =
                             self.call(listener, |u, cx| u.on_incoming(cx, listener, &info));
-                        self.admit(admission, accepted.stream, kind, tls.as_ref());
+                        self.admit(listener, admission, accepted.stream, kind, tls.as_ref());
                         continue;
                     };
                     // A framed connection is admitted on its HELLO: until then
                     // it has no user.
                     let pending = Framed::accepted(listener, max_payload);
-                    self.open_accepted(None, accepted.stream, kind, tls.as_ref(), Some(pending));
+                    self.open_accepted(
+                        listener,
+                        None,
+                        accepted.stream,
+                        kind,
+                        tls.as_ref(),
+                        Some(pending),
+                    );
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) if is_transient_accept_error(&e) => {
@@ -714,6 +741,7 @@ impl<S: 'static> Cx<S> {
     /// Carry out a plain listener's decision on a connection it was offered.
     fn admit(
         &mut self,
+        listener: SocketId,
         admission: Option<Admission<S>>,
         stream: Stream,
         kind: Transport,
@@ -721,7 +749,7 @@ impl<S: 'static> Cx<S> {
     ) {
         match admission {
             Some(Admission::Accept(user)) => {
-                self.open_accepted(Some(user), stream, kind, tls, None)
+                self.open_accepted(listener, Some(user), stream, kind, tls, None)
             }
             Some(Admission::AcceptWith(user, data)) => {
                 io_log!(
@@ -730,7 +758,7 @@ impl<S: 'static> Cx<S> {
                     len = data.len(),
                     "accept data needs a framed listener: not sent"
                 );
-                self.open_accepted(Some(user), stream, kind, tls, None)
+                self.open_accepted(listener, Some(user), stream, kind, tls, None)
             }
             Some(Admission::Reject(data)) => {
                 io_log!(
@@ -749,6 +777,7 @@ impl<S: 'static> Cx<S> {
     /// `Connecting` until their handshakes are over.
     pub(crate) fn open_accepted(
         &mut self,
+        listener: SocketId,
         user: Option<Box<dyn SocketUser<S>>>,
         mut stream: Stream,
         kind: Transport,
@@ -763,7 +792,24 @@ impl<S: 'static> Cx<S> {
             Lifecycle::accepted()
         };
         let announce = user.is_some();
+        let inherited = self
+            .slot(listener)
+            .and_then(|l| l.timeouts.as_ref())
+            .map(|d| d.config);
         let s = self.insert(user, Io::None, life);
+        // It holds one of its listener's admissions until its on_closed returns.
+        if let Some(Io::Listener(l)) = find(&mut self.slots, listener).map(|slot| &mut slot.io) {
+            l.live += 1;
+        }
+        if let Some(slot) = find(&mut self.slots, s) {
+            slot.origin = Some(listener);
+            if let Some(config) = inherited {
+                slot.timeouts = Some(Box::new(crate::slot::Deadlines {
+                    config,
+                    since: self.now,
+                }));
+            }
+        }
         match stream.register(&self.registry, s.token()) {
             Ok(()) => {
                 io_log!(debug, kind, socket = %s, "accepted");
@@ -776,6 +822,7 @@ impl<S: 'static> Cx<S> {
                 if announce {
                     self.tasks.push_back(Task::Accepted(s));
                 }
+                self.arm(s);
             }
             Err(e) => {
                 self.fail(s, Reason::AcceptFailed, Error::Io(e));
@@ -791,14 +838,11 @@ impl<S: 'static> Cx<S> {
         while let Some((due, target)) = self.timers.pop_due(now) {
             match target {
                 Target::Socket(s) => {
-                    let Some(slot) = self.slot_mut(s) else {
-                        continue;
-                    };
+                    let Some(slot) = self.slot(s) else { continue };
                     if matches!(slot.io, Io::Listener(..)) {
                         self.pump_accept(s);
                     } else {
-                        slot.life.timeout(now);
-                        self.settle(s);
+                        self.on_deadline(s, now);
                     }
                 }
                 Target::User(id) => {

@@ -2,9 +2,10 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use slab::Slab;
+use tether_proto::timer::Timeouts;
 use tether_proto::Lifecycle;
 
 use crate::framed::Framed;
@@ -43,6 +44,19 @@ pub(crate) struct Slot<S> {
     pub(crate) linger: Duration,
     /// How it ended, once it did.
     pub(crate) end: Option<Box<End>>,
+    /// When data last moved either way (for `idle_for` and the idle timeout).
+    pub(crate) active: Instant,
+    /// Its timeouts, if any were set (or inherited from its listener).
+    pub(crate) timeouts: Option<Box<Deadlines>>,
+    /// The listener that took it, whose admission count it holds.
+    pub(crate) origin: Option<SocketId>,
+}
+
+/// A socket's timeouts and when its current stage began.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Deadlines {
+    pub(crate) config: Timeouts,
+    pub(crate) since: Instant,
 }
 
 /// The live slot `s` names. A free function rather than a method of `Cx`, so
@@ -78,6 +92,7 @@ impl<S> Slot<S> {
         user: Option<Box<dyn SocketUser<S>>>,
         io: Io,
         life: Lifecycle,
+        now: Instant,
     ) -> Self {
         Slot {
             gen,
@@ -93,6 +108,9 @@ impl<S> Slot<S> {
             readable: false,
             linger: DEFAULT_LINGER,
             end: None,
+            active: now,
+            timeouts: None,
+            origin: None,
         }
     }
 

@@ -55,8 +55,8 @@ impl<S: 'static> Cx<S> {
         }
         self.listen(s)?;
         if let Some(slot) = find(&mut self.slots, s) {
-            if let Io::Listener(_, tls) = &mut slot.io {
-                *tls = Some(ctx.clone());
+            if let Io::Listener(l) = &mut slot.io {
+                l.tls = Some(ctx.clone());
             }
         }
         Ok(())
@@ -174,19 +174,30 @@ impl<S: 'static> Cx<S> {
                 return;
             }
         }
-        self.call(s, |u, cx| u.on_tls_ready(cx, s, &info));
         let Some(slot) = find(&mut self.slots, s) else {
             return;
         };
         if slot.life.closed().is_some() {
             return;
         }
+        // What was sent during the handshake goes first, ahead of anything
+        // sent from the callbacks that follow.
         if let (Some(tls), Some(held)) = (slot.tls.as_mut(), slot.outq.take()) {
             tls.queue(held.pending(), held.sends());
         }
         let framed = slot.framed.as_ref().map(|f| f.handshaking());
         if slot.life.state() == State::Connecting && framed.is_none() {
             slot.life.connected();
+        }
+        // A client's on_connected is queued now, ahead of whatever
+        // on_tls_ready causes (a recv answered from records already read).
+        self.settle(s);
+        self.call(s, |u, cx| u.on_tls_ready(cx, s, &info));
+        let Some(slot) = find(&mut self.slots, s) else {
+            return;
+        };
+        if slot.life.closed().is_some() {
+            return;
         }
         if slot.want.is_some() || slot.life.is_draining() || framed == Some(true) {
             self.tasks.push_back(Task::Read(s));
@@ -216,6 +227,9 @@ impl<S: 'static> Cx<S> {
                     self.tasks.push_back(Task::Sent(s));
                 }
                 slot.life.wrote(bytes);
+                if bytes > 0 {
+                    slot.active = self.now;
+                }
                 if fin {
                     stream.shutdown_write().err()
                 } else {

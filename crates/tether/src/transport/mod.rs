@@ -80,8 +80,8 @@ pub(crate) enum Io {
     /// Bound, not yet listening or connecting.
     Bound(socket2::Socket, Transport),
     Stream(Stream),
-    /// A listener, and the TLS context of the connections it takes, if any.
-    Listener(Listener, Option<crate::TlsContext>),
+    /// A listener, and what the connections it takes inherit.
+    Listener(Box<Listening>),
     /// A UDP socket, and the peer `connect` fixed, if any.
     Udp(mio::net::UdpSocket, Option<std::net::SocketAddr>),
 }
@@ -93,8 +93,10 @@ impl Io {
             Io::Bound(s, _) => Some(s.as_fd()),
             Io::Stream(Stream::Tcp(s)) => Some(s.as_fd()),
             Io::Stream(Stream::Local(s)) => Some(s.as_fd()),
-            Io::Listener(Listener::Tcp(l), _) => Some(l.as_fd()),
-            Io::Listener(Listener::Local(l, _), _) => Some(l.as_fd()),
+            Io::Listener(l) => Some(match &l.listener {
+                Listener::Tcp(l) => l.as_fd(),
+                Listener::Local(l, _) => l.as_fd(),
+            }),
             Io::Udp(u, _) => Some(u.as_fd()),
         }
     }
@@ -103,10 +105,9 @@ impl Io {
         match self {
             Io::None => None,
             Io::Bound(_, kind) => Some(*kind),
-            Io::Stream(Stream::Tcp(_)) | Io::Listener(Listener::Tcp(_), _) => Some(Transport::Tcp),
-            Io::Stream(Stream::Local(_)) | Io::Listener(Listener::Local(..), _) => {
-                Some(Transport::Local)
-            }
+            Io::Listener(l) => Some(l.listener.kind()),
+            Io::Stream(Stream::Tcp(_)) => Some(Transport::Tcp),
+            Io::Stream(Stream::Local(_)) => Some(Transport::Local),
             Io::Udp(..) => Some(Transport::Udp),
         }
     }
@@ -263,7 +264,52 @@ pub(crate) struct Accepted {
     pub(crate) peer: Option<SockAddr>,
 }
 
+/// A listener and what the connections it takes inherit.
+pub(crate) struct Listening {
+    pub(crate) listener: Listener,
+    /// The TLS every connection speaks, if any.
+    pub(crate) tls: Option<crate::TlsContext>,
+    /// Admission: at most this many taken connections open at once.
+    pub(crate) max: Option<u32>,
+    /// Taken connections whose `on_closed` has not returned yet.
+    pub(crate) live: u32,
+}
+
+impl std::fmt::Debug for Listening {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Listening")
+            .field("listener", &self.listener)
+            .field("tls", &self.tls.is_some())
+            .field("max", &self.max)
+            .field("live", &self.live)
+            .finish()
+    }
+}
+
+impl Listening {
+    pub(crate) fn new(listener: Listener) -> Box<Listening> {
+        Box::new(Listening {
+            listener,
+            tls: None,
+            max: None,
+            live: 0,
+        })
+    }
+
+    /// At the admission limit: leave connections in the kernel's backlog.
+    pub(crate) fn full(&self) -> bool {
+        self.max.is_some_and(|max| self.live >= max)
+    }
+}
+
 impl Listener {
+    pub(crate) fn kind(&self) -> Transport {
+        match self {
+            Listener::Tcp(_) => Transport::Tcp,
+            Listener::Local(..) => Transport::Local,
+        }
+    }
+
     pub(crate) fn accept(&self) -> io::Result<Accepted> {
         match self {
             Listener::Tcp(l) => l.accept().map(|(s, peer)| Accepted {

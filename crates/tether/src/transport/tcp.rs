@@ -28,6 +28,31 @@ fn open(addr: SocketAddr) -> Result<Socket, OpenError> {
     Ok(sock)
 }
 
+/// TCP keepalive on (with its timings) or off.
+pub(crate) fn set_keepalive(
+    fd: &impl std::os::fd::AsFd,
+    keepalive: Option<crate::Keepalive>,
+) -> std::io::Result<()> {
+    let sock = socket2::SockRef::from(fd);
+    match keepalive {
+        None => sock.set_keepalive(false),
+        Some(k) => sock.set_tcp_keepalive(
+            &socket2::TcpKeepalive::new()
+                .with_time(k.idle)
+                .with_interval(k.interval)
+                .with_retries(k.count),
+        ),
+    }
+}
+
+/// How long sent data may stay unacknowledged (TCP_USER_TIMEOUT).
+pub(crate) fn set_user_timeout(
+    fd: &impl std::os::fd::AsFd,
+    timeout: Option<std::time::Duration>,
+) -> std::io::Result<()> {
+    socket2::SockRef::from(fd).set_tcp_user_timeout(timeout)
+}
+
 pub(crate) fn bind(addr: &SockAddr) -> Result<Socket, OpenError> {
     let addr = inet(addr)?;
     let sock = open(addr)?;

@@ -1,0 +1,196 @@
+//! Timeouts, dead peers and admission: the timing side of [`Cx`].
+//!
+//! Deadlines live in the loop's one timer heap. A socket has at most one
+//! deadline that matters at a time (connect, then handshake, then idle; the
+//! linger deadline of `close()` is the lifecycle's own), and idle deadlines are
+//! lazy: data moving only records the time, and a deadline that comes up early
+//! is re-armed from the last activity. So a busy connection costs nothing per
+//! message, an idle one one timer per idle period, and an idle loop sleeps.
+
+use std::io;
+use std::os::fd::BorrowedFd;
+use std::time::{Duration, Instant};
+
+use tether_proto::timer::{Stage, Timeouts};
+use tether_proto::State;
+
+use crate::slot::{find, Deadlines, Slot};
+use crate::timer::Target;
+use crate::transport::{tcp, Io, Transport};
+use crate::{ApiError, Cx, SocketId};
+
+/// TCP keepalive: after `idle` without traffic, probe every `interval`; after
+/// `count` unanswered probes the connection is dead and closes with `Lost`
+/// (ETIMEDOUT).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keepalive {
+    /// Quiet time before the first probe.
+    pub idle: Duration,
+    /// Time between probes.
+    pub interval: Duration,
+    /// Unanswered probes before giving up.
+    pub count: u32,
+}
+
+/// The timeout stage a socket is in, if any applies.
+fn stage<S>(slot: &Slot<S>) -> Option<Stage> {
+    match slot.life.state() {
+        State::Connecting if slot.wire_up => Some(Stage::Handshaking),
+        State::Connecting => Some(Stage::Connecting),
+        State::Connected | State::NoSend | State::NoRecv | State::NoSendRecv => Some(Stage::Open),
+        // Listening, closing (the linger deadline's), closed.
+        _ => None,
+    }
+}
+
+impl<S: 'static> Cx<S> {
+    /// Set the socket's timeouts: `connect` (ends with `ConnectTimeout`),
+    /// `handshake` for TLS and framed connections (`HandshakeTimeout`), `idle`
+    /// with no data either way (`IdleTimeout`: reset, or for UDP a discard). On
+    /// a listener they apply to every connection it takes, from its accept: a
+    /// handshake timeout there is what evicts a client that connects and
+    /// dribbles.
+    pub fn set_timeouts(&mut self, s: SocketId, timeouts: Timeouts) -> Result<(), ApiError> {
+        let now = self.now;
+        let slot = self.live(s)?;
+        slot.timeouts = (!timeouts.is_empty()).then(|| {
+            Box::new(Deadlines {
+                config: timeouts,
+                since: slot.timeouts.as_ref().map_or(now, |d| d.since),
+            })
+        });
+        self.arm(s);
+        Ok(())
+    }
+
+    /// How long since data last moved either way on the socket (or since it
+    /// was made, if none has).
+    pub fn idle_for(&self, s: SocketId) -> Option<Duration> {
+        Some(Instant::now().saturating_duration_since(self.slot(s)?.active))
+    }
+
+    /// TCP keepalive (`None`: off), so a peer that vanished is found even when
+    /// nothing is being sent. On a listener, the connections it takes inherit
+    /// it. Needs the socket's descriptor: set it after `bind`, `listen` or
+    /// `connect`.
+    pub fn set_keepalive(
+        &mut self,
+        s: SocketId,
+        keepalive: Option<Keepalive>,
+    ) -> Result<(), ApiError> {
+        self.with_tcp_fd(s, "keepalive", |fd| tcp::set_keepalive(&fd, keepalive))
+    }
+
+    /// TCP_USER_TIMEOUT (`None`: the system's default): how long sent data may
+    /// stay unacknowledged before the connection is given up as `Lost`
+    /// (ETIMEDOUT). This bounds how long a peer can vanish with data in
+    /// flight. On a listener, the connections it takes inherit it.
+    pub fn set_user_timeout(
+        &mut self,
+        s: SocketId,
+        timeout: Option<Duration>,
+    ) -> Result<(), ApiError> {
+        self.with_tcp_fd(s, "user timeout", |fd| tcp::set_user_timeout(&fd, timeout))
+    }
+
+    /// Admission: at most `max` connections taken by this listener open at
+    /// once (`None`: no limit). At the limit the listener takes no more: they
+    /// wait in the kernel's backlog, not accepted and dropped, until one of its
+    /// connections has closed and its `on_closed` has returned, so the
+    /// application reacts to each end before the next connection starts.
+    pub fn max_connections(&mut self, s: SocketId, max: Option<u32>) -> Result<(), ApiError> {
+        let slot = self.live(s)?;
+        let Io::Listener(listening) = &mut slot.io else {
+            return Err(ApiError::Refused(tether_proto::Refused {
+                op: tether_proto::Op::Listen,
+                state: slot.life.state(),
+            }));
+        };
+        listening.max = max;
+        if !listening.full() {
+            self.pump_accept(s);
+        }
+        Ok(())
+    }
+
+    /// Set a TCP option on the socket's descriptor.
+    fn with_tcp_fd(
+        &self,
+        s: SocketId,
+        op: &'static str,
+        set: impl FnOnce(BorrowedFd<'_>) -> io::Result<()>,
+    ) -> Result<(), ApiError> {
+        let slot = self.slot(s).ok_or(ApiError::StaleSocket(s))?;
+        let transport = self.transport(s);
+        match (slot.io.fd(), transport) {
+            (Some(fd), Some(Transport::Tcp)) => {
+                set(fd).map_err(|e| ApiError::SocketOption(e.raw_os_error().unwrap_or(0)))
+            }
+            (None, None | Some(Transport::Tcp)) => Err(ApiError::Refused(tether_proto::Refused {
+                op: tether_proto::Op::Connect,
+                state: slot.life.state(),
+            })),
+            (_, transport) => Err(ApiError::Unsupported {
+                op,
+                transport: transport.unwrap_or(Transport::Tcp),
+            }),
+        }
+    }
+
+    /// A new stage began now (connecting, handshaking, open): its deadline
+    /// counts from here.
+    pub(crate) fn enter_stage(&mut self, s: SocketId) {
+        let now = self.now;
+        if let Some(d) = find(&mut self.slots, s).and_then(|slot| slot.timeouts.as_mut()) {
+            d.since = now;
+        }
+        self.arm(s);
+    }
+
+    /// Put the socket's current deadline on the timer heap.
+    pub(crate) fn arm(&mut self, s: SocketId) {
+        let Some(slot) = self.slot(s) else { return };
+        let (Some(d), Some(stage)) = (slot.timeouts.as_ref(), stage(slot)) else {
+            return;
+        };
+        if let Some(at) = d.config.deadline(stage, d.since, slot.active) {
+            self.timers.push(at, Target::Socket(s));
+        }
+    }
+
+    /// One of the socket's deadlines came up: the linger of a `close()`, or a
+    /// timeout; an idle deadline that activity pushed back is armed again.
+    pub(crate) fn on_deadline(&mut self, s: SocketId, now: Instant) {
+        let Some(slot) = find(&mut self.slots, s) else {
+            return;
+        };
+        slot.life.timeout(now);
+        if let (Some(d), Some(stage)) = (slot.timeouts.as_ref(), stage(slot)) {
+            match d.config.expired(stage, d.since, slot.active, now) {
+                Some(reason) => {
+                    tracing::debug!(target: "tether::timer", socket = %s, %reason, "timed out");
+                    slot.life.expire(reason);
+                }
+                None => self.arm(s),
+            }
+        }
+        self.settle(s);
+    }
+
+    /// A connection this listener took has closed and its `on_closed` has
+    /// returned: one more may be taken.
+    pub(crate) fn release_admission(&mut self, listener: SocketId) {
+        let Some(slot) = find(&mut self.slots, listener) else {
+            return;
+        };
+        let Io::Listener(listening) = &mut slot.io else {
+            return;
+        };
+        let was_full = listening.full();
+        listening.live = listening.live.saturating_sub(1);
+        if was_full && !listening.full() {
+            // The backlog's connections raised no new readiness: take them now.
+            self.pump_accept(listener);
+        }
+    }
+}
