@@ -57,6 +57,8 @@ pub(crate) enum Task {
     Sent(SocketId),
     PeerShutdown(SocketId),
     Closed(SocketId),
+    /// The socket's state changed, from and to.
+    State(SocketId, State, State),
     /// Read for a pending recv or a draining close (or, on TLS, for the
     /// handshake).
     Read(SocketId),

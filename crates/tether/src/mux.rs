@@ -235,6 +235,9 @@ impl<S: 'static> Cx<S> {
                 }
                 Task::Read(s) => self.pump(s),
                 Task::Closed(s) => self.finish(s),
+                Task::State(s, from, to) => {
+                    self.call(s, |u, cx| u.on_state(cx, s, from, to));
+                }
             }
         }
     }
@@ -290,6 +293,11 @@ impl<S: 'static> Cx<S> {
                     slot.io = Io::None;
                 }
             }
+        }
+        let state = slot.life.state();
+        if state != slot.shown {
+            self.tasks.push_back(Task::State(s, slot.shown, state));
+            slot.shown = state;
         }
         while let Some(event) = slot.life.poll_event() {
             self.tasks.push_back(match event {
@@ -823,6 +831,7 @@ impl<S: 'static> Cx<S> {
                     self.tasks.push_back(Task::Accepted(s));
                 }
                 self.arm(s);
+                self.settle(s);
             }
             Err(e) => {
                 self.fail(s, Reason::AcceptFailed, Error::Io(e));

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use slab::Slab;
 use tether_proto::timer::Timeouts;
-use tether_proto::Lifecycle;
+use tether_proto::{Lifecycle, State};
 
 use crate::framed::Framed;
 use crate::transport::tls::Tls;
@@ -50,6 +50,8 @@ pub(crate) struct Slot<S> {
     pub(crate) timeouts: Option<Box<Deadlines>>,
     /// The listener that took it, whose admission count it holds.
     pub(crate) origin: Option<SocketId>,
+    /// The state its user was last told of.
+    pub(crate) shown: State,
 }
 
 /// A socket's timeouts and when its current stage began.
@@ -111,6 +113,7 @@ impl<S> Slot<S> {
             active: now,
             timeouts: None,
             origin: None,
+            shown: State::NotConnected,
         }
     }
 

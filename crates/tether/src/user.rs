@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use tether_proto::{Reason, SockAddr};
+use tether_proto::{Reason, SockAddr, State};
 
 use crate::{Cx, Error, Fingerprint, SocketId};
 
@@ -85,6 +85,12 @@ pub trait SocketUser<S = ()> {
     /// The peer finished sending, after its last byte was delivered. `farewell`
     /// is the peer's disconnect data on transports that carry it, else `None`.
     fn on_peer_shutdown(&mut self, cx: &mut Cx<S>, s: SocketId, farewell: Option<&[u8]>) {}
+
+    /// The socket's state changed (`state(s)` shows `to` from now on). Every
+    /// change is reported once, in order, from the first (out of
+    /// `NotConnected`) to the last (into `NotConnected`, just before
+    /// `on_closed`).
+    fn on_state(&mut self, cx: &mut Cx<S>, s: SocketId, from: State, to: State) {}
 
     /// The TLS handshake finished: what it settled. A client gets this before
     /// `on_connected`; a server's accepted socket after `on_accepted`; a StartTLS
