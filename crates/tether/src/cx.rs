@@ -553,8 +553,13 @@ impl<S: 'static> Cx<S> {
     /// Record a failure: the lifecycle ends with `reason`, `error` says why.
     pub(crate) fn fail(&mut self, s: SocketId, reason: Reason, error: impl Into<Option<Error>>) {
         if let Some(slot) = self.slot_mut(s) {
+            let error = error.into();
+            let reason = match slot.framed.as_deref() {
+                Some(framed) => framed.failure(reason, error.as_ref()),
+                None => reason,
+            };
             if slot.life.closed().is_none() {
-                slot.end().error = error.into();
+                slot.end().error = error;
             }
             slot.life.fail(reason);
         }

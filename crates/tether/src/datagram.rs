@@ -129,6 +129,8 @@ impl<S: 'static> Cx<S> {
         if let Some(slot) = find(&mut self.slots, s) {
             slot.io = Io::Udp(sock, None);
         }
+        // Open from now: an idle timeout set before the bind starts to run.
+        self.enter_stage(s);
         self.tasks.push_back(Task::Bound(s));
         Ok(())
     }

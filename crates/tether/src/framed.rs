@@ -32,6 +32,10 @@ enum Phase {
 /// its connections inherit).
 pub(crate) struct Framed {
     decoder: Decoder,
+    /// The decoder's limit, kept here too: the decoder is out of its place
+    /// while frames are read, and a send from a callback run then is bounded
+    /// by this.
+    max_payload: usize,
     order: Order,
     phase: Phase,
     /// Encoded bytes read while no recv wanted a message.
@@ -53,6 +57,7 @@ impl Framed {
     fn new(hello: &[u8], max_payload: usize) -> Framed {
         Framed {
             decoder: Decoder::new(max_payload),
+            max_payload,
             order: Order::new(Role::Client),
             phase: Phase::AwaitWelcome,
             stash: Vec::new(),
@@ -76,7 +81,7 @@ impl Framed {
     }
 
     pub(crate) fn max_payload(&self) -> usize {
-        self.decoder.max_payload()
+        self.max_payload
     }
 
     pub(crate) fn is_server(&self) -> bool {
@@ -91,6 +96,20 @@ impl Framed {
     /// Whether the next frame is wanted now.
     fn wants_frame(&self, recv_pending: bool) -> bool {
         self.handshaking() || recv_pending
+    }
+
+    /// The reason a failure of the byte stream ends this socket with. Until its
+    /// WELCOME a client is still connecting: a connection that dies then was
+    /// not admitted. A reset is how a listener denies (`ConnectRejected`, as
+    /// for a plain connect refused or reset); anything else `ConnectFailed`.
+    pub(crate) fn failure(&self, reason: Reason, error: Option<&Error>) -> Reason {
+        if self.phase != Phase::AwaitWelcome || reason != Reason::Lost {
+            return reason;
+        }
+        match error {
+            Some(Error::Io(e)) => crate::cx::connect_reason(e),
+            _ => Reason::ConnectFailed,
+        }
     }
 }
 
@@ -138,6 +157,7 @@ impl<S: 'static> Cx<S> {
             .framed
             .get_or_insert_with(|| Box::new(Framed::new(&[], max_payload)));
         framed.decoder = Decoder::new(max_payload);
+        framed.max_payload = max_payload;
         Ok(())
     }
 
@@ -308,7 +328,7 @@ impl<S: 'static> Cx<S> {
                 Ok((used, frame)) => {
                     pos += used;
                     if let Some(frame) = frame {
-                        if !self.on_frame(s, frame.kind, frame.payload) {
+                        if !self.on_frame(s, frame.kind, frame.payload, &input[pos..]) {
                             return (pos, false);
                         }
                     }
@@ -318,8 +338,9 @@ impl<S: 'static> Cx<S> {
         (pos, true)
     }
 
-    /// One frame from the peer. Returns whether reading may go on.
-    fn on_frame(&mut self, s: SocketId, kind: FrameType, payload: &[u8]) -> bool {
+    /// One frame from the peer, and the bytes read after it. Returns whether
+    /// reading may go on.
+    fn on_frame(&mut self, s: SocketId, kind: FrameType, payload: &[u8], after: &[u8]) -> bool {
         let Some(slot) = find(&mut self.slots, s) else {
             return false;
         };
@@ -359,6 +380,10 @@ impl<S: 'static> Cx<S> {
                 true
             }
             FrameType::Farewell => {
+                if let Some(e) = after_farewell(&mut framed.order, after) {
+                    self.protocol_error(s, e);
+                    return false;
+                }
                 framed.farewell = Some(payload.to_vec());
                 slot.want = None;
                 slot.life.eof();
@@ -384,8 +409,12 @@ impl<S: 'static> Cx<S> {
             Some(Admission::AcceptWith(user, data)) => (user, data),
             Some(Admission::Reject(reason)) => {
                 // REJECT, then a graceful close, so the client reads the reason.
+                // The answer ends the handshake: the connection is up for the
+                // lifecycle, only to close (FIN after the REJECT, then drain);
+                // with no user, nobody hears of it.
                 let _ = self.send_frame(s, FrameType::Reject, &reason, false);
                 if let Some(slot) = find(&mut self.slots, s) {
+                    slot.life.connected();
                     let _ = slot.life.close(std::time::Instant::now(), slot.linger);
                 }
                 self.settle(s);
@@ -466,6 +495,23 @@ impl<S: 'static> Cx<S> {
         }
         self.settle(s);
     }
+}
+
+/// A frame that came in the same read as the peer's FAREWELL, after it: the
+/// rule it breaks (its sender sends nothing after FAREWELL), found before the
+/// FAREWELL is taken for a graceful end. Fewer bytes than a header cannot be
+/// named and, like bytes that come later, are left unread (counted in
+/// `Closed::unread`).
+fn after_farewell(order: &mut Order, after: &[u8]) -> Option<FrameError> {
+    let head = after.get(..HEADER_LEN)?;
+    // A zero length or an unknown type is reported as what it is; any length
+    // is too much here.
+    if let Err(e) = Decoder::new(frame::WIRE_MAX_PAYLOAD).decode(head) {
+        return Some(e);
+    }
+    // The header is valid, so its type byte names a frame type.
+    let kind = FrameType::try_from(head[HEADER_LEN - 1]).ok()?;
+    order.check(kind).err()
 }
 
 fn put_back<S>(slot: &mut Slot<S>, decoder: Decoder, stash: Vec<u8>) {

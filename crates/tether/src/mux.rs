@@ -138,6 +138,12 @@ impl<S: 'static> IoMux<S> {
         loop {
             self.cx.now = Instant::now();
             self.run_posted();
+            if self.cx.timers.next_deadline().is_some_and(|at| at <= self.cx.now) {
+                // What arrived while the loop was busy is taken in before any
+                // deadline is judged: a peer whose data waits unread because
+                // a callback took long is not idle.
+                self.wait(Some(Duration::ZERO))?;
+            }
             self.cx.fire_timers();
             self.cx.run_tasks();
             if self.cx.remote.stop.load(Ordering::Acquire) {
@@ -154,19 +160,25 @@ impl<S: 'static> IoMux<S> {
                 .timers
                 .next_deadline()
                 .map(|at| at.saturating_duration_since(Instant::now()));
-            match self.poll.poll(&mut self.events, timeout) {
-                Ok(()) => {}
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
-            self.cx.now = Instant::now();
-            for event in self.events.iter() {
-                if event.token() != WAKE {
-                    self.cx.on_ready(SocketId::from_token(event.token()), event);
-                    self.cx.run_tasks();
-                }
+            self.wait(timeout)?;
+        }
+    }
+
+    /// Wait up to `timeout` for readiness, and act on what came.
+    fn wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        match self.poll.poll(&mut self.events, timeout) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::Interrupted => return Ok(()),
+            Err(e) => return Err(e),
+        }
+        self.cx.now = Instant::now();
+        for event in self.events.iter() {
+            if event.token() != WAKE {
+                self.cx.on_ready(SocketId::from_token(event.token()), event);
+                self.cx.run_tasks();
             }
         }
+        Ok(())
     }
 
     fn run_posted(&mut self) {
@@ -248,6 +260,7 @@ impl<S: 'static> Cx<S> {
             return;
         };
         let mut flush = false;
+        let mut opened = false;
         while let Some(action) = slot.life.poll_action() {
             match action {
                 Action::ArmTimer(at) => self.timers.push(at, Target::Socket(s)),
@@ -304,11 +317,13 @@ impl<S: 'static> Cx<S> {
                 // A TLS server's connection was announced by on_accepted. Known
                 // here, while the session is there to say so: by the time a
                 // task ran, a failure could have dropped it.
+                // Its stage changes all the same: the idle timeout runs from now.
                 Event::Connected
                     if slot.framed.is_none()
                         && slot.tls.as_ref().is_some_and(|t| t.is_server()) =>
                 {
-                    continue
+                    opened = true;
+                    continue;
                 }
                 Event::Connected => Task::Connected(s),
                 Event::PeerShutdown => Task::PeerShutdown(s),
@@ -319,6 +334,9 @@ impl<S: 'static> Cx<S> {
                     Task::Closed(s)
                 }
             });
+        }
+        if opened {
+            self.enter_stage(s);
         }
         if flush {
             self.flush(s);
@@ -492,7 +510,13 @@ impl<S: 'static> Cx<S> {
         } else if slot.tls.as_ref().is_some_and(|t| !t.ready) {
             // Until the handshake is over, what arrives is the handshake's.
             self.drive_tls(s);
-        } else if slot.framed.is_some() && !slot.life.is_draining() {
+        } else if slot
+            .framed
+            .as_ref()
+            // A close() before WELCOME waits for it, as a close while connecting
+            // waits for the connection: only then can what it sends go out.
+            .is_some_and(|f| f.handshaking() || !slot.life.is_draining())
+        {
             self.pump_framed(s);
         } else {
             self.pump_read(s);

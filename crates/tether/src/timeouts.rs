@@ -51,7 +51,9 @@ impl<S: 'static> Cx<S> {
     /// handshake timeout there is what evicts a client that connects and
     /// dribbles.
     pub fn set_timeouts(&mut self, s: SocketId, timeouts: Timeouts) -> Result<(), ApiError> {
-        let now = self.now;
+        // The clock at the call, like every timer's: `self.now` is when the
+        // loop last woke, which before `run` may be long ago.
+        let now = Instant::now();
         let slot = self.live(s)?;
         slot.timeouts = (!timeouts.is_empty()).then(|| {
             Box::new(Deadlines {
@@ -140,7 +142,7 @@ impl<S: 'static> Cx<S> {
     /// A new stage began now (connecting, handshaking, open): its deadline
     /// counts from here.
     pub(crate) fn enter_stage(&mut self, s: SocketId) {
-        let now = self.now;
+        let now = Instant::now();
         if let Some(d) = find(&mut self.slots, s).and_then(|slot| slot.timeouts.as_mut()) {
             d.since = now;
         }

@@ -36,6 +36,12 @@ pub enum Ev {
     Alpn(Vec<u8>),
     /// `on_tls_ready`: what the handshake settled.
     TlsReady(tether::TlsInfo),
+    /// On a framed listener, right after `Incoming`: the client's connect
+    /// data (`PeerInfo::hello`).
+    Hello(Option<Vec<u8>>),
+    /// On a framed socket, right after `PeerShutdown`: the peer's disconnect
+    /// data (recorded only when there is some, so plain sockets never show it).
+    Farewell(Option<Vec<u8>>),
 }
 
 /// What `on_closed` said, owned.
@@ -68,6 +74,9 @@ pub struct Log {
     pub events: Vec<(SocketId, Ev)>,
     /// Set by `run_for` when its deadline stopped the loop.
     pub timed_out: bool,
+    /// `Closed::farewell` of every socket that closed, in order (kept beside
+    /// `Done` so that code building `Done` literally keeps compiling).
+    pub farewells: Vec<(SocketId, Option<Vec<u8>>)>,
 }
 
 impl Log {
@@ -158,6 +167,9 @@ impl SocketUser<Log> for Rec {
     }
     fn on_incoming(&mut self, cx: &mut Cx<Log>, l: SocketId, peer: &PeerInfo) -> Admission<Log> {
         self.note(cx, l, Ev::Incoming(peer.peer.clone()));
+        if peer.hello.is_some() {
+            self.note(cx, l, Ev::Hello(peer.hello.clone()));
+        }
         match self.accept.as_mut().and_then(|make| make()) {
             Some(user) => Admission::Accept(Box::new(user)),
             None => Admission::Deny,
@@ -172,8 +184,11 @@ impl SocketUser<Log> for Rec {
     fn on_received(&mut self, cx: &mut Cx<Log>, s: SocketId, data: &[u8]) {
         self.note(cx, s, Ev::Received(data.to_vec()))
     }
-    fn on_peer_shutdown(&mut self, cx: &mut Cx<Log>, s: SocketId, _farewell: Option<&[u8]>) {
-        self.note(cx, s, Ev::PeerShutdown)
+    fn on_peer_shutdown(&mut self, cx: &mut Cx<Log>, s: SocketId, farewell: Option<&[u8]>) {
+        self.note(cx, s, Ev::PeerShutdown);
+        if let Some(data) = farewell {
+            self.note(cx, s, Ev::Farewell(Some(data.to_vec())));
+        }
     }
     fn on_received_from(&mut self, cx: &mut Cx<Log>, s: SocketId, data: &[u8], from: SocketAddr) {
         self.note(cx, s, Ev::ReceivedFrom(data.to_vec(), from))
@@ -198,6 +213,7 @@ impl SocketUser<Log> for Rec {
     }
     fn on_closed(&mut self, cx: &mut Cx<Log>, s: SocketId, closed: &Closed) {
         let done = Done::from(closed);
+        cx.shared_mut().farewells.push((s, closed.farewell.clone()));
         self.note(cx, s, Ev::Closed(done))
     }
 }
@@ -364,4 +380,22 @@ pub fn run_until(mux: &mut IoMux<Log>, limit: Duration, done: impl Fn(&Log) -> b
     });
     run_for(mux, limit);
     mux.cancel_timer(tick);
+}
+
+// ----- appended for timeouts.rs and dead_peers.rs -----
+
+/// Network namespaces and veth pairs for tests that cut a live link.
+pub mod netns;
+
+// ----- appended for framed.rs -----
+
+impl Log {
+    /// `Closed::farewell` of `s`; panics if it never closed.
+    pub fn farewell(&self, s: SocketId) -> Option<Vec<u8>> {
+        self.farewells
+            .iter()
+            .find(|(id, _)| *id == s)
+            .map(|(_, f)| f.clone())
+            .unwrap_or_else(|| panic!("{s} never closed: {:?}", self.of(s)))
+    }
 }
