@@ -143,7 +143,9 @@ impl<S: 'static> Cx<S> {
     ) -> SocketId {
         self.gen = self.gen.wrapping_add(1);
         let gen = self.gen;
-        let idx = self.slots.insert(Slot::new(gen, user, io, life, self.now));
+        let idx = self
+            .slots
+            .insert(Slot::new(gen, user, io, life, Instant::now()));
         SocketId {
             idx: idx as u32,
             gen,
@@ -522,8 +524,9 @@ impl<S: 'static> Cx<S> {
         self.timers.cancel(id)
     }
 
-    /// The time the loop last woke up. Timers and linger deadlines are measured
-    /// from the clock at the call, not from this.
+    /// The loop's clock: when it last woke up, or when the last callback
+    /// returned. Timers and linger deadlines are measured from the clock at
+    /// the call, not from this.
     pub fn now(&self) -> Instant {
         self.now
     }

@@ -138,7 +138,12 @@ impl<S: 'static> IoMux<S> {
         loop {
             self.cx.now = Instant::now();
             self.run_posted();
-            if self.cx.timers.next_deadline().is_some_and(|at| at <= self.cx.now) {
+            if self
+                .cx
+                .timers
+                .next_deadline()
+                .is_some_and(|at| at <= self.cx.now)
+            {
                 // What arrived while the loop was busy is taken in before any
                 // deadline is judged: a peer whose data waits unread because
                 // a callback took long is not idle.
@@ -185,6 +190,7 @@ impl<S: 'static> IoMux<S> {
         self.cx.remote.take_posted(&mut self.posted);
         for f in self.posted.drain(..) {
             f(&mut self.cx);
+            self.cx.now = Instant::now();
             self.cx.run_tasks();
         }
     }
@@ -208,6 +214,11 @@ impl<S: 'static> Cx<S> {
     ) -> Option<R> {
         let mut user = self.slot_mut(s)?.user.take()?;
         let r = f(&mut *user, self);
+        // The loop's clock moves on past every callback (and timer, posted
+        // closure, on_closed), however long it took: data read after it is
+        // stamped when it was read, so a slow callback never makes an active
+        // connection look idle.
+        self.now = Instant::now();
         if let Some(slot) = self.slot_mut(s) {
             // Unless set_user gave it a new one meanwhile.
             if slot.user.is_none() {
@@ -302,6 +313,14 @@ impl<S: 'static> Cx<S> {
                 Action::Reset => abort(slot, false),
                 Action::Discard => abort(slot, true),
                 Action::Release => {
+                    // A connection lost under us (a user timeout, keepalive
+                    // giving up) may leave sent bytes unacknowledged in the
+                    // kernel: they did not reach the peer, so they are unsent.
+                    let lost = slot.life.closed().is_some_and(|r| !r.is_graceful());
+                    if let (true, Io::Stream(stream @ Stream::Tcp(_))) = (lost, &slot.io) {
+                        let unsent = sys::pending_out(stream);
+                        slot.end().kernel_unsent = unsent;
+                    }
                     // Dropping the socket closes it and takes it off the poller.
                     slot.io = Io::None;
                 }
@@ -362,6 +381,7 @@ impl<S: 'static> Cx<S> {
         io_log!(debug, slot.io.kind().unwrap_or(Transport::Tcp), socket = %s, reason = %closed.reason, closed.unsent, closed.unread, "closed");
         if let Some(mut user) = slot.user {
             user.on_closed(self, s, &closed);
+            self.now = Instant::now();
         }
         if let Some(listener) = slot.origin {
             self.release_admission(listener);
@@ -395,6 +415,11 @@ impl<S: 'static> Cx<S> {
                 }
                 if event.is_read_closed() {
                     slot.life.fin_known();
+                    if let Some(tls) = slot.tls.as_mut() {
+                        // Edge-triggered: told once. A handshake still running
+                        // keeps it for when the connection is up.
+                        tls.peer_fin = true;
+                    }
                     self.end_if_drained(s);
                     self.settle(s);
                 }
@@ -678,7 +703,7 @@ impl<S: 'static> Cx<S> {
     ///
     /// Over TLS the end is clean only after the peer's close_notify: a FIN
     /// without one, with nothing left to read, is a truncation.
-    fn end_if_drained(&mut self, s: SocketId) {
+    pub(crate) fn end_if_drained(&mut self, s: SocketId) {
         let Some(slot) = find(&mut self.slots, s) else {
             return;
         };
@@ -881,6 +906,7 @@ impl<S: 'static> Cx<S> {
                 Target::User(id) => {
                     if let Some(mut f) = self.timers.take(id) {
                         f(self);
+                        self.now = Instant::now();
                         self.timers.restore(id, due, now, f);
                     }
                 }

@@ -188,11 +188,20 @@ impl<S: 'static> Cx<S> {
         let framed = slot.framed.as_ref().map(|f| f.handshaking());
         if slot.life.state() == State::Connecting && framed.is_none() {
             slot.life.connected();
+            // The peer's FIN may have come with the handshake's last records.
+            if slot.tls.as_ref().is_some_and(|t| t.peer_fin) {
+                slot.life.fin_known();
+            }
         }
         // A client's on_connected is queued now, ahead of whatever
         // on_tls_ready causes (a recv answered from records already read).
         self.settle(s);
-        self.call(s, |u, cx| u.on_tls_ready(cx, s, &info));
+        if self
+            .slot(s)
+            .is_some_and(|slot| slot.life.closed().is_none())
+        {
+            self.call(s, |u, cx| u.on_tls_ready(cx, s, &info));
+        }
         let Some(slot) = find(&mut self.slots, s) else {
             return;
         };
@@ -202,6 +211,9 @@ impl<S: 'static> Cx<S> {
         if slot.want.is_some() || slot.life.is_draining() || framed == Some(true) {
             self.tasks.push_back(Task::Read(s));
         }
+        // With no recv pending, the peer's end is seen now or never: the
+        // poller will not say it again.
+        self.end_if_drained(s);
         self.settle(s);
         self.flush(s);
     }

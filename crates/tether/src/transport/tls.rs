@@ -26,6 +26,9 @@ pub(crate) struct Tls {
     pub(crate) ready: bool,
     /// The TCP connection is up (a client's connect may still be in progress).
     pub(crate) tcp_up: bool,
+    /// The poller reported the peer's FIN while the connection was not yet up
+    /// (its lifecycle still `Connecting`), so not yet the lifecycle's to know.
+    pub(crate) peer_fin: bool,
 }
 
 /// What a flush achieved.
@@ -83,6 +86,7 @@ impl Tls {
             fin: false,
             ready: false,
             tcp_up,
+            peer_fin: false,
         }
     }
 
