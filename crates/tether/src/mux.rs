@@ -316,7 +316,9 @@ impl<S: 'static> Cx<S> {
                     // A connection lost under us (a user timeout, keepalive
                     // giving up) may leave sent bytes unacknowledged in the
                     // kernel: they did not reach the peer, so they are unsent.
-                    let lost = slot.life.closed().is_some_and(|r| !r.is_graceful());
+                    // (Plain TCP only: under TLS the kernel holds records, not the user's
+                    // bytes, and a lost TLS session's last records are its own.)
+                    let lost = slot.life.closed() == Some(Reason::Lost) && slot.tls.is_none();
                     if let (true, Io::Stream(stream @ Stream::Tcp(_))) = (lost, &slot.io) {
                         let unsent = sys::pending_out(stream);
                         slot.end().kernel_unsent = unsent;
