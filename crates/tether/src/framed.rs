@@ -273,7 +273,7 @@ impl<S: 'static> Cx<S> {
                     put_back(slot, decoder, stash);
                     match other {
                         Read::Eof => self.framed_eof(s),
-                        Read::Failed(e) => self.fail(s, Reason::Lost, e),
+                        Read::Failed(e) => self.fail(s, crate::tls::read_failure(&e), e),
                         _ => {}
                     }
                     self.settle(s);

@@ -552,25 +552,22 @@ impl<S: 'static> Cx<S> {
 
     /// A connection is up: a client hears `on_connected`; a framed server's
     /// connection, whose user exists only since its admission, `on_accepted`
-    /// (and `on_tls_ready`, which ran before there was a user to tell); a TLS
-    /// server's was announced when it was taken.
+    /// (and `on_tls_ready`, which ran before there was a user to tell). A TLS
+    /// server's never comes here: it was announced when it was taken, and
+    /// `settle` drops its Connected event.
     fn announce(&mut self, s: SocketId) {
         // The connection is up: from now the idle timeout runs.
         self.enter_stage(s);
         let Some(slot) = self.slot(s) else { return };
         let framed_server = slot.framed.as_ref().is_some_and(|f| f.is_server());
-        let tls = slot.tls.as_ref().map(|t| (t.is_server(), t.info()));
-        match (framed_server, tls) {
-            (true, tls) => {
-                self.call(s, |u, cx| u.on_accepted(cx, s));
-                if let Some((_, info)) = tls {
-                    self.call(s, |u, cx| u.on_tls_ready(cx, s, &info));
-                }
+        let tls = slot.tls.as_ref().map(|t| t.info());
+        if framed_server {
+            self.call(s, |u, cx| u.on_accepted(cx, s));
+            if let Some(info) = tls {
+                self.call(s, |u, cx| u.on_tls_ready(cx, s, &info));
             }
-            (false, Some((true, _))) => {}
-            _ => {
-                self.call(s, |u, cx| u.on_connected(cx, s));
-            }
+        } else {
+            self.call(s, |u, cx| u.on_connected(cx, s));
         }
     }
 
