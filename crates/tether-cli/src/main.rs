@@ -1,18 +1,35 @@
-//! The `tether` command.
+//! The `tether` command: nc, ncat and socat for people who need to see and
+//! control how connections end.
 //!
-//! Thin by design: it parses arguments, runs what the library offers, and
-//! prints what happened. For now it has one subcommand, `demo`.
+//! Thin by design: this file defines the command line and the exit statuses,
+//! `options` turns flags into library settings, `relay` wires the library's
+//! callbacks to stdin, stdout and `--events`, and the library does the rest.
 #![forbid(unsafe_code)]
 
 mod demo;
+mod events;
+mod options;
+mod relay;
+mod stdin;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::error::ErrorKind;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Exit status of a usage error (bad flag, bad address, unusable file).
+const USAGE: u8 = 2;
 
 /// See and control how connections end.
 #[derive(Parser, Debug)]
 #[command(name = "tether", version, about)]
+#[command(after_help = "\
+Exit status: 0 when the connection ended gracefully (normal or by_peer), 1 when it \
+did not, 2 for a usage error.
+
+Run 'tether <command> --help' for a command's flags and examples.")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -20,6 +37,16 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Connect to ADDR: stdin goes to the socket, the socket goes to stdout.
+    ///
+    /// When stdin ends, the sending side is shut down (half-close) and what the
+    /// peer still sends is printed until it ends too; then tether exits 0.
+    #[command(after_help = CONNECT_EXAMPLES)]
+    Connect(ConnectArgs),
+    /// Listen on ADDR: relay stdin and stdout for the first connection and exit
+    /// when it ends, or with --echo serve any number of clients at once.
+    #[command(after_help = LISTEN_EXAMPLES)]
+    Listen(ListenArgs),
     /// Run the transactions scenario on loopback: clients run request/response
     /// transactions over the framed transport, say their count as disconnect
     /// data, and the server answers with the running grand total. Exits 0 only
@@ -27,9 +54,248 @@ enum Command {
     Demo(demo::Options),
 }
 
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match cli.command {
-        Command::Demo(options) => demo::run(&options),
+const CONNECT_EXAMPLES: &str = "\
+Examples:
+  printf 'GET / HTTP/1.0\\r\\n\\r\\n' | tether connect 192.0.2.10:80
+  tether connect --events unix:/run/app.sock < request.bin
+  tether connect --tls --ca ca.pem --alpn h2,http/1.1 127.0.0.1:8443
+  tether connect --tls --ca ca.pem --server-name localhost unix:/tmp/tls.sock
+  printf 'one\\ntwo\\n' | tether connect --framed --hello me --farewell bye 127.0.0.1:7000
+  echo ping | tether connect --udp 127.0.0.1:5353
+  tether connect --on-eof reset --events 127.0.0.1:7000 < /dev/null
+
+Addresses: 1.2.3.4:80, [::1]:80, unix:/path, unix:@abstract (no host names: no DNS).
+Exit status: 0 graceful end (normal, by_peer), 1 any other end, 2 usage error.";
+
+const LISTEN_EXAMPLES: &str = "\
+Examples:
+  tether listen 127.0.0.1:7000 > received.bin
+  tether listen --echo --events 127.0.0.1:7000
+  tether listen --echo --max-conns 4 unix:/tmp/echo.sock
+  tether listen --tls --cert server.pem --key server.key --alpn h2 --echo 127.0.0.1:8443
+  tether listen --tls --cert server.pem --key server.key --ca ca.pem --require-client-cert 127.0.0.1:8443
+  tether listen --framed --echo --farewell 'see you' 127.0.0.1:7000
+  tether listen --framed --reject 'full, come back later' 127.0.0.1:7000
+  tether listen --udp --echo 127.0.0.1:5353
+
+Port 0 lets the system pick; --events reports it in the 'bound' event.
+Exit status: 0 graceful end (normal, by_peer), 1 any other end, 2 usage error.";
+
+/// What stdin's end does to the connection.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum OnEof {
+    /// Shut down our sending side (FIN; TLS close_notify; framed FAREWELL) and
+    /// keep printing what the peer sends until it ends.
+    HalfClose,
+    /// Close gracefully: FIN, then read and discard until the peer's end;
+    /// past --linger, reset.
+    Close,
+    /// Reset now (RST): queued data is dropped.
+    Reset,
+    /// Drop the connection without telling the peer where the system allows
+    /// it (TCP_REPAIR), else reset.
+    Discard,
+}
+
+impl OnEof {
+    /// The name written in `--events` (`half_close`, ...).
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            OnEof::HalfClose => "half_close",
+            OnEof::Close => "close",
+            OnEof::Reset => "reset",
+            OnEof::Discard => "discard",
+        }
     }
+}
+
+/// The flags `connect` and `listen` share.
+#[derive(Args, Debug)]
+pub(crate) struct Common {
+    /// Where to connect or listen: 1.2.3.4:80, [::1]:80, unix:/path or
+    /// unix:@abstract.
+    #[arg(value_name = "ADDR")]
+    pub(crate) addr: String,
+
+    /// UDP: each line of stdin is one datagram, each datagram received one
+    /// line.
+    #[arg(long, help_heading = "Transport", conflicts_with_all = ["tls", "framed"])]
+    pub(crate) udp: bool,
+    /// TLS over TCP or a unix: socket.
+    #[arg(long, help_heading = "Transport")]
+    pub(crate) tls: bool,
+    /// Framed messages (length-prefixed, with connect and disconnect data):
+    /// each line of stdin is one message, each message received one line.
+    #[arg(long, help_heading = "Transport")]
+    pub(crate) framed: bool,
+
+    /// Disconnect data sent with our shutdown (FAREWELL); a listen --echo
+    /// server sends it in answer to each client's.
+    #[arg(long, value_name = "DATA", help_heading = "Framed")]
+    pub(crate) farewell: Option<String>,
+
+    /// PEM file of trust roots: the CA that signed the server (connect), or the
+    /// CA that signs client certificates (listen; asks clients for one).
+    #[arg(long, value_name = "FILE", help_heading = "TLS")]
+    pub(crate) ca: Option<PathBuf>,
+    /// ALPN protocols, most preferred first, comma-separated (h2,http/1.1).
+    #[arg(long, value_name = "a,b", help_heading = "TLS")]
+    pub(crate) alpn: Option<String>,
+
+    /// End the connection with a reset (exit 1, reason idle_timeout) after SECS
+    /// with no data either way.
+    #[arg(
+        long,
+        value_name = "SECS",
+        value_parser = options::positive_secs,
+        allow_negative_numbers = true,
+        help_heading = "Ending"
+    )]
+    pub(crate) idle_timeout: Option<Duration>,
+    /// How long a graceful close may wait for the peer's end before it resets
+    /// (reason linger_timeout; default 30). With --udp: how long to wait for
+    /// more datagrams after stdin ends (connect: default 1).
+    #[arg(
+        long,
+        value_name = "SECS",
+        value_parser = options::secs,
+        allow_negative_numbers = true,
+        help_heading = "Ending"
+    )]
+    pub(crate) linger: Option<Duration>,
+    /// What stdin's end does.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "ACTION",
+        default_value = "half-close",
+        help_heading = "Ending"
+    )]
+    pub(crate) on_eof: OnEof,
+
+    /// Print every lifecycle event as one JSON object per line on stderr.
+    #[arg(long, help_heading = "Output")]
+    pub(crate) events: bool,
+}
+
+/// `tether connect`.
+#[derive(Args, Debug)]
+pub(crate) struct ConnectArgs {
+    #[command(flatten)]
+    pub(crate) common: Common,
+
+    /// Connect data sent in the HELLO; the listener sees it before admitting us.
+    #[arg(long, value_name = "DATA", help_heading = "Framed")]
+    pub(crate) hello: Option<String>,
+
+    /// Our certificate chain (PEM), for servers that ask for one.
+    #[arg(long, value_name = "FILE", help_heading = "TLS")]
+    pub(crate) client_cert: Option<PathBuf>,
+    /// The private key of --client-cert (PEM).
+    #[arg(long, value_name = "FILE", help_heading = "TLS")]
+    pub(crate) client_key: Option<PathBuf>,
+    /// The name to verify the server's certificate against, sent as SNI
+    /// (default: the IP address of ADDR).
+    #[arg(long, value_name = "NAME", help_heading = "TLS")]
+    pub(crate) server_name: Option<String>,
+}
+
+/// `tether listen`.
+#[derive(Args, Debug)]
+pub(crate) struct ListenArgs {
+    #[command(flatten)]
+    pub(crate) common: Common,
+
+    /// Serve any number of clients at once, sending back what each sends
+    /// (stdin is not read); runs until killed.
+    #[arg(long, help_heading = "Serving", conflicts_with = "on_eof")]
+    pub(crate) echo: bool,
+    /// With --echo: at most N connections at once; the rest wait in the
+    /// kernel's backlog.
+    #[arg(
+        long,
+        value_name = "N",
+        help_heading = "Serving",
+        conflicts_with = "udp",
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub(crate) max_conns: Option<u32>,
+    /// Refuse every client with this reason data (REJECT); runs until killed.
+    #[arg(long, value_name = "DATA", help_heading = "Framed")]
+    pub(crate) reject: Option<String>,
+
+    /// Our certificate chain (PEM): required with --tls.
+    #[arg(long, value_name = "FILE", help_heading = "TLS")]
+    pub(crate) cert: Option<PathBuf>,
+    /// The private key of --cert (PEM).
+    #[arg(long, value_name = "FILE", help_heading = "TLS")]
+    pub(crate) key: Option<PathBuf>,
+    /// Refuse clients without a certificate signed by --ca.
+    #[arg(long, help_heading = "TLS")]
+    pub(crate) require_client_cert: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return clap_error(e),
+    };
+    let run = match cli.command {
+        Command::Demo(options) => return demo::run(&options),
+        Command::Connect(args) => options::for_connect(&args).and_then(relay::connect),
+        Command::Listen(args) => options::for_listen(&args).and_then(relay::listen),
+    };
+    match run {
+        Ok(code) => ExitCode::from(code),
+        Err(options::UsageError(message)) => {
+            eprintln!("tether: {message}");
+            ExitCode::from(USAGE)
+        }
+    }
+}
+
+/// Help and version go out as clap writes them; an error becomes one line
+/// (clap's own words and tips), exit status 2.
+fn clap_error(e: clap::Error) -> ExitCode {
+    match e.kind() {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => e.exit(),
+        _ => {
+            eprintln!("{}", one_line(&e.render().to_string()));
+            ExitCode::from(USAGE)
+        }
+    }
+}
+
+/// clap's error text as one line: the error, the items of a list it
+/// announces, its tips, and which --help to read.
+fn one_line(text: &str) -> String {
+    let mut line = String::new();
+    let mut tips = Vec::new();
+    for l in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if l.starts_with("Usage: ") {
+        } else if let Some(tip) = l.strip_prefix("tip: ") {
+            tips.push(tip.trim_end_matches('.').to_string());
+        } else if l.starts_with("For more information") {
+        } else if line.is_empty() {
+            line = l.to_string();
+        } else {
+            // An item of the list the first line announced ("...: --key").
+            let sep = if line.ends_with(':') || l.starts_with('[') {
+                " "
+            } else {
+                ", "
+            };
+            line.push_str(sep);
+            line.push_str(l);
+        }
+    }
+    let sub = std::env::args_os().nth(1);
+    let command = match sub.as_ref().and_then(|s| s.to_str()) {
+        Some(sub @ ("connect" | "listen" | "demo")) => format!("tether {sub}"),
+        _ => "tether".to_string(),
+    };
+    tips.push(format!("see '{command} --help'"));
+    format!("{line} ({})", tips.join("; "))
 }

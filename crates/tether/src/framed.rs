@@ -303,6 +303,19 @@ impl<S: 'static> Cx<S> {
             }
         }
         self.rbuf = rbuf;
+        // The turn's reads ran out with frames still wanted and bytes waiting:
+        // readiness will not be reported again, so come back for them.
+        if let Some(slot) = self.slot(s) {
+            let wanted = slot
+                .framed
+                .as_ref()
+                .is_some_and(|f| f.wants_frame(slot.want.is_some()));
+            let waiting =
+                slot.readable || slot.framed.as_ref().is_some_and(|f| !f.stash.is_empty());
+            if wanted && waiting && slot.life.wants_input() {
+                self.tasks.push_back(crate::cx::Task::Read(s));
+            }
+        }
     }
 
     /// Decode and act on frames from `input` while they are wanted. Returns the
@@ -432,6 +445,9 @@ impl<S: 'static> Cx<S> {
             return false;
         };
         slot.user = Some(user);
+        // Its user learns of it from here: its first state change is out of
+        // NotConnected, as every user's is.
+        slot.shown = tether_proto::State::NotConnected;
         if let Some(framed) = slot.framed.as_mut() {
             framed.phase = Phase::Open;
         }

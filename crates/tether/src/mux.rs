@@ -328,13 +328,15 @@ impl<S: 'static> Cx<S> {
                 }
             }
         }
+        // The last change (into NotConnected) is told just before on_closed,
+        // after the socket's other callbacks; any other, before this step's.
         let state = slot.life.state();
-        if state != slot.shown {
+        if state != slot.shown && slot.life.closed().is_none() {
             self.tasks.push_back(Task::State(s, slot.shown, state));
             slot.shown = state;
         }
         while let Some(event) = slot.life.poll_event() {
-            self.tasks.push_back(match event {
+            let task = match event {
                 // A TLS server's connection was announced by on_accepted. Known
                 // here, while the session is there to say so: by the time a
                 // task ran, a failure could have dropped it.
@@ -349,12 +351,18 @@ impl<S: 'static> Cx<S> {
                 Event::Connected => Task::Connected(s),
                 Event::PeerShutdown => Task::PeerShutdown(s),
                 Event::Closed(_) => {
+                    let from = std::mem::replace(&mut slot.shown, State::NotConnected);
+                    if from != State::NotConnected {
+                        self.tasks
+                            .push_back(Task::State(s, from, State::NotConnected));
+                    }
                     slot.want = None;
                     slot.outq = None;
                     slot.tls = None;
                     Task::Closed(s)
                 }
-            });
+            };
+            self.tasks.push_back(task);
         }
         if opened {
             self.enter_stage(s);
@@ -650,6 +658,15 @@ impl<S: 'static> Cx<S> {
             }
         }
         self.rbuf = buf;
+        // The turn's reads ran out with input still wanted and waiting (a long
+        // drain, a large Exact recv): edge-triggered readiness will not say so
+        // again, so come back after the other sockets had their turn.
+        if let Some(slot) = self.slot(s) {
+            let wanted = slot.want.is_some() || slot.life.is_draining();
+            if wanted && slot.readable && slot.life.wants_input() {
+                self.tasks.push_back(Task::Read(s));
+            }
+        }
         // Reading may have produced records to answer (alerts, key updates).
         if self
             .slot(s)

@@ -132,7 +132,7 @@ impl fmt::Display for TlsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             TlsError::Read { path, error } => write!(f, "cannot read {path}: {error}"),
-            TlsError::BadPem { what, detail } => write!(f, "the {what} is not valid PEM: {detail}"),
+            TlsError::BadPem { what, detail } => write!(f, "not valid PEM in the {what}: {detail}"),
             TlsError::EmptyChain => f.write_str("the certificate chain holds no certificate"),
             TlsError::NoPrivateKey => f.write_str("no private key found in the key PEM"),
             TlsError::KeyMismatch => {

@@ -1173,3 +1173,78 @@ fn rule7_lost(t: Transport, linger0: bool) {
         brief(log, s)
     );
 }
+
+/// Rule 6 at scale: `close()` drains more than one turn's worth of reads (the
+/// peer filled our receive buffer, then ended), and still ends gracefully —
+/// edge-triggered readiness does not repeat itself once everything has arrived,
+/// so the drain must come back for the rest on its own.
+#[test]
+fn close_drains_a_full_receive_buffer_over_many_turns() {
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    const TOTAL: usize = 3 << 20;
+    let mut m = mux();
+    let l = m.listen_on("127.0.0.1:0", Rec::listener(|| Some(Rec::quiet())));
+    // A receive buffer that holds everything the peer sends, inherited by the
+    // accepted socket: then nothing is left on the peer's side to arrive later
+    // and raise new readiness. Forcing past rmem_max needs root.
+    let big: libc::c_int = 8 << 20;
+    // SAFETY: one c_int option value, its length given.
+    let rc = unsafe {
+        libc::setsockopt(
+            m.as_fd(l).unwrap().as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            &big as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        println!("skipped: SO_RCVBUFFORCE needs root");
+        return;
+    }
+    let peer = std::net::TcpStream::connect(inet(&m, l)).unwrap();
+    let filled = Arc::new(AtomicUsize::new(0));
+    let sender = std::thread::spawn({
+        let filled = filled.clone();
+        move || {
+            let mut peer = peer;
+            peer.write_all(&vec![7u8; TOTAL]).unwrap();
+            // Wait until all of it sits in our receive buffer (acknowledged).
+            for _ in 0..300 {
+                let mut queued: libc::c_int = 0;
+                // SAFETY: TIOCOUTQ writes one c_int.
+                unsafe { libc::ioctl(peer.as_raw_fd(), libc::TIOCOUTQ, &mut queued) };
+                if queued == 0 {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            peer.shutdown(std::net::Shutdown::Write).unwrap();
+            filled.store(TOTAL, Ordering::Release);
+            peer
+        }
+    });
+    // Once the peer has filled the buffer and ended, close the connection.
+    let watch = filled.clone();
+    m.set_interval(Duration::from_millis(20), move |cx| {
+        let ready = watch.load(Ordering::Acquire) > 0;
+        if let (true, Some(&s)) = (ready, cx.shared().accepted().first()) {
+            if cx.state(s) != tether::State::Closing {
+                cx.set_linger(s, Duration::from_secs(3)).unwrap();
+                let _ = cx.close(s);
+            }
+        }
+    });
+    run_until(&mut m, Duration::from_secs(15), |log| {
+        log.accepted().first().is_some_and(|&s| log.is_closed(s))
+    });
+    let peer = sender.join().unwrap();
+    let s = m.shared().accepted()[0];
+    let done = m.shared().closed(s);
+    assert!(done.reason.is_graceful(), "{done:?}");
+    assert_eq!(done.unread, TOTAL as u64, "every byte drained and counted");
+    drop(peer);
+}

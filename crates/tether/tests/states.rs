@@ -69,8 +69,8 @@ fn a_graceful_exchange_walks_the_states_in_order() {
             "connecting->connected",
             "connected",
             "connected->no_send",
-            "no_send->not_connected",
             "peer_shutdown",
+            "no_send->not_connected",
             "closed normal",
         ];
         let via_fin = [
@@ -79,8 +79,8 @@ fn a_graceful_exchange_walks_the_states_in_order() {
             "connected",
             "connected->no_send",
             "no_send->no_send_recv",
-            "no_send_recv->not_connected",
             "peer_shutdown",
+            "no_send_recv->not_connected",
             "closed normal",
         ];
         assert!(

@@ -38,7 +38,7 @@ fn context_errors_are_typed_and_name_the_problem() {
     );
     assert!(
         e.to_string()
-            .starts_with("the certificate chain is not valid PEM: "),
+            .starts_with("not valid PEM in the certificate chain: "),
         "{e}"
     );
     let e = b().roots_pem(garbage).unwrap_err();
@@ -66,7 +66,7 @@ fn context_errors_are_typed_and_name_the_problem() {
     );
     assert!(
         e.to_string()
-            .starts_with("the private key is not valid PEM: "),
+            .starts_with("not valid PEM in the private key: "),
         "{e}"
     );
 
@@ -89,7 +89,7 @@ fn context_errors_are_typed_and_name_the_problem() {
     );
     assert_eq!(
         e.to_string(),
-        "the trust roots is not valid PEM: no CERTIFICATE section found"
+        "not valid PEM in the trust roots: no CERTIFICATE section found"
     );
 
     // No key where the key should be.

@@ -315,6 +315,13 @@ impl Peer {
         }
     }
 
+    pub fn set_write_timeout(&self, t: Option<Duration>) {
+        match self {
+            Peer::Tcp(s) => s.set_write_timeout(t).unwrap(),
+            Peer::Local(s) => s.set_write_timeout(t).unwrap(),
+        }
+    }
+
     pub fn set_read_timeout(&self, t: Option<Duration>) {
         match self {
             Peer::Tcp(s) => s.set_read_timeout(t).unwrap(),

@@ -1,0 +1,264 @@
+//! `--events`: one JSON object per line on stderr.
+//!
+//! Every line starts with the same three fields, then the event's own:
+//! `{"t":0.001234,"socket":3,"event":"closed","reason":"by_peer",...}`. `t` is
+//! seconds since the command started, `socket` the socket's index (`null` when
+//! no socket is concerned). Data (connect and disconnect data) is written as
+//! text when it is UTF-8, else as hex in a field whose name ends in `_hex`.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::time::Instant;
+
+use tether::{Closed, DiscardMethod, PeerInfo, SockAddr, SocketId, State, TlsInfo};
+
+/// The event writer: knows when the command started.
+#[derive(Debug)]
+pub(crate) struct Events {
+    start: Instant,
+}
+
+impl Events {
+    pub(crate) fn new() -> Events {
+        Events {
+            start: Instant::now(),
+        }
+    }
+
+    /// Begin the line of one event; add fields, then [`Line::write`].
+    fn line(&self, socket: Option<SocketId>, event: &str) -> Line {
+        let mut buf = String::with_capacity(128);
+        let t = self.start.elapsed().as_secs_f64();
+        let _ = write!(buf, "{{\"t\":{t:.6},\"socket\":");
+        match socket {
+            Some(s) => {
+                let _ = write!(buf, "{}", s.index());
+            }
+            None => buf.push_str("null"),
+        }
+        let mut line = Line { buf };
+        line.key("event");
+        string(&mut line.buf, event);
+        line
+    }
+}
+
+/// Each event and its fields: the schema the README writes down.
+impl Events {
+    /// `state`: every state change, in order.
+    pub(crate) fn state(&self, s: SocketId, from: State, to: State) {
+        self.line(Some(s), "state")
+            .str("from", from.as_str())
+            .str("to", to.as_str())
+            .write();
+    }
+
+    /// `bound`: the socket has its local address.
+    pub(crate) fn bound(&self, s: SocketId, local: &SockAddr) {
+        self.line(Some(s), "bound")
+            .str("local", &local.to_string())
+            .write();
+    }
+
+    /// `incoming`: a client at the listener `l`, before it is admitted.
+    pub(crate) fn incoming(&self, l: SocketId, peer: &PeerInfo) {
+        self.line(Some(l), "incoming")
+            .addr("peer", peer.peer.as_ref())
+            .data("hello", peer.hello.as_deref())
+            .write();
+    }
+
+    /// `accepted`: `s` is the admitted connection.
+    pub(crate) fn accepted(&self, s: SocketId, listener: Option<SocketId>, peer: Option<SockAddr>) {
+        self.line(Some(s), "accepted")
+            .num("listener", listener.map_or(0, |l| u64::from(l.index())))
+            .addr("peer", peer.as_ref())
+            .write();
+    }
+
+    /// `connected`: a connect completed.
+    pub(crate) fn connected(&self, s: SocketId, local: Option<SockAddr>, peer: Option<SockAddr>) {
+        self.line(Some(s), "connected")
+            .addr("local", local.as_ref())
+            .addr("peer", peer.as_ref())
+            .write();
+    }
+
+    /// `tls`: what the handshake settled.
+    pub(crate) fn tls(&self, s: SocketId, info: &TlsInfo) {
+        let fingerprint = info.peer_fingerprint.map(|f| f.to_hex());
+        self.line(Some(s), "tls")
+            .str("version", info.version.as_str())
+            .str("cipher_suite", info.cipher_suite)
+            .data("alpn", info.alpn.as_deref())
+            .opt_str("peer_fingerprint", fingerprint.as_deref())
+            .opt_str("server_name", info.server_name.as_deref())
+            .write();
+    }
+
+    /// `stdin_eof`: stdin ended and `action` (--on-eof) is carried out.
+    pub(crate) fn stdin_eof(&self, s: SocketId, action: &str) {
+        self.line(Some(s), "stdin_eof")
+            .str("action", action)
+            .write();
+    }
+
+    /// `peer_shutdown`: the peer finished sending.
+    pub(crate) fn peer_shutdown(&self, s: SocketId, farewell: Option<&[u8]>) {
+        self.line(Some(s), "peer_shutdown")
+            .data("farewell", farewell)
+            .write();
+    }
+
+    /// `closed`: the socket's last event.
+    pub(crate) fn closed(&self, s: SocketId, c: &Closed) {
+        let discard = c.discard.map(|d| match d {
+            DiscardMethod::Silent => "silent",
+            DiscardMethod::Reset => "reset",
+            DiscardMethod::Close => "close",
+            _ => "other",
+        });
+        let error = c.error.as_ref().map(|e| e.to_string());
+        self.line(Some(s), "closed")
+            .str("reason", c.reason.as_str())
+            .num("unsent", c.unsent)
+            .num("unread", c.unread)
+            .opt_str("error", error.as_deref())
+            .data("farewell", c.farewell.as_deref())
+            .opt_str("discard", discard)
+            .write();
+    }
+
+    /// `warning`: a problem outside any socket's lifecycle.
+    pub(crate) fn warning(&self, s: Option<SocketId>, message: &str) {
+        self.line(s, "warning").str("message", message).write();
+    }
+}
+
+/// One event's line, being built.
+#[derive(Debug)]
+#[must_use = "a line is only printed by write()"]
+struct Line {
+    buf: String,
+}
+
+impl Line {
+    fn key(&mut self, key: &str) {
+        self.buf.push(',');
+        string(&mut self.buf, key);
+        self.buf.push(':');
+    }
+
+    /// A text field.
+    fn str(mut self, key: &str, value: &str) -> Line {
+        self.key(key);
+        string(&mut self.buf, value);
+        self
+    }
+
+    /// A text field, `null` when absent.
+    fn opt_str(mut self, key: &str, value: Option<&str>) -> Line {
+        match value {
+            Some(v) => self.str(key, v),
+            None => {
+                self.key(key);
+                self.buf.push_str("null");
+                self
+            }
+        }
+    }
+
+    /// An address field, `null` when absent.
+    fn addr(self, key: &str, value: Option<&SockAddr>) -> Line {
+        let text = value.map(|a| a.to_string());
+        self.opt_str(key, text.as_deref())
+    }
+
+    /// A number field.
+    fn num(mut self, key: &str, value: u64) -> Line {
+        self.key(key);
+        let _ = write!(self.buf, "{value}");
+        self
+    }
+
+    /// A data field: text when UTF-8, else hex under `<key>_hex`; `null` when
+    /// absent.
+    fn data(mut self, key: &str, value: Option<&[u8]>) -> Line {
+        match value.map(std::str::from_utf8) {
+            None => self.opt_str(key, None),
+            Some(Ok(text)) => self.str(key, text),
+            Some(Err(_)) => {
+                let bytes = value.unwrap_or_default();
+                self.key(&format!("{key}_hex"));
+                self.buf.push('"');
+                for b in bytes {
+                    let _ = write!(self.buf, "{b:02x}");
+                }
+                self.buf.push('"');
+                self
+            }
+        }
+    }
+
+    /// Print the line on stderr, whole.
+    fn write(mut self) {
+        self.buf.push_str("}\n");
+        let _ = std::io::stderr().lock().write_all(self.buf.as_bytes());
+    }
+
+    #[cfg(test)]
+    fn text(mut self) -> String {
+        self.buf.push('}');
+        self.buf
+    }
+}
+
+/// A JSON string, quoted and escaped.
+fn string(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_what_json_needs() {
+        let mut out = String::new();
+        string(&mut out, "a\"b\\c\nd\te\u{1}f\u{7f}é");
+        assert_eq!(out, r#""a\"b\\c\nd\te\u0001f\u007fé""#);
+    }
+
+    #[test]
+    fn data_is_text_or_hex() {
+        let events = Events::new();
+        let line = events
+            .line(None, "peer_shutdown")
+            .data("farewell", Some(b"bye"))
+            .data("hello", Some(&[0xff, 0x00]))
+            .data("none", None)
+            .num("unsent", 3)
+            .text();
+        assert!(line.starts_with("{\"t\":0.0"), "{line}");
+        assert!(
+            line.ends_with(
+                r#","socket":null,"event":"peer_shutdown","farewell":"bye","hello_hex":"ff00","none":null,"unsent":3}"#
+            ),
+            "{line}"
+        );
+    }
+}

@@ -1,0 +1,357 @@
+//! Flags into library settings: the address checked, the TLS context built
+//! from its files, the timeouts. Every problem is a [`UsageError`]: one line
+//! that names the flag or file and what is wrong with it.
+
+use std::path::Path;
+use std::time::Duration;
+
+use tether::{ClientCerts, SockAddr, Timeouts, TlsContext, TlsContextBuilder, TlsError};
+
+use crate::{Common, ConnectArgs, ListenArgs, OnEof};
+
+/// A usage error: the message, without the `tether: ` prefix.
+#[derive(Debug)]
+pub(crate) struct UsageError(pub(crate) String);
+
+/// How bytes are carried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// A byte stream (TCP, TLS, Local): stdin and stdout as they are.
+    Stream,
+    /// Framed messages over a stream: one line, one message.
+    Framed,
+    /// UDP datagrams: one line, one datagram.
+    Udp,
+}
+
+impl Kind {
+    /// One line of stdin is one message, and each message received is printed
+    /// as one line.
+    pub(crate) fn by_line(self) -> bool {
+        self != Kind::Stream
+    }
+}
+
+/// Everything `connect` and `listen` need, checked.
+#[derive(Debug)]
+pub(crate) struct Settings {
+    pub(crate) addr: String,
+    pub(crate) kind: Kind,
+    pub(crate) tls: Option<Tls>,
+    /// Connect data (framed connect).
+    pub(crate) hello: Vec<u8>,
+    /// Disconnect data (framed).
+    pub(crate) farewell: Option<Vec<u8>>,
+    /// Refuse every client with this reason data (framed listen).
+    pub(crate) reject: Option<Vec<u8>>,
+    pub(crate) echo: bool,
+    pub(crate) max_conns: Option<u32>,
+    pub(crate) timeouts: Timeouts,
+    pub(crate) linger: Option<Duration>,
+    pub(crate) on_eof: OnEof,
+    pub(crate) events: bool,
+}
+
+/// TLS settings: the context, and for a client the name to verify.
+#[derive(Debug)]
+pub(crate) struct Tls {
+    pub(crate) ctx: TlsContext,
+    pub(crate) server_name: String,
+}
+
+/// `--idle-timeout`: a positive number of seconds.
+pub(crate) fn positive_secs(text: &str) -> Result<Duration, String> {
+    match secs(text)? {
+        d if d.is_zero() => Err("must be more than 0 seconds".into()),
+        d => Ok(d),
+    }
+}
+
+/// `--linger`: a number of seconds, 0 or more, fractions allowed.
+pub(crate) fn secs(text: &str) -> Result<Duration, String> {
+    let bad = || format!("expected a number of seconds, such as 5 or 0.5, not {text:?}");
+    let value: f64 = text.trim().parse().map_err(|_| bad())?;
+    if !value.is_finite() || value < 0.0 {
+        return Err(bad());
+    }
+    Duration::try_from_secs_f64(value).map_err(|_| bad())
+}
+
+/// A flag that only means something with another.
+fn needs(given: bool, flag: &str, other: &str, why: &str) -> Result<(), UsageError> {
+    if given {
+        Err(UsageError(format!("{flag} needs {other}: {why}")))
+    } else {
+        Ok(())
+    }
+}
+
+fn common(c: &Common) -> Result<(Settings, SockAddr), UsageError> {
+    let addr = SockAddr::parse(&c.addr).map_err(|e| UsageError(e.to_string()))?;
+    if !c.framed {
+        needs(
+            c.farewell.is_some(),
+            "--farewell",
+            "--framed",
+            "only framed connections carry disconnect data",
+        )?;
+    }
+    if !c.tls {
+        let tls = "it is a TLS setting";
+        needs(c.ca.is_some(), "--ca", "--tls", tls)?;
+        needs(c.alpn.is_some(), "--alpn", "--tls", tls)?;
+    }
+    let kind = if c.udp {
+        if addr.is_local() {
+            return Err(UsageError(format!(
+                "--udp needs an ip:port address, not {:?}",
+                c.addr
+            )));
+        }
+        Kind::Udp
+    } else if c.framed {
+        Kind::Framed
+    } else {
+        Kind::Stream
+    };
+    let settings = Settings {
+        addr: c.addr.clone(),
+        kind,
+        tls: None,
+        hello: Vec::new(),
+        farewell: c.farewell.as_ref().map(|f| f.as_bytes().to_vec()),
+        reject: None,
+        echo: false,
+        max_conns: None,
+        timeouts: Timeouts {
+            idle: c.idle_timeout,
+            ..Timeouts::default()
+        },
+        linger: c.linger,
+        on_eof: c.on_eof,
+        events: c.events,
+    };
+    Ok((settings, addr))
+}
+
+/// The files of a TLS context, by flag, for error messages.
+#[derive(Default)]
+struct Files<'a> {
+    cert: Option<(&'static str, &'a Path)>,
+    key: Option<(&'static str, &'a Path)>,
+    ca: Option<&'a Path>,
+}
+
+/// The settings of `tether connect`.
+pub(crate) fn for_connect(args: &ConnectArgs) -> Result<Settings, UsageError> {
+    let c = &args.common;
+    let (mut settings, addr) = common(c)?;
+    if !c.framed {
+        needs(
+            args.hello.is_some(),
+            "--hello",
+            "--framed",
+            "only framed connections carry connect data",
+        )?;
+    }
+    if !c.tls {
+        let tls = "it is a TLS setting";
+        needs(args.client_cert.is_some(), "--client-cert", "--tls", tls)?;
+        needs(args.client_key.is_some(), "--client-key", "--tls", tls)?;
+        needs(args.server_name.is_some(), "--server-name", "--tls", tls)?;
+    }
+    needs(
+        args.client_cert.is_some() && args.client_key.is_none(),
+        "--client-cert",
+        "--client-key FILE",
+        "the certificate's private key",
+    )?;
+    needs(
+        args.client_key.is_some() && args.client_cert.is_none(),
+        "--client-key",
+        "--client-cert FILE",
+        "the certificate the key belongs to",
+    )?;
+    settings.hello = args
+        .hello
+        .as_ref()
+        .map_or_else(Vec::new, |h| h.as_bytes().to_vec());
+    if c.tls {
+        let Some(ca) = &c.ca else {
+            return Err(UsageError(
+                "connect --tls needs --ca FILE: the CA certificate (or the server's own \
+                 self-signed certificate) to verify the server against"
+                    .into(),
+            ));
+        };
+        let server_name = match (&args.server_name, &addr) {
+            (Some(name), _) => name.clone(),
+            (None, SockAddr::Inet(a)) => a.ip().to_string(),
+            (None, _) => {
+                return Err(UsageError(format!(
+                "--tls over {:?} needs --server-name NAME: the name on the server's certificate",
+                c.addr
+            )))
+            }
+        };
+        let mut files = Files {
+            ca: Some(ca),
+            ..Files::default()
+        };
+        let mut builder = TlsContext::builder()
+            .roots_file(ca)
+            .map_err(|e| file_error(e, &files))?;
+        if let (Some(cert), Some(key)) = (&args.client_cert, &args.client_key) {
+            files.cert = Some(("--client-cert", cert));
+            files.key = Some(("--client-key", key));
+            builder = builder
+                .certificate_files(cert, key)
+                .map_err(|e| file_error(e, &files))?;
+        }
+        let ctx = finish(builder, c, &files)?;
+        settings.tls = Some(Tls { ctx, server_name });
+    }
+    Ok(settings)
+}
+
+/// The settings of `tether listen`.
+pub(crate) fn for_listen(args: &ListenArgs) -> Result<Settings, UsageError> {
+    let c = &args.common;
+    let (mut settings, _) = common(c)?;
+    if !c.framed {
+        needs(
+            args.reject.is_some(),
+            "--reject",
+            "--framed",
+            "only framed connections carry reason data",
+        )?;
+    }
+    if !c.tls {
+        let tls = "it is a TLS setting";
+        needs(args.cert.is_some(), "--cert", "--tls", tls)?;
+        needs(args.key.is_some(), "--key", "--tls", tls)?;
+        needs(
+            args.require_client_cert,
+            "--require-client-cert",
+            "--tls",
+            tls,
+        )?;
+    }
+    needs(
+        args.max_conns.is_some() && !args.echo,
+        "--max-conns",
+        "--echo",
+        "without it, listen serves one connection",
+    )?;
+    needs(
+        args.require_client_cert && c.ca.is_none(),
+        "--require-client-cert",
+        "--ca FILE",
+        "the CA that signs the client certificates",
+    )?;
+    settings.echo = args.echo;
+    settings.max_conns = args.max_conns;
+    settings.reject = args.reject.as_ref().map(|r| r.as_bytes().to_vec());
+    if c.tls {
+        let (Some(cert), Some(key)) = (&args.cert, &args.key) else {
+            return Err(UsageError(
+                "listen --tls needs --cert FILE and --key FILE: the server's certificate \
+                 chain and its private key"
+                    .into(),
+            ));
+        };
+        let files = Files {
+            cert: Some(("--cert", cert)),
+            key: Some(("--key", key)),
+            ca: c.ca.as_deref(),
+        };
+        let mut builder = TlsContext::builder()
+            .certificate_files(cert, key)
+            .map_err(|e| file_error(e, &files))?;
+        if let Some(ca) = &c.ca {
+            builder = builder
+                .roots_file(ca)
+                .map_err(|e| file_error(e, &files))?
+                .client_certs(if args.require_client_cert {
+                    ClientCerts::Required
+                } else {
+                    ClientCerts::Optional
+                });
+        }
+        let ctx = finish(builder, c, &files)?;
+        settings.tls = Some(Tls {
+            ctx,
+            server_name: String::new(),
+        });
+    }
+    Ok(settings)
+}
+
+/// Add the ALPN list and build the context.
+fn finish(
+    builder: TlsContextBuilder,
+    c: &Common,
+    files: &Files<'_>,
+) -> Result<TlsContext, UsageError> {
+    let mut builder = builder;
+    if let Some(list) = &c.alpn {
+        let protocols: Vec<&str> = list.split(',').collect();
+        if protocols.iter().any(|p| p.is_empty()) {
+            return Err(UsageError(format!(
+                "--alpn {list:?} has an empty protocol name; give names separated by commas, \
+                 such as h2,http/1.1"
+            )));
+        }
+        builder = builder
+            .alpn(&protocols)
+            .map_err(|e| UsageError(format!("--alpn: {e}")))?;
+    }
+    builder.build().map_err(|e| file_error(e, files))
+}
+
+/// A TLS error as one line that names the flag and the file it concerns.
+fn file_error(e: TlsError, files: &Files<'_>) -> UsageError {
+    let named = |file: Option<(&str, &Path)>| {
+        file.map_or_else(
+            || "TLS".to_string(),
+            |(flag, path)| format!("{flag} {}", path.display()),
+        )
+    };
+    let ca = files.ca.map(|p| ("--ca", p));
+    let which = match &e {
+        // The message names the file; say which flag gave it.
+        TlsError::Read { path, .. } => [files.cert, files.key, ca]
+            .into_iter()
+            .flatten()
+            .find(|(_, p)| p.display().to_string() == *path)
+            .map_or("TLS", |(flag, _)| flag)
+            .to_string(),
+        TlsError::BadPem { what, .. } if *what == "private key" => named(files.key),
+        TlsError::BadPem { what, .. } if *what == "trust roots" => named(ca),
+        TlsError::NoPrivateKey => named(files.key),
+        TlsError::BadRoot(_) => named(ca),
+        TlsError::KeyMismatch => format!("{} and {}", named(files.key), named(files.cert)),
+        TlsError::EmptyChain | TlsError::BadPem { .. } => named(files.cert),
+        _ => "TLS".to_string(),
+    };
+    if let TlsError::BadPem { what, detail } = &e {
+        return UsageError(format!("{which}: {}", bad_pem(what, detail)));
+    }
+    UsageError(format!("{which}: {e}"))
+}
+
+/// Why PEM did not parse, in words: the PEM parser's own messages carry
+/// debug-formatted bytes (`InvalidCharacter(33)`, `[45, 45, ...]`).
+fn bad_pem(what: &str, detail: &str) -> String {
+    let verb = if what.ends_with('s') { "are" } else { "is" };
+    let why = if detail.starts_with("base64 decode error") {
+        "the base64 text inside a BEGIN/END section is broken"
+    } else if detail.starts_with("missing section end marker") {
+        "a BEGIN line has no matching END line"
+    } else if detail.starts_with("illegal section start") {
+        "a BEGIN line is malformed"
+    } else {
+        detail
+    };
+    format!("the {what} {verb} not valid PEM: {why}")
+}

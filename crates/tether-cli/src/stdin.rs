@@ -1,0 +1,78 @@
+//! stdin on a plain thread: blocking reads work for pipes, terminals and
+//! regular files alike (epoll cannot watch the last). Each chunk is posted to
+//! the loop, and the thread waits for the loop to say the chunk reached the
+//! kernel before it reads the next: at most one chunk is in memory, and a peer
+//! that does not read holds stdin back.
+
+use std::io::{BufRead, Read};
+use std::sync::mpsc::{channel, Receiver, Sender};
+
+use tether::MuxHandle;
+
+use crate::relay::{self, App};
+
+/// How much one read takes in stream mode.
+const CHUNK: usize = 64 * 1024;
+
+/// Start reading stdin: by line when `by_line` (framed, UDP: one line, one
+/// message, the newline dropped), else in chunks as they come. Returns the
+/// sender the loop acknowledges each chunk with.
+pub(crate) fn spawn(handle: MuxHandle<App>, by_line: bool) -> std::io::Result<Sender<()>> {
+    let (ack, acked) = channel();
+    std::thread::Builder::new()
+        .name("stdin".into())
+        .spawn(move || read(&handle, by_line, &acked))?;
+    Ok(ack)
+}
+
+fn read(handle: &MuxHandle<App>, by_line: bool, acked: &Receiver<()>) {
+    let stdin = std::io::stdin();
+    let mut input = stdin.lock();
+    let mut buf = vec![0; CHUNK];
+    loop {
+        let got = if by_line {
+            let mut line = Vec::new();
+            match input.read_until(b'\n', &mut line) {
+                Ok(0) => Ok(None),
+                Ok(_) => {
+                    if line.last() == Some(&b'\n') {
+                        line.pop();
+                    }
+                    Ok(Some(line))
+                }
+                Err(e) => Err(e),
+            }
+        } else {
+            match input.read(&mut buf) {
+                Ok(0) => Ok(None),
+                Ok(n) => Ok(Some(buf[..n].to_vec())),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => Err(e),
+            }
+        };
+        match got {
+            Ok(Some(chunk)) => {
+                if handle
+                    .post(move |cx| relay::stdin_chunk(cx, chunk))
+                    .is_err()
+                {
+                    return;
+                }
+                // The loop acknowledges once the chunk reached the kernel, or
+                // drops the sender when nothing more can be sent.
+                if acked.recv().is_err() {
+                    return;
+                }
+            }
+            Ok(None) => {
+                let _ = handle.post(|cx| relay::stdin_ended(cx, None));
+                return;
+            }
+            Err(e) => {
+                let why = e.to_string();
+                let _ = handle.post(move |cx| relay::stdin_ended(cx, Some(why)));
+                return;
+            }
+        }
+    }
+}
