@@ -412,7 +412,7 @@ impl<S: 'static> Cx<S> {
             self.send_frame(s, tether_proto::frame::FrameType::Farewell, &[], false)?;
         }
         let slot = self.live(s)?;
-        slot.life.close(now, slot.linger)?;
+        slot.life.close(now, slot.linger())?;
         slot.want = None;
         self.settle(s);
         Ok(())
@@ -439,7 +439,7 @@ impl<S: 'static> Cx<S> {
 
     /// How long a later `close()` may take before it resets.
     pub fn set_linger(&mut self, s: SocketId, linger: Duration) -> Result<(), ApiError> {
-        self.live(s)?.linger = linger;
+        self.live(s)?.linger_ms = u32::try_from(linger.as_millis()).unwrap_or(u32::MAX);
         Ok(())
     }
 

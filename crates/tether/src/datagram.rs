@@ -108,7 +108,7 @@ impl<S: 'static> Cx<S> {
         if let Io::Udp(sock, fixed) = &mut slot.io {
             sock.connect(peer)
                 .map_err(|e| (crate::cx::connect_reason(&e), Error::Io(e)))?;
-            *fixed = Some(peer);
+            *fixed = Some(Box::new(peer));
         }
         io_log!(debug, Transport::Udp, socket = %s, %peer, "connected");
         slot.life.connected();
@@ -150,7 +150,7 @@ impl<S: 'static> Cx<S> {
             return Err(ApiError::NoPeer);
         };
         let connected = peer.is_some();
-        let dest = match (to, *peer) {
+        let dest = match (to, peer.as_deref().copied()) {
             (Some(to), _) => to,
             (None, Some(peer)) => peer,
             (None, None) => return Err(ApiError::NoPeer),

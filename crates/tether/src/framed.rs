@@ -428,7 +428,7 @@ impl<S: 'static> Cx<S> {
                 let _ = self.send_frame(s, FrameType::Reject, &reason, false);
                 if let Some(slot) = find(&mut self.slots, s) {
                     slot.life.connected();
-                    let _ = slot.life.close(std::time::Instant::now(), slot.linger);
+                    let _ = slot.life.close(std::time::Instant::now(), slot.linger());
                 }
                 self.settle(s);
                 return false;

@@ -41,7 +41,9 @@ pub(crate) struct Slot<S> {
     pub(crate) wire_up: bool,
     /// The poller said readable and no read has hit WouldBlock since.
     pub(crate) readable: bool,
-    pub(crate) linger: Duration,
+    /// The linger time in milliseconds (a `Duration` would take 16 bytes of
+    /// every socket for a number that is rarely set).
+    pub(crate) linger_ms: u32,
     /// How it ended, once it did.
     pub(crate) end: Option<Box<End>>,
     /// When data last moved either way (for `idle_for` and the idle timeout).
@@ -108,13 +110,17 @@ impl<S> Slot<S> {
             framed: None,
             wire_up: false,
             readable: false,
-            linger: DEFAULT_LINGER,
+            linger_ms: DEFAULT_LINGER.as_millis() as u32,
             end: None,
             active: now,
             timeouts: None,
             origin: None,
             shown: State::NotConnected,
         }
+    }
+
+    pub(crate) fn linger(&self) -> Duration {
+        Duration::from_millis(u64::from(self.linger_ms))
     }
 
     pub(crate) fn end(&mut self) -> &mut End {
@@ -232,7 +238,7 @@ mod tests {
     use super::*;
 
     /// An idle plaintext connection with nothing queued costs this slot and its
-    /// kernel socket, nothing more: the budget is 256 bytes.
+    /// kernel socket, nothing more: the budget is 256 bytes (216 now).
     #[test]
     fn idle_socket_state_is_small() {
         let size = std::mem::size_of::<Slot<()>>();

@@ -82,8 +82,9 @@ pub(crate) enum Io {
     Stream(Stream),
     /// A listener, and what the connections it takes inherit.
     Listener(Box<Listening>),
-    /// A UDP socket, and the peer `connect` fixed, if any.
-    Udp(mio::net::UdpSocket, Option<std::net::SocketAddr>),
+    /// A UDP socket, and the peer `connect` fixed, if any (boxed: an address
+    /// is larger than everything else a socket holds here, and rarely set).
+    Udp(mio::net::UdpSocket, Option<Box<std::net::SocketAddr>>),
 }
 
 impl Io {
