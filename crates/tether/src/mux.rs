@@ -582,86 +582,92 @@ impl<S: 'static> Cx<S> {
     /// Read for the pending recv (one answer per turn) or for a draining close.
     fn pump_read(&mut self, s: SocketId) {
         let mut buf = std::mem::take(&mut self.rbuf);
-        for _ in 0..DRAIN_READS_PER_TURN {
-            let Some(slot) = find(&mut self.slots, s) else {
-                break;
-            };
-            let Slot {
-                io: Io::Stream(stream),
-                tls,
-                readable,
-                partial,
-                want: pending,
-                life,
-                active,
-                ..
-            } = slot
-            else {
-                break;
-            };
-            // With TLS, decrypted bytes may wait in the session though the
-            // socket has nothing more.
-            if (!*readable && tls.is_none()) || !life.wants_input() {
-                break;
-            }
-            let tls = tls.as_deref_mut();
-            if life.is_draining() {
-                match read_stream(stream, tls, readable, &mut buf) {
-                    Read::Data(n) => life.read(n),
-                    Read::Eof => life.eof(),
-                    Read::Empty => break,
-                    Read::Failed(e) => self.fail(s, crate::tls::read_failure(&e), e),
+        // Whether the turn's reads ran out while input was still wanted.
+        let ran_out = 'turn: {
+            for _ in 0..DRAIN_READS_PER_TURN {
+                let Some(slot) = find(&mut self.slots, s) else {
+                    break 'turn false;
+                };
+                let Slot {
+                    io: Io::Stream(stream),
+                    tls,
+                    readable,
+                    partial,
+                    want: pending,
+                    life,
+                    active,
+                    ..
+                } = slot
+                else {
+                    break 'turn false;
+                };
+                // With TLS, decrypted bytes may wait in the session though the
+                // socket has nothing more.
+                if (!*readable && tls.is_none()) || !life.wants_input() {
+                    break 'turn false;
                 }
-                self.settle(s);
-                continue;
-            }
-            let Some(want) = *pending else { break };
-            let outcome = match want.mode {
-                RecvMode::Partial => {
-                    let cap = want.n.min(buf.len());
-                    read_stream(stream, tls, readable, &mut buf[..cap])
+                let tls = tls.as_deref_mut();
+                if life.is_draining() {
+                    match read_stream(stream, tls, readable, &mut buf) {
+                        Read::Data(n) => life.read(n),
+                        Read::Eof => life.eof(),
+                        Read::Empty => break 'turn false,
+                        Read::Failed(e) => self.fail(s, crate::tls::read_failure(&e), e),
+                    }
+                    self.settle(s);
+                    continue;
                 }
-                RecvMode::Exact if partial.is_empty() && want.n <= buf.len() => {
-                    read_stream(stream, tls, readable, &mut buf[..want.n])
-                }
-                RecvMode::Exact => {
-                    let filled = partial.len();
-                    partial.resize(want.n, 0);
-                    let r = read_stream(stream, tls, readable, &mut partial[filled..]);
-                    let got = if let Read::Data(n) = r { n } else { 0 };
-                    partial.truncate(filled + got);
-                    r
-                }
-            };
-            match outcome {
-                Read::Data(n) => {
-                    life.read(n);
-                    *active = self.now;
-                    if let Some(data) = self.complete(s, want, &buf, n) {
-                        self.deliver(s, data.as_deref().unwrap_or(&buf[..n]));
-                        break;
+                let Some(want) = *pending else {
+                    break 'turn false;
+                };
+                let outcome = match want.mode {
+                    RecvMode::Partial => {
+                        let cap = want.n.min(buf.len());
+                        read_stream(stream, tls, readable, &mut buf[..cap])
+                    }
+                    RecvMode::Exact if partial.is_empty() && want.n <= buf.len() => {
+                        read_stream(stream, tls, readable, &mut buf[..want.n])
+                    }
+                    RecvMode::Exact => {
+                        let filled = partial.len();
+                        partial.resize(want.n, 0);
+                        let r = read_stream(stream, tls, readable, &mut partial[filled..]);
+                        let got = if let Read::Data(n) = r { n } else { 0 };
+                        partial.truncate(filled + got);
+                        r
+                    }
+                };
+                match outcome {
+                    Read::Data(n) => {
+                        life.read(n);
+                        *active = self.now;
+                        if let Some(data) = self.complete(s, want, &buf, n) {
+                            self.deliver(s, data.as_deref().unwrap_or(&buf[..n]));
+                            break 'turn false;
+                        }
+                    }
+                    Read::Eof => {
+                        pending.take();
+                        *partial = Vec::new();
+                        life.eof();
+                        self.settle(s);
+                        break 'turn false;
+                    }
+                    Read::Empty => break 'turn false,
+                    Read::Failed(e) => {
+                        self.fail(s, crate::tls::read_failure(&e), e);
+                        self.settle(s);
+                        break 'turn false;
                     }
                 }
-                Read::Eof => {
-                    pending.take();
-                    *partial = Vec::new();
-                    life.eof();
-                    self.settle(s);
-                    break;
-                }
-                Read::Empty => break,
-                Read::Failed(e) => {
-                    self.fail(s, crate::tls::read_failure(&e), e);
-                    self.settle(s);
-                    break;
-                }
             }
-        }
+            true
+        };
         self.rbuf = buf;
         // The turn's reads ran out with input still wanted and waiting (a long
         // drain, a large Exact recv): edge-triggered readiness will not say so
         // again, so come back after the other sockets had their turn.
-        if let Some(slot) = self.slot(s) {
+        if let (true, Some(slot)) = (ran_out, self.slot(s)) {
             let wanted = slot.want.is_some() || slot.life.is_draining();
             if wanted && slot.readable && slot.life.wants_input() {
                 self.tasks.push_back(Task::Read(s));
