@@ -1,0 +1,236 @@
+//! What the servers, the load generator and the scenarios share.
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use crate::tlsio::Pki;
+
+/// The servers compared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) enum Kind {
+    Tether,
+    Mio,
+    Tokio,
+    /// Blocking std::net, a thread per connection (stream only).
+    Std,
+}
+
+impl Kind {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Kind::Tether => "tether",
+            Kind::Mio => "mio",
+            Kind::Tokio => "tokio",
+            Kind::Std => "std",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Option<Kind> {
+        [Kind::Tether, Kind::Mio, Kind::Tokio, Kind::Std]
+            .into_iter()
+            .find(|k| k.name() == s)
+    }
+}
+
+/// What a server does with each connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Service {
+    /// Write back what arrives; answer the peer's end with ours.
+    Echo,
+    /// Read and count; answer the peer's end with ours.
+    Sink,
+    /// Write 64 KiB chunks for as long as the peer stays.
+    Source,
+}
+
+/// Which transport a server listens on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Net {
+    Tcp,
+    Unix,
+    Udp,
+}
+
+/// Where a server listens.
+#[derive(Clone, Debug)]
+pub(crate) enum Target {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+    Udp(SocketAddr),
+}
+
+impl Target {
+    /// The address as tether (and the command line) writes it.
+    pub(crate) fn text(&self) -> String {
+        match self {
+            Target::Tcp(a) | Target::Udp(a) => a.to_string(),
+            Target::Unix(p) => format!("unix:{}", p.display()),
+        }
+    }
+
+    pub(crate) fn parse(s: &str, udp: bool) -> Option<Target> {
+        if let Some(path) = s.strip_prefix("unix:") {
+            return Some(Target::Unix(PathBuf::from(path)));
+        }
+        let addr = s.parse().ok()?;
+        Some(if udp {
+            Target::Udp(addr)
+        } else {
+            Target::Tcp(addr)
+        })
+    }
+}
+
+/// What a server is asked to be.
+#[derive(Clone)]
+pub(crate) struct Spec {
+    pub(crate) net: Net,
+    pub(crate) service: Service,
+    /// TLS with these certificates (TCP only).
+    pub(crate) tls: Option<Arc<Pki>>,
+}
+
+/// Counters every server keeps the same way (relaxed atomics: one add per
+/// event, nothing on the byte path but `bytes`, once per read).
+#[derive(Debug, Default)]
+pub(crate) struct Stats {
+    /// Connections taken from the listener.
+    pub(crate) accepted: AtomicU64,
+    /// Connections up (accepted; for TLS, handshake over).
+    pub(crate) up: AtomicU64,
+    /// Connections the server closed (every accepted one, in the end).
+    pub(crate) closed: AtomicU64,
+    /// Bytes a sink took in.
+    pub(crate) bytes: AtomicU64,
+}
+
+impl Stats {
+    pub(crate) fn accepted(&self) {
+        self.accepted.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn up(&self) {
+        self.up.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn closed(&self) {
+        self.closed.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn bytes(&self, n: usize) {
+        self.bytes.fetch_add(n as u64, Ordering::Relaxed);
+    }
+    pub(crate) fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}
+
+/// What a source writes, again and again.
+pub(crate) static CHUNK: [u8; 64 * 1024] = [0x5a; 64 * 1024];
+
+/// A fresh Unix socket path for one server.
+pub(crate) fn unix_path() -> PathBuf {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    std::env::temp_dir().join(format!("tether-bench-{}-{n}.sock", std::process::id()))
+}
+
+/// A listening socket for the servers that do not bind through their own API
+/// (mio, tokio, std): the same options tether's listener has — SO_REUSEADDR,
+/// TCP_NODELAY (inherited by accepted sockets), a backlog of 1024.
+pub(crate) fn std_listener(net: Net) -> std::io::Result<(socket2::Socket, Target)> {
+    use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+    match net {
+        Net::Tcp => {
+            let addr: SocketAddr = "127.0.0.1:0".parse().expect("address");
+            let sock = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
+            sock.set_reuse_address(true)?;
+            sock.set_nodelay(true)?;
+            sock.bind(&addr.into())?;
+            sock.listen(1024)?;
+            let local = sock.local_addr()?.as_socket().expect("inet");
+            Ok((sock, Target::Tcp(local)))
+        }
+        Net::Unix => {
+            let path = unix_path();
+            let _ = std::fs::remove_file(&path);
+            let sock = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+            sock.bind(&SockAddr::unix(&path)?)?;
+            sock.listen(1024)?;
+            Ok((sock, Target::Unix(path)))
+        }
+        Net::Udp => {
+            let addr: SocketAddr = "127.0.0.1:0".parse().expect("address");
+            let sock = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+            sock.bind(&addr.into())?;
+            let local = sock.local_addr()?.as_socket().expect("inet");
+            Ok((sock, Target::Udp(local)))
+        }
+    }
+}
+
+/// A server running on its own thread.
+pub(crate) struct Server {
+    pub(crate) target: Target,
+    pub(crate) stats: Arc<Stats>,
+    stop: Option<Box<dyn FnOnce() + Send>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("target", &self.target)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// Start a server of `kind` and wait until it listens.
+    pub(crate) fn start(kind: Kind, spec: &Spec) -> Server {
+        let stats = Arc::new(Stats::default());
+        let (target, stop, thread) = match kind {
+            Kind::Tether => crate::server_tether::start(spec.clone(), stats.clone()),
+            Kind::Mio => crate::server_mio::start(spec.clone(), stats.clone()),
+            Kind::Tokio => crate::server_tokio::start(spec.clone(), stats.clone()),
+            Kind::Std => crate::server_std::start(spec.clone(), stats.clone()),
+        };
+        Server {
+            target,
+            stats,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    /// Stop it and wait for its thread.
+    pub(crate) fn stop(mut self) {
+        self.halt();
+    }
+
+    fn halt(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            stop();
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        if let Target::Unix(path) = &self.target {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
+/// What each server module's `start` returns: where it listens, how to stop
+/// it, its thread.
+pub(crate) type Started = (
+    Target,
+    Box<dyn FnOnce() + Send>,
+    std::thread::JoinHandle<()>,
+);

@@ -1,0 +1,165 @@
+//! tether-bench: the same load against tether, a hand-written mio loop (the
+//! floor of what epoll allows) and tokio's current-thread runtime, in one run,
+//! interleaved round by round. See BENCHMARKS.md at the repository root.
+//!
+//! ```text
+//! cargo run --release -p tether-bench -- SCENARIO [--quick] [--rounds N] [--secs S]
+//! ```
+#![deny(unsafe_code)]
+
+mod common;
+mod idle;
+mod load;
+mod report;
+mod scenarios;
+mod server_mio;
+mod server_std;
+mod server_tether;
+mod server_tokio;
+mod sys;
+mod tlsio;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+
+use crate::common::Kind;
+use crate::load::Window;
+
+const SCENARIOS: [&str; 8] = [
+    "pingpong",
+    "stream",
+    "local",
+    "udp",
+    "churn",
+    "tls-handshake",
+    "tls-data",
+    "idle-memory",
+];
+
+/// Benchmarks: tether vs a hand-written mio loop vs tokio, on the same load.
+#[derive(Parser, Debug)]
+#[command(name = "tether-bench")]
+struct Args {
+    /// pingpong, stream, local, udp, churn, tls-handshake, tls-data,
+    /// idle-memory, or all.
+    scenario: String,
+    /// A few seconds for everything: proves it builds and runs (numbers
+    /// from it mean little).
+    #[arg(long)]
+    quick: bool,
+    /// Rounds per case (each server once per round) [default: 5; quick 1].
+    #[arg(long)]
+    rounds: Option<usize>,
+    /// Seconds measured per run [default: 1.0; quick 0.04].
+    #[arg(long)]
+    secs: Option<f64>,
+    /// Seconds of warm-up before each measured window [default: 0.25; quick 0.02].
+    #[arg(long)]
+    warmup: Option<f64>,
+    /// Idle connections for idle-memory [default: 8000; quick 200].
+    #[arg(long)]
+    idle_conns: Option<usize>,
+    /// Only these servers (comma-separated: tether,mio,tokio,std).
+    #[arg(long, value_delimiter = ',')]
+    only: Option<Vec<String>>,
+    /// Only the cases whose name contains this ("conns=256 size=64", "up").
+    #[arg(long)]
+    case: Option<String>,
+}
+
+/// What every scenario is run with.
+#[derive(Debug)]
+pub(crate) struct Opts {
+    pub(crate) quick: bool,
+    pub(crate) rounds: usize,
+    pub(crate) window: Window,
+    pub(crate) idle_conns: usize,
+    pub(crate) only: Option<Vec<Kind>>,
+    pub(crate) case: Option<String>,
+}
+
+fn main() {
+    let argv: Vec<String> = std::env::args().collect();
+    // The idle-memory scenario's child processes.
+    match argv.get(1).map(String::as_str) {
+        Some("__idle-server") => return idle::server_child(&argv[2..]),
+        Some("__idle-clients") => return idle::clients_child(&argv[2..]),
+        _ => {}
+    }
+    let args = Args::parse();
+    let chosen: Vec<&str> = if args.scenario == "all" {
+        SCENARIOS.to_vec()
+    } else if SCENARIOS.contains(&args.scenario.as_str()) {
+        vec![args.scenario.as_str()]
+    } else {
+        eprintln!(
+            "tether-bench: unknown scenario {:?}; choose one of {} or all",
+            args.scenario,
+            SCENARIOS.join(", ")
+        );
+        std::process::exit(2);
+    };
+    let only = args.only.as_ref().map(|names| {
+        names
+            .iter()
+            .map(|n| {
+                Kind::parse(n).unwrap_or_else(|| {
+                    eprintln!("tether-bench: unknown server {n:?}");
+                    std::process::exit(2);
+                })
+            })
+            .collect()
+    });
+    let q = args.quick;
+    let opts = Opts {
+        quick: q,
+        rounds: args.rounds.unwrap_or(if q { 1 } else { 5 }).max(1),
+        window: Window {
+            warmup: Duration::from_secs_f64(args.warmup.unwrap_or(if q { 0.02 } else { 0.25 })),
+            measure: Duration::from_secs_f64(args.secs.unwrap_or(if q { 0.04 } else { 1.0 })),
+        },
+        idle_conns: args.idle_conns.unwrap_or(if q { 200 } else { 8000 }).max(1),
+        only,
+        case: args.case.clone(),
+    };
+    let limit = sys::raise_nofile_limit();
+    eprintln!(
+        "tether-bench: {} on {} CPU(s), load average {}, descriptor limit {limit}",
+        chosen.join(", "),
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" "),
+    );
+    let pki = Arc::new(tlsio::Pki::new());
+    let started = Instant::now();
+    for name in chosen {
+        let t = Instant::now();
+        let report = match name {
+            "pingpong" => scenarios::pingpong(&opts),
+            "stream" => scenarios::stream(&opts),
+            "local" => scenarios::local(&opts),
+            "udp" => scenarios::udp(&opts),
+            "churn" => scenarios::churn(&opts),
+            "tls-handshake" => scenarios::tls_handshake(&opts, &pki),
+            "tls-data" => scenarios::tls_data(&opts, &pki),
+            "idle-memory" => idle::idle_memory(&opts),
+            _ => unreachable!(),
+        };
+        print!("{}", report.table());
+        println!("{}", report.json(opts.quick));
+        eprintln!(
+            "tether-bench: {name} took {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
+    }
+    eprintln!(
+        "tether-bench: done in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}

@@ -1,0 +1,259 @@
+//! Figures gathered over rounds, printed as a table and as one JSON line.
+#![forbid(unsafe_code)]
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use crate::common::Kind;
+
+/// One figure of one case, its values per server over the rounds.
+#[derive(Debug)]
+struct Figure {
+    name: &'static str,
+    higher_better: bool,
+    values: BTreeMap<Kind, Vec<f64>>,
+}
+
+#[derive(Debug)]
+struct Case {
+    name: String,
+    figures: Vec<Figure>,
+}
+
+/// A scenario's results.
+#[derive(Debug)]
+pub(crate) struct Report {
+    scenario: &'static str,
+    about: String,
+    kinds: Vec<Kind>,
+    rounds: usize,
+    cases: Vec<Case>,
+}
+
+/// Median, minimum, maximum.
+fn stats(values: &[f64]) -> (f64, f64, f64) {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    let median = if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    };
+    (median, v[0], v[n - 1])
+}
+
+/// Three significant digits, with k / M for large numbers.
+fn num(x: f64) -> String {
+    let (v, suffix) = match x.abs() {
+        a if a >= 10e6 => (x / 1e6, "M"),
+        a if a >= 10e3 => (x / 1e3, "k"),
+        _ => (x, ""),
+    };
+    let digits = match v.abs() {
+        a if a >= 100.0 || a == 0.0 => 0,
+        a if a >= 10.0 => 1,
+        a if a >= 1.0 => 2,
+        _ => 3,
+    };
+    format!("{v:.digits$}{suffix}")
+}
+
+fn json_num(x: f64) -> String {
+    if x.is_finite() {
+        format!("{x:.6}")
+    } else {
+        "null".into()
+    }
+}
+
+impl Report {
+    pub(crate) fn new(
+        scenario: &'static str,
+        about: String,
+        kinds: &[Kind],
+        rounds: usize,
+    ) -> Self {
+        Report {
+            scenario,
+            about,
+            kinds: kinds.to_vec(),
+            rounds,
+            cases: Vec::new(),
+        }
+    }
+
+    /// Record one value. `name` ends in ↑ (higher is better) or ↓.
+    pub(crate) fn add(&mut self, case: &str, kind: Kind, name: &'static str, value: f64) {
+        let higher_better = !name.ends_with('↓');
+        let idx = match self.cases.iter().position(|c| c.name == case) {
+            Some(i) => i,
+            None => {
+                self.cases.push(Case {
+                    name: case.to_string(),
+                    figures: Vec::new(),
+                });
+                self.cases.len() - 1
+            }
+        };
+        let figures = &mut self.cases[idx].figures;
+        let fig = match figures.iter().position(|f| f.name == name) {
+            Some(i) => &mut figures[i],
+            None => {
+                figures.push(Figure {
+                    name,
+                    higher_better,
+                    values: BTreeMap::new(),
+                });
+                figures.last_mut().expect("just pushed")
+            }
+        };
+        fig.values.entry(kind).or_default().push(value);
+    }
+
+    fn median(fig: &Figure, kind: Kind) -> Option<f64> {
+        fig.values.get(&kind).map(|v| stats(v).0)
+    }
+
+    fn ratio(fig: &Figure, other: Kind) -> Option<f64> {
+        let t = Self::median(fig, Kind::Tether)?;
+        let o = Self::median(fig, other)?;
+        (o != 0.0).then(|| t / o)
+    }
+
+    /// The table: median [min–max] per server, ratios of the medians.
+    pub(crate) fn table(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "\n== {} — {} — {} round(s), median [min–max]; ↑ higher is better, ↓ lower ==",
+            self.scenario, self.about, self.rounds
+        );
+        let case_w = self
+            .cases
+            .iter()
+            .map(|c| c.name.len())
+            .max()
+            .unwrap_or(4)
+            .max(4);
+        let fig_w = self
+            .cases
+            .iter()
+            .flat_map(|c| c.figures.iter().map(|f| f.name.chars().count()))
+            .max()
+            .unwrap_or(6)
+            .max(6);
+        let mut cells: Vec<Vec<String>> = Vec::new();
+        for case in &self.cases {
+            for (i, fig) in case.figures.iter().enumerate() {
+                let mut row = vec![
+                    if i == 0 {
+                        case.name.clone()
+                    } else {
+                        String::new()
+                    },
+                    fig.name.to_string(),
+                ];
+                for k in &self.kinds {
+                    row.push(match fig.values.get(k) {
+                        Some(v) => {
+                            let (m, lo, hi) = stats(v);
+                            if v.len() > 1 {
+                                format!("{} [{}–{}]", num(m), num(lo), num(hi))
+                            } else {
+                                num(m)
+                            }
+                        }
+                        None => "-".into(),
+                    });
+                }
+                for other in [Kind::Mio, Kind::Tokio, Kind::Std] {
+                    if self.kinds.contains(&other) && self.kinds.contains(&Kind::Tether) {
+                        row.push(Self::ratio(fig, other).map_or("-".into(), |r| format!("{r:.2}")));
+                    }
+                }
+                cells.push(row);
+            }
+        }
+        let mut header = vec!["case".to_string(), "figure".to_string()];
+        header.extend(self.kinds.iter().map(|k| k.name().to_string()));
+        for other in [Kind::Mio, Kind::Tokio, Kind::Std] {
+            if self.kinds.contains(&other) && self.kinds.contains(&Kind::Tether) {
+                header.push(format!("t/{}", other.name()));
+            }
+        }
+        let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+        widths[0] = widths[0].max(case_w);
+        widths[1] = widths[1].max(fig_w);
+        for row in &cells {
+            for (w, c) in widths.iter_mut().zip(row) {
+                *w = (*w).max(c.chars().count());
+            }
+        }
+        let line = |row: &[String], out: &mut String| {
+            let mut s = String::new();
+            for (i, (c, w)) in row.iter().zip(&widths).enumerate() {
+                let pad = w - c.chars().count();
+                if i < 2 {
+                    let _ = write!(s, "{c}{}  ", " ".repeat(pad));
+                } else {
+                    let _ = write!(s, "{}{c}  ", " ".repeat(pad));
+                }
+            }
+            let _ = writeln!(out, "{}", s.trim_end());
+        };
+        line(&header, &mut out);
+        for row in &cells {
+            line(row, &mut out);
+        }
+        out
+    }
+
+    /// One JSON object on one line.
+    pub(crate) fn json(&self, quick: bool) -> String {
+        let mut s = String::new();
+        let _ = write!(
+            s,
+            "{{\"scenario\":\"{}\",\"about\":\"{}\",\"rounds\":{},\"quick\":{},\"results\":[",
+            self.scenario,
+            self.about.replace('"', "'"),
+            self.rounds,
+            quick
+        );
+        let mut first = true;
+        for case in &self.cases {
+            for fig in &case.figures {
+                if !first {
+                    s.push(',');
+                }
+                first = false;
+                let _ = write!(
+                    s,
+                    "{{\"case\":\"{}\",\"figure\":\"{}\",\"higher_is_better\":{}",
+                    case.name,
+                    fig.name.trim_end_matches(['↑', '↓']).trim_end(),
+                    fig.higher_better
+                );
+                for (k, v) in &fig.values {
+                    let (m, lo, hi) = stats(v);
+                    let _ = write!(
+                        s,
+                        ",\"{}\":{{\"median\":{},\"min\":{},\"max\":{}}}",
+                        k.name(),
+                        json_num(m),
+                        json_num(lo),
+                        json_num(hi)
+                    );
+                }
+                for other in [Kind::Mio, Kind::Tokio, Kind::Std] {
+                    if let Some(r) = Self::ratio(fig, other) {
+                        let _ = write!(s, ",\"tether_over_{}\":{}", other.name(), json_num(r));
+                    }
+                }
+                s.push('}');
+            }
+        }
+        s.push_str("]}");
+        s
+    }
+}

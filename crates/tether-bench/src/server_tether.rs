@@ -1,0 +1,150 @@
+//! The tether server: one `IoMux` on its own thread, the callback API as an
+//! application would use it.
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::sync::{mpsc, Arc};
+
+use tether::{Admission, Closed, Cx, IoMux, PeerInfo, RecvMode, SocketId, SocketUser, TlsInfo};
+
+use crate::common::{unix_path, Net, Service, Spec, Started, Stats, Target, CHUNK};
+
+/// The largest read asked for: tether reads into its one shared buffer, so
+/// asking for much costs nothing per connection.
+const RECV: usize = 64 * 1024;
+
+struct Shared {
+    stats: Arc<Stats>,
+    service: Service,
+    /// A TLS listener's connections are up at `on_tls_ready`, not `on_accepted`.
+    tls: bool,
+}
+
+pub(crate) fn start(spec: Spec, stats: Arc<Stats>) -> Started {
+    let (tx, rx) = mpsc::channel();
+    let thread = std::thread::Builder::new()
+        .name("tether-server".into())
+        .spawn(move || {
+            let mut mux = IoMux::new(Shared {
+                stats,
+                service: spec.service,
+                tls: spec.tls.is_some(),
+            })
+            .expect("tether loop");
+            let target = match spec.net {
+                Net::Udp => {
+                    let s = mux.udp(UdpEcho);
+                    mux.bind(s, "127.0.0.1:0").expect("bind");
+                    Target::Udp(inet(&mux, s))
+                }
+                Net::Tcp | Net::Unix => {
+                    let l = mux.stream(Listener);
+                    let path = (spec.net == Net::Unix).then(unix_path);
+                    let addr = match &path {
+                        Some(p) => format!("unix:{}", p.display()),
+                        None => "127.0.0.1:0".to_string(),
+                    };
+                    mux.bind(l, &addr).expect("bind");
+                    match &spec.tls {
+                        Some(pki) => mux.listen_tls(l, &pki.tether).expect("listen_tls"),
+                        None => mux.listen(l).expect("listen"),
+                    }
+                    match path {
+                        Some(p) => Target::Unix(p),
+                        None => Target::Tcp(inet(&mux, l)),
+                    }
+                }
+            };
+            tx.send((target, mux.handle())).expect("report");
+            mux.run().expect("tether loop");
+        })
+        .expect("spawn");
+    let (target, handle) = rx.recv().expect("tether server started");
+    (target, Box::new(move || handle.terminate()), thread)
+}
+
+fn inet(mux: &IoMux<Shared>, s: SocketId) -> SocketAddr {
+    match mux.local_addr(s) {
+        Some(tether::SockAddr::Inet(a)) => a,
+        other => panic!("unexpected local address {other:?}"),
+    }
+}
+
+struct Listener;
+
+impl SocketUser<Shared> for Listener {
+    fn on_incoming(&mut self, _: &mut Cx<Shared>, _: SocketId, _: &PeerInfo) -> Admission<Shared> {
+        Admission::Accept(Box::new(Conn))
+    }
+    fn on_closed(&mut self, _: &mut Cx<Shared>, _: SocketId, _: &Closed) {}
+}
+
+/// One connection; what it does is the run's service.
+struct Conn;
+
+impl Conn {
+    fn up(cx: &mut Cx<Shared>, s: SocketId) {
+        cx.shared().stats.up();
+        match cx.shared().service {
+            Service::Echo | Service::Sink => {
+                let _ = cx.recv(s, RECV, RecvMode::Partial);
+            }
+            Service::Source => {
+                let _ = cx.send(s, &CHUNK);
+            }
+        }
+    }
+}
+
+impl SocketUser<Shared> for Conn {
+    fn on_accepted(&mut self, cx: &mut Cx<Shared>, s: SocketId) {
+        cx.shared().stats.accepted();
+        if !cx.shared().tls {
+            Conn::up(cx, s);
+        }
+    }
+    fn on_tls_ready(&mut self, cx: &mut Cx<Shared>, s: SocketId, _: &TlsInfo) {
+        Conn::up(cx, s);
+    }
+    fn on_received(&mut self, cx: &mut Cx<Shared>, s: SocketId, data: &[u8]) {
+        match cx.shared().service {
+            Service::Echo => {
+                let _ = cx.send(s, data);
+            }
+            Service::Sink => cx.shared().stats.bytes(data.len()),
+            Service::Source => {}
+        }
+        let _ = cx.recv(s, RECV, RecvMode::Partial);
+    }
+    fn on_sent(&mut self, cx: &mut Cx<Shared>, s: SocketId) {
+        if cx.shared().service == Service::Source {
+            let _ = cx.send(s, &CHUNK);
+        }
+    }
+    fn on_peer_shutdown(&mut self, cx: &mut Cx<Shared>, s: SocketId, _: Option<&[u8]>) {
+        let _ = cx.shutdown(s);
+    }
+    fn on_closed(&mut self, cx: &mut Cx<Shared>, _: SocketId, _: &Closed) {
+        cx.shared().stats.closed();
+    }
+}
+
+/// Echoes each datagram to where it came from.
+struct UdpEcho;
+
+impl SocketUser<Shared> for UdpEcho {
+    fn on_bound(&mut self, cx: &mut Cx<Shared>, s: SocketId, _: &tether::SockAddr) {
+        let _ = cx.recv(s, 2048, RecvMode::Partial);
+    }
+    fn on_received_from(
+        &mut self,
+        cx: &mut Cx<Shared>,
+        s: SocketId,
+        data: &[u8],
+        from: SocketAddr,
+    ) {
+        let _ = cx.send_to(s, data, from);
+        let _ = cx.recv(s, 2048, RecvMode::Partial);
+    }
+    fn on_closed(&mut self, _: &mut Cx<Shared>, _: SocketId, _: &Closed) {}
+}
