@@ -449,6 +449,11 @@ impl Lifecycle {
         matches!(self.phase, Phase::Connecting | Phase::Open) && self.recv != RecvSide::Finished
     }
 
+    /// True once the peer's FIN is known (its last bytes may still wait).
+    pub fn fin_seen(&self) -> bool {
+        self.recv != RecvSide::Open
+    }
+
     /// True while `close()` drains the peer: input is to be dropped, not delivered.
     pub fn is_draining(&self) -> bool {
         self.closing.is_some()

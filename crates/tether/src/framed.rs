@@ -255,6 +255,7 @@ impl<S: 'static> Cx<S> {
             let outcome = if from_stash {
                 Read::Data(stash.len())
             } else {
+                let fin_seen = slot.life.fin_seen();
                 let Slot {
                     io: Io::Stream(stream),
                     tls,
@@ -265,7 +266,7 @@ impl<S: 'static> Cx<S> {
                     put_back(slot, decoder, stash);
                     break;
                 };
-                read_stream(stream, tls.as_deref_mut(), readable, &mut rbuf)
+                read_stream(stream, tls.as_deref_mut(), readable, fin_seen, &mut rbuf)
             };
             let n = match outcome {
                 Read::Data(n) => n,

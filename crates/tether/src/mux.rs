@@ -607,8 +607,9 @@ impl<S: 'static> Cx<S> {
                     break 'turn false;
                 }
                 let tls = tls.as_deref_mut();
+                let fin_seen = life.fin_seen();
                 if life.is_draining() {
-                    match read_stream(stream, tls, readable, &mut buf) {
+                    match read_stream(stream, tls, readable, fin_seen, &mut buf) {
                         Read::Data(n) => life.read(n),
                         Read::Eof => life.eof(),
                         Read::Empty => break 'turn false,
@@ -623,15 +624,16 @@ impl<S: 'static> Cx<S> {
                 let outcome = match want.mode {
                     RecvMode::Partial => {
                         let cap = want.n.min(buf.len());
-                        read_stream(stream, tls, readable, &mut buf[..cap])
+                        read_stream(stream, tls, readable, fin_seen, &mut buf[..cap])
                     }
                     RecvMode::Exact if partial.is_empty() && want.n <= buf.len() => {
-                        read_stream(stream, tls, readable, &mut buf[..want.n])
+                        read_stream(stream, tls, readable, fin_seen, &mut buf[..want.n])
                     }
                     RecvMode::Exact => {
                         let filled = partial.len();
                         partial.resize(want.n, 0);
-                        let r = read_stream(stream, tls, readable, &mut partial[filled..]);
+                        let r =
+                            read_stream(stream, tls, readable, fin_seen, &mut partial[filled..]);
                         let got = if let Read::Data(n) = r { n } else { 0 };
                         partial.truncate(filled + got);
                         r

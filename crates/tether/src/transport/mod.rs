@@ -245,14 +245,22 @@ pub(crate) fn read_stream(
     stream: &Stream,
     tls: Option<&mut tls::Tls>,
     readable: &mut bool,
+    fin_seen: bool,
     buf: &mut [u8],
 ) -> Read {
     match tls {
         Some(tls) => tls.read(stream, readable, buf),
         None => {
             let r = read(stream, buf);
-            if matches!(r, Read::Empty) {
-                *readable = false;
+            match r {
+                Read::Empty => *readable = false,
+                // A short read emptied the receive queue, and the next byte to
+                // arrive raises readiness again (edge-triggered), so the read
+                // that would only say EAGAIN is saved — unless the peer's FIN
+                // is known: its edge has come and gone, and the end must still
+                // be read.
+                Read::Data(n) if n < buf.len() && !fin_seen => *readable = false,
+                _ => {}
             }
             r
         }
