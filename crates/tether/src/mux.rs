@@ -508,6 +508,7 @@ impl<S: 'static> Cx<S> {
         }
         let mut failed = None;
         while !q.pending().is_empty() {
+            let asked = q.pending().len();
             match stream.write(q.pending()) {
                 Ok(n) => {
                     for _ in 0..q.advance(n) {
@@ -515,6 +516,10 @@ impl<S: 'static> Cx<S> {
                     }
                     slot.life.wrote(n);
                     slot.active = self.now;
+                    // Full: the next writable edge comes when there is room.
+                    if n < asked {
+                        break;
+                    }
                 }
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,

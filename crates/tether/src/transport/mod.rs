@@ -161,8 +161,21 @@ impl Stream {
                     count += 1;
                 }
             }
-            match SockRef::from(self).send_vectored(&slices[..count]) {
-                Ok(n) => written += n,
+            let asked: usize = slices[..count].iter().map(|s| s.len()).sum();
+            // One piece goes by send(2): the kernel then has no iovec to copy in.
+            let sent = match count {
+                1 => self.write(&slices[0]),
+                _ => SockRef::from(self).send_vectored(&slices[..count]),
+            };
+            match sent {
+                Ok(n) => {
+                    written += n;
+                    // A short write means the socket buffer is full (epoll will
+                    // say when it is not): asking again would only get EAGAIN.
+                    if n < asked {
+                        break;
+                    }
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) => return Err((written, e)),

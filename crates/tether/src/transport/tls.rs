@@ -55,8 +55,9 @@ pub(crate) struct Prefix {
     pub(crate) bytes: usize,
 }
 
-/// Adapts a stream to the `Read`/`Write` rustls expects.
-struct Wire<'a>(&'a Stream);
+/// Adapts a stream to the `Read`/`Write` rustls expects; the flag records a
+/// short write, after which the socket buffer is full.
+struct Wire<'a>(&'a Stream, bool);
 
 impl io::Read for Wire<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
@@ -66,13 +67,20 @@ impl io::Read for Wire<'_> {
 
 impl io::Write for Wire<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.write(buf)
+        let n = self.0.write(buf)?;
+        self.1 |= n < buf.len();
+        Ok(n)
     }
 
     /// rustls hands over every queued record at once: one system call for
     /// all of them, not one per record.
     fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        socket2::SockRef::from(self.0).send_vectored(bufs)
+        if let [one] = bufs {
+            return self.write(one);
+        }
+        let n = socket2::SockRef::from(self.0).send_vectored(bufs)?;
+        self.1 |= n < bufs.iter().map(|b| b.len()).sum();
+        Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
@@ -161,10 +169,14 @@ impl Tls {
         let mut prefix_sent = Prefix::default();
         if let Some(q) = self.prefix.as_mut() {
             while !q.pending().is_empty() {
+                let asked = q.pending().len();
                 match stream.write(q.pending()) {
                     Ok(n) => {
                         prefix_sent.sends += q.advance(n);
                         prefix_sent.bytes += n;
+                        if n < asked {
+                            return (prefix_sent, Ok(Flushed::Pending));
+                        }
                     }
                     Err(e) if e.kind() == ErrorKind::Interrupted => {}
                     Err(e) if e.kind() == ErrorKind::WouldBlock => {
@@ -179,8 +191,11 @@ impl Tls {
         if !self.tcp_up {
             return (prefix_sent, Ok(Flushed::Pending));
         }
+        let mut wire = Wire(stream, false);
         while self.conn.wants_write() {
-            match self.conn.write_tls(&mut Wire(stream)) {
+            match self.conn.write_tls(&mut wire) {
+                // Full: the next writable edge comes when there is room.
+                Ok(_) if wire.1 => return (prefix_sent, Ok(Flushed::Pending)),
                 Ok(_) => {}
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {
@@ -204,7 +219,7 @@ impl Tls {
     /// the handshake failed (its alert, if any, is queued for `flush`).
     pub(crate) fn handshake(&mut self, stream: &Stream, readable: &mut bool) -> Result<(), Error> {
         while self.conn.is_handshaking() && *readable {
-            match self.conn.read_tls(&mut Wire(stream)) {
+            match self.conn.read_tls(&mut Wire(stream, false)) {
                 Ok(0) => {
                     return Err(Error::Io(io::Error::new(
                         ErrorKind::UnexpectedEof,
@@ -236,7 +251,7 @@ impl Tls {
             if !*readable {
                 return Read::Empty;
             }
-            match self.conn.read_tls(&mut Wire(stream)) {
+            match self.conn.read_tls(&mut Wire(stream, false)) {
                 Ok(_) => {}
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {
@@ -256,7 +271,7 @@ impl Tls {
     /// known, so that its close_notify is seen without a recv.
     pub(crate) fn pull(&mut self, stream: &Stream, readable: &mut bool) -> Result<(), Error> {
         while *readable && self.buffered_plaintext() == 0 {
-            match self.conn.read_tls(&mut Wire(stream)) {
+            match self.conn.read_tls(&mut Wire(stream, false)) {
                 Ok(0) => break,
                 Ok(_) => {
                     self.conn.process_new_packets().map_err(Error::Tls)?;
