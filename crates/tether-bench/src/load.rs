@@ -30,6 +30,9 @@ pub(crate) struct Measured {
     pub(crate) elapsed: Duration,
     /// CPU time of everything in the process but the load generator's thread.
     pub(crate) server_cpu: Duration,
+    /// CPU time of the load generator's thread: near the window's length, it
+    /// is the load generator, not the server, that sets the pace.
+    pub(crate) client_cpu: Duration,
     /// Round-trip latency in nanoseconds (pingpong).
     pub(crate) latency: Option<Histogram<u64>>,
     /// Connections that failed, datagrams lost.
@@ -43,6 +46,10 @@ impl Measured {
     /// Server CPU seconds per million of what was counted.
     pub(crate) fn cpu_per_million(&self) -> f64 {
         self.server_cpu.as_secs_f64() / (self.count.max(1) as f64 / 1e6)
+    }
+    /// The load generator's share of one CPU during the window, in percent.
+    pub(crate) fn client_busy(&self) -> f64 {
+        100.0 * self.client_cpu.as_secs_f64() / self.elapsed.as_secs_f64()
     }
     pub(crate) fn latency_us(&self, q: f64) -> f64 {
         self.latency
@@ -92,6 +99,7 @@ impl Clock {
                     count: count - c0,
                     elapsed: now - t0,
                     server_cpu: (p1.saturating_sub(p0)).saturating_sub(th1.saturating_sub(th0)),
+                    client_cpu: th1.saturating_sub(th0),
                     latency: None,
                     errors: 0,
                 });
@@ -204,6 +212,13 @@ pub(crate) fn pingpong(
                             c.got = 0;
                             c.sent = 0;
                             c.at = now;
+                        }
+                        // A short plain read emptied the socket (the next edge
+                        // says when more comes): asking again would only get
+                        // EAGAIN, a system call per round trip that would make
+                        // the load generator, not the server, set the pace.
+                        if n < buf.len() && !c.wire.is_tls() {
+                            break;
                         }
                     }
                     Err(e) if e.kind() == ErrorKind::WouldBlock => break,

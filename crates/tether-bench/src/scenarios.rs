@@ -77,6 +77,7 @@ fn pingpong_cases(
         report.add(case, kind, "p50 µs ↓", m.latency_us(0.5));
         report.add(case, kind, "p99 µs ↓", m.latency_us(0.99));
         report.add(case, kind, "server CPU s/1M ↓", m.cpu_per_million());
+        report.add(case, kind, "client busy % ↓", m.client_busy());
     });
 }
 

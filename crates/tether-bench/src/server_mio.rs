@@ -216,7 +216,13 @@ fn send(c: &mut Conn, n: usize, buf: &[u8]) -> io::Result<()> {
 fn flush(c: &mut Conn) -> io::Result<()> {
     c.wire.flush()?;
     while c.head < c.outq.len() {
+        let asked = c.outq.len() - c.head;
         match c.wire.write(&c.outq[c.head..]) {
+            // Short: the socket buffer is full, the next edge says when not.
+            Ok(n) if n < asked => {
+                c.head += n;
+                return Ok(());
+            }
             Ok(n) => c.head += n,
             Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
