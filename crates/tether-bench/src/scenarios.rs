@@ -161,6 +161,7 @@ fn stream_cases(
             "server CPU s/GB ↓",
             m.server_cpu.as_secs_f64() / (m.count.max(1) as f64 / 1e9),
         );
+        report.add(case, kind, "client busy % ↓", m.client_busy());
     });
 }
 
@@ -283,6 +284,7 @@ fn churn_cases(opts: &Opts, report: &mut Report, pki: Option<&Arc<Pki>>, cases: 
             "server CPU µs/conn ↓",
             m.server_cpu.as_secs_f64() * 1e6 / m.count.max(1) as f64,
         );
+        report.add(case, kind, "client busy % ↓", m.client_busy());
         report.add(case, kind, "failed ↓", m.errors as f64);
         report.add(case, kind, "left open by server ↓", unclosed as f64);
         report.add(case, kind, "fd growth ↓", fds1 - fds0);
