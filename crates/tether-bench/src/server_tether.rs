@@ -89,10 +89,14 @@ impl Conn {
             Service::Echo | Service::Sink => {
                 let _ = cx.recv(s, RECV, RecvMode::Partial);
             }
-            Service::Source => {
-                let _ = cx.send(s, &CHUNK);
-            }
+            Service::Source => Conn::produce(cx, s),
         }
+    }
+
+    /// Write chunks while the kernel takes them whole; the `on_sent` of the
+    /// one that had to wait says when to go on.
+    fn produce(cx: &mut Cx<Shared>, s: SocketId) {
+        while cx.unsent(s) == 0 && cx.send(s, &CHUNK).is_ok() {}
     }
 }
 
@@ -118,7 +122,7 @@ impl SocketUser<Shared> for Conn {
     }
     fn on_sent(&mut self, cx: &mut Cx<Shared>, s: SocketId) {
         if cx.shared().service == Service::Source {
-            let _ = cx.send(s, &CHUNK);
+            Conn::produce(cx, s);
         }
     }
     fn on_peer_shutdown(&mut self, cx: &mut Cx<Shared>, s: SocketId, _: Option<&[u8]>) {

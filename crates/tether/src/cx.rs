@@ -451,6 +451,26 @@ impl<S: 'static> Cx<S> {
             .map_or(State::NotConnected, |slot| slot.life.state())
     }
 
+    /// Bytes accepted by `send` that have not reached the kernel yet (frame
+    /// headers included on a framed socket; 0 for a stale id): the live form
+    /// of [`Closed::unsent`](crate::Closed::unsent).
+    ///
+    /// It is the backpressure signal. A producer that sends only while this is
+    /// 0 writes what the kernel takes at once and nothing more, keeping no copy
+    /// of its data in tether, and fills one socket before it turns to the next;
+    /// the `on_sent` of the send that had to wait tells it when to go on.
+    ///
+    /// ```no_run
+    /// # use tether::{Cx, SocketId};
+    /// const CHUNK: [u8; 65536] = [0; 65536];
+    /// fn produce<S: 'static>(cx: &mut Cx<S>, s: SocketId) {
+    ///     while cx.unsent(s) == 0 && cx.send(s, &CHUNK).is_ok() {}
+    /// }
+    /// ```
+    pub fn unsent(&self, s: SocketId) -> u64 {
+        self.slot(s).map_or(0, |slot| slot.life.unsent())
+    }
+
     /// The local address, once bound or connected; `None` for an unnamed Unix
     /// socket or a stale id.
     pub fn local_addr(&self, s: SocketId) -> Option<SockAddr> {

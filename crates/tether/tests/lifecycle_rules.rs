@@ -250,17 +250,21 @@ fn rule1_flush_then_fin(t: Transport) {
     let (go_tx, go_rx) = mpsc::channel::<()>();
     let after_shutdown = Rc::new(RefCell::new(None));
     let sent_before_reading = Rc::new(Cell::new(usize::MAX));
+    // `Cx::unsent` right after the sends, and at each on_sent.
+    let unsent = Rc::new(RefCell::new(Vec::new()));
     let (mut m, l, _spot) = server(t, {
-        let (data, after_shutdown, sent_before_reading) = (
+        let (data, after_shutdown, sent_before_reading, unsent) = (
             data.clone(),
             after_shutdown.clone(),
             sent_before_reading.clone(),
+            unsent.clone(),
         );
         move |cx, s, ev| match ev {
             Ev::Accepted => {
                 for chunk in data.chunks(CHUNK) {
                     cx.send(s, chunk).unwrap();
                 }
+                unsent.borrow_mut().push(cx.unsent(s));
                 cx.shutdown(s).unwrap();
                 *after_shutdown.borrow_mut() = Some((cx.state(s), cx.send(s, b"late")));
                 // Let the queue fill before the peer starts reading.
@@ -270,7 +274,11 @@ fn rule1_flush_then_fin(t: Transport) {
                     let _ = go_tx.send(());
                 });
             }
-            Ev::Closed(_) => cx.terminate(),
+            Ev::Sent => unsent.borrow_mut().push(cx.unsent(s)),
+            Ev::Closed(_) => {
+                assert_eq!(cx.unsent(s), 0, "a stale id has nothing unsent");
+                cx.terminate();
+            }
             _ => {}
         }
     });
@@ -316,6 +324,14 @@ fn rule1_flush_then_fin(t: Transport) {
         "{ctx}: one on_sent per send: {:?}",
         brief(log, s)
     );
+    // What the kernel did not take at once waits in tether; it shrinks to
+    // nothing as the sends complete, and the last on_sent sees 0.
+    let unsent = unsent.borrow();
+    let total = 3 * CHUNK as u64;
+    assert_eq!(unsent.len(), 4, "{ctx}: {unsent:?}");
+    assert!(unsent[0] > 0 && unsent[0] <= total, "{ctx}: {unsent:?}");
+    assert!(unsent.windows(2).all(|w| w[1] <= w[0]), "{ctx}: {unsent:?}");
+    assert_eq!(unsent[3], 0, "{ctx}: {unsent:?}");
     let done = closed_once_last(log, s, &ctx);
     assert_eq!(
         (done.reason, done.unsent, done.unread),
