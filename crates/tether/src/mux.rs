@@ -30,6 +30,11 @@ const DRAIN_READS_PER_TURN: usize = 16;
 /// it tries to accept again (the waiting connections stay in the backlog).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
+/// How many times readiness is taken in before deadlines are judged, while
+/// each taking-in ran callbacks (which may have been slow in their turn). A
+/// bound, so that a peer that never pauses cannot hold the timers off.
+const TAKE_IN_ROUNDS: usize = 8;
+
 /// One event loop on one thread, owning the application's shared state `S`.
 ///
 /// `IoMux` dereferences to [`Cx`], so sockets and timers can be set up before
@@ -146,8 +151,13 @@ impl<S: 'static> IoMux<S> {
             {
                 // What arrived while the loop was busy is taken in before any
                 // deadline is judged: a peer whose data waits unread because
-                // a callback took long is not idle.
-                self.wait(Some(Duration::ZERO))?;
+                // a callback took long is not idle. Again after a taking-in
+                // that ran callbacks: one of them may have been the slow one.
+                for _ in 0..TAKE_IN_ROUNDS {
+                    if self.wait(Some(Duration::ZERO))? == 0 {
+                        break;
+                    }
+                }
             }
             self.cx.fire_timers();
             self.cx.run_tasks();
@@ -169,21 +179,24 @@ impl<S: 'static> IoMux<S> {
         }
     }
 
-    /// Wait up to `timeout` for readiness, and act on what came.
-    fn wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+    /// Wait up to `timeout` for readiness, and act on what came. Returns the
+    /// number of events.
+    fn wait(&mut self, timeout: Option<Duration>) -> io::Result<usize> {
         match self.poll.poll(&mut self.events, timeout) {
             Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::Interrupted => return Ok(()),
+            Err(e) if e.kind() == ErrorKind::Interrupted => return Ok(0),
             Err(e) => return Err(e),
         }
         self.cx.now = Instant::now();
+        let mut n = 0;
         for event in self.events.iter() {
             if event.token() != WAKE {
                 self.cx.on_ready(SocketId::from_token(event.token()), event);
                 self.cx.run_tasks();
+                n += 1;
             }
         }
-        Ok(())
+        Ok(n)
     }
 
     fn run_posted(&mut self) {

@@ -667,6 +667,72 @@ fn a_slow_callback_of_another_connection_does_not_make_it_idle() {
     busy_loop_does_not_mistake_waiting_data_for_idleness(false);
 }
 
+/// The slow callback runs while the loop takes in what arrived before it judges
+/// a due deadline: what came during that callback must count too. "busy" keeps
+/// the loop for 150 ms and leaves a timer due, so the "slow" sent meanwhile is
+/// read by that taking-in; the idle deadline (300 ms) is due when the 500 ms
+/// callback returns, with the talker's next messages waiting unread.
+#[test]
+fn a_slow_callback_while_taking_in_does_not_make_it_idle() {
+    let mut m = mux();
+    let l = m.listen_on(
+        "127.0.0.1:0",
+        Rec::listener(|| {
+            Some(Rec::with(|cx, s, ev| {
+                echo(cx, s, ev);
+                if let Ev::Received(d) = ev {
+                    if d.windows(4).any(|w| w == b"busy") {
+                        thread::sleep(ms(150));
+                        cx.set_timer(Duration::ZERO, |_| {});
+                    }
+                    if d.windows(4).any(|w| w == b"slow") {
+                        thread::sleep(ms(500));
+                    }
+                }
+            }))
+        }),
+    );
+    m.set_timeouts(l, timeouts(None, None, Some(300))).unwrap();
+    let addr = inet(&m, l);
+    let (talker, talker_done) = peer(move || {
+        let mut s = TcpStream::connect(addr).unwrap();
+        let start = Instant::now();
+        let mut last = start;
+        for i in 0.. {
+            if start.elapsed() >= ms(1200) {
+                break;
+            }
+            thread::sleep(ms(if i == 0 { 50 } else { 100 }));
+            last = Instant::now();
+            let msg: &[u8] = if i == 0 { b"busy" } else { b"x" };
+            s.write_all(msg)
+                .unwrap_or_else(|e| panic!("{e} after {:?}", start.elapsed()));
+            if i == 0 {
+                // "slow" while the loop is busy with "busy".
+                thread::sleep(ms(50));
+                last = Instant::now();
+                s.write_all(b"slow").unwrap();
+            }
+        }
+        s.set_read_timeout(Some(ms(5000))).unwrap();
+        let (_, end) = wait_for_end(&mut s);
+        (last.elapsed(), end)
+    });
+    run_until(&mut m, LIMIT, move |_| talker_done.load(Ordering::Acquire));
+    assert_no_timeout(&m);
+    let (took, end) = talker.join().unwrap();
+    assert_eq!(end, Err(ErrorKind::ConnectionReset));
+    let log = m.shared();
+    let talked = log.accepted()[0];
+    assert_eq!(log.closed(talked).reason, Reason::IdleTimeout);
+    assert_timely(
+        "idle timeout after the last message (slow callback while taking in)",
+        ms(300),
+        took,
+        Duration::ZERO,
+    );
+}
+
 /// `idle_for` grows while nothing moves and drops back once data does.
 #[test]
 fn idle_for_is_the_time_since_data_moved() {
