@@ -582,21 +582,21 @@ fn traffic_resets_the_idle_clock() {
     );
 }
 
-/// A loop that is busy (a callback that takes 500 ms) does not take a
-/// connection whose data waits for it unread for an idle one: data that
-/// arrived before the deadline counts, though the loop looks at it late.
-/// `own`: the slow callback is the talking connection's own; else another
-/// connection's, while the talker's data waits with no event in hand.
-fn busy_loop_does_not_mistake_waiting_data_for_idleness(own: bool) {
-    let mut m = mux();
+/// An echo server with a 300 ms idle timeout whose callbacks keep the loop
+/// busy: 500 ms on "slow"; 150 ms on "busy", leaving a timer due when done.
+/// Meanwhile the peers' next messages wait in the kernel.
+fn busy_echo_server(m: &mut IoMux<Log>) -> SocketAddr {
     let l = m.listen_on(
         "127.0.0.1:0",
         Rec::listener(|| {
             Some(Rec::with(|cx, s, ev| {
                 echo(cx, s, ev);
                 if let Ev::Received(d) = ev {
+                    if d.windows(4).any(|w| w == b"busy") {
+                        thread::sleep(ms(150));
+                        cx.set_timer(Duration::ZERO, |_| {});
+                    }
                     if d.windows(4).any(|w| w == b"slow") {
-                        // Busy: the peers' next messages wait in the kernel.
                         thread::sleep(ms(500));
                     }
                 }
@@ -604,26 +604,45 @@ fn busy_loop_does_not_mistake_waiting_data_for_idleness(own: bool) {
         }),
     );
     m.set_timeouts(l, timeouts(None, None, Some(300))).unwrap();
-    let addr = inet(&m, l);
-    let (talker, talker_done) = peer(move || {
+    inet(m, l)
+}
+
+/// A peer that writes each message at its time (ms from the start), not
+/// waiting for the echoes, then waits for the end. Returns the time from its
+/// last write to the end, and the end.
+type Talk = (Duration, Result<usize, ErrorKind>);
+fn talker(
+    addr: SocketAddr,
+    script: Vec<(u64, &'static [u8])>,
+) -> (thread::JoinHandle<Talk>, Arc<AtomicBool>) {
+    peer(move || {
         let mut s = TcpStream::connect(addr).unwrap();
         let start = Instant::now();
         let mut last = start;
-        // Not waiting for the echoes: the loop is not answering for a while.
-        for i in 0.. {
-            if start.elapsed() >= ms(1000) {
-                break;
-            }
+        for (at, msg) in script {
+            thread::sleep(ms(at).saturating_sub(start.elapsed()));
             last = Instant::now();
-            let msg: &[u8] = if own && i == 3 { b"slow" } else { b"x" };
             s.write_all(msg)
                 .unwrap_or_else(|e| panic!("{e} after {:?}", start.elapsed()));
-            thread::sleep(ms(100));
         }
         s.set_read_timeout(Some(ms(5000))).unwrap();
         let (_, end) = wait_for_end(&mut s);
         (last.elapsed(), end)
-    });
+    })
+}
+
+/// A loop that is busy (a callback that takes 500 ms) does not take a
+/// connection whose data waits for it unread for an idle one: data that
+/// arrived before the deadline counts, though the loop looks at it late.
+/// `own`: the slow callback is the talking connection's own; else another
+/// connection's, while the talker's data waits with no event in hand.
+fn busy_loop_does_not_mistake_waiting_data_for_idleness(own: bool) {
+    let mut m = mux();
+    let addr = busy_echo_server(&mut m);
+    let script = (0..10)
+        .map(|i| (i * 100, if own && i == 3 { &b"slow"[..] } else { b"x" }))
+        .collect();
+    let (talker, talker_done) = talker(addr, script);
     let trigger = (!own).then(|| {
         peer(move || {
             let mut s = TcpStream::connect(addr).unwrap();
@@ -675,56 +694,16 @@ fn a_slow_callback_of_another_connection_does_not_make_it_idle() {
 #[test]
 fn a_slow_callback_while_taking_in_does_not_make_it_idle() {
     let mut m = mux();
-    let l = m.listen_on(
-        "127.0.0.1:0",
-        Rec::listener(|| {
-            Some(Rec::with(|cx, s, ev| {
-                echo(cx, s, ev);
-                if let Ev::Received(d) = ev {
-                    if d.windows(4).any(|w| w == b"busy") {
-                        thread::sleep(ms(150));
-                        cx.set_timer(Duration::ZERO, |_| {});
-                    }
-                    if d.windows(4).any(|w| w == b"slow") {
-                        thread::sleep(ms(500));
-                    }
-                }
-            }))
-        }),
-    );
-    m.set_timeouts(l, timeouts(None, None, Some(300))).unwrap();
-    let addr = inet(&m, l);
-    let (talker, talker_done) = peer(move || {
-        let mut s = TcpStream::connect(addr).unwrap();
-        let start = Instant::now();
-        let mut last = start;
-        for i in 0.. {
-            if start.elapsed() >= ms(1200) {
-                break;
-            }
-            thread::sleep(ms(if i == 0 { 50 } else { 100 }));
-            last = Instant::now();
-            let msg: &[u8] = if i == 0 { b"busy" } else { b"x" };
-            s.write_all(msg)
-                .unwrap_or_else(|e| panic!("{e} after {:?}", start.elapsed()));
-            if i == 0 {
-                // "slow" while the loop is busy with "busy".
-                thread::sleep(ms(50));
-                last = Instant::now();
-                s.write_all(b"slow").unwrap();
-            }
-        }
-        s.set_read_timeout(Some(ms(5000))).unwrap();
-        let (_, end) = wait_for_end(&mut s);
-        (last.elapsed(), end)
-    });
+    let addr = busy_echo_server(&mut m);
+    let mut script = vec![(50, &b"busy"[..]), (100, b"slow")];
+    script.extend((2..=11).map(|i| (i * 100, &b"x"[..])));
+    let (talker, talker_done) = talker(addr, script);
     run_until(&mut m, LIMIT, move |_| talker_done.load(Ordering::Acquire));
     assert_no_timeout(&m);
     let (took, end) = talker.join().unwrap();
     assert_eq!(end, Err(ErrorKind::ConnectionReset));
     let log = m.shared();
-    let talked = log.accepted()[0];
-    assert_eq!(log.closed(talked).reason, Reason::IdleTimeout);
+    assert_eq!(log.closed(log.accepted()[0]).reason, Reason::IdleTimeout);
     assert_timely(
         "idle timeout after the last message (slow callback while taking in)",
         ms(300),
