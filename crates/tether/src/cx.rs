@@ -1,5 +1,10 @@
 //! [`Cx`]: what callbacks act through.
 
+mod framed;
+mod options;
+mod tls;
+mod udp;
+
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::atomic::Ordering;
@@ -9,62 +14,13 @@ use std::time::{Duration, Instant};
 use slab::Slab;
 use tether_proto::{Lifecycle, Reason, SockAddr, State};
 
+use crate::engine::failure::open_failure;
+use crate::engine::slot::{find, Slot, Want};
+use crate::engine::task::Task;
+use crate::engine::timers::{TimerId, Timers};
 use crate::handle::{MuxHandle, Remote};
-use crate::slot::{find, SendQueue, Slot, Want};
-use crate::timer::{TimerId, Timers};
-use crate::transport::{self, Io, Listening, OpenError, Transport};
-use crate::{ApiError, Error, RecvMode, SocketUser};
-
-/// Names a socket of one loop: a slab index plus a generation, so an id kept
-/// after its socket closed is detected as stale and never reaches the socket
-/// that reuses the slot.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct SocketId {
-    pub(crate) idx: u32,
-    pub(crate) gen: u32,
-}
-
-impl SocketId {
-    /// The slot index: small and dense, unique among the loop's live sockets.
-    pub fn index(self) -> u32 {
-        self.idx
-    }
-
-    pub(crate) fn token(self) -> mio::Token {
-        mio::Token(((self.gen as usize) << 32) | self.idx as usize)
-    }
-
-    pub(crate) fn from_token(t: mio::Token) -> SocketId {
-        SocketId {
-            idx: t.0 as u32,
-            gen: (t.0 >> 32) as u32,
-        }
-    }
-}
-
-impl fmt::Display for SocketId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "#{}", self.idx)
-    }
-}
-
-/// Work deferred until the current callback returns.
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum Task {
-    Bound(SocketId),
-    Connected(SocketId),
-    Accepted(SocketId),
-    Sent(SocketId),
-    PeerShutdown(SocketId),
-    Closed(SocketId),
-    /// The socket's state changed, from and to.
-    State(SocketId, State, State),
-    /// Read for a pending recv or a draining close (or, on TLS, for the
-    /// handshake).
-    Read(SocketId),
-    /// The TLS handshake is over: check ALPN, report, let data flow.
-    TlsReady(SocketId),
-}
+use crate::transport::{self, Io, Listening, Transport};
+use crate::{ApiError, Error, RecvMode, SocketId, SocketUser};
 
 /// The loop as callbacks see it: act on any socket, create sockets, set timers,
 /// reach the application's shared state `S`, stop the loop.
@@ -298,66 +254,6 @@ impl<S: 'static> Cx<S> {
         self.send_parts(s, &[data], true)
     }
 
-    /// Bytes onto the stream, as one send: written at once if the connection
-    /// is up and nothing waits before them, else queued in order. A `marked`
-    /// send is the user's and gets its `on_sent`; an unmarked one is the
-    /// framing's own (HELLO, WELCOME, REJECT, FAREWELL).
-    pub(crate) fn send_parts(
-        &mut self,
-        s: SocketId,
-        parts: &[&[u8]],
-        marked: bool,
-    ) -> Result<(), ApiError> {
-        let now = self.now;
-        let slot = self.live(s)?;
-        let total: usize = parts.iter().map(|p| p.len()).sum();
-        slot.life.send(total)?;
-        if let Some(tls) = slot.tls.as_mut() {
-            // Held until the handshake is over, so that nothing reaches a peer
-            // whose ALPN choice is still to be accepted.
-            if tls.ready {
-                for part in parts {
-                    tls.queue(part, 0);
-                }
-                tls.queue(&[], usize::from(marked));
-                self.flush(s);
-            } else {
-                slot.outq
-                    .get_or_insert_with(Box::<SendQueue>::default)
-                    .push_parts(parts, 0, marked);
-            }
-            return Ok(());
-        }
-        let mut written = 0;
-        if slot.outq.is_none() && slot.wire_up {
-            if let Io::Stream(stream) = &slot.io {
-                match stream.write_all_parts(parts) {
-                    Ok(n) => {
-                        written = n;
-                        slot.active = now;
-                    }
-                    Err((n, e)) => {
-                        slot.life.wrote(n);
-                        self.fail(s, Reason::Lost, Error::Io(e));
-                        self.settle(s);
-                        return Ok(());
-                    }
-                }
-            }
-        }
-        slot.life.wrote(written);
-        if written == total {
-            if marked {
-                self.tasks.push_back(Task::Sent(s));
-            }
-        } else {
-            slot.outq
-                .get_or_insert_with(Box::<SendQueue>::default)
-                .push_parts(parts, written, marked);
-        }
-        Ok(())
-    }
-
     /// Ask for the next `n` bytes (`Exact`) or for 1 to `n` bytes (`Partial`).
     /// One `on_received` answers one recv. Nothing is read while no recv is
     /// pending: that is how a slow consumer holds back a fast peer.
@@ -572,21 +468,6 @@ impl<S: 'static> Cx<S> {
     pub fn handle(&self) -> MuxHandle<S> {
         MuxHandle::new(&self.remote)
     }
-
-    /// Record a failure: the lifecycle ends with `reason`, `error` says why.
-    pub(crate) fn fail(&mut self, s: SocketId, reason: Reason, error: impl Into<Option<Error>>) {
-        if let Some(slot) = self.slot_mut(s) {
-            let error = error.into();
-            let reason = match slot.framed.as_deref() {
-                Some(framed) => framed.failure(reason, error.as_ref()),
-                None => reason,
-            };
-            if slot.life.closed().is_none() {
-                slot.end().error = error;
-            }
-            slot.life.fail(reason);
-        }
-    }
 }
 
 /// A connectionless socket has no listening, no half-close, no byte stream.
@@ -598,29 +479,5 @@ fn unsupported_on_udp<S>(slot: &Slot<S>, op: &'static str) -> Result<(), ApiErro
         })
     } else {
         Ok(())
-    }
-}
-
-/// The close reason for each way opening a socket can fail.
-pub(crate) fn open_failure(e: OpenError) -> (Reason, Error) {
-    match e {
-        OpenError::Open(e) => (Reason::OpenFailed, Error::Io(e)),
-        OpenError::Bind(e) => (Reason::BindFailed, Error::Io(e)),
-        OpenError::Connect(e) => (connect_reason(&e), Error::Io(e)),
-        OpenError::Mismatch(why) => (Reason::AddressInvalid, Error::AddressMismatch(why)),
-    }
-}
-
-/// A refusal means nothing listens there; a reset before the connection was
-/// seen up means the listener took it and denied it (a tether listener's
-/// `Admission::Deny`). Anything else is a failure to reach it.
-pub(crate) fn connect_reason(e: &std::io::Error) -> Reason {
-    if matches!(
-        e.raw_os_error(),
-        Some(libc::ECONNREFUSED | libc::ECONNRESET)
-    ) {
-        Reason::ConnectRejected
-    } else {
-        Reason::ConnectFailed
     }
 }

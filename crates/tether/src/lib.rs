@@ -60,17 +60,14 @@ macro_rules! io_log {
 }
 
 mod cx;
-mod datagram;
+mod engine;
 mod error;
-mod framed;
 mod handle;
+mod id;
+mod message;
 mod mux;
-mod slot;
+mod security;
 mod sys;
-mod timeouts;
-mod timer;
-mod tls;
-mod tls_context;
 mod transport;
 mod user;
 
@@ -79,17 +76,18 @@ mod user;
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
 
-pub use cx::{Cx, SocketId, MAX_EXACT_RECV};
+pub use cx::{Cx, MAX_EXACT_RECV};
+pub use engine::timers::TimerId;
 pub use error::{ApiError, Error};
 pub use handle::{LoopGone, MuxHandle};
+pub use id::SocketId;
 pub use mux::IoMux;
-pub use tether_proto::timer::Timeouts;
-pub use tether_proto::{AddrError, Op, Reason, Refused, SockAddr, State};
-pub use timeouts::Keepalive;
-pub use timer::TimerId;
-pub use tls_context::{
+pub use security::context::{
     ClientCerts, Fingerprint, TlsContext, TlsContextBuilder, TlsError, TlsVersions,
 };
+pub use tether_proto::timer::Timeouts;
+pub use tether_proto::{AddrError, Op, Reason, Refused, SockAddr, State};
+pub use transport::tcp::Keepalive;
 pub use transport::Transport;
 pub use user::{
     Admission, Closed, DiscardMethod, PeerInfo, RecvMode, SocketUser, TlsInfo, TlsRole, TlsVersion,

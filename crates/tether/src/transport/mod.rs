@@ -5,8 +5,8 @@
 //! opened and bound) lives in `tcp.rs` and `local.rs`.
 
 pub(crate) mod local;
+pub(crate) mod send_queue;
 pub(crate) mod tcp;
-pub(crate) mod tls;
 pub(crate) mod udp;
 
 use std::io;
@@ -250,33 +250,6 @@ pub(crate) fn read(stream: &Stream, buf: &mut [u8]) -> Read {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Read::Empty,
             Err(e) => Read::Failed(crate::Error::Io(e)),
         };
-    }
-}
-
-/// One read of the byte stream the user sees: from the socket, or through TLS.
-pub(crate) fn read_stream(
-    stream: &Stream,
-    tls: Option<&mut tls::Tls>,
-    readable: &mut bool,
-    fin_seen: bool,
-    buf: &mut [u8],
-) -> Read {
-    match tls {
-        Some(tls) => tls.read(stream, readable, buf),
-        None => {
-            let r = read(stream, buf);
-            match r {
-                Read::Empty => *readable = false,
-                // A short read emptied the receive queue, and the next byte to
-                // arrive raises readiness again (edge-triggered), so the read
-                // that would only say EAGAIN is saved — unless the peer's FIN
-                // is known: its edge has come and gone, and the end must still
-                // be read.
-                Read::Data(n) if n < buf.len() && !fin_seen => *readable = false,
-                _ => {}
-            }
-            r
-        }
     }
 }
 

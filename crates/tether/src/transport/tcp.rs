@@ -2,6 +2,8 @@
 
 use std::net::{Ipv6Addr, SocketAddr};
 
+use std::time::Duration;
+
 use socket2::{Domain, Protocol, Socket};
 use tether_proto::SockAddr;
 
@@ -28,10 +30,23 @@ fn open(addr: SocketAddr) -> Result<Socket, OpenError> {
     Ok(sock)
 }
 
+/// TCP keepalive: after `idle` without traffic, probe every `interval`; after
+/// `count` unanswered probes the connection is dead and closes with `Lost`
+/// (ETIMEDOUT).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keepalive {
+    /// Quiet time before the first probe.
+    pub idle: Duration,
+    /// Time between probes.
+    pub interval: Duration,
+    /// Unanswered probes before giving up.
+    pub count: u32,
+}
+
 /// TCP keepalive on (with its timings) or off.
 pub(crate) fn set_keepalive(
     fd: &impl std::os::fd::AsFd,
-    keepalive: Option<crate::Keepalive>,
+    keepalive: Option<Keepalive>,
 ) -> std::io::Result<()> {
     let sock = socket2::SockRef::from(fd);
     match keepalive {

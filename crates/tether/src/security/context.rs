@@ -412,7 +412,7 @@ impl TlsContextBuilder {
 /// Certificates, trust and policies for TLS connections; cheap to clone.
 ///
 /// ```
-/// # let (chain, key) = (include_bytes!("../tests/data/cert.pem"), include_bytes!("../tests/data/key.pem"));
+/// # let (chain, key) = (include_bytes!("../../tests/data/cert.pem"), include_bytes!("../../tests/data/key.pem"));
 /// use tether::{ClientCerts, TlsContext};
 ///
 /// let server = TlsContext::builder()

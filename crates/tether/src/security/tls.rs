@@ -7,9 +7,10 @@
 use std::io::{self, ErrorKind, Read as _, Write as _};
 
 use rustls::pki_types::ServerName;
+use tether_proto::Reason;
 
-use super::{Read, Stream};
-use crate::slot::SendQueue;
+use crate::transport::send_queue::SendQueue;
+use crate::transport::{Read, Stream};
 use crate::{Error, Fingerprint, TlsContext, TlsInfo, TlsVersion};
 
 /// One TLS session.
@@ -329,4 +330,36 @@ impl Tls {
             server_name,
         }
     }
+}
+
+/// The reason a stream ends when reading it failed. A fatal alert that only a
+/// handshake can cause is the handshake's failure even when it comes after our
+/// side of the handshake was over: in TLS 1.3 a client has finished (and had
+/// `on_tls_ready`) before the server has judged its certificate, and hears of a
+/// refusal only as the alert that follows. Anything else is `Lost`.
+pub(crate) fn read_failure(error: &Error) -> Reason {
+    use rustls::AlertDescription as A;
+    match error {
+        Error::Tls(rustls::Error::AlertReceived(
+            A::HandshakeFailure
+            | A::BadCertificate
+            | A::UnsupportedCertificate
+            | A::CertificateRevoked
+            | A::CertificateExpired
+            | A::CertificateUnknown
+            | A::UnknownCA
+            | A::AccessDenied
+            | A::CertificateRequired
+            | A::NoApplicationProtocol,
+        )) => Reason::TlsHandshakeFailed,
+        _ => Reason::Lost,
+    }
+}
+
+/// The error of a peer that ended without close_notify.
+pub(crate) fn truncated() -> Error {
+    Error::Io(io::Error::new(
+        ErrorKind::UnexpectedEof,
+        "the peer closed the connection without sending TLS close_notify",
+    ))
 }

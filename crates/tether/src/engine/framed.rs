@@ -1,195 +1,22 @@
-//! The message layer (DESIGN section 5) over any stream transport: message
-//! boundaries, connect data with an admission decision that sees it, and
-//! disconnect data both ways.
-//!
-//! The codec and the order rules are `tether_proto::frame`'s; this file moves
-//! frames between them and the byte stream (plain or TLS) and turns them into
-//! lifecycle steps: a client is `Connecting` until WELCOME, a server's
-//! connection has no user until its HELLO is admitted, a FAREWELL is the
-//! peer's end, and a broken rule resets the connection (`ProtocolError`).
+//! The message layer in the engine: frames between the byte stream and the
+//! user, admission on HELLO, the handshake and the end by FAREWELL.
 
 use std::io::{self, ErrorKind};
 
-use tether_proto::frame::{self, Decoder, FrameError, FrameType, Order, Role, HEADER_LEN};
-use tether_proto::{Reason, Refused};
+use tether_proto::frame::{self, Decoder, FrameError, FrameType, HEADER_LEN};
+use tether_proto::Reason;
 
-use crate::slot::{find, SendQueue, Slot};
-use crate::transport::{read_stream, Io, Read};
+use crate::security::tls::read_failure;
+
+use crate::engine::read::read_stream;
+use crate::engine::slot::{find, Slot};
+use crate::engine::task::Task;
+use crate::message::framed::{after_farewell, Phase};
+use crate::transport::send_queue::SendQueue;
+use crate::transport::{Io, Read};
 use crate::{Admission, ApiError, Cx, Error, PeerInfo, SocketId};
 
-/// Where a framed connection is in its own handshake.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    /// A server's connection, waiting for the client's HELLO.
-    AwaitHello,
-    /// A client, waiting for WELCOME or REJECT.
-    AwaitWelcome,
-    /// Admitted: messages flow.
-    Open,
-}
-
-/// The message layer's state on one socket (or, on a listener, the settings
-/// its connections inherit).
-pub(crate) struct Framed {
-    decoder: Decoder,
-    /// The decoder's limit, kept here too: the decoder is out of its place
-    /// while frames are read, and a send from a callback run then is bounded
-    /// by this.
-    max_payload: usize,
-    order: Order,
-    phase: Phase,
-    /// Encoded bytes read while no recv wanted a message.
-    stash: Vec<u8>,
-    /// Messages sent before admission; WELCOME releases them.
-    held: Option<Box<SendQueue>>,
-    /// The listener that took this connection, until its HELLO is decided.
-    listener: Option<SocketId>,
-    /// A client's connect data, until it goes out as HELLO.
-    hello: Option<Vec<u8>>,
-    /// The peer's last words: its FAREWELL data, or its REJECT reason.
-    pub(crate) farewell: Option<Vec<u8>>,
-    /// The accept data of the server's WELCOME.
-    pub(crate) welcome: Option<Vec<u8>>,
-}
-
-impl Framed {
-    /// A socket to be connected (or a listener), with the client's connect data.
-    fn new(hello: &[u8], max_payload: usize) -> Framed {
-        Framed {
-            decoder: Decoder::new(max_payload),
-            max_payload,
-            order: Order::new(Role::Client),
-            phase: Phase::AwaitWelcome,
-            stash: Vec::new(),
-            held: None,
-            listener: None,
-            hello: Some(hello.to_vec()),
-            farewell: None,
-            welcome: None,
-        }
-    }
-
-    /// A connection a framed listener took, waiting for its HELLO.
-    pub(crate) fn accepted(listener: SocketId, max_payload: usize) -> Framed {
-        Framed {
-            order: Order::new(Role::Server),
-            phase: Phase::AwaitHello,
-            listener: Some(listener),
-            hello: None,
-            ..Framed::new(&[], max_payload)
-        }
-    }
-
-    pub(crate) fn max_payload(&self) -> usize {
-        self.max_payload
-    }
-
-    pub(crate) fn is_server(&self) -> bool {
-        self.order.role() == Role::Server
-    }
-
-    /// Frames are read before any recv while the handshake runs.
-    pub(crate) fn handshaking(&self) -> bool {
-        self.phase != Phase::Open
-    }
-
-    /// Whether the next frame is wanted now.
-    fn wants_frame(&self, recv_pending: bool) -> bool {
-        self.handshaking() || recv_pending
-    }
-
-    /// The reason a failure of the byte stream ends this socket with. Until its
-    /// WELCOME a client is still connecting: a connection that dies then was
-    /// not admitted. A reset is how a listener denies (`ConnectRejected`, as
-    /// for a plain connect refused or reset); anything else `ConnectFailed`.
-    pub(crate) fn failure(&self, reason: Reason, error: Option<&Error>) -> Reason {
-        if self.phase != Phase::AwaitWelcome || reason != Reason::Lost {
-            return reason;
-        }
-        match error {
-            Some(Error::Io(e)) => crate::cx::connect_reason(e),
-            _ => Reason::ConnectFailed,
-        }
-    }
-}
-
 impl<S: 'static> Cx<S> {
-    /// Make a stream socket framed (DESIGN section 5), before it connects or
-    /// listens. A client sends `hello` as its connect data; a listener's
-    /// connections inherit the framing, and its `on_incoming` sees each client's
-    /// address and connect data before deciding. Messages then move whole:
-    /// one `send` is one message, one `on_received` one message (whatever the
-    /// recv's length), at most 16 MiB unless `set_frame_limit` says otherwise.
-    pub fn set_framing(&mut self, s: SocketId, hello: &[u8]) -> Result<(), ApiError> {
-        let slot = self.live(s)?;
-        if slot.life.is_datagram() {
-            return Err(ApiError::Unsupported {
-                op: "framing",
-                transport: crate::Transport::Udp,
-            });
-        }
-        if slot.life.state() != tether_proto::State::NotConnected {
-            return Err(ApiError::Refused(Refused {
-                op: tether_proto::Op::Connect,
-                state: slot.life.state(),
-            }));
-        }
-        if hello.len() > frame::DEFAULT_MAX_PAYLOAD {
-            return Err(ApiError::MessageTooLarge {
-                len: hello.len(),
-                max: frame::DEFAULT_MAX_PAYLOAD,
-            });
-        }
-        let max = slot
-            .framed
-            .as_ref()
-            .map_or(frame::DEFAULT_MAX_PAYLOAD, |f| f.max_payload());
-        slot.framed = Some(Box::new(Framed::new(hello, max)));
-        Ok(())
-    }
-
-    /// The largest message a framed socket accepts from its peer and lets its
-    /// user send (16 MiB by default). A peer that announces a longer frame
-    /// breaks the protocol: its connection is reset before any of it is held.
-    pub fn set_frame_limit(&mut self, s: SocketId, max_payload: usize) -> Result<(), ApiError> {
-        let slot = self.live(s)?;
-        let framed = slot
-            .framed
-            .get_or_insert_with(|| Box::new(Framed::new(&[], max_payload)));
-        framed.decoder = Decoder::new(max_payload);
-        framed.max_payload = max_payload;
-        Ok(())
-    }
-
-    /// Half-close a framed socket with disconnect data: FAREWELL(`data`), then
-    /// FIN, after every message queued before. The peer's `on_peer_shutdown`
-    /// gets `data`.
-    pub fn shutdown_with(&mut self, s: SocketId, data: &[u8]) -> Result<(), ApiError> {
-        let slot = self.live(s)?;
-        let Some(framed) = slot.framed.as_ref() else {
-            return Err(ApiError::Unsupported {
-                op: "shutdown_with",
-                transport: slot.io.kind().unwrap_or(crate::Transport::Tcp),
-            });
-        };
-        if data.len() > framed.max_payload() {
-            return Err(ApiError::MessageTooLarge {
-                len: data.len(),
-                max: framed.max_payload(),
-            });
-        }
-        slot.life.check_send()?;
-        self.send_frame(s, FrameType::Farewell, data, false)?;
-        self.live(s)?.life.shutdown()?;
-        self.settle(s);
-        Ok(())
-    }
-
-    /// The accept data of the WELCOME a framed client was admitted with.
-    pub fn welcome(&self, s: SocketId) -> Option<&[u8]> {
-        self.slot(s)?.framed.as_ref()?.welcome.as_deref()
-    }
-
     /// One frame out. Before admission a client's frames wait for WELCOME;
     /// `marked` frames are the user's sends (one `on_sent` each).
     pub(crate) fn send_frame(
@@ -274,7 +101,7 @@ impl<S: 'static> Cx<S> {
                     put_back(slot, decoder, stash);
                     match other {
                         Read::Eof => self.framed_eof(s),
-                        Read::Failed(e) => self.fail(s, crate::tls::read_failure(&e), e),
+                        Read::Failed(e) => self.fail(s, read_failure(&e), e),
                         _ => {}
                     }
                     self.settle(s);
@@ -314,7 +141,7 @@ impl<S: 'static> Cx<S> {
             let waiting =
                 slot.readable || slot.framed.as_ref().is_some_and(|f| !f.stash.is_empty());
             if wanted && waiting && slot.life.wants_input() {
-                self.tasks.push_back(crate::cx::Task::Read(s));
+                self.tasks.push_back(Task::Read(s));
             }
         }
     }
@@ -512,23 +339,6 @@ impl<S: 'static> Cx<S> {
         }
         self.settle(s);
     }
-}
-
-/// A frame that came in the same read as the peer's FAREWELL, after it: the
-/// rule it breaks (its sender sends nothing after FAREWELL), found before the
-/// FAREWELL is taken for a graceful end. Fewer bytes than a header cannot be
-/// named and, like bytes that come later, are left unread (counted in
-/// `Closed::unread`).
-fn after_farewell(order: &mut Order, after: &[u8]) -> Option<FrameError> {
-    let head = after.get(..HEADER_LEN)?;
-    // A zero length or an unknown type is reported as what it is; any length
-    // is too much here.
-    if let Err(e) = Decoder::new(frame::WIRE_MAX_PAYLOAD).decode(head) {
-        return Some(e);
-    }
-    // The header is valid, so its type byte names a frame type.
-    let kind = FrameType::try_from(head[HEADER_LEN - 1]).ok()?;
-    order.check(kind).err()
 }
 
 fn put_back<S>(slot: &mut Slot<S>, decoder: Decoder, stash: Vec<u8>) {

@@ -11,37 +11,11 @@ use std::io;
 use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
 
-use tether_proto::timer::{Stage, Timeouts};
-use tether_proto::State;
+use tether_proto::timer::Timeouts;
 
-use crate::slot::{find, Deadlines, Slot};
-use crate::timer::Target;
+use crate::engine::slot::Deadlines;
 use crate::transport::{tcp, Io, Transport};
-use crate::{ApiError, Cx, SocketId};
-
-/// TCP keepalive: after `idle` without traffic, probe every `interval`; after
-/// `count` unanswered probes the connection is dead and closes with `Lost`
-/// (ETIMEDOUT).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Keepalive {
-    /// Quiet time before the first probe.
-    pub idle: Duration,
-    /// Time between probes.
-    pub interval: Duration,
-    /// Unanswered probes before giving up.
-    pub count: u32,
-}
-
-/// The timeout stage a socket is in, if any applies.
-fn stage<S>(slot: &Slot<S>) -> Option<Stage> {
-    match slot.life.state() {
-        State::Connecting if slot.wire_up => Some(Stage::Handshaking),
-        State::Connecting => Some(Stage::Connecting),
-        State::Connected | State::NoSend | State::NoRecv | State::NoSendRecv => Some(Stage::Open),
-        // Listening, closing (the linger deadline's), closed.
-        _ => None,
-    }
-}
+use crate::{ApiError, Cx, Keepalive, SocketId};
 
 impl<S: 'static> Cx<S> {
     /// Set the socket's timeouts: `connect` (ends with `ConnectTimeout`),
@@ -136,63 +110,6 @@ impl<S: 'static> Cx<S> {
                 op,
                 transport: transport.unwrap_or(Transport::Tcp),
             }),
-        }
-    }
-
-    /// A new stage began now (connecting, handshaking, open): its deadline
-    /// counts from here.
-    pub(crate) fn enter_stage(&mut self, s: SocketId) {
-        let now = Instant::now();
-        if let Some(d) = find(&mut self.slots, s).and_then(|slot| slot.timeouts.as_mut()) {
-            d.since = now;
-        }
-        self.arm(s);
-    }
-
-    /// Put the socket's current deadline on the timer heap.
-    pub(crate) fn arm(&mut self, s: SocketId) {
-        let Some(slot) = self.slot(s) else { return };
-        let (Some(d), Some(stage)) = (slot.timeouts.as_ref(), stage(slot)) else {
-            return;
-        };
-        if let Some(at) = d.config.deadline(stage, d.since, slot.active) {
-            self.timers.push(at, Target::Socket(s));
-        }
-    }
-
-    /// One of the socket's deadlines came up: the linger of a `close()`, or a
-    /// timeout; an idle deadline that activity pushed back is armed again.
-    pub(crate) fn on_deadline(&mut self, s: SocketId, now: Instant) {
-        let Some(slot) = find(&mut self.slots, s) else {
-            return;
-        };
-        slot.life.timeout(now);
-        if let (Some(d), Some(stage)) = (slot.timeouts.as_ref(), stage(slot)) {
-            match d.config.expired(stage, d.since, slot.active, now) {
-                Some(reason) => {
-                    tracing::debug!(target: "tether::timer", socket = %s, %reason, "timed out");
-                    slot.life.expire(reason);
-                }
-                None => self.arm(s),
-            }
-        }
-        self.settle(s);
-    }
-
-    /// A connection this listener took has closed and its `on_closed` has
-    /// returned: one more may be taken.
-    pub(crate) fn release_admission(&mut self, listener: SocketId) {
-        let Some(slot) = find(&mut self.slots, listener) else {
-            return;
-        };
-        let Io::Listener(listening) = &mut slot.io else {
-            return;
-        };
-        let was_full = listening.full();
-        listening.live = listening.live.saturating_sub(1);
-        if was_full && !listening.full() {
-            // The backlog's connections raised no new readiness: take them now.
-            self.pump_accept(listener);
         }
     }
 }

@@ -1,0 +1,217 @@
+//! Taking connections from a listener: admission, then a socket for each.
+
+use std::io::{self, ErrorKind};
+use std::time::Duration;
+
+use tether_proto::{Lifecycle, Reason};
+
+use crate::engine::slot::{find, Deadlines};
+use crate::engine::task::Task;
+use crate::engine::timers::Target;
+use crate::message::framed::Framed;
+use crate::security::tls::Tls;
+use crate::transport::{Io, Stream, Transport};
+use crate::{sys, Admission, Cx, Error, PeerInfo, SocketId, SocketUser};
+
+/// After the process ran out of descriptors, how long a listener waits before
+/// it tries to accept again (the waiting connections stay in the backlog).
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+impl<S: 'static> Cx<S> {
+    /// Take waiting connections, asking the listener's user about each.
+    pub(crate) fn pump_accept(&mut self, listener: SocketId) {
+        loop {
+            let Some(slot) = self.slot(listener) else {
+                return;
+            };
+            let Io::Listener(l) = &slot.io else {
+                return;
+            };
+            if l.full() {
+                // The kernel's backlog holds the rest until one closes.
+                return;
+            }
+            let tls = l.tls.clone();
+            let kind = l.listener.kind();
+            let framed = slot.framed.as_ref().map(|f| f.max_payload());
+            match l.listener.accept() {
+                Ok(accepted) => {
+                    let Some(max_payload) = framed else {
+                        let info = PeerInfo {
+                            peer: accepted.peer,
+                            hello: None,
+                        };
+                        let admission =
+                            self.call(listener, |u, cx| u.on_incoming(cx, listener, &info));
+                        self.admit(listener, admission, accepted.stream, kind, tls.as_ref());
+                        continue;
+                    };
+                    // A framed connection is admitted on its HELLO: until then
+                    // it has no user.
+                    let pending = Framed::accepted(listener, max_payload);
+                    self.open_accepted(
+                        listener,
+                        None,
+                        accepted.stream,
+                        kind,
+                        tls.as_ref(),
+                        Some(pending),
+                    );
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if is_transient_accept_error(&e) => {
+                    io_log!(debug, kind, socket = %listener, error = %e, "accept");
+                }
+                Err(e) if is_exhaustion(&e) => {
+                    io_log!(warn, kind, socket = %listener, error = %e, "accept paused");
+                    self.timers
+                        .push(self.now + ACCEPT_BACKOFF, Target::Socket(listener));
+                    return;
+                }
+                Err(e) => {
+                    self.fail(listener, Reason::AcceptFailed, Error::Io(e));
+                    self.settle(listener);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Carry out a plain listener's decision on a connection it was offered.
+    fn admit(
+        &mut self,
+        listener: SocketId,
+        admission: Option<Admission<S>>,
+        stream: Stream,
+        kind: Transport,
+        tls: Option<&crate::TlsContext>,
+    ) {
+        match admission {
+            Some(Admission::Accept(user)) => {
+                self.open_accepted(listener, Some(user), stream, kind, tls, None)
+            }
+            Some(Admission::AcceptWith(user, data)) => {
+                io_log!(
+                    warn,
+                    kind,
+                    len = data.len(),
+                    "accept data needs a framed listener: not sent"
+                );
+                self.open_accepted(listener, Some(user), stream, kind, tls, None)
+            }
+            Some(Admission::Reject(data)) => {
+                io_log!(
+                    warn,
+                    kind,
+                    len = data.len(),
+                    "reject data needs a framed listener: reset instead"
+                );
+                deny(&stream, kind);
+            }
+            _ => deny(&stream, kind),
+        }
+    }
+
+    /// A socket for a connection just taken. TLS and framed connections stay
+    /// `Connecting` until their handshakes are over.
+    pub(crate) fn open_accepted(
+        &mut self,
+        listener: SocketId,
+        user: Option<Box<dyn SocketUser<S>>>,
+        mut stream: Stream,
+        kind: Transport,
+        tls: Option<&crate::TlsContext>,
+        framed: Option<Framed>,
+    ) {
+        let life = if tls.is_some() || framed.is_some() {
+            let mut life = Lifecycle::new();
+            let _ = life.connect();
+            life
+        } else {
+            Lifecycle::accepted()
+        };
+        let announce = user.is_some();
+        let inherited = self
+            .slot(listener)
+            .and_then(|l| l.timeouts.as_ref())
+            .map(|d| d.config);
+        let s = self.insert(user, Io::None, life);
+        // It holds one of its listener's admissions until its on_closed returns.
+        if let Some(Io::Listener(l)) = find(&mut self.slots, listener).map(|slot| &mut slot.io) {
+            l.live += 1;
+        }
+        if let Some(slot) = find(&mut self.slots, s) {
+            slot.origin = Some(listener);
+            if let Some(config) = inherited {
+                slot.timeouts = Some(Box::new(Deadlines {
+                    config,
+                    since: self.now,
+                }));
+            }
+        }
+        match stream.register(&self.registry, s.token()) {
+            Ok(()) => {
+                io_log!(debug, kind, socket = %s, "accepted");
+                if let Some(slot) = find(&mut self.slots, s) {
+                    slot.io = Io::Stream(stream);
+                    slot.wire_up = true;
+                    slot.tls = tls.and_then(|ctx| Tls::server(ctx).ok()).map(Box::new);
+                    slot.framed = framed.map(Box::new);
+                }
+                if announce {
+                    self.tasks.push_back(Task::Accepted(s));
+                }
+                self.arm(s);
+                self.settle(s);
+            }
+            Err(e) => {
+                self.fail(s, Reason::AcceptFailed, Error::Io(e));
+                self.settle(s);
+            }
+        }
+    }
+}
+
+/// Refuse a connection: RST, so the client sees a refusal (a Unix socket has
+/// none: its client sees the stream end).
+fn deny(stream: &Stream, kind: Transport) {
+    io_log!(debug, kind, "denied");
+    if kind == Transport::Tcp {
+        let _ = sys::set_abortive(stream);
+    }
+}
+
+/// Errors that concern one would-be connection, not the listener.
+fn is_transient_accept_error(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ECONNABORTED | libc::EINTR | libc::EPROTO | libc::EPERM)
+    )
+}
+
+/// The process or system is out of something; accepting may work again later.
+fn is_exhaustion(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}
+
+impl<S: 'static> Cx<S> {
+    /// A connection this listener took has closed and its `on_closed` has
+    /// returned: one more may be taken.
+    pub(crate) fn release_admission(&mut self, listener: SocketId) {
+        let Some(slot) = find(&mut self.slots, listener) else {
+            return;
+        };
+        let Io::Listener(listening) = &mut slot.io else {
+            return;
+        };
+        let was_full = listening.full();
+        listening.live = listening.live.saturating_sub(1);
+        if was_full && !listening.full() {
+            // The backlog's connections raised no new readiness: take them now.
+            self.pump_accept(listener);
+        }
+    }
+}

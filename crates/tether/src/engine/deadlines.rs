@@ -1,0 +1,90 @@
+//! Deadlines: the loop's timer heap fired, socket timeouts judged.
+
+use std::time::Instant;
+
+use tether_proto::timer::Stage;
+use tether_proto::State;
+
+use crate::engine::slot::{find, Slot};
+use crate::engine::timers::Target;
+use crate::transport::Io;
+use crate::{Cx, SocketId};
+
+impl<S: 'static> Cx<S> {
+    pub(crate) fn fire_timers(&mut self) {
+        let now = self.now;
+        while let Some((due, target)) = self.timers.pop_due(now) {
+            match target {
+                Target::Socket(s) => {
+                    let Some(slot) = self.slot(s) else { continue };
+                    if matches!(slot.io, Io::Listener(..)) {
+                        self.pump_accept(s);
+                    } else {
+                        self.on_deadline(s, now);
+                    }
+                }
+                Target::User(id) => {
+                    if let Some(mut f) = self.timers.take(id) {
+                        f(self);
+                        self.now = Instant::now();
+                        self.timers.restore(id, due, now, f);
+                    }
+                }
+            }
+            self.run_tasks();
+        }
+    }
+}
+
+impl<S: 'static> Cx<S> {
+    /// A new stage began now (connecting, handshaking, open): its deadline
+    /// counts from here.
+    pub(crate) fn enter_stage(&mut self, s: SocketId) {
+        let now = Instant::now();
+        if let Some(d) = find(&mut self.slots, s).and_then(|slot| slot.timeouts.as_mut()) {
+            d.since = now;
+        }
+        self.arm(s);
+    }
+
+    /// Put the socket's current deadline on the timer heap.
+    pub(crate) fn arm(&mut self, s: SocketId) {
+        let Some(slot) = self.slot(s) else { return };
+        let (Some(d), Some(stage)) = (slot.timeouts.as_ref(), stage(slot)) else {
+            return;
+        };
+        if let Some(at) = d.config.deadline(stage, d.since, slot.active) {
+            self.timers.push(at, Target::Socket(s));
+        }
+    }
+
+    /// One of the socket's deadlines came up: the linger of a `close()`, or a
+    /// timeout; an idle deadline that activity pushed back is armed again.
+    pub(crate) fn on_deadline(&mut self, s: SocketId, now: Instant) {
+        let Some(slot) = find(&mut self.slots, s) else {
+            return;
+        };
+        slot.life.timeout(now);
+        if let (Some(d), Some(stage)) = (slot.timeouts.as_ref(), stage(slot)) {
+            match d.config.expired(stage, d.since, slot.active, now) {
+                Some(reason) => {
+                    tracing::debug!(target: "tether::timer", socket = %s, %reason, "timed out");
+                    slot.life.expire(reason);
+                }
+                None => self.arm(s),
+            }
+        }
+        self.settle(s);
+    }
+}
+
+/// The timeout stage a socket is in, if any applies.
+fn stage<S>(slot: &Slot<S>) -> Option<Stage> {
+    match slot.life.state() {
+        State::Connecting if slot.wire_up => Some(Stage::Handshaking),
+        State::Connecting => Some(Stage::Connecting),
+        State::Connected | State::NoSend | State::NoRecv | State::NoSendRecv => Some(Stage::Open),
+        // Listening, closing (the linger deadline's), closed.
+        _ => None,
+    }
+}

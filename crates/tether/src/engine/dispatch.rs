@@ -1,0 +1,118 @@
+//! Callbacks: running a user's callback, and the queue of callbacks deferred
+//! until the current one returns.
+
+use std::time::Instant;
+
+use crate::engine::task::Task;
+use crate::transport::Transport;
+use crate::{Closed, Cx, SocketId, SocketUser};
+use tether_proto::Reason;
+
+impl<S: 'static> Cx<S> {
+    /// Run a callback of `s`'s user. The user is taken out of its slot for the
+    /// call, so the callback can use `cx` freely, even on its own socket.
+    pub(crate) fn call<R>(
+        &mut self,
+        s: SocketId,
+        f: impl FnOnce(&mut dyn SocketUser<S>, &mut Cx<S>) -> R,
+    ) -> Option<R> {
+        let mut user = self.slot_mut(s)?.user.take()?;
+        let r = f(&mut *user, self);
+        // The loop's clock moves on past every callback (and timer, posted
+        // closure, on_closed), however long it took: data read after it is
+        // stamped when it was read, so a slow callback never makes an active
+        // connection look idle.
+        self.now = Instant::now();
+        if let Some(slot) = self.slot_mut(s) {
+            // Unless set_user gave it a new one meanwhile.
+            if slot.user.is_none() {
+                slot.user = Some(user);
+            }
+        }
+        Some(r)
+    }
+
+    /// Callbacks queued by operations, run in order once nobody is inside one.
+    pub(crate) fn run_tasks(&mut self) {
+        while let Some(task) = self.tasks.pop_front() {
+            match task {
+                Task::Bound(s) => {
+                    if let Some(local) = self.slot(s).and_then(|slot| slot.io.local_addr()) {
+                        self.call(s, |u, cx| u.on_bound(cx, s, &local));
+                    }
+                }
+                Task::Connected(s) => self.announce(s),
+                Task::TlsReady(s) => self.tls_ready(s),
+                Task::Accepted(s) => {
+                    self.call(s, |u, cx| u.on_accepted(cx, s));
+                }
+                Task::Sent(s) => {
+                    self.call(s, |u, cx| u.on_sent(cx, s));
+                }
+                Task::PeerShutdown(s) => {
+                    let farewell = self
+                        .slot_mut(s)
+                        .and_then(|slot| slot.framed.as_mut())
+                        .and_then(|f| f.farewell.take());
+                    self.call(s, |u, cx| u.on_peer_shutdown(cx, s, farewell.as_deref()));
+                    // Kept for Closed::farewell too.
+                    if let Some(framed) = self.slot_mut(s).and_then(|slot| slot.framed.as_mut()) {
+                        framed.farewell = farewell;
+                    }
+                }
+                Task::Read(s) => self.pump(s),
+                Task::Closed(s) => self.finish(s),
+                Task::State(s, from, to) => {
+                    self.call(s, |u, cx| u.on_state(cx, s, from, to));
+                }
+            }
+        }
+    }
+
+    /// A connection is up: a client hears `on_connected`; a framed server's
+    /// connection, whose user exists only since its admission, `on_accepted`
+    /// (and `on_tls_ready`, which ran before there was a user to tell). A TLS
+    /// server's never comes here: it was announced when it was taken, and
+    /// `settle` drops its Connected event.
+    fn announce(&mut self, s: SocketId) {
+        // The connection is up: from now the idle timeout runs.
+        self.enter_stage(s);
+        let Some(slot) = self.slot(s) else { return };
+        let framed_server = slot.framed.as_ref().is_some_and(|f| f.is_server());
+        let tls = slot.tls.as_ref().map(|t| t.info());
+        if framed_server {
+            self.call(s, |u, cx| u.on_accepted(cx, s));
+            if let Some(info) = tls {
+                self.call(s, |u, cx| u.on_tls_ready(cx, s, &info));
+            }
+        } else {
+            self.call(s, |u, cx| u.on_connected(cx, s));
+        }
+    }
+
+    /// The last callback of a socket: its slot goes, then `on_closed` runs.
+    fn finish(&mut self, s: SocketId) {
+        let Some(slot) = self.slot(s) else { return };
+        if slot.life.closed().is_none() {
+            return;
+        }
+        let slot = self.slots.remove(s.idx as usize);
+        let end = slot.end.map(|b| *b).unwrap_or_default();
+        let closed = Closed {
+            reason: slot.life.closed().unwrap_or(Reason::Lost),
+            unsent: slot.life.unsent() + end.kernel_unsent,
+            unread: slot.life.unread() + end.kernel_unread,
+            error: end.error,
+            discard: end.discard,
+            farewell: slot.framed.and_then(|f| f.farewell),
+        };
+        io_log!(debug, slot.io.kind().unwrap_or(Transport::Tcp), socket = %s, reason = %closed.reason, closed.unsent, closed.unread, "closed");
+        if let Some(mut user) = slot.user {
+            user.on_closed(self, s, &closed);
+            self.now = Instant::now();
+        }
+        if let Some(listener) = slot.origin {
+            self.release_admission(listener);
+        }
+    }
+}

@@ -1,0 +1,245 @@
+//! Bytes in: reads for the pending recv or a draining close, delivery, and
+//! the peer's end seen without a recv (rule 2).
+
+use tether_proto::{Reason, State};
+
+use crate::engine::slot::{find, Slot, Want};
+use crate::engine::task::Task;
+use crate::security::tls::Tls;
+use crate::security::tls::{read_failure, truncated};
+use crate::transport::{read, Io, Read, Stream};
+use crate::{sys, Cx, RecvMode, SocketId};
+
+/// Reads one draining socket may do before others get a turn.
+const DRAIN_READS_PER_TURN: usize = 16;
+
+impl<S: 'static> Cx<S> {
+    /// Read what is wanted, in the way the socket's layers call for.
+    pub(crate) fn pump(&mut self, s: SocketId) {
+        let Some(slot) = self.slot(s) else { return };
+        if slot.life.is_datagram() {
+            self.pump_datagram(s);
+        } else if slot.tls.as_ref().is_some_and(|t| !t.ready) {
+            // Until the handshake is over, what arrives is the handshake's.
+            self.drive_tls(s);
+        } else if slot
+            .framed
+            .as_ref()
+            // A close() before WELCOME waits for it, as a close while connecting
+            // waits for the connection: only then can what it sends go out.
+            .is_some_and(|f| f.handshaking() || !slot.life.is_draining())
+        {
+            self.pump_framed(s);
+        } else {
+            self.pump_read(s);
+        }
+    }
+
+    /// Read for the pending recv (one answer per turn) or for a draining close.
+    fn pump_read(&mut self, s: SocketId) {
+        let mut buf = std::mem::take(&mut self.rbuf);
+        // Whether the turn's reads ran out while input was still wanted.
+        let ran_out = 'turn: {
+            for _ in 0..DRAIN_READS_PER_TURN {
+                let Some(slot) = find(&mut self.slots, s) else {
+                    break 'turn false;
+                };
+                let Slot {
+                    io: Io::Stream(stream),
+                    tls,
+                    readable,
+                    partial,
+                    want: pending,
+                    life,
+                    active,
+                    ..
+                } = slot
+                else {
+                    break 'turn false;
+                };
+                // With TLS, decrypted bytes may wait in the session though the
+                // socket has nothing more.
+                if (!*readable && tls.is_none()) || !life.wants_input() {
+                    break 'turn false;
+                }
+                let tls = tls.as_deref_mut();
+                let fin_seen = life.fin_seen();
+                if life.is_draining() {
+                    match read_stream(stream, tls, readable, fin_seen, &mut buf) {
+                        Read::Data(n) => life.read(n),
+                        Read::Eof => life.eof(),
+                        Read::Empty => break 'turn false,
+                        Read::Failed(e) => self.fail(s, read_failure(&e), e),
+                    }
+                    self.settle(s);
+                    continue;
+                }
+                let Some(want) = *pending else {
+                    break 'turn false;
+                };
+                let outcome = match want.mode {
+                    RecvMode::Partial => {
+                        let cap = want.n.min(buf.len());
+                        read_stream(stream, tls, readable, fin_seen, &mut buf[..cap])
+                    }
+                    RecvMode::Exact if partial.is_empty() && want.n <= buf.len() => {
+                        read_stream(stream, tls, readable, fin_seen, &mut buf[..want.n])
+                    }
+                    RecvMode::Exact => {
+                        let filled = partial.len();
+                        partial.resize(want.n, 0);
+                        let r =
+                            read_stream(stream, tls, readable, fin_seen, &mut partial[filled..]);
+                        let got = if let Read::Data(n) = r { n } else { 0 };
+                        partial.truncate(filled + got);
+                        r
+                    }
+                };
+                match outcome {
+                    Read::Data(n) => {
+                        life.read(n);
+                        *active = self.now;
+                        if let Some(data) = self.complete(s, want, &buf, n) {
+                            self.deliver(s, data.as_deref().unwrap_or(&buf[..n]));
+                            break 'turn false;
+                        }
+                    }
+                    Read::Eof => {
+                        pending.take();
+                        *partial = Vec::new();
+                        life.eof();
+                        self.settle(s);
+                        break 'turn false;
+                    }
+                    Read::Empty => break 'turn false,
+                    Read::Failed(e) => {
+                        self.fail(s, read_failure(&e), e);
+                        self.settle(s);
+                        break 'turn false;
+                    }
+                }
+            }
+            true
+        };
+        self.rbuf = buf;
+        // The turn's reads ran out with input still wanted and waiting (a long
+        // drain, a large Exact recv): edge-triggered readiness will not say so
+        // again, so come back after the other sockets had their turn.
+        if let (true, Some(slot)) = (ran_out, self.slot(s)) {
+            let wanted = slot.want.is_some() || slot.life.is_draining();
+            if wanted && slot.readable && slot.life.wants_input() {
+                self.tasks.push_back(Task::Read(s));
+            }
+        }
+        // Reading may have produced records to answer (alerts, key updates).
+        if self
+            .slot(s)
+            .is_some_and(|slot| slot.tls.as_ref().is_some_and(|t| t.wants_write()))
+        {
+            self.flush(s);
+        }
+    }
+
+    /// After a read of `n` bytes: is the recv answered? `Some(None)`: yes, from
+    /// the shared buffer; `Some(Some(v))`: yes, from the bytes gathered in `v`.
+    #[allow(clippy::option_option)]
+    fn complete(
+        &mut self,
+        s: SocketId,
+        want: Want,
+        buf: &[u8],
+        n: usize,
+    ) -> Option<Option<Vec<u8>>> {
+        let slot = self.slot_mut(s)?;
+        match want.mode {
+            RecvMode::Partial => Some(None),
+            RecvMode::Exact if slot.partial.is_empty() && n == want.n => Some(None),
+            RecvMode::Exact => {
+                if slot.partial.len() < want.n && slot.partial.capacity() < want.n {
+                    // The first read of a long Exact recv came from the shared
+                    // buffer; keep its bytes and gather the rest in the socket.
+                    slot.partial.reserve_exact(want.n);
+                    slot.partial.extend_from_slice(&buf[..n]);
+                }
+                (slot.partial.len() == want.n).then(|| Some(std::mem::take(&mut slot.partial)))
+            }
+        }
+    }
+
+    fn deliver(&mut self, s: SocketId, data: &[u8]) {
+        if let Some(slot) = self.slot_mut(s) {
+            slot.want = None;
+            slot.life.delivered(data.len());
+        }
+        self.call(s, |u, cx| u.on_received(cx, s, data));
+        // The peer's FIN may have come with these last bytes.
+        self.end_if_drained(s);
+        self.settle(s);
+    }
+
+    /// Rule 2 without a recv: once the peer's FIN is known, nobody waits for
+    /// input and none is left in the kernel, the end is reported now rather than
+    /// at a recv that may never come.
+    ///
+    /// Over TLS the end is clean only after the peer's close_notify: a FIN
+    /// without one, with nothing left to read, is a truncation.
+    pub(crate) fn end_if_drained(&mut self, s: SocketId) {
+        let Some(slot) = find(&mut self.slots, s) else {
+            return;
+        };
+        let Io::Stream(stream) = &slot.io else { return };
+        if slot.want.is_some()
+            || slot.life.is_draining()
+            || !matches!(slot.life.state(), State::NoRecv | State::NoSendRecv)
+        {
+            return;
+        }
+        if slot.framed.is_some() {
+            // A framed peer's end is its FAREWELL, read by a recv.
+            return;
+        }
+        let Some(tls) = slot.tls.as_mut() else {
+            if sys::pending_in(stream) == 0 {
+                slot.life.eof();
+            }
+            return;
+        };
+        // What remains may be only the close_notify record: read records (the
+        // FIN bounds them) until there is plaintext for a recv to take.
+        if let Err(e) = tls.pull(stream, &mut slot.readable) {
+            self.fail(s, read_failure(&e), e);
+        } else if tls.buffered_plaintext() > 0 {
+        } else if tls.peer_closed() {
+            slot.life.eof();
+        } else if sys::pending_in(stream) == 0 {
+            self.fail(s, Reason::Lost, truncated());
+        }
+    }
+}
+
+/// One read of the byte stream the user sees: from the socket, or through TLS.
+pub(crate) fn read_stream(
+    stream: &Stream,
+    tls: Option<&mut Tls>,
+    readable: &mut bool,
+    fin_seen: bool,
+    buf: &mut [u8],
+) -> Read {
+    match tls {
+        Some(tls) => tls.read(stream, readable, buf),
+        None => {
+            let r = read(stream, buf);
+            match r {
+                Read::Empty => *readable = false,
+                // A short read emptied the receive queue, and the next byte to
+                // arrive raises readiness again (edge-triggered), so the read
+                // that would only say EAGAIN is saved — unless the peer's FIN
+                // is known: its edge has come and gone, and the end must still
+                // be read.
+                Read::Data(n) if n < buf.len() && !fin_seen => *readable = false,
+                _ => {}
+            }
+            r
+        }
+    }
+}

@@ -1,0 +1,103 @@
+//! Readiness from the poller: a connect completing, input, room to write.
+
+use std::io::{self, ErrorKind};
+
+use tether_proto::Reason;
+
+use crate::engine::failure::connect_reason;
+use crate::engine::task::Task;
+use crate::transport::Io;
+use crate::{Cx, Error, SocketId};
+
+impl<S: 'static> Cx<S> {
+    pub(crate) fn on_ready(&mut self, s: SocketId, event: &mio::event::Event) {
+        let Some(slot) = self.slot_mut(s) else { return };
+        match &slot.io {
+            Io::Listener(..) => self.pump_accept(s),
+            Io::Udp(..) => self.on_udp_ready(s, event),
+            Io::Stream(_) => {
+                if !slot.wire_up && !self.check_connect(s) {
+                    return;
+                }
+                let Some(slot) = self.slot_mut(s) else { return };
+                let Io::Stream(stream) = &slot.io else { return };
+                if event.is_error() {
+                    let error = match stream.take_error() {
+                        Ok(Some(e)) | Err(e) => e,
+                        Ok(None) => io::Error::from(ErrorKind::ConnectionReset),
+                    };
+                    self.fail(s, Reason::Lost, Error::Io(error));
+                    self.settle(s);
+                    return;
+                }
+                if event.is_readable() || event.is_read_closed() {
+                    slot.readable = true;
+                }
+                if event.is_read_closed() {
+                    slot.life.fin_known();
+                    if let Some(tls) = slot.tls.as_mut() {
+                        // Edge-triggered: told once. A handshake still running
+                        // keeps it for when the connection is up.
+                        tls.peer_fin = true;
+                    }
+                    self.end_if_drained(s);
+                    self.settle(s);
+                }
+                if event.is_writable() {
+                    self.flush(s);
+                }
+                if self
+                    .slot(s)
+                    .is_some_and(|slot| slot.tls.as_ref().is_some_and(|t| !t.ready))
+                {
+                    // What came is the handshake's. Once that is over, tls_ready
+                    // reads for the recv, after on_connected is queued.
+                    self.drive_tls(s);
+                } else if let Some(slot) = self.slot(s) {
+                    let handshaking = slot.framed.as_ref().is_some_and(|f| f.handshaking());
+                    if slot.readable
+                        && (slot.want.is_some() || slot.life.is_draining() || handshaking)
+                    {
+                        self.tasks.push_back(Task::Read(s));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// A connecting socket became ready: connected, failed, or neither yet.
+    /// Returns true once connected.
+    fn check_connect(&mut self, s: SocketId) -> bool {
+        let Some(slot) = self.slot_mut(s) else {
+            return false;
+        };
+        let Io::Stream(stream) = &slot.io else {
+            return false;
+        };
+        match stream.take_error() {
+            Ok(None) if stream.is_connected() => {
+                io_log!(debug, stream.kind(), socket = %s, "connected");
+                slot.wire_up = true;
+                // Connected means every handshake above TCP is over too: TLS
+                // starts now, framing waits for its WELCOME.
+                match (slot.tls.as_mut(), &slot.framed) {
+                    (Some(tls), _) => tls.tcp_up = true,
+                    (None, Some(_)) => {}
+                    (None, None) => slot.life.connected(),
+                }
+                self.enter_stage(s);
+                self.settle(s);
+                self.flush(s);
+                true
+            }
+            Ok(None) => false,
+            Ok(Some(e)) | Err(e) => {
+                io_log!(debug, stream.kind(), socket = %s, error = %e, "connect failed");
+                self.fail(s, connect_reason(&e), Error::Io(e));
+                self.settle(s);
+                false
+            }
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! Carrying out what the lifecycle asks (FIN, RST, release) and queueing what
+//! it reports; closing every socket when the loop stops.
+
+use tether_proto::{Action, Event, Reason, State};
+
+use crate::engine::slot::{find, Slot};
+use crate::engine::task::Task;
+use crate::engine::timers::Target;
+use crate::security::tls::Flushed;
+use crate::transport::{Io, Stream};
+use crate::{sys, Cx, DiscardMethod, Error, SocketId};
+
+impl<S: 'static> Cx<S> {
+    /// Carry out what the lifecycle asks, and queue what it reports.
+    pub(crate) fn settle(&mut self, s: SocketId) {
+        let Some(slot) = find(&mut self.slots, s) else {
+            return;
+        };
+        let mut flush = false;
+        let mut opened = false;
+        while let Some(action) = slot.life.poll_action() {
+            match action {
+                Action::ArmTimer(at) => self.timers.push(at, Target::Socket(s)),
+                Action::DrainInput => {
+                    if slot.readable {
+                        self.tasks.push_back(Task::Read(s));
+                    }
+                }
+                Action::SendFin if slot.tls.is_some() => {
+                    // close_notify first, the FIN once it is written: now, as a
+                    // release may follow in this same step. (Every send is out
+                    // by now, so nothing else is in the way.)
+                    if let (Io::Stream(stream), Some(tls)) = (&slot.io, slot.tls.as_mut()) {
+                        tls.close_notify();
+                        match tls.flush(stream).1 {
+                            Ok(Flushed::Done { fin: true, .. }) => {
+                                if let Err(e) = stream.shutdown_write() {
+                                    slot.end().error.get_or_insert(Error::Io(e));
+                                    slot.life.fail(Reason::Lost);
+                                }
+                            }
+                            Ok(_) => flush = true,
+                            Err(e) => {
+                                slot.end().error.get_or_insert(Error::Io(e));
+                                slot.life.fail(Reason::Lost);
+                            }
+                        }
+                    }
+                }
+                Action::SendFin => {
+                    if let Io::Stream(stream) = &slot.io {
+                        io_log!(trace, stream.kind(), socket = %s, "FIN");
+                        if let Err(e) = stream.shutdown_write() {
+                            slot.end().error.get_or_insert(Error::Io(e));
+                            slot.life.fail(Reason::Lost);
+                        }
+                    }
+                }
+                Action::Reset => abort(slot, false),
+                Action::Discard => abort(slot, true),
+                Action::Release => {
+                    // A connection lost under us (a user timeout, keepalive
+                    // giving up) may leave sent bytes unacknowledged in the
+                    // kernel: they did not reach the peer, so they are unsent.
+                    // (Plain TCP only: under TLS the kernel holds records, not the user's
+                    // bytes, and a lost TLS session's last records are its own.)
+                    let lost = slot.life.closed() == Some(Reason::Lost) && slot.tls.is_none();
+                    if let (true, Io::Stream(stream @ Stream::Tcp(_))) = (lost, &slot.io) {
+                        let unsent = sys::pending_out(stream);
+                        slot.end().kernel_unsent = unsent;
+                    }
+                    // Dropping the socket closes it and takes it off the poller.
+                    slot.io = Io::None;
+                }
+            }
+        }
+        // The last change (into NotConnected) is told just before on_closed,
+        // after the socket's other callbacks; any other, before this step's.
+        let state = slot.life.state();
+        if state != slot.shown && slot.life.closed().is_none() {
+            self.tasks.push_back(Task::State(s, slot.shown, state));
+            slot.shown = state;
+        }
+        while let Some(event) = slot.life.poll_event() {
+            let task = match event {
+                // A TLS server's connection was announced by on_accepted. Known
+                // here, while the session is there to say so: by the time a
+                // task ran, a failure could have dropped it.
+                // Its stage changes all the same: the idle timeout runs from now.
+                Event::Connected
+                    if slot.framed.is_none()
+                        && slot.tls.as_ref().is_some_and(|t| t.is_server()) =>
+                {
+                    opened = true;
+                    continue;
+                }
+                Event::Connected => Task::Connected(s),
+                Event::PeerShutdown => Task::PeerShutdown(s),
+                Event::Closed(_) => {
+                    let from = std::mem::replace(&mut slot.shown, State::NotConnected);
+                    if from != State::NotConnected {
+                        self.tasks
+                            .push_back(Task::State(s, from, State::NotConnected));
+                    }
+                    slot.want = None;
+                    slot.outq = None;
+                    slot.tls = None;
+                    Task::Closed(s)
+                }
+            };
+            self.tasks.push_back(task);
+        }
+        if opened {
+            self.enter_stage(s);
+        }
+        if flush {
+            self.flush(s);
+        }
+    }
+
+    /// The loop is ending: close every socket, each with its `on_closed`. A
+    /// callback may open new sockets meanwhile; they are closed in turn.
+    pub(crate) fn stop_all(&mut self) {
+        self.stopping = true;
+        for _ in 0..64 {
+            if self.slots.is_empty() {
+                break;
+            }
+            let ids: Vec<SocketId> = self
+                .slots
+                .iter()
+                .map(|(idx, slot)| SocketId {
+                    idx: idx as u32,
+                    gen: slot.gen,
+                })
+                .collect();
+            for s in ids {
+                if let Some(slot) = self.slot_mut(s) {
+                    slot.life.stop();
+                }
+                self.settle(s);
+            }
+            self.run_tasks();
+        }
+        self.timers.clear();
+        self.stopping = false;
+    }
+}
+
+/// Abort a connection: count what the kernel still holds, then RST, or
+/// forget it silently if `discard` and the process may.
+fn abort<S>(slot: &mut Slot<S>, discard: bool) {
+    let io = std::mem::take(&mut slot.io);
+    let (unsent, unread, method) = match &io {
+        Io::Stream(stream @ Stream::Tcp(_)) => {
+            let counts = (sys::pending_out(stream), sys::pending_in(stream));
+            let method = if discard && sys::set_repair(stream).is_ok() {
+                DiscardMethod::Silent
+            } else {
+                let _ = sys::set_abortive(stream);
+                DiscardMethod::Reset
+            };
+            (counts.0, counts.1, method)
+        }
+        // What a Unix socket wrote already sits in the peer's receive queue, which
+        // closing does not take back (and SIOCOUTQ counts it in kernel memory, not
+        // bytes): only TCP has bytes in the kernel that an abort loses.
+        Io::Stream(stream @ Stream::Local(_)) => (0, sys::pending_in(stream), DiscardMethod::Close),
+        // Nobody is told of a UDP socket's end. Sent datagrams are counted by
+        // tether's own queue; those waiting to be received are read and counted.
+        Io::Udp(sock, _) => (0, sys::drain_datagrams(sock), DiscardMethod::Silent),
+        _ => return,
+    };
+    // Decrypted bytes nobody took are unread too (the kernel's count of a TLS
+    // socket is of records, close enough to the bytes they carry).
+    let decrypted = slot
+        .tls
+        .as_mut()
+        .map_or(0, |t| t.buffered_plaintext() as u64);
+    let end = slot.end();
+    end.kernel_unsent = unsent;
+    end.kernel_unread = unread + decrypted;
+    if discard {
+        end.discard = Some(method);
+    }
+    drop(io);
+}

@@ -1,0 +1,24 @@
+//! The callbacks an operation causes, deferred until the current callback
+//! returns: no callback ever runs inside an operation.
+
+use tether_proto::State;
+
+use crate::SocketId;
+
+/// Work deferred until the current callback returns.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Task {
+    Bound(SocketId),
+    Connected(SocketId),
+    Accepted(SocketId),
+    Sent(SocketId),
+    PeerShutdown(SocketId),
+    Closed(SocketId),
+    /// The socket's state changed, from and to.
+    State(SocketId, State, State),
+    /// Read for a pending recv or a draining close (or, on TLS, for the
+    /// handshake).
+    Read(SocketId),
+    /// The TLS handshake is over: check ALPN, report, let data flow.
+    TlsReady(SocketId),
+}

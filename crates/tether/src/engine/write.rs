@@ -1,0 +1,127 @@
+//! Bytes out: written at once when the kernel takes them, else queued and
+//! written in order as it does.
+
+use std::io::ErrorKind;
+
+use tether_proto::Reason;
+
+use crate::engine::slot::find;
+use crate::engine::task::Task;
+use crate::transport::send_queue::SendQueue;
+use crate::transport::Io;
+use crate::{ApiError, Cx, Error, SocketId};
+
+impl<S: 'static> Cx<S> {
+    /// Write what is queued, for as long as the kernel takes it.
+    pub(crate) fn flush(&mut self, s: SocketId) {
+        let Some(slot) = find(&mut self.slots, s) else {
+            return;
+        };
+        if slot.tls.is_some() {
+            self.flush_tls(s);
+            return;
+        }
+        let (Io::Stream(stream), Some(q)) = (&slot.io, slot.outq.as_mut()) else {
+            return;
+        };
+        if !slot.wire_up {
+            return;
+        }
+        let mut failed = None;
+        while !q.pending().is_empty() {
+            let asked = q.pending().len();
+            match stream.write(q.pending()) {
+                Ok(n) => {
+                    for _ in 0..q.advance(n) {
+                        self.tasks.push_back(Task::Sent(s));
+                    }
+                    slot.life.wrote(n);
+                    slot.active = self.now;
+                    // Full: the next writable edge comes when there is room.
+                    if n < asked {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        // Sends of zero bytes complete when everything before them has.
+        for _ in 0..q.advance(0) {
+            self.tasks.push_back(Task::Sent(s));
+        }
+        if q.is_empty() {
+            slot.outq = None;
+        }
+        if let Some(e) = failed {
+            self.fail(s, Reason::Lost, Error::Io(e));
+        }
+        self.settle(s);
+    }
+}
+
+impl<S: 'static> Cx<S> {
+    /// Bytes onto the stream, as one send: written at once if the connection
+    /// is up and nothing waits before them, else queued in order. A `marked`
+    /// send is the user's and gets its `on_sent`; an unmarked one is the
+    /// framing's own (HELLO, WELCOME, REJECT, FAREWELL).
+    pub(crate) fn send_parts(
+        &mut self,
+        s: SocketId,
+        parts: &[&[u8]],
+        marked: bool,
+    ) -> Result<(), ApiError> {
+        let now = self.now;
+        let slot = self.live(s)?;
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        slot.life.send(total)?;
+        if let Some(tls) = slot.tls.as_mut() {
+            // Held until the handshake is over, so that nothing reaches a peer
+            // whose ALPN choice is still to be accepted.
+            if tls.ready {
+                for part in parts {
+                    tls.queue(part, 0);
+                }
+                tls.queue(&[], usize::from(marked));
+                self.flush(s);
+            } else {
+                slot.outq
+                    .get_or_insert_with(Box::<SendQueue>::default)
+                    .push_parts(parts, 0, marked);
+            }
+            return Ok(());
+        }
+        let mut written = 0;
+        if slot.outq.is_none() && slot.wire_up {
+            if let Io::Stream(stream) = &slot.io {
+                match stream.write_all_parts(parts) {
+                    Ok(n) => {
+                        written = n;
+                        slot.active = now;
+                    }
+                    Err((n, e)) => {
+                        slot.life.wrote(n);
+                        self.fail(s, Reason::Lost, Error::Io(e));
+                        self.settle(s);
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        slot.life.wrote(written);
+        if written == total {
+            if marked {
+                self.tasks.push_back(Task::Sent(s));
+            }
+        } else {
+            slot.outq
+                .get_or_insert_with(Box::<SendQueue>::default)
+                .push_parts(parts, written, marked);
+        }
+        Ok(())
+    }
+}

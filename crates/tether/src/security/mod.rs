@@ -1,0 +1,5 @@
+//! The security layer: TLS (rustls) over a stream transport, and the
+//! contexts that configure it. It imports only the transport below it.
+
+pub(crate) mod context;
+pub(crate) mod tls;
