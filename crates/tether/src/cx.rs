@@ -14,11 +14,14 @@ use std::time::{Duration, Instant};
 use slab::Slab;
 use tether_proto::{Lifecycle, Reason, SockAddr, State};
 
+use crate::clock::Clock;
 use crate::engine::failure::open_failure;
 use crate::engine::slot::{find, Slot, Want};
 use crate::engine::task::Task;
 use crate::engine::timers::{TimerId, Timers};
 use crate::handle::{MuxHandle, Remote};
+use crate::log::Target;
+use crate::security::tls::Tls;
 use crate::transport::{self, Io, Listening, Transport};
 use crate::{ApiError, Error, RecvMode, SocketId, SocketUser};
 
@@ -38,10 +41,33 @@ pub struct Cx<S = ()> {
     pub(crate) timers: Timers<S>,
     /// The read buffer all sockets share; callbacks get slices of it.
     pub(crate) rbuf: Vec<u8>,
+    /// The loop's time, read at its fixed points (see [`Cx::now`]).
     pub(crate) now: Instant,
+    pub(crate) clock: Clock,
     pub(crate) remote: Arc<Remote<S>>,
     pub(crate) stopping: bool,
+    /// This loop's number in log lines.
+    pub(crate) mux_id: u32,
+    /// Times the loop came back from waiting for readiness.
+    pub(crate) wakeups: u64,
     shared: S,
+}
+
+/// What a loop has done and holds, for tests and monitoring.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LoopStats {
+    /// Times the loop came back from waiting for readiness (each wake-up of
+    /// an idle loop is one: readiness, a deadline, a posted closure).
+    pub wakeups: u64,
+    /// Live sockets.
+    pub sockets: usize,
+    /// Live timers: user timers plus sockets' deadlines (a socket has at
+    /// most one).
+    pub timers: usize,
+    /// Entries on the timer heap, live or moved; bounded by a small multiple
+    /// of `timers`.
+    pub timer_entries: usize,
 }
 
 impl<S> fmt::Debug for Cx<S> {
@@ -62,7 +88,12 @@ pub const MAX_EXACT_RECV: usize = 1 << 30;
 pub(crate) const READ_BUF: usize = 64 * 1024;
 
 impl<S: 'static> Cx<S> {
-    pub(crate) fn new(registry: mio::Registry, remote: Arc<Remote<S>>, shared: S) -> Self {
+    pub(crate) fn new(
+        registry: mio::Registry,
+        remote: Arc<Remote<S>>,
+        clock: Clock,
+        shared: S,
+    ) -> Self {
         Cx {
             registry,
             slots: Slab::new(),
@@ -70,9 +101,12 @@ impl<S: 'static> Cx<S> {
             tasks: VecDeque::new(),
             timers: Timers::default(),
             rbuf: vec![0; READ_BUF],
-            now: Instant::now(),
+            now: clock.now(),
+            clock,
             remote,
             stopping: false,
+            mux_id: crate::log::next_mux_id(),
+            wakeups: 0,
             shared,
         }
     }
@@ -99,9 +133,8 @@ impl<S: 'static> Cx<S> {
     ) -> SocketId {
         self.gen = self.gen.wrapping_add(1);
         let gen = self.gen;
-        let idx = self
-            .slots
-            .insert(Slot::new(gen, user, io, life, Instant::now()));
+        let now = self.clock.now();
+        let idx = self.slots.insert(Slot::new(gen, user, io, life, now));
         SocketId {
             idx: idx as u32,
             gen,
@@ -135,6 +168,7 @@ impl<S: 'static> Cx<S> {
     /// `on_bound`), `[v6]:port`, `unix:/path` or `unix:@name`. A Local path that
     /// holds a stale socket file is reused; a live one or any other file is not.
     pub fn bind(&mut self, s: SocketId, addr: &str) -> Result<(), ApiError> {
+        let mux = self.mux_id;
         let slot = self.live(s)?;
         if slot.life.is_datagram() {
             return self.bind_udp(s, addr);
@@ -149,7 +183,7 @@ impl<S: 'static> Cx<S> {
             });
         match result {
             Ok((sock, kind)) => {
-                io_log!(debug, kind, socket = %s, addr, "bound");
+                io_log!(debug, Target::from(kind), mux, socket = %s, addr, "bound");
                 slot.io = Io::Bound(sock, kind);
                 self.tasks.push_back(Task::Bound(s));
             }
@@ -181,13 +215,14 @@ impl<S: 'static> Cx<S> {
                 Err(e) => Err(open_failure(e)),
             },
         };
+        let mux = self.mux_id;
         let result = bound.and_then(|(sock, kind)| {
             let mut listener =
                 transport::listen(sock, kind).map_err(|e| (Reason::ListenFailed, Error::Io(e)))?;
             listener
                 .register(&self.registry, s.token())
                 .map_err(|e| (Reason::ListenFailed, Error::Io(e)))?;
-            io_log!(debug, kind, socket = %s, "listening");
+            io_log!(debug, Target::from(kind), mux, socket = %s, "listening");
             Ok(listener)
         });
         match result {
@@ -202,12 +237,29 @@ impl<S: 'static> Cx<S> {
     /// names are not resolved). `on_connected` follows, or `on_closed` with
     /// `ConnectRejected` (nothing listening), `ConnectFailed` or `AddressInvalid`.
     pub fn connect(&mut self, s: SocketId, addr: &str) -> Result<(), ApiError> {
+        self.connect_with(s, addr, None)
+    }
+
+    /// Connect a stream socket, with the TLS session it will speak if any.
+    pub(crate) fn connect_with(
+        &mut self,
+        s: SocketId,
+        addr: &str,
+        tls: Option<Box<Tls>>,
+    ) -> Result<(), ApiError> {
         let stopping = self.stopping;
         let slot = self.live(s)?;
         if slot.life.is_datagram() {
+            if tls.is_some() {
+                return Err(ApiError::Unsupported {
+                    op: "connect_tls",
+                    transport: Transport::Udp,
+                });
+            }
             return self.connect_udp(s, addr);
         }
         slot.life.connect()?;
+        slot.tls = tls;
         if stopping {
             self.fail(s, Reason::Stopped, None);
             self.settle(s);
@@ -223,8 +275,9 @@ impl<S: 'static> Cx<S> {
         match result {
             Ok(mut stream) => match stream.register(&self.registry, s.token()) {
                 Ok(()) => {
-                    io_log!(debug, stream.kind(), socket = %s, addr, "connecting");
-                    self.live(s)?.io = Io::Stream(stream);
+                    let slot = self.live(s)?;
+                    slot.io = Io::Stream(stream);
+                    io_log!(debug, slot.log_target(), self.mux_id, socket = %s, addr, "connecting");
                     self.send_hello(s);
                     self.enter_stage(s);
                 }
@@ -301,7 +354,7 @@ impl<S: 'static> Cx<S> {
     /// linger time (`set_linger`, 30 s by default) the connection is reset and
     /// closes with `LingerTimeout`. A listener or unconnected socket closes now.
     pub fn close(&mut self, s: SocketId) -> Result<(), ApiError> {
-        let now = Instant::now();
+        let now = self.clock.now();
         let slot = self.live(s)?;
         if slot.framed.is_some() && slot.life.check_send().is_ok() {
             // A framed peer learns of a graceful end by a FAREWELL.
@@ -413,7 +466,7 @@ impl<S: 'static> Cx<S> {
     /// Run `f` once, `after` from now.
     pub fn set_timer(&mut self, after: Duration, f: impl FnOnce(&mut Cx<S>) + 'static) -> TimerId {
         let mut f = Some(f);
-        let at = Instant::now() + after;
+        let at = self.clock.now() + after;
         self.timers.add(
             at,
             None,
@@ -431,7 +484,7 @@ impl<S: 'static> Cx<S> {
         every: Duration,
         f: impl FnMut(&mut Cx<S>) + 'static,
     ) -> TimerId {
-        let at = Instant::now() + every;
+        let at = self.clock.now() + every;
         self.timers.add(at, Some(every), Box::new(f))
     }
 
@@ -440,11 +493,24 @@ impl<S: 'static> Cx<S> {
         self.timers.cancel(id)
     }
 
-    /// The loop's clock: when it last woke up, or when the last callback
-    /// returned. Timers and linger deadlines are measured from the clock at
-    /// the call, not from this.
+    /// The loop's time: read when it last came back from waiting for
+    /// readiness, or at the start of its turn, and passed to everything the
+    /// turn runs. It does not move while callbacks run, so it is the same for
+    /// every socket of one batch. Timers and linger deadlines are measured
+    /// from the clock at the call, not from this.
     pub fn now(&self) -> Instant {
         self.now
+    }
+
+    /// What the loop has done and holds: wake-ups, sockets, timers.
+    pub fn stats(&self) -> LoopStats {
+        let (timers, timer_entries) = self.timers.counts();
+        LoopStats {
+            wakeups: self.wakeups,
+            sockets: self.slots.len(),
+            timers,
+            timer_entries,
+        }
     }
 
     /// The application's shared state.

@@ -10,7 +10,7 @@ pub(crate) type Posted<S> = Box<dyn FnOnce(&mut Cx<S>) + Send>;
 
 /// What the loop and its handles share.
 pub(crate) struct Remote<S> {
-    pub(crate) waker: mio::Waker,
+    pub(crate) waker: Arc<mio::Waker>,
     pub(crate) posted: Mutex<Vec<Posted<S>>>,
     pub(crate) stop: AtomicBool,
     /// Set when the loop is dropped: nothing posted would ever run.

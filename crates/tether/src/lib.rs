@@ -46,24 +46,31 @@
 //! ```
 #![deny(missing_docs)]
 
-/// Log under the transport's own target (`tether::tcp`, `tether::local`,
-/// `tether::udp`), so
-/// each can be switched on alone.
+/// Log under the socket's own target, so each can be switched on alone:
+/// `tether::tcp`, `tether::local`, `tether::udp` for plain sockets,
+/// `tether::tls` for everything about a TLS socket, `tether::framed` for the
+/// message layer, `tether::timer` for deadlines. Every line carries the loop
+/// (`mux`) it happened on; lines about one socket carry it too (`socket`).
 macro_rules! io_log {
-    ($level:ident, $kind:expr, $($arg:tt)+) => {
-        match $kind {
-            $crate::transport::Transport::Tcp => tracing::$level!(target: "tether::tcp", $($arg)+),
-            $crate::transport::Transport::Local => tracing::$level!(target: "tether::local", $($arg)+),
-            $crate::transport::Transport::Udp => tracing::$level!(target: "tether::udp", $($arg)+),
+    ($level:ident, $target:expr, $mux:expr, $($arg:tt)+) => {
+        match $target {
+            $crate::log::Target::Tcp => tracing::$level!(target: "tether::tcp", mux = $mux, $($arg)+),
+            $crate::log::Target::Local => tracing::$level!(target: "tether::local", mux = $mux, $($arg)+),
+            $crate::log::Target::Udp => tracing::$level!(target: "tether::udp", mux = $mux, $($arg)+),
+            $crate::log::Target::Tls => tracing::$level!(target: "tether::tls", mux = $mux, $($arg)+),
+            $crate::log::Target::Framed => tracing::$level!(target: "tether::framed", mux = $mux, $($arg)+),
+            $crate::log::Target::Timer => tracing::$level!(target: "tether::timer", mux = $mux, $($arg)+),
         }
     };
 }
 
+mod clock;
 mod cx;
 mod engine;
 mod error;
 mod handle;
 mod id;
+mod log;
 mod message;
 mod mux;
 mod security;
@@ -76,7 +83,8 @@ mod user;
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
 
-pub use cx::{Cx, MAX_EXACT_RECV};
+pub use clock::TestClock;
+pub use cx::{Cx, LoopStats, MAX_EXACT_RECV};
 pub use engine::timers::TimerId;
 pub use error::{ApiError, Error};
 pub use handle::{LoopGone, MuxHandle};

@@ -5,10 +5,11 @@ use std::io::{self, ErrorKind};
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mio::{Events, Poll, Token};
 
+use crate::clock::{Clock, TestClock};
 use crate::handle::{MuxHandle, Posted, Remote};
 use crate::{Cx, SocketId};
 
@@ -76,12 +77,27 @@ impl<S> Drop for IoMux<S> {
 }
 
 impl<S: 'static> IoMux<S> {
-    /// A new loop owning `shared`.
+    /// A new loop owning `shared`, on the system's clock.
     pub fn new(shared: S) -> io::Result<Self> {
+        Self::on_clock(shared, Clock::System)
+    }
+
+    /// A new loop owning `shared` whose time is `clock`'s: deadlines, timers,
+    /// linger and idle times all follow it, and it only moves when the test
+    /// moves it. Sockets are real; only time is not.
+    pub fn with_clock(shared: S, clock: &TestClock) -> io::Result<Self> {
+        Self::on_clock(shared, Clock::Manual(clock.clone()))
+    }
+
+    fn on_clock(shared: S, clock: Clock) -> io::Result<Self> {
         let poll = Poll::new()?;
         let registry = poll.registry().try_clone()?;
+        let waker = Arc::new(mio::Waker::new(poll.registry(), WAKE)?);
+        if let Clock::Manual(manual) = &clock {
+            manual.attach(&waker);
+        }
         let remote = Arc::new(Remote {
-            waker: mio::Waker::new(poll.registry(), WAKE)?,
+            waker,
             posted: Mutex::new(Vec::new()),
             stop: AtomicBool::new(false),
             gone: AtomicBool::new(false),
@@ -90,7 +106,7 @@ impl<S: 'static> IoMux<S> {
         Ok(IoMux {
             poll,
             events: Events::with_capacity(1024),
-            cx: Cx::new(registry, remote, shared),
+            cx: Cx::new(registry, remote, clock, shared),
             posted: Vec::new(),
         })
     }
@@ -125,7 +141,8 @@ impl<S: 'static> IoMux<S> {
 
     fn turns(&mut self) -> io::Result<()> {
         loop {
-            self.cx.now = Instant::now();
+            // Once after a batch: callbacks may have taken long.
+            self.cx.now = self.cx.clock.now();
             self.run_posted();
             if self
                 .cx
@@ -154,11 +171,8 @@ impl<S: 'static> IoMux<S> {
             if self.cx.is_idle() {
                 return Ok(());
             }
-            let timeout = self
-                .cx
-                .timers
-                .next_deadline()
-                .map(|at| at.saturating_duration_since(Instant::now()));
+            let next = self.cx.timers.next_deadline();
+            let timeout = self.cx.clock.sleep_until(next);
             self.wait(timeout)?;
         }
     }
@@ -171,7 +185,8 @@ impl<S: 'static> IoMux<S> {
             Err(e) if e.kind() == ErrorKind::Interrupted => return Ok(0),
             Err(e) => return Err(e),
         }
-        self.cx.now = Instant::now();
+        self.cx.wakeups += 1;
+        self.cx.now = self.cx.clock.now();
         let mut n = 0;
         for event in self.events.iter() {
             if event.token() != WAKE {
@@ -187,7 +202,6 @@ impl<S: 'static> IoMux<S> {
         self.cx.remote.take_posted(&mut self.posted);
         for f in self.posted.drain(..) {
             f(&mut self.cx);
-            self.cx.now = Instant::now();
             self.cx.run_tasks();
         }
     }

@@ -9,7 +9,7 @@
 
 use std::io;
 use std::os::fd::BorrowedFd;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tether_proto::timer::Timeouts;
 
@@ -27,7 +27,7 @@ impl<S: 'static> Cx<S> {
     pub fn set_timeouts(&mut self, s: SocketId, timeouts: Timeouts) -> Result<(), ApiError> {
         // The clock at the call, like every timer's: `self.now` is when the
         // loop last woke, which before `run` may be long ago.
-        let now = Instant::now();
+        let now = self.clock.now();
         let slot = self.live(s)?;
         slot.timeouts = (!timeouts.is_empty()).then(|| {
             Box::new(Deadlines {
@@ -42,7 +42,11 @@ impl<S: 'static> Cx<S> {
     /// How long since data last moved either way on the socket (or since it
     /// was made, if none has).
     pub fn idle_for(&self, s: SocketId) -> Option<Duration> {
-        Some(Instant::now().saturating_duration_since(self.slot(s)?.active))
+        Some(
+            self.clock
+                .now()
+                .saturating_duration_since(self.slot(s)?.active),
+        )
     }
 
     /// TCP keepalive (`None`: off), so a peer that vanished is found even when

@@ -9,6 +9,7 @@ use tether_proto::{Op, Reason, Refused, State};
 
 use crate::engine::slot::find;
 use crate::engine::task::Task;
+use crate::log::Target;
 use crate::security::tls::Tls;
 use crate::transport::Io;
 
@@ -33,13 +34,7 @@ impl<S: 'static> Cx<S> {
         }
         let session = Tls::client(ctx, server_name, false)
             .map_err(|_| ApiError::BadServerName(server_name.to_string()))?;
-        self.connect(s, addr)?;
-        if let Some(slot) = find(&mut self.slots, s) {
-            if slot.life.closed().is_none() {
-                slot.tls = Some(Box::new(session));
-            }
-        }
-        Ok(())
+        self.connect_with(s, addr, Some(Box::new(session)))
     }
 
     /// Listen, and speak TLS on every connection taken: each is announced by
@@ -111,7 +106,7 @@ impl<S: 'static> Cx<S> {
         session.set_prefix(slot.outq.take());
         let fed = session.feed(read_ahead);
         slot.tls = Some(Box::new(session));
-        tracing::debug!(target: "tether::tls", socket = %s, "start_tls");
+        io_log!(debug, Target::Tls, self.mux_id, socket = %s, "start_tls");
         if let Err(error) = fed {
             self.fail(s, Reason::TlsHandshakeFailed, error);
             self.flush(s);

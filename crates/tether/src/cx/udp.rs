@@ -6,6 +6,7 @@ use tether_proto::{Reason, SockAddr};
 
 use crate::engine::failure::connect_reason;
 use crate::engine::slot::find;
+use crate::log::Target;
 use crate::transport::{udp, Io, Transport};
 use crate::{ApiError, Cx, Error, SocketId, SocketUser};
 
@@ -103,7 +104,7 @@ impl<S: 'static> Cx<S> {
                 .map_err(|e| (connect_reason(&e), Error::Io(e)))?;
             *fixed = Some(Box::new(peer));
         }
-        io_log!(debug, Transport::Udp, socket = %s, %peer, "connected");
+        io_log!(debug, Target::Udp, self.mux_id, socket = %s, %peer, "connected");
         slot.life.connected();
         Ok(())
     }

@@ -7,7 +7,7 @@ use tether_proto::{Lifecycle, Reason};
 
 use crate::engine::slot::{find, Deadlines};
 use crate::engine::task::Task;
-use crate::engine::timers::Target;
+use crate::log::Target;
 use crate::message::framed::Framed;
 use crate::security::tls::Tls;
 use crate::transport::{Io, Stream, Transport};
@@ -53,19 +53,20 @@ impl<S: 'static> Cx<S> {
                         listener,
                         None,
                         accepted.stream,
-                        kind,
                         tls.as_ref(),
                         Some(pending),
                     );
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) if is_transient_accept_error(&e) => {
-                    io_log!(debug, kind, socket = %listener, error = %e, "accept");
+                    io_log!(debug, Target::from(kind), self.mux_id, socket = %listener, error = %e, "accept");
                 }
                 Err(e) if is_exhaustion(&e) => {
-                    io_log!(warn, kind, socket = %listener, error = %e, "accept paused");
-                    self.timers
-                        .push(self.now + ACCEPT_BACKOFF, Target::Socket(listener));
+                    io_log!(warn, Target::from(kind), self.mux_id, socket = %listener, error = %e, "accept paused");
+                    let at = self.now + ACCEPT_BACKOFF;
+                    if let Some(slot) = find(&mut self.slots, listener) {
+                        self.timers.arm_socket(&mut slot.timer, listener, at);
+                    }
                     return;
                 }
                 Err(e) => {
@@ -88,27 +89,31 @@ impl<S: 'static> Cx<S> {
     ) {
         match admission {
             Some(Admission::Accept(user)) => {
-                self.open_accepted(listener, Some(user), stream, kind, tls, None)
+                self.open_accepted(listener, Some(user), stream, tls, None)
             }
             Some(Admission::AcceptWith(user, data)) => {
                 io_log!(
                     warn,
-                    kind,
+                    Target::from(kind),
+                    self.mux_id,
+                    socket = %listener,
                     len = data.len(),
                     "accept data needs a framed listener: not sent"
                 );
-                self.open_accepted(listener, Some(user), stream, kind, tls, None)
+                self.open_accepted(listener, Some(user), stream, tls, None)
             }
             Some(Admission::Reject(data)) => {
                 io_log!(
                     warn,
-                    kind,
+                    Target::from(kind),
+                    self.mux_id,
+                    socket = %listener,
                     len = data.len(),
                     "reject data needs a framed listener: reset instead"
                 );
-                deny(&stream, kind);
+                self.deny(listener, &stream, kind);
             }
-            _ => deny(&stream, kind),
+            _ => self.deny(listener, &stream, kind),
         }
     }
 
@@ -119,7 +124,6 @@ impl<S: 'static> Cx<S> {
         listener: SocketId,
         user: Option<Box<dyn SocketUser<S>>>,
         mut stream: Stream,
-        kind: Transport,
         tls: Option<&crate::TlsContext>,
         framed: Option<Framed>,
     ) {
@@ -151,12 +155,12 @@ impl<S: 'static> Cx<S> {
         }
         match stream.register(&self.registry, s.token()) {
             Ok(()) => {
-                io_log!(debug, kind, socket = %s, "accepted");
                 if let Some(slot) = find(&mut self.slots, s) {
                     slot.io = Io::Stream(stream);
                     slot.wire_up = true;
                     slot.tls = tls.and_then(|ctx| Tls::server(ctx).ok()).map(Box::new);
                     slot.framed = framed.map(Box::new);
+                    io_log!(debug, slot.log_target(), self.mux_id, socket = %s, %listener, "accepted");
                 }
                 if announce {
                     self.tasks.push_back(Task::Accepted(s));
@@ -172,12 +176,14 @@ impl<S: 'static> Cx<S> {
     }
 }
 
-/// Refuse a connection: RST, so the client sees a refusal (a Unix socket has
-/// none: its client sees the stream end).
-fn deny(stream: &Stream, kind: Transport) {
-    io_log!(debug, kind, "denied");
-    if kind == Transport::Tcp {
-        let _ = sys::set_abortive(stream);
+impl<S: 'static> Cx<S> {
+    /// Refuse a connection: RST, so the client sees a refusal (a Unix socket
+    /// has none: its client sees the stream end).
+    fn deny(&self, listener: SocketId, stream: &Stream, kind: Transport) {
+        io_log!(debug, Target::from(kind), self.mux_id, socket = %listener, "denied");
+        if kind == Transport::Tcp {
+            let _ = sys::set_abortive(stream);
+        }
     }
 }
 

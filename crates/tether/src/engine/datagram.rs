@@ -14,8 +14,9 @@ use tether_proto::{Reason, SockAddr};
 use crate::engine::failure::open_failure;
 use crate::engine::slot::{find, Want};
 use crate::engine::task::Task;
+use crate::log::Target;
 use crate::transport::send_queue::SendQueue;
-use crate::transport::{udp, Io, Transport};
+use crate::transport::{udp, Io};
 use crate::{ApiError, Cx, Error, RecvMode, SocketId};
 
 impl<S: 'static> Cx<S> {
@@ -29,7 +30,7 @@ impl<S: 'static> Cx<S> {
                 Interest::READABLE | Interest::WRITABLE,
             )
             .map_err(|e| (Reason::OpenFailed, Error::Io(e)))?;
-        io_log!(debug, Transport::Udp, socket = %s, addr = %addr, "bound");
+        io_log!(debug, Target::Udp, self.mux_id, socket = %s, addr = %addr, "bound");
         if let Some(slot) = find(&mut self.slots, s) {
             slot.io = Io::Udp(sock, None);
         }
@@ -112,7 +113,7 @@ impl<S: 'static> Cx<S> {
                     break;
                 }
                 Err(e) => {
-                    io_log!(warn, Transport::Udp, socket = %s, error = %e, to = ?to, len = data.len(), "queued datagram refused by the kernel");
+                    io_log!(warn, Target::Udp, self.mux_id, socket = %s, error = %e, to = ?to, len = data.len(), "queued datagram refused by the kernel");
                 }
             }
             slot.life.wrote(q.pop_datagram());
@@ -192,7 +193,7 @@ impl<S: 'static> Cx<S> {
                     self.settle(s);
                     return;
                 }
-                io_log!(debug, Transport::Udp, socket = %s, error = %e, "ICMP error ignored");
+                io_log!(debug, Target::Udp, self.mux_id, socket = %s, error = %e, "ICMP error ignored");
             }
         }
         if event.is_readable() {

@@ -6,16 +6,17 @@ use tether_proto::timer::Stage;
 use tether_proto::State;
 
 use crate::engine::slot::{find, Slot};
-use crate::engine::timers::Target;
+use crate::engine::timers::Due;
+use crate::log::Target;
 use crate::transport::Io;
 use crate::{Cx, SocketId};
 
 impl<S: 'static> Cx<S> {
     pub(crate) fn fire_timers(&mut self) {
         let now = self.now;
-        while let Some((due, target)) = self.timers.pop_due(now) {
-            match target {
-                Target::Socket(s) => {
+        while let Some(due) = self.timers.pop_due(now) {
+            match due {
+                Due::Socket(s) => {
                     let Some(slot) = self.slot(s) else { continue };
                     if matches!(slot.io, Io::Listener(..)) {
                         self.pump_accept(s);
@@ -23,11 +24,10 @@ impl<S: 'static> Cx<S> {
                         self.on_deadline(s, now);
                     }
                 }
-                Target::User(id) => {
+                Due::User(id, at) => {
                     if let Some(mut f) = self.timers.take(id) {
                         f(self);
-                        self.now = Instant::now();
-                        self.timers.restore(id, due, now, f);
+                        self.timers.restore(id, at, now, f);
                     }
                 }
             }
@@ -40,7 +40,7 @@ impl<S: 'static> Cx<S> {
     /// A new stage began now (connecting, handshaking, open): its deadline
     /// counts from here.
     pub(crate) fn enter_stage(&mut self, s: SocketId) {
-        let now = Instant::now();
+        let now = self.clock.now();
         if let Some(d) = find(&mut self.slots, s).and_then(|slot| slot.timeouts.as_mut()) {
             d.since = now;
         }
@@ -49,12 +49,14 @@ impl<S: 'static> Cx<S> {
 
     /// Put the socket's current deadline on the timer heap.
     pub(crate) fn arm(&mut self, s: SocketId) {
-        let Some(slot) = self.slot(s) else { return };
+        let Some(slot) = find(&mut self.slots, s) else {
+            return;
+        };
         let (Some(d), Some(stage)) = (slot.timeouts.as_ref(), stage(slot)) else {
             return;
         };
         if let Some(at) = d.config.deadline(stage, d.since, slot.active) {
-            self.timers.push(at, Target::Socket(s));
+            self.timers.arm_socket(&mut slot.timer, s, at);
         }
     }
 
@@ -68,7 +70,7 @@ impl<S: 'static> Cx<S> {
         if let (Some(d), Some(stage)) = (slot.timeouts.as_ref(), stage(slot)) {
             match d.config.expired(stage, d.since, slot.active, now) {
                 Some(reason) => {
-                    tracing::debug!(target: "tether::timer", socket = %s, %reason, "timed out");
+                    io_log!(debug, Target::Timer, self.mux_id, socket = %s, %reason, "timed out");
                     slot.life.expire(reason);
                 }
                 None => self.arm(s),

@@ -1,10 +1,7 @@
 //! Callbacks: running a user's callback, and the queue of callbacks deferred
 //! until the current one returns.
 
-use std::time::Instant;
-
 use crate::engine::task::Task;
-use crate::transport::Transport;
 use crate::{Closed, Cx, SocketId, SocketUser};
 use tether_proto::Reason;
 
@@ -18,11 +15,6 @@ impl<S: 'static> Cx<S> {
     ) -> Option<R> {
         let mut user = self.slot_mut(s)?.user.take()?;
         let r = f(&mut *user, self);
-        // The loop's clock moves on past every callback (and timer, posted
-        // closure, on_closed), however long it took: data read after it is
-        // stamped when it was read, so a slow callback never makes an active
-        // connection look idle.
-        self.now = Instant::now();
         if let Some(slot) = self.slot_mut(s) {
             // Unless set_user gave it a new one meanwhile.
             if slot.user.is_none() {
@@ -96,20 +88,20 @@ impl<S: 'static> Cx<S> {
         if slot.life.closed().is_none() {
             return;
         }
-        let slot = self.slots.remove(s.idx as usize);
-        let end = slot.end.map(|b| *b).unwrap_or_default();
+        let mut slot = self.slots.remove(s.idx as usize);
+        self.timers.disarm_socket(&mut slot.timer);
+        let end = slot.end.take().map(|b| *b).unwrap_or_default();
         let closed = Closed {
             reason: slot.life.closed().unwrap_or(Reason::Lost),
             unsent: slot.life.unsent() + end.kernel_unsent,
             unread: slot.life.unread() + end.kernel_unread,
             error: end.error,
             discard: end.discard,
-            farewell: slot.framed.and_then(|f| f.farewell),
+            farewell: slot.framed.as_mut().and_then(|f| f.farewell.take()),
         };
-        io_log!(debug, slot.io.kind().unwrap_or(Transport::Tcp), socket = %s, reason = %closed.reason, closed.unsent, closed.unread, "closed");
+        io_log!(debug, slot.log_target(), self.mux_id, socket = %s, reason = %closed.reason, closed.unsent, closed.unread, "closed");
         if let Some(mut user) = slot.user {
             user.on_closed(self, s, &closed);
-            self.now = Instant::now();
         }
         if let Some(listener) = slot.origin {
             self.release_admission(listener);

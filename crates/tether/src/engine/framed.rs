@@ -6,6 +6,7 @@ use std::io::{self, ErrorKind};
 use tether_proto::frame::{self, Decoder, FrameError, FrameType, HEADER_LEN};
 use tether_proto::Reason;
 
+use crate::log::Target;
 use crate::security::tls::read_failure;
 
 use crate::engine::read::read_stream;
@@ -330,7 +331,7 @@ impl<S: 'static> Cx<S> {
 
     /// The peer broke a rule: reset, and say which rule.
     fn protocol_error(&mut self, s: SocketId, e: FrameError) {
-        tracing::debug!(target: "tether::framed", socket = %s, error = %e, "protocol error");
+        io_log!(debug, Target::Framed, self.mux_id, socket = %s, error = %e, "protocol error");
         if let Some(slot) = find(&mut self.slots, s) {
             if slot.life.closed().is_none() {
                 slot.end().error = Some(Error::Frame(e));

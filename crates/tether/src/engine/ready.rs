@@ -5,6 +5,7 @@ use std::io::{self, ErrorKind};
 use tether_proto::Reason;
 
 use crate::engine::failure::connect_reason;
+use crate::engine::slot::find;
 use crate::engine::task::Task;
 use crate::transport::Io;
 use crate::{Cx, Error, SocketId};
@@ -69,7 +70,8 @@ impl<S: 'static> Cx<S> {
     /// A connecting socket became ready: connected, failed, or neither yet.
     /// Returns true once connected.
     fn check_connect(&mut self, s: SocketId) -> bool {
-        let Some(slot) = self.slot_mut(s) else {
+        let mux = self.mux_id;
+        let Some(slot) = find(&mut self.slots, s) else {
             return false;
         };
         let Io::Stream(stream) = &slot.io else {
@@ -77,7 +79,7 @@ impl<S: 'static> Cx<S> {
         };
         match stream.take_error() {
             Ok(None) if stream.is_connected() => {
-                io_log!(debug, stream.kind(), socket = %s, "connected");
+                io_log!(debug, slot.log_target(), mux, socket = %s, "connected");
                 slot.wire_up = true;
                 // Connected means every handshake above TCP is over too: TLS
                 // starts now, framing waits for its WELCOME.
@@ -93,7 +95,7 @@ impl<S: 'static> Cx<S> {
             }
             Ok(None) => false,
             Ok(Some(e)) | Err(e) => {
-                io_log!(debug, stream.kind(), socket = %s, error = %e, "connect failed");
+                io_log!(debug, slot.log_target(), mux, socket = %s, error = %e, "connect failed");
                 self.fail(s, connect_reason(&e), Error::Io(e));
                 self.settle(s);
                 false

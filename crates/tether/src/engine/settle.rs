@@ -5,7 +5,6 @@ use tether_proto::{Action, Event, Reason, State};
 
 use crate::engine::slot::{find, Slot};
 use crate::engine::task::Task;
-use crate::engine::timers::Target;
 use crate::security::tls::Flushed;
 use crate::transport::{Io, Stream};
 use crate::{sys, Cx, DiscardMethod, Error, SocketId};
@@ -20,7 +19,7 @@ impl<S: 'static> Cx<S> {
         let mut opened = false;
         while let Some(action) = slot.life.poll_action() {
             match action {
-                Action::ArmTimer(at) => self.timers.push(at, Target::Socket(s)),
+                Action::ArmTimer(at) => self.timers.arm_socket(&mut slot.timer, s, at),
                 Action::DrainInput => {
                     if slot.readable {
                         self.tasks.push_back(Task::Read(s));
@@ -48,8 +47,9 @@ impl<S: 'static> Cx<S> {
                     }
                 }
                 Action::SendFin => {
+                    let target = slot.log_target();
                     if let Io::Stream(stream) = &slot.io {
-                        io_log!(trace, stream.kind(), socket = %s, "FIN");
+                        io_log!(trace, target, self.mux_id, socket = %s, "FIN");
                         if let Err(e) = stream.shutdown_write() {
                             slot.end().error.get_or_insert(Error::Io(e));
                             slot.life.fail(Reason::Lost);
@@ -69,8 +69,7 @@ impl<S: 'static> Cx<S> {
                         let unsent = sys::pending_out(stream);
                         slot.end().kernel_unsent = unsent;
                     }
-                    // Dropping the socket closes it and takes it off the poller.
-                    slot.io = Io::None;
+                    drop(slot.io.close());
                 }
             }
         }
@@ -104,7 +103,6 @@ impl<S: 'static> Cx<S> {
                     }
                     slot.want = None;
                     slot.outq = None;
-                    slot.tls = None;
                     Task::Closed(s)
                 }
             };
@@ -150,7 +148,7 @@ impl<S: 'static> Cx<S> {
 /// Abort a connection: count what the kernel still holds, then RST, or
 /// forget it silently if `discard` and the process may.
 fn abort<S>(slot: &mut Slot<S>, discard: bool) {
-    let io = std::mem::take(&mut slot.io);
+    let io = slot.io.close();
     let (unsent, unread, method) = match &io {
         Io::Stream(stream @ Stream::Tcp(_)) => {
             let counts = (sys::pending_out(stream), sys::pending_in(stream));

@@ -6,6 +6,8 @@ use slab::Slab;
 use tether_proto::timer::Timeouts;
 use tether_proto::{Lifecycle, State};
 
+use crate::engine::timers::SocketTimer;
+use crate::log::Target;
 use crate::message::framed::Framed;
 use crate::security::tls::Tls;
 use crate::transport::send_queue::SendQueue;
@@ -53,6 +55,8 @@ pub(crate) struct Slot<S> {
     pub(crate) origin: Option<SocketId>,
     /// The state its user was last told of.
     pub(crate) shown: State,
+    /// Its one deadline on the loop's timer heap, if armed.
+    pub(crate) timer: SocketTimer,
 }
 
 /// A socket's timeouts and when its current stage began.
@@ -115,6 +119,18 @@ impl<S> Slot<S> {
             timeouts: None,
             origin: None,
             shown: State::NotConnected,
+            timer: None,
+        }
+    }
+
+    /// Where this socket's log lines go: a TLS socket's all go to
+    /// `tether::tls`, whatever its transport.
+    pub(crate) fn log_target(&self) -> Target {
+        match (&self.tls, self.io.kind()) {
+            (Some(_), _) => Target::Tls,
+            (None, Some(kind)) => kind.into(),
+            (None, None) if self.life.is_datagram() => Target::Udp,
+            (None, None) => Target::Tcp,
         }
     }
 

@@ -1,5 +1,12 @@
-//! Timers: one heap for the whole loop, so a thousand sockets with deadlines
-//! cost nothing until one of them is due.
+//! The timer heap: one for the whole loop, so a thousand sockets with
+//! deadlines cost nothing until one of them is due.
+//!
+//! Every timer — a user's, or a socket's one deadline — is a record; the heap
+//! holds `(when, record)` entries. Moving a deadline updates the record and
+//! pushes a new entry; cancelling removes the record. An entry whose record
+//! is gone or has moved is dead: it is dropped when it reaches the top,
+//! without waking anybody, and the heap is rebuilt when dead entries
+//! outnumber live ones, so neither wake-ups nor memory grow with re-arming.
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
@@ -23,26 +30,37 @@ impl fmt::Display for TimerId {
     }
 }
 
+/// A socket's deadline on the heap, kept in its slot.
+pub(crate) type SocketTimer = Option<TimerId>;
+
 pub(crate) type TimerFn<S> = Box<dyn FnMut(&mut Cx<S>)>;
 
-struct UserTimer<S> {
-    gen: u32,
-    every: Option<Duration>,
-    /// `None` while the callback runs.
-    f: Option<TimerFn<S>>,
-}
-
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum Target {
+enum Kind<S> {
     /// A socket's own deadline (its lifecycle decides what is due).
     Socket(SocketId),
-    User(TimerId),
+    User {
+        every: Option<Duration>,
+        /// `None` while the callback runs.
+        f: Option<TimerFn<S>>,
+    },
+}
+
+struct Record<S> {
+    gen: u32,
+    at: Instant,
+    kind: Kind<S>,
+}
+
+/// A timer that came due.
+pub(crate) enum Due {
+    Socket(SocketId),
+    User(TimerId, Instant),
 }
 
 struct Entry {
     at: Instant,
     seq: u64,
-    target: Target,
+    id: TimerId,
 }
 
 impl PartialEq for Entry {
@@ -62,11 +80,11 @@ impl Ord for Entry {
     }
 }
 
-/// Cancelled timers and closed sockets leave their heap entries behind; they are
-/// skipped when they come up, which is cheaper than finding them.
 pub(crate) struct Timers<S> {
     heap: BinaryHeap<Reverse<Entry>>,
-    user: Slab<UserTimer<S>>,
+    records: Slab<Record<S>>,
+    /// Live user timers (sockets keep the loop alive by themselves).
+    users: usize,
     seq: u64,
     gen: u32,
 }
@@ -75,7 +93,8 @@ impl<S> Default for Timers<S> {
     fn default() -> Self {
         Timers {
             heap: BinaryHeap::new(),
-            user: Slab::new(),
+            records: Slab::new(),
+            users: 0,
             seq: 0,
             gen: 0,
         }
@@ -83,92 +102,167 @@ impl<S> Default for Timers<S> {
 }
 
 impl<S> Timers<S> {
-    pub(crate) fn push(&mut self, at: Instant, target: Target) {
+    fn record(&self, id: TimerId) -> Option<&Record<S>> {
+        self.records
+            .get(id.idx as usize)
+            .filter(|r| r.gen == id.gen)
+    }
+
+    fn record_mut(&mut self, id: TimerId) -> Option<&mut Record<S>> {
+        self.records
+            .get_mut(id.idx as usize)
+            .filter(|r| r.gen == id.gen)
+    }
+
+    fn is_live(&self, e: &Entry) -> bool {
+        self.record(e.id).is_some_and(|r| r.at == e.at)
+    }
+
+    fn push(&mut self, at: Instant, id: TimerId) {
         self.seq += 1;
         self.heap.push(Reverse(Entry {
             at,
             seq: self.seq,
-            target,
+            id,
         }));
+        // Dead entries are dropped as they surface; if moves keep burying
+        // them, rebuild once they outnumber the live ones.
+        if self.heap.len() > 2 * self.records.len() + 64 {
+            let heap = std::mem::take(&mut self.heap);
+            self.heap = heap.into_iter().filter(|e| self.is_live(&e.0)).collect();
+        }
     }
 
-    pub(crate) fn add(&mut self, at: Instant, every: Option<Duration>, f: TimerFn<S>) -> TimerId {
+    fn insert(&mut self, at: Instant, kind: Kind<S>) -> TimerId {
         self.gen = self.gen.wrapping_add(1);
-        let idx = self.user.insert(UserTimer {
-            gen: self.gen,
-            every,
-            f: Some(f),
-        });
+        let gen = self.gen;
+        let idx = self.records.insert(Record { gen, at, kind });
         let id = TimerId {
             idx: idx as u32,
-            gen: self.gen,
+            gen,
         };
-        self.push(at, Target::User(id));
+        self.push(at, id);
         id
     }
 
-    pub(crate) fn cancel(&mut self, id: TimerId) -> bool {
-        let idx = id.idx as usize;
-        if self.user.get(idx).is_some_and(|t| t.gen == id.gen) {
-            self.user.remove(idx);
-            true
-        } else {
-            false
+    fn remove(&mut self, id: TimerId) -> bool {
+        if self.record(id).is_none() {
+            return false;
+        }
+        if matches!(self.records[id.idx as usize].kind, Kind::User { .. }) {
+            self.users -= 1;
+        }
+        self.records.remove(id.idx as usize);
+        true
+    }
+
+    /// Set a socket's one deadline to `at` (moving it if it has one).
+    pub(crate) fn arm_socket(&mut self, timer: &mut SocketTimer, s: SocketId, at: Instant) {
+        if let Some(id) = *timer {
+            if let Some(record) = self.record_mut(id) {
+                if record.at != at {
+                    record.at = at;
+                    self.push(at, id);
+                }
+                return;
+            }
+        }
+        *timer = Some(self.insert(at, Kind::Socket(s)));
+    }
+
+    /// Take a socket's deadline off the heap.
+    pub(crate) fn disarm_socket(&mut self, timer: &mut SocketTimer) {
+        if let Some(id) = timer.take() {
+            self.remove(id);
         }
     }
 
-    /// The earliest deadline, live or not: waking for a dead one costs one turn.
-    pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        self.heap.peek().map(|Reverse(e)| e.at)
+    pub(crate) fn add(&mut self, at: Instant, every: Option<Duration>, f: TimerFn<S>) -> TimerId {
+        self.users += 1;
+        self.insert(at, Kind::User { every, f: Some(f) })
     }
 
-    /// The next entry due at `now`.
-    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<(Instant, Target)> {
-        if self.heap.peek()?.0.at > now {
+    pub(crate) fn cancel(&mut self, id: TimerId) -> bool {
+        self.record(id)
+            .is_some_and(|r| matches!(r.kind, Kind::User { .. }))
+            && self.remove(id)
+    }
+
+    /// The earliest live deadline.
+    pub(crate) fn next_deadline(&mut self) -> Option<Instant> {
+        while let Some(Reverse(top)) = self.heap.peek() {
+            if self.is_live(top) {
+                return Some(top.at);
+            }
+            self.heap.pop();
+        }
+        None
+    }
+
+    /// The next timer due at `now`. A socket's deadline is used up by coming
+    /// due; a user timer stays until [`restore`](Self::restore).
+    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<Due> {
+        let at = self.next_deadline()?;
+        if at > now {
             return None;
         }
-        self.heap.pop().map(|Reverse(e)| (e.at, e.target))
+        let Reverse(entry) = self.heap.pop()?;
+        match self.record(entry.id)?.kind {
+            Kind::Socket(s) => {
+                self.remove(entry.id);
+                Some(Due::Socket(s))
+            }
+            Kind::User { .. } => Some(Due::User(entry.id, entry.at)),
+        }
     }
 
     /// Take a user timer's callback to run it; `None` if it was cancelled.
     pub(crate) fn take(&mut self, id: TimerId) -> Option<TimerFn<S>> {
-        let t = self.user.get_mut(id.idx as usize)?;
-        if t.gen != id.gen {
-            return None;
+        match &mut self.record_mut(id)?.kind {
+            Kind::User { f, .. } => f.take(),
+            Kind::Socket(_) => None,
         }
-        t.f.take()
     }
 
     /// Put a callback back after it ran: a repeating timer is scheduled again
     /// (from its due time, so it does not drift), a one-shot one is removed. A
     /// timer cancelled by its own callback stays cancelled.
     pub(crate) fn restore(&mut self, id: TimerId, due: Instant, now: Instant, f: TimerFn<S>) {
-        let idx = id.idx as usize;
-        let Some(t) = self.user.get_mut(idx).filter(|t| t.gen == id.gen) else {
+        let Some(record) = self.record_mut(id) else {
             return;
         };
-        match t.every {
+        let Kind::User { every, f: slot } = &mut record.kind else {
+            return;
+        };
+        match *every {
             Some(every) => {
-                t.f = Some(f);
+                *slot = Some(f);
                 // After a long stall, skip the missed ticks instead of bursting.
                 let next = (due + every).max(now);
-                self.push(next, Target::User(id));
+                record.at = next;
+                self.push(next, id);
             }
             None => {
-                self.user.remove(idx);
+                self.remove(id);
             }
         }
     }
 
-    /// No live user timer. Heap entries may remain, but they are dead (cancelled
-    /// timers) or belong to sockets, which keep the loop alive by themselves;
-    /// waiting for a closed socket's linger deadline would hold `run` for nothing.
+    /// No live user timer. Sockets' deadlines keep the loop alive through
+    /// their sockets; waiting for a closed socket's deadline would hold `run`
+    /// for nothing.
     pub(crate) fn is_empty(&self) -> bool {
-        self.user.is_empty()
+        self.users == 0
+    }
+
+    /// Live timers (user timers and socket deadlines), and entries on the heap.
+    pub(crate) fn counts(&self) -> (usize, usize) {
+        (self.records.len(), self.heap.len())
     }
 
     pub(crate) fn clear(&mut self) {
         self.heap.clear();
-        self.user.clear();
+        self.records.clear();
+        self.users = 0;
     }
 }

@@ -5,6 +5,7 @@ use tether_proto::{Reason, State};
 
 use crate::engine::slot::find;
 use crate::engine::task::Task;
+use crate::log::Target;
 use crate::security::tls::Flushed;
 use crate::transport::Io;
 use crate::{Cx, Error, SocketId};
@@ -27,7 +28,7 @@ impl<S: 'static> Cx<S> {
         let _ = tls.flush(stream);
         match result {
             Err(error) => {
-                tracing::debug!(target: "tether::tls", socket = %s, %error, "handshake failed");
+                io_log!(debug, Target::Tls, self.mux_id, socket = %s, %error, "handshake failed");
                 self.fail(s, Reason::TlsHandshakeFailed, error);
                 self.settle(s);
             }
@@ -50,7 +51,7 @@ impl<S: 'static> Cx<S> {
             return;
         }
         let info = tls.info();
-        tracing::debug!(target: "tether::tls", socket = %s, version = %info.version, suite = info.cipher_suite, "handshake done");
+        io_log!(debug, Target::Tls, self.mux_id, socket = %s, version = %info.version, suite = info.cipher_suite, "handshake done");
         if let Some(protocol) = info.alpn.clone() {
             if self.call(s, |u, cx| u.on_alpn(cx, s, &protocol)) == Some(false) {
                 self.fail(s, Reason::TlsHandshakeFailed, Error::AlpnRefused(protocol));

@@ -74,9 +74,12 @@ pub(crate) enum Listener {
 /// What a socket holds, from created to closed.
 #[derive(Debug, Default)]
 pub(crate) enum Io {
-    /// Created, or closed: no descriptor.
+    /// Created: no descriptor yet.
     #[default]
     None,
+    /// Closed: the descriptor is gone; the transport it was is remembered
+    /// (for the last log line).
+    Closed(Transport),
     /// Bound, not yet listening or connecting.
     Bound(socket2::Socket, Transport),
     Stream(Stream),
@@ -88,9 +91,16 @@ pub(crate) enum Io {
 }
 
 impl Io {
+    /// Close the descriptor (dropping a socket closes it and takes it off
+    /// the poller), remembering which transport it was.
+    pub(crate) fn close(&mut self) -> Io {
+        let closed = self.kind().map_or(Io::None, Io::Closed);
+        std::mem::replace(self, closed)
+    }
+
     pub(crate) fn fd(&self) -> Option<BorrowedFd<'_>> {
         match self {
-            Io::None => None,
+            Io::None | Io::Closed(_) => None,
             Io::Bound(s, _) => Some(s.as_fd()),
             Io::Stream(Stream::Tcp(s)) => Some(s.as_fd()),
             Io::Stream(Stream::Local(s)) => Some(s.as_fd()),
@@ -105,7 +115,7 @@ impl Io {
     pub(crate) fn kind(&self) -> Option<Transport> {
         match self {
             Io::None => None,
-            Io::Bound(_, kind) => Some(*kind),
+            Io::Closed(kind) | Io::Bound(_, kind) => Some(*kind),
             Io::Listener(l) => Some(l.listener.kind()),
             Io::Stream(Stream::Tcp(_)) => Some(Transport::Tcp),
             Io::Stream(Stream::Local(_)) => Some(Transport::Local),
@@ -123,13 +133,6 @@ impl Io {
 }
 
 impl Stream {
-    pub(crate) fn kind(&self) -> Transport {
-        match self {
-            Stream::Tcp(_) => Transport::Tcp,
-            Stream::Local(_) => Transport::Local,
-        }
-    }
-
     pub(crate) fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Stream::Tcp(s) => io::Read::read(&mut &*s, buf),
