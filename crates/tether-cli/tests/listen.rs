@@ -44,15 +44,15 @@ fn tether_to_tether_over_tcp_and_unix_sockets() {
         assert_eq!(server.stdout, "from client\n");
 
         let ev = server.events();
-        let listener = one(&ev, "bound").socket();
+        let listener = one(&ev, "bound").socket().expect("the listener's index");
         let accepted = one(&ev, "accepted");
-        assert_eq!(accepted.num("listener") as u64, listener.unwrap());
+        assert_eq!(accepted.opt_num("listener"), Some(listener));
         let incoming = one(&ev, "incoming");
         assert_eq!(incoming.opt("hello"), None);
         let closes = named(&ev, "closed");
         assert_eq!(closes.len(), 2, "the listener, then the connection");
         // One connection: the listener closes as soon as it is taken.
-        assert_eq!(closes[0].socket(), listener);
+        assert_eq!(closes[0].socket(), Some(listener));
         assert_eq!(closes[0].str("reason"), "normal");
         assert_eq!(closes[1].socket(), accepted.socket());
         assert!(graceful(closes[1].str("reason")), "{:?}", closes[1]);
@@ -69,7 +69,7 @@ fn tether_to_tether_over_tcp_and_unix_sockets() {
 fn listen_serves_one_connection() {
     let (mut server, addr) = listener(&["listen", "--events", "127.0.0.1:0"], b"");
     let mut first = TcpStream::connect(&addr).unwrap();
-    let listener = server.wait_event("accepted").num("listener") as u64;
+    let listener = server.wait_event("accepted").num("listener");
     let closed = server.wait_event("closed");
     assert_eq!(closed.socket(), Some(listener));
     let second = TcpStream::connect(&addr);
