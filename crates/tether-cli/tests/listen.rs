@@ -64,6 +64,39 @@ fn tether_to_tether_over_tcp_and_unix_sockets() {
     }
 }
 
+/// Every connection `listen --echo` takes names its listener by the socket
+/// index `bound` reported (a number, never null), and its peer by the
+/// client's own address.
+#[test]
+fn accepted_connections_name_their_listener() {
+    let mut server = Proc::spawn(&mut tether(&[
+        "listen",
+        "--echo",
+        "--events",
+        "127.0.0.1:0",
+    ]));
+    let addr = server.bound();
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        let mut c = TcpStream::connect(&addr).unwrap();
+        c.set_read_timeout(Some(LIMIT)).unwrap();
+        c.write_all(b"x").unwrap();
+        let mut back = [0; 1];
+        c.read_exact(&mut back).unwrap();
+        clients.push(c.local_addr().unwrap().to_string());
+    }
+    let out = server.kill();
+    let ev = out.events();
+    let listener = one(&ev, "bound").socket().expect("the listener's index");
+    let accepted = named(&ev, "accepted");
+    assert_eq!(accepted.len(), 3, "{}", out.stderr);
+    for (a, client) in accepted.iter().zip(&clients) {
+        assert_eq!(a.opt_num("listener"), Some(listener), "{}", a.line);
+        assert_ne!(a.socket(), Some(listener), "{}", a.line);
+        assert_eq!(a.opt("peer"), Some(client.as_str()), "{}", a.line);
+    }
+}
+
 /// Without --echo, the listener takes one connection and stops listening.
 #[test]
 fn listen_serves_one_connection() {
