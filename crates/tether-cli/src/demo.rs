@@ -1,15 +1,12 @@
 //! `tether demo`: the transactions scenario on loopback, told client by client.
 //!
-//! The scenario itself is `crates/tether/examples/transactions.rs`, included
-//! here so the command and the example cannot drift apart.
+//! The scenario itself is `tether_cli::transactions` (this package's library),
+//! which the `transactions` example runs too.
 
 use std::process::ExitCode;
 
 use clap::Args;
-
-#[path = "../../tether/examples/transactions.rs"]
-#[allow(dead_code, unreachable_pub)]
-mod transactions;
+use tether_cli::transactions;
 
 /// Options of `tether demo`.
 #[derive(Args, Debug)]

@@ -68,12 +68,21 @@ impl Events {
             .write();
     }
 
-    /// `accepted`: `s` is the admitted connection.
+    /// `accepted`: `s` is the admitted connection; `listener` the socket that
+    /// took it (`null` when there is none).
     pub(crate) fn accepted(&self, s: SocketId, listener: Option<SocketId>, peer: Option<SockAddr>) {
+        self.accepted_line(s, listener, peer.as_ref()).write();
+    }
+
+    fn accepted_line(
+        &self,
+        s: SocketId,
+        listener: Option<SocketId>,
+        peer: Option<&SockAddr>,
+    ) -> Line {
         self.line(Some(s), "accepted")
-            .num("listener", listener.map_or(0, |l| u64::from(l.index())))
-            .addr("peer", peer.as_ref())
-            .write();
+            .opt_num("listener", listener.map(|l| u64::from(l.index())))
+            .addr("peer", peer)
     }
 
     /// `connected`: a connect completed.
@@ -181,6 +190,18 @@ impl Line {
         self
     }
 
+    /// A number field, `null` when absent.
+    fn opt_num(mut self, key: &str, value: Option<u64>) -> Line {
+        match value {
+            Some(v) => self.num(key, v),
+            None => {
+                self.key(key);
+                self.buf.push_str("null");
+                self
+            }
+        }
+    }
+
     /// A data field: text when UTF-8, else hex under `<key>_hex`; `null` when
     /// absent.
     fn data(mut self, key: &str, value: Option<&[u8]>) -> Line {
@@ -241,6 +262,39 @@ mod tests {
         let mut out = String::new();
         string(&mut out, "a\"b\\c\nd\te\u{1}f\u{7f}é");
         assert_eq!(out, r#""a\"b\\c\nd\te\u0001f\u007fé""#);
+    }
+
+    /// A user for sockets that are only named, never opened.
+    struct Idle;
+    impl tether::SocketUser for Idle {
+        fn on_closed(&mut self, _: &mut tether::Cx, _: SocketId, _: &Closed) {}
+    }
+
+    /// `accepted` names the listener by its index, and writes `null` (not 0,
+    /// which is a real index) when there is none.
+    #[test]
+    fn accepted_names_its_listener_or_null() {
+        let mut mux = tether::IoMux::new(()).unwrap();
+        let listener = mux.stream(Idle);
+        let conn = mux.stream(Idle);
+        let peer: SockAddr = "127.0.0.1:4000".parse().unwrap();
+        let events = Events::new();
+        let parse = |line: Line| -> serde_json::Value {
+            let text = line.text();
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+        };
+
+        let with = parse(events.accepted_line(conn, Some(listener), Some(&peer)));
+        assert_eq!(with["socket"], u64::from(conn.index()));
+        assert_eq!(with["event"], "accepted");
+        assert_eq!(with["listener"], u64::from(listener.index()));
+        assert_eq!(with["peer"], "127.0.0.1:4000");
+
+        let without = parse(events.accepted_line(conn, None, None));
+        let null = Some(&serde_json::Value::Null);
+        assert_eq!(without.get("listener"), null, "{without}");
+        assert_eq!(without.get("peer"), null, "{without}");
+        assert_eq!(without.as_object().map(|o| o.len()), Some(5), "{without}");
     }
 
     #[test]

@@ -47,10 +47,13 @@ enum Command {
     /// when it ends, or with --echo serve any number of clients at once.
     #[command(after_help = LISTEN_EXAMPLES)]
     Listen(ListenArgs),
-    /// Run the transactions scenario on loopback: clients run request/response
-    /// transactions over the framed transport, say their count as disconnect
-    /// data, and the server answers with the running grand total. Exits 0 only
-    /// if every number adds up.
+    /// Run the transactions scenario on loopback; exit 0 only if every number
+    /// adds up.
+    ///
+    /// Clients run request/response transactions over the framed transport,
+    /// say their count as disconnect data, and the server answers with the
+    /// running grand total. Exit status: 0 when every number adds up, 1
+    /// otherwise, 2 for a usage error.
     Demo(demo::Options),
 }
 

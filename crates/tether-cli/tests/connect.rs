@@ -49,8 +49,8 @@ fn half_close_gets_the_answer_of_a_server_that_reads_to_eof() {
     assert_eq!(states.last(), Some(&"not_connected"));
     let closed = one(&ev, "closed");
     assert_eq!(closed.str("reason"), "normal", "we ended first");
-    assert_eq!(closed.num("unsent"), 0.0);
-    assert_eq!(closed.num("unread"), 0.0);
+    assert_eq!(closed.num("unsent"), 0);
+    assert_eq!(closed.num("unread"), 0);
     assert_eq!(closed.opt("error"), None);
     // Every line is about the one socket.
     assert!(ev.iter().all(|e| e.socket() == ev[0].socket()));
@@ -236,7 +236,7 @@ fn on_eof_close_the_peer_sees_eof_and_what_it_sends_is_counted_unread() {
     assert!(named(&ev, "state").iter().any(|e| e.str("to") == "closing"));
     let closed = one(&ev, "closed");
     assert_eq!(closed.str("reason"), "normal");
-    assert_eq!(closed.num("unread"), 12.0);
+    assert_eq!(closed.num("unread"), 12);
 }
 
 #[test]

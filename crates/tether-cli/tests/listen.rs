@@ -44,15 +44,15 @@ fn tether_to_tether_over_tcp_and_unix_sockets() {
         assert_eq!(server.stdout, "from client\n");
 
         let ev = server.events();
-        let listener = one(&ev, "bound").socket();
+        let listener = one(&ev, "bound").socket().expect("the listener's index");
         let accepted = one(&ev, "accepted");
-        assert_eq!(accepted.num("listener") as u64, listener.unwrap());
+        assert_eq!(accepted.opt_num("listener"), Some(listener));
         let incoming = one(&ev, "incoming");
         assert_eq!(incoming.opt("hello"), None);
         let closes = named(&ev, "closed");
         assert_eq!(closes.len(), 2, "the listener, then the connection");
         // One connection: the listener closes as soon as it is taken.
-        assert_eq!(closes[0].socket(), listener);
+        assert_eq!(closes[0].socket(), Some(listener));
         assert_eq!(closes[0].str("reason"), "normal");
         assert_eq!(closes[1].socket(), accepted.socket());
         assert!(graceful(closes[1].str("reason")), "{:?}", closes[1]);
@@ -64,12 +64,45 @@ fn tether_to_tether_over_tcp_and_unix_sockets() {
     }
 }
 
+/// Every connection `listen --echo` takes names its listener by the socket
+/// index `bound` reported (a number, never null), and its peer by the
+/// client's own address.
+#[test]
+fn accepted_connections_name_their_listener() {
+    let mut server = Proc::spawn(&mut tether(&[
+        "listen",
+        "--echo",
+        "--events",
+        "127.0.0.1:0",
+    ]));
+    let addr = server.bound();
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        let mut c = TcpStream::connect(&addr).unwrap();
+        c.set_read_timeout(Some(LIMIT)).unwrap();
+        c.write_all(b"x").unwrap();
+        let mut back = [0; 1];
+        c.read_exact(&mut back).unwrap();
+        clients.push(c.local_addr().unwrap().to_string());
+    }
+    let out = server.kill();
+    let ev = out.events();
+    let listener = one(&ev, "bound").socket().expect("the listener's index");
+    let accepted = named(&ev, "accepted");
+    assert_eq!(accepted.len(), 3, "{}", out.stderr);
+    for (a, client) in accepted.iter().zip(&clients) {
+        assert_eq!(a.opt_num("listener"), Some(listener), "{}", a.line);
+        assert_ne!(a.socket(), Some(listener), "{}", a.line);
+        assert_eq!(a.opt("peer"), Some(client.as_str()), "{}", a.line);
+    }
+}
+
 /// Without --echo, the listener takes one connection and stops listening.
 #[test]
 fn listen_serves_one_connection() {
     let (mut server, addr) = listener(&["listen", "--events", "127.0.0.1:0"], b"");
     let mut first = TcpStream::connect(&addr).unwrap();
-    let listener = server.wait_event("accepted").num("listener") as u64;
+    let listener = server.wait_event("accepted").num("listener");
     let closed = server.wait_event("closed");
     assert_eq!(closed.socket(), Some(listener));
     let second = TcpStream::connect(&addr);

@@ -1,6 +1,6 @@
 //! What the command's tests share: the built binary run as a child that can
-//! never outlive its test, a reader for `--events` lines, certificates made
-//! at test time, and peers written with plain std::net.
+//! never outlive its test, a reader for `--events` lines (serde_json),
+//! certificates made at test time, and peers written with plain std::net.
 #![allow(dead_code, unreachable_pub)]
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -11,6 +11,8 @@ use std::sync::mpsc::{channel, Receiver};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+use serde_json::Value;
 
 /// How long any one child may run before it is killed.
 pub const LIMIT: Duration = Duration::from_secs(15);
@@ -164,11 +166,13 @@ impl Proc {
         self.wait_on(true, "the expected stderr line", pred)
     }
 
-    /// Wait for the `--events` line of this event (the first one).
+    /// Wait for the `--events` line of this event (the first one); every
+    /// JSON line before it must be an event too.
     pub fn wait_event(&mut self, name: &str) -> Event {
-        let tag = format!("\"event\":\"{name}\"");
-        let line = self.wait_stderr(|l| l.contains(&tag));
-        Event::parse(line.trim_end()).unwrap_or_else(|e| panic!("{e}: {line}"))
+        let parse =
+            |line: &str| Event::parse(line.trim_end()).unwrap_or_else(|e| panic!("{e}: {line}"));
+        let line = self.wait_stderr(|l| l.starts_with('{') && parse(l).name() == name);
+        parse(&line)
     }
 
     /// A listener started with `--events`: the address its `bound` event
@@ -230,52 +234,72 @@ impl Drop for Proc {
 
 // ----- --events -----
 
-/// A JSON value of an event line: events are flat objects.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Value {
-    Str(String),
-    Num(f64),
-    Null,
-    Bool(bool),
+/// The members of one JSON object in the order written, repeats kept (a map
+/// would keep one of them silently).
+struct Members(Vec<(String, Value)>);
+
+impl<'de> serde::Deserialize<'de> for Members {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Members, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Members;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Members, A::Error> {
+                let mut members = Vec::new();
+                while let Some(member) = map.next_entry()? {
+                    members.push(member);
+                }
+                Ok(Members(members))
+            }
+        }
+        d.deserialize_map(Visit)
+    }
 }
 
-/// One `--events` line, parsed.
+/// One `--events` line, read by serde_json.
 #[derive(Debug, Clone)]
 pub struct Event {
+    /// The fields in the order the line has them.
     pub fields: Vec<(String, Value)>,
     pub line: String,
 }
 
 impl Event {
-    /// Parse one line: a flat JSON object whose first fields are `t` (a
-    /// number), `socket` (a number or null) and `event` (a string).
+    /// Parse one line: a flat JSON object (every value a string, number,
+    /// boolean or null; no field twice) whose first fields are `t` (seconds,
+    /// a number at least 0), `socket` (an index or null) and `event` (a
+    /// string).
     pub fn parse(line: &str) -> Result<Event, String> {
-        let mut p = Parser {
-            s: line.as_bytes(),
-            i: 0,
-        };
-        let fields = p.object()?;
-        if p.i != line.len() {
-            return Err(format!("trailing text at {}", p.i));
-        }
+        let Members(fields) = serde_json::from_str(line).map_err(|e| e.to_string())?;
         let keys: Vec<&str> = fields.iter().map(|(k, _)| k.as_str()).collect();
         if keys.len() < 3 || keys[..3] != ["t", "socket", "event"] {
             return Err(format!(
                 "the line must begin with t, socket, event: {keys:?}"
             ));
         }
-        if !matches!(fields[0].1, Value::Num(t) if t >= 0.0) {
-            return Err("t is not a number".into());
-        }
-        if !matches!(fields[1].1, Value::Num(_) | Value::Null) {
-            return Err("socket is not a number or null".into());
-        }
-        if !matches!(fields[2].1, Value::Str(_)) {
-            return Err("event is not a string".into());
-        }
         let mut seen = std::collections::HashSet::new();
         if let Some(k) = keys.iter().find(|k| !seen.insert(**k)) {
             return Err(format!("the field {k} comes twice"));
+        }
+        if let Some((k, _)) = fields
+            .iter()
+            .find(|(_, v)| matches!(v, Value::Array(_) | Value::Object(_)))
+        {
+            return Err(format!("the field {k} is not flat"));
+        }
+        if !fields[0].1.as_f64().is_some_and(|t| t >= 0.0) {
+            return Err("t is not a number at least 0".into());
+        }
+        if !(fields[1].1.is_u64() || fields[1].1.is_null()) {
+            return Err("socket is not an index or null".into());
+        }
+        if !fields[2].1.is_string() {
+            return Err("event is not a string".into());
         }
         Ok(Event {
             fields,
@@ -287,39 +311,60 @@ impl Event {
         self.fields.iter().find(|(k, _)| k == key).map(|(_, v)| v)
     }
 
+    /// A field that must be there.
+    fn field(&self, key: &str) -> &Value {
+        self.get(key)
+            .unwrap_or_else(|| panic!("no field {key} in {}", self.line))
+    }
+
     pub fn name(&self) -> &str {
         self.str("event")
     }
 
+    /// Seconds since the command started.
+    pub fn t(&self) -> f64 {
+        self.field("t").as_f64().expect("checked by parse")
+    }
+
     /// A string field; panics if it is absent or not a string.
     pub fn str(&self, key: &str) -> &str {
-        match self.get(key) {
-            Some(Value::Str(s)) => s,
-            other => panic!("{key} is {other:?} in {}", self.line),
+        match self.field(key) {
+            Value::String(s) => s,
+            other => panic!("{key} is {other} in {}", self.line),
         }
     }
 
-    /// A string field or null.
+    /// A string field or null; panics if it is absent or anything else.
     pub fn opt(&self, key: &str) -> Option<&str> {
-        match self.get(key) {
-            Some(Value::Str(s)) => Some(s),
-            Some(Value::Null) => None,
-            other => panic!("{key} is {other:?} in {}", self.line),
+        match self.field(key) {
+            Value::String(s) => Some(s),
+            Value::Null => None,
+            other => panic!("{key} is {other} in {}", self.line),
         }
     }
 
-    pub fn num(&self, key: &str) -> f64 {
-        match self.get(key) {
-            Some(Value::Num(n)) => *n,
-            other => panic!("{key} is {other:?} in {}", self.line),
+    /// A count or index field (an integer at least 0); panics if it is absent
+    /// or anything else.
+    pub fn num(&self, key: &str) -> u64 {
+        self.opt_num(key)
+            .unwrap_or_else(|| panic!("{key} is null in {}", self.line))
+    }
+
+    /// A count or index field, or null; panics if it is absent or anything
+    /// else.
+    pub fn opt_num(&self, key: &str) -> Option<u64> {
+        match self.field(key) {
+            Value::Null => None,
+            v => Some(
+                v.as_u64()
+                    .unwrap_or_else(|| panic!("{key} is {v}, not an index, in {}", self.line)),
+            ),
         }
     }
 
+    /// The socket's index, `None` for `"socket":null`.
     pub fn socket(&self) -> Option<u64> {
-        match self.get("socket") {
-            Some(Value::Num(n)) => Some(*n as u64),
-            _ => None,
-        }
+        self.opt_num("socket")
     }
 }
 
@@ -329,12 +374,8 @@ pub fn events(stderr: &str) -> Vec<Event> {
     stderr
         .lines()
         .map(|line| {
-            assert!(
-                line.starts_with('{'),
-                "not an event line: {line:?}\n{stderr}"
-            );
             let e = Event::parse(line).unwrap_or_else(|e| panic!("{e}: {line}\n{stderr}"));
-            let t = e.num("t");
+            let t = e.t();
             assert!(t >= last_t, "time went back: {line}\n{stderr}");
             last_t = t;
             e
@@ -362,114 +403,6 @@ pub fn last_closed(events: &[Event]) -> &Event {
         .rev()
         .find(|e| e.name() == "closed")
         .expect("a closed event")
-}
-
-struct Parser<'a> {
-    s: &'a [u8],
-    i: usize,
-}
-
-impl Parser<'_> {
-    fn peek(&self) -> Option<u8> {
-        self.s.get(self.i).copied()
-    }
-
-    fn eat(&mut self, b: u8) -> Result<(), String> {
-        if self.peek() == Some(b) {
-            self.i += 1;
-            Ok(())
-        } else {
-            Err(format!("expected {:?} at {}", b as char, self.i))
-        }
-    }
-
-    fn object(&mut self) -> Result<Vec<(String, Value)>, String> {
-        self.eat(b'{')?;
-        let mut fields = Vec::new();
-        if self.peek() == Some(b'}') {
-            self.i += 1;
-            return Ok(fields);
-        }
-        loop {
-            let key = self.string()?;
-            self.eat(b':')?;
-            let value = self.value()?;
-            fields.push((key, value));
-            match self.peek() {
-                Some(b',') => self.i += 1,
-                Some(b'}') => {
-                    self.i += 1;
-                    return Ok(fields);
-                }
-                _ => return Err(format!("expected , or }} at {}", self.i)),
-            }
-        }
-    }
-
-    fn value(&mut self) -> Result<Value, String> {
-        for (word, value) in [
-            ("null", Value::Null),
-            ("true", Value::Bool(true)),
-            ("false", Value::Bool(false)),
-        ] {
-            if self.s[self.i..].starts_with(word.as_bytes()) {
-                self.i += word.len();
-                return Ok(value);
-            }
-        }
-        match self.peek() {
-            Some(b'"') => self.string().map(Value::Str),
-            Some(b'-' | b'0'..=b'9') => {
-                let start = self.i;
-                while matches!(
-                    self.peek(),
-                    Some(b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')
-                ) {
-                    self.i += 1;
-                }
-                let text = std::str::from_utf8(&self.s[start..self.i]).unwrap();
-                text.parse()
-                    .map(Value::Num)
-                    .map_err(|_| format!("bad number {text}"))
-            }
-            _ => Err(format!("expected a value at {}", self.i)),
-        }
-    }
-
-    fn string(&mut self) -> Result<String, String> {
-        self.eat(b'"')?;
-        let mut out = Vec::new();
-        loop {
-            let b = self.peek().ok_or("unterminated string")?;
-            self.i += 1;
-            match b {
-                b'"' => return String::from_utf8(out).map_err(|e| e.to_string()),
-                b'\\' => {
-                    let e = self.peek().ok_or("unterminated escape")?;
-                    self.i += 1;
-                    match e {
-                        b'"' | b'\\' | b'/' => out.push(e),
-                        b'n' => out.push(b'\n'),
-                        b'r' => out.push(b'\r'),
-                        b't' => out.push(b'\t'),
-                        b'b' => out.push(8),
-                        b'f' => out.push(12),
-                        b'u' => {
-                            let hex = self.s.get(self.i..self.i + 4).ok_or("short \\u")?;
-                            let code = u32::from_str_radix(std::str::from_utf8(hex).unwrap(), 16)
-                                .map_err(|e| e.to_string())?;
-                            self.i += 4;
-                            let c = char::from_u32(code).ok_or("bad \\u")?;
-                            out.extend_from_slice(c.to_string().as_bytes());
-                        }
-                        _ => return Err(format!("bad escape at {}", self.i)),
-                    }
-                }
-                b if b < 0x20 => return Err("raw control character in a string".into()),
-                b => out.push(b),
-            }
-        }
-    }
 }
 
 // ----- peers and files -----

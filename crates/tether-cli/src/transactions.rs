@@ -8,12 +8,13 @@
 //! ordered by the totals they were given, each total is the one before plus the
 //! client's count.
 //!
-//! ```text
-//! cargo run -p tether --example transactions -- 8 1000        # clients, transactions
-//! cargo run -p tether --example transactions -- 8 1000 tls    # the same over TLS
-//! ```
+//! `tether demo` runs it and tells it client by client; the `transactions`
+//! example of this package runs it with a plainer report:
 //!
-//! `tether demo` runs this same file.
+//! ```text
+//! cargo run -p tether-cli --example transactions -- 8 1000        # clients, transactions
+//! cargo run -p tether-cli --example transactions -- 8 1000 tls    # the same over TLS
+//! ```
 
 use std::time::{Duration, Instant};
 
@@ -272,34 +273,4 @@ pub fn run(config: &Config) -> Result<Outcome, Box<dyn std::error::Error>> {
     mux.set_timer(Duration::from_secs(60), |cx| cx.terminate());
     mux.run()?;
     Ok(std::mem::take(&mut mux.shared_mut().outcome))
-}
-
-#[allow(dead_code)]
-fn main() {
-    let mut args = std::env::args().skip(1);
-    let config = Config {
-        clients: args.next().and_then(|a| a.parse().ok()).unwrap_or(8),
-        transactions: args.next().and_then(|a| a.parse().ok()).unwrap_or(1000),
-        tls: args.next().as_deref() == Some("tls"),
-    };
-    let outcome = match run(&config) {
-        Ok(outcome) => outcome,
-        Err(e) => {
-            eprintln!("transactions: {e}");
-            std::process::exit(1);
-        }
-    };
-    for c in &outcome.clients {
-        println!(
-            "client {}: {} transactions, server total {:?}, {}",
-            c.number, c.count, c.total, c.reason
-        );
-    }
-    match outcome.check(&config) {
-        Ok(()) => println!("every number adds up: {} transactions", outcome.grand_total),
-        Err(e) => {
-            eprintln!("does not add up: {e}");
-            std::process::exit(1);
-        }
-    }
 }
