@@ -10,14 +10,14 @@
 //!   actions, events, reasons).
 //! - [`addr`]: parsing of the addresses tether accepts.
 //! - [`frame`]: the framed wire format (encoder, streaming decoder, frame order).
-//! - [`timer`]: per-connection timeouts (connect, handshake, idle).
+//! - [`timeouts`]: per-connection timeouts (connect, handshake, idle).
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
 pub mod addr;
 pub mod frame;
 pub mod lifecycle;
-pub mod timer;
+pub mod timeouts;
 
 pub use addr::{AddrError, SockAddr};
 pub use frame::{Decoder, Frame, FrameError, FrameType, Order, Role};

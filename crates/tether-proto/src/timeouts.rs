@@ -9,7 +9,7 @@
 //!
 //! ```
 //! use std::time::{Duration, Instant};
-//! use tether_proto::timer::{Stage, Timeouts};
+//! use tether_proto::timeouts::{Stage, Timeouts};
 //! use tether_proto::Reason;
 //!
 //! let t = Timeouts { idle: Some(Duration::from_secs(30)), ..Timeouts::default() };
