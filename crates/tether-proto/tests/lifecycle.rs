@@ -518,6 +518,8 @@ mod connecting {
         l.wrote(5);
         assert_eq!(actions(&mut l), [Action::SendFin]);
         assert_eq!(events(&mut l), []);
+        l.fin_sent();
+        assert_quiet(&mut l);
 
         l.eof();
         assert_eq!(actions(&mut l), [Action::Release]);
@@ -620,10 +622,12 @@ mod connected {
         l
     }
 
-    /// Taken from a listener: no Connected event.
-    fn accepted() -> Lifecycle {
+    /// Taken from a listener: Accepted (drained), never Connected.
+    pub(super) fn accepted() -> Lifecycle {
         let mut l = Lifecycle::accepted();
-        assert_quiet(&mut l);
+        assert_eq!(actions(&mut l), []);
+        assert_eq!(events(&mut l), [Event::Accepted]);
+        assert_eq!(l.state(), State::Connected);
         l
     }
 
@@ -869,12 +873,15 @@ mod no_send {
     use super::connected::connected;
     use super::*;
 
-    /// Our FIN is out; the peer still sends.
+    /// Our FIN is out (SendFin carried out, `fin_sent` reported); the peer
+    /// still sends.
     pub(super) fn no_send() -> Lifecycle {
         let mut l = connected();
         l.shutdown().unwrap();
         assert_eq!(actions(&mut l), [Action::SendFin]);
         assert_eq!(events(&mut l), []);
+        l.fin_sent();
+        assert_quiet(&mut l);
         assert_eq!(l.state(), State::NoSend);
         l
     }
@@ -975,7 +982,7 @@ mod no_send {
         assert_gone(&mut l, Reason::Normal);
     }
 
-    /// Rule 3: SendFin before Release in the same step.
+    /// Rule 3: SendFin, then Release once the FIN is out.
     #[test]
     fn eof_before_the_queue_drains_closes_when_it_does() {
         let mut l = no_send_queued(4);
@@ -985,7 +992,10 @@ mod no_send {
         assert_eq!(l.state(), State::NoSendRecv);
         assert!(!l.wants_input());
         l.wrote(4);
-        assert_eq!(actions(&mut l), [Action::SendFin, Action::Release]);
+        assert_eq!(actions(&mut l), [Action::SendFin]);
+        assert_eq!(events(&mut l), [], "the end waits for the FIN to be out");
+        l.fin_sent();
+        assert_eq!(actions(&mut l), [Action::Release]);
         assert_eq!(events(&mut l), [Event::Closed(Reason::Normal)]);
         assert_eq!((l.unsent(), l.unread()), (0, 0));
         assert_gone(&mut l, Reason::Normal);
@@ -1150,7 +1160,10 @@ mod no_recv {
     fn shutdown_after_eof_closes_by_peer() {
         let mut l = no_recv_ended();
         assert_eq!(l.shutdown(), Ok(()));
-        assert_eq!(actions(&mut l), [Action::SendFin, Action::Release]);
+        assert_eq!(actions(&mut l), [Action::SendFin]);
+        assert_eq!(events(&mut l), [], "the end waits for the FIN to be out");
+        l.fin_sent();
+        assert_eq!(actions(&mut l), [Action::Release]);
         assert_eq!(events(&mut l), [Event::Closed(Reason::ByPeer)]);
         assert_gone(&mut l, Reason::ByPeer);
     }
@@ -1163,7 +1176,10 @@ mod no_recv {
         assert_quiet(&mut l);
         assert_eq!(l.state(), State::NoSendRecv);
         l.wrote(3);
-        assert_eq!(actions(&mut l), [Action::SendFin, Action::Release]);
+        assert_eq!(actions(&mut l), [Action::SendFin]);
+        assert_eq!(events(&mut l), [], "the end waits for the FIN to be out");
+        l.fin_sent();
+        assert_eq!(actions(&mut l), [Action::Release]);
         assert_eq!(events(&mut l), [Event::Closed(Reason::ByPeer)]);
         assert_gone(&mut l, Reason::ByPeer);
     }
@@ -1174,6 +1190,8 @@ mod no_recv {
         assert_eq!(l.shutdown(), Ok(()));
         assert_eq!(actions(&mut l), [Action::SendFin]);
         assert_eq!(events(&mut l), []);
+        l.fin_sent();
+        assert_quiet(&mut l);
         assert_eq!(l.state(), State::NoSendRecv);
         l.eof();
         assert_eq!(actions(&mut l), [Action::Release]);
@@ -1184,12 +1202,19 @@ mod no_recv {
         assert_gone(&mut l, Reason::ByPeer);
     }
 
-    /// Rule 3: nothing to wait for, so no timer and no draining.
+    /// Rule 3: nothing to drain, so no draining; the end waits only for our
+    /// FIN to be out (under the linger deadline, should that never come).
     #[test]
     fn close_after_eof_finishes_at_once() {
         let mut l = no_recv_ended();
         assert_eq!(l.close(t0(), LINGER), Ok(()));
-        assert_eq!(actions(&mut l), [Action::SendFin, Action::Release]);
+        assert_eq!(
+            actions(&mut l),
+            [Action::ArmTimer(deadline()), Action::SendFin]
+        );
+        assert_eq!(events(&mut l), [], "the end waits for the FIN to be out");
+        l.fin_sent();
+        assert_eq!(actions(&mut l), [Action::Release]);
         assert_eq!(events(&mut l), [Event::Closed(Reason::ByPeer)]);
         assert_gone(&mut l, Reason::ByPeer);
     }
@@ -1204,7 +1229,10 @@ mod no_recv {
         assert_eq!(l.state(), State::Closing);
         assert!(!l.wants_input());
         l.wrote(2);
-        assert_eq!(actions(&mut l), [Action::SendFin, Action::Release]);
+        assert_eq!(actions(&mut l), [Action::SendFin]);
+        assert_eq!(events(&mut l), [], "the end waits for the FIN to be out");
+        l.fin_sent();
+        assert_eq!(actions(&mut l), [Action::Release]);
         assert_eq!(events(&mut l), [Event::Closed(Reason::ByPeer)]);
         assert_gone(&mut l, Reason::ByPeer);
     }
@@ -1224,6 +1252,8 @@ mod no_recv {
             ]
         );
         assert_eq!(events(&mut l), []);
+        l.fin_sent();
+        assert_quiet(&mut l);
         assert_eq!(l.unread(), 3);
         l.read(2);
         assert_eq!(l.unread(), 5);
@@ -1306,6 +1336,8 @@ mod no_send_recv {
         l.shutdown().unwrap();
         assert_eq!(actions(&mut l), [Action::SendFin]);
         assert_eq!(events(&mut l), []);
+        l.fin_sent();
+        assert_quiet(&mut l);
         assert_eq!(l.state(), State::NoSendRecv);
         l
     }
@@ -1391,7 +1423,10 @@ mod no_send_recv {
         l.wrote(2);
         assert_quiet(&mut l);
         l.wrote(1);
-        assert_eq!(actions(&mut l), [Action::SendFin, Action::Release]);
+        assert_eq!(actions(&mut l), [Action::SendFin]);
+        assert_eq!(events(&mut l), [], "the end waits for the FIN to be out");
+        l.fin_sent();
+        assert_eq!(actions(&mut l), [Action::Release]);
         assert_eq!(events(&mut l), [Event::Closed(Reason::Normal)]);
         assert_gone(&mut l, Reason::Normal);
     }
@@ -1419,7 +1454,10 @@ mod no_send_recv {
         assert_eq!(actions(&mut l), [Action::ArmTimer(deadline())]);
         assert_eq!(events(&mut l), []);
         l.wrote(2);
-        assert_eq!(actions(&mut l), [Action::SendFin, Action::Release]);
+        assert_eq!(actions(&mut l), [Action::SendFin]);
+        assert_eq!(events(&mut l), [], "the end waits for the FIN to be out");
+        l.fin_sent();
+        assert_eq!(actions(&mut l), [Action::Release]);
         assert_eq!(events(&mut l), [Event::Closed(Reason::Normal)]);
         assert_gone(&mut l, Reason::Normal);
     }
@@ -1479,7 +1517,8 @@ mod closing {
     use super::no_recv::no_recv_ended;
     use super::*;
 
-    /// close() on an idle connection: FIN out, draining the peer.
+    /// close() on an idle connection: FIN out (`fin_sent` reported), draining
+    /// the peer.
     fn closing() -> Lifecycle {
         let mut l = connected();
         assert_eq!(l.close(t0(), LINGER), Ok(()));
@@ -1492,6 +1531,8 @@ mod closing {
             ]
         );
         assert_eq!(events(&mut l), []);
+        l.fin_sent();
+        assert_quiet(&mut l);
         assert_eq!(l.state(), State::Closing);
         l
     }
@@ -1566,7 +1607,7 @@ mod closing {
         assert_gone(&mut l, Reason::Normal);
     }
 
-    /// Rule 3: SendFin before Release in the same step.
+    /// Rule 3: SendFin, then Release once the FIN is out.
     #[test]
     fn the_peers_end_before_the_queue_drains() {
         let mut l = closing_queued(4);
@@ -1575,7 +1616,10 @@ mod closing {
         assert_eq!(l.state(), State::Closing);
         assert!(!l.wants_input());
         l.wrote(4);
-        assert_eq!(actions(&mut l), [Action::SendFin, Action::Release]);
+        assert_eq!(actions(&mut l), [Action::SendFin]);
+        assert_eq!(events(&mut l), [], "the end waits for the FIN to be out");
+        l.fin_sent();
+        assert_eq!(actions(&mut l), [Action::Release]);
         assert_eq!(events(&mut l), [Event::Closed(Reason::Normal)]);
         assert_gone(&mut l, Reason::Normal);
     }
@@ -1634,7 +1678,10 @@ mod closing {
     fn linger_zero_with_nothing_to_wait_for_closes_gracefully() {
         let mut l = no_recv_ended();
         assert_eq!(l.close(t0(), Duration::ZERO), Ok(()));
-        assert_eq!(actions(&mut l), [Action::SendFin, Action::Release]);
+        assert_eq!(actions(&mut l), [Action::ArmTimer(t0()), Action::SendFin]);
+        assert_eq!(events(&mut l), [], "the end waits for the FIN to be out");
+        l.fin_sent();
+        assert_eq!(actions(&mut l), [Action::Release]);
         assert_eq!(events(&mut l), [Event::Closed(Reason::ByPeer)]);
         assert_gone(&mut l, Reason::ByPeer);
     }
@@ -1746,6 +1793,8 @@ mod closed {
         let mut l = connected();
         l.eof();
         l.shutdown().unwrap();
+        actions(&mut l);
+        l.fin_sent();
         add(l, Reason::ByPeer);
 
         let mut l = connected();
@@ -1861,19 +1910,23 @@ mod names {
     }
 }
 
-/// Random sequences of commands and inputs against a model that counts bytes.
+/// Random sequences of commands and inputs against a model that counts bytes,
+/// over random layer configurations (security, message layer; dialed or
+/// accepted).
 mod properties {
     use super::*;
     use proptest::prelude::*;
+    use tether_proto::{FrameType, Handshake, Role, Stage};
 
     #[derive(Clone, Copy, Debug)]
     enum Start {
-        /// `Lifecycle::new()`, nothing else: the sequence must connect it.
-        Fresh,
+        /// `Lifecycle::new()` with these layers set, nothing else: the
+        /// sequence must connect it.
+        Fresh { security: bool, message: bool },
         /// `new()`, `connect()`, `connected()`.
         Dialed,
-        /// `Lifecycle::accepted()`.
-        Accepted,
+        /// `Lifecycle::accepted_with(security, message)`.
+        Accepted { security: bool, message: bool },
     }
 
     #[derive(Clone, Copy, Debug)]
@@ -1882,16 +1935,25 @@ mod properties {
         Listen,
         Connect,
         CheckRecv,
+        Recv,
         Send(usize),
         Shutdown,
         /// Linger in milliseconds.
         Close(u64),
+        /// Linger in milliseconds.
+        Reject(u64),
+        StartSecurity,
         Reset,
         Discard,
         Stop,
         Connected,
+        Secured,
+        Admitted,
+        FrameIn(FrameType),
+        FrameOut(FrameType),
         /// Capped at the model's queued bytes.
         Wrote(usize),
+        FinSent,
         /// Only while the machine wants input (or, to check it is ignored, once closed).
         Read(usize),
         /// Capped at the model's held bytes.
@@ -1899,6 +1961,7 @@ mod properties {
         DropHeld,
         FinKnown,
         Eof,
+        NothingLeft,
         Fail(Reason),
         /// The clock advances by this many milliseconds, then `timeout(now)`.
         Timeout(u64),
@@ -1906,9 +1969,21 @@ mod properties {
 
     fn start() -> impl Strategy<Value = Start> {
         prop_oneof![
-            Just(Start::Fresh),
+            (any::<bool>(), any::<bool>())
+                .prop_map(|(security, message)| Start::Fresh { security, message }),
             Just(Start::Dialed),
-            Just(Start::Accepted)
+            (any::<bool>(), any::<bool>())
+                .prop_map(|(security, message)| Start::Accepted { security, message }),
+        ]
+    }
+
+    fn frame_type() -> impl Strategy<Value = FrameType> {
+        prop_oneof![
+            Just(FrameType::Hello),
+            Just(FrameType::Welcome),
+            Just(FrameType::Reject),
+            Just(FrameType::Data),
+            Just(FrameType::Farewell),
         ]
     }
 
@@ -1924,19 +1999,28 @@ mod properties {
             1 => Just(Step::Listen),
             2 => Just(Step::Connect),
             1 => Just(Step::CheckRecv),
+            2 => Just(Step::Recv),
             6 => (0usize..8).prop_map(Step::Send),
             3 => Just(Step::Shutdown),
             3 => (0u64..4000).prop_map(Step::Close),
+            2 => (0u64..4000).prop_map(Step::Reject),
+            1 => Just(Step::StartSecurity),
             1 => Just(Step::Reset),
             1 => Just(Step::Discard),
             1 => Just(Step::Stop),
             3 => Just(Step::Connected),
+            3 => Just(Step::Secured),
+            1 => Just(Step::Admitted),
+            3 => frame_type().prop_map(Step::FrameIn),
+            3 => frame_type().prop_map(Step::FrameOut),
             8 => (0usize..8).prop_map(Step::Wrote),
+            4 => Just(Step::FinSent),
             8 => (0usize..8).prop_map(Step::Read),
             6 => (0usize..8).prop_map(Step::Delivered),
             2 => Just(Step::DropHeld),
             3 => Just(Step::FinKnown),
             4 => Just(Step::Eof),
+            2 => Just(Step::NothingLeft),
             1 => fail.prop_map(Step::Fail),
             4 => (0u64..3000).prop_map(Step::Timeout),
         ]
@@ -1957,17 +2041,39 @@ mod properties {
         delivered: u64,
         /// Read and neither delivered nor dropped.
         held: u64,
-        /// Event::Connected was seen (or the socket started connected).
-        up: bool,
-        /// shutdown or close returned Ok.
+        /// A connection (not a listener): connect returned Ok, or it started
+        /// dialed or accepted. Its graceful end needs its FIN out.
+        live: bool,
+        /// Taken from a listener.
+        server: bool,
+        /// It has a security layer (configured, or an upgrade).
+        security: bool,
+        /// It has a message layer.
+        message: bool,
+        /// Every handshake done (the connection is open): Connected, or for a
+        /// server Accepted plus Secured if it has security; or rejected.
+        open: bool,
+        /// start_security returned Ok.
+        upgraded: bool,
+        /// reject returned Ok.
+        rejected: bool,
+        /// shutdown, close or reject returned Ok.
         send_closed: bool,
-        /// close returned Ok.
+        /// close or reject returned Ok.
         close_called: bool,
-        fin_sent: bool,
+        /// SendFin was asked for.
+        fin_asked: bool,
+        /// fin_sent took effect: the FIN is on the wire.
+        fin_out: bool,
+        /// The peer's FIN is known (fin_known or eof took effect).
+        peer_fin: bool,
         /// eof took effect: every byte of the peer was read.
         peer_ended: bool,
+        recv_pending: bool,
         peer_shutdowns: u32,
         connected_events: u32,
+        accepted_events: u32,
+        secured_events: u32,
         closed_events: u32,
         closed: Option<Reason>,
         began: Option<Side>,
@@ -1979,22 +2085,44 @@ mod properties {
         }
     }
 
-    fn begin(l: Start) -> (Lifecycle, Model) {
+    fn begin(start: Start) -> (Lifecycle, Model) {
         let mut m = Model::default();
-        let l = match l {
-            Start::Fresh => Lifecycle::new(),
+        let l = match start {
+            Start::Fresh { security, message } => {
+                let mut l = Lifecycle::new();
+                if security {
+                    l.set_security().unwrap();
+                }
+                if message {
+                    l.set_message(Role::Client).unwrap();
+                }
+                assert_quiet(&mut l);
+                m.security = security;
+                m.message = message;
+                l
+            }
             Start::Dialed => {
                 let mut l = Lifecycle::new();
                 l.connect().unwrap();
                 l.connected();
                 assert_eq!(events(&mut l), [Event::Connected]);
                 m.connected_events = 1;
-                m.up = true;
+                m.open = true;
+                m.live = true;
                 l
             }
-            Start::Accepted => {
-                m.up = true;
-                Lifecycle::accepted()
+            Start::Accepted { security, message } => {
+                let mut l = Lifecycle::accepted_with(security, message);
+                assert_eq!(actions(&mut l), []);
+                let expected: &[Event] = if message { &[] } else { &[Event::Accepted] };
+                assert_eq!(events(&mut l), expected);
+                m.accepted_events = u32::from(!message);
+                m.open = !security && !message;
+                m.live = true;
+                m.server = true;
+                m.security = security;
+                m.message = message;
+                l
             }
         };
         (l, m)
@@ -2008,13 +2136,22 @@ mod properties {
         Ok(r.is_ok())
     }
 
+    /// The peer's end took effect (eof, or rule 2 through nothing_left).
+    fn peer_ends(m: &mut Model) {
+        m.held = 0;
+        m.peer_ended = true;
+        m.peer_fin = true;
+        m.recv_pending = false;
+        m.began.get_or_insert(Side::Peer);
+    }
+
     fn apply(
         l: &mut Lifecycle,
         m: &mut Model,
         now: &mut Instant,
         step: Step,
     ) -> Result<(), TestCaseError> {
-        let state_before = l.state();
+        let was_open = m.open && m.closed.is_none();
         match step {
             Step::Bind => {
                 command(m, l.bind())?;
@@ -2023,13 +2160,20 @@ mod properties {
                 command(m, l.listen())?;
             }
             Step::Connect => {
-                command(m, l.connect())?;
+                if command(m, l.connect())? {
+                    m.live = true;
+                }
             }
             Step::CheckRecv => {
                 let r = l.check_recv();
                 command(m, r)?;
                 if m.peer_ended || m.closed.is_some() {
                     prop_assert!(r.is_err(), "recv allowed after the peer's end");
+                }
+            }
+            Step::Recv => {
+                if command(m, l.recv())? {
+                    m.recv_pending = true;
                 }
             }
             Step::Send(n) => {
@@ -2053,6 +2197,29 @@ mod properties {
                     m.close_called = true;
                     m.began.get_or_insert(Side::Us);
                     m.held = 0;
+                    m.recv_pending = false;
+                }
+            }
+            Step::Reject(ms) => {
+                let waiting = l.handshake() == Some(Handshake::Message);
+                if command(m, l.reject(*now, Duration::from_millis(ms)))? {
+                    prop_assert!(m.server && m.message && waiting, "reject allowed");
+                    m.rejected = true;
+                    m.open = true;
+                    m.send_closed = true;
+                    m.close_called = true;
+                    m.began.get_or_insert(Side::Us);
+                    m.held = 0;
+                    m.recv_pending = false;
+                }
+            }
+            Step::StartSecurity => {
+                let state = l.state();
+                if command(m, l.start_security())? {
+                    prop_assert_eq!(state, State::Connected);
+                    prop_assert!(!m.security, "a second security layer");
+                    m.security = true;
+                    m.upgraded = true;
                 }
             }
             Step::Reset => {
@@ -2063,12 +2230,39 @@ mod properties {
             }
             Step::Stop => l.stop(),
             Step::Connected => l.connected(),
+            Step::Secured => l.secured(),
+            Step::Admitted => l.admitted(),
+            Step::FrameIn(kind) => {
+                let r = l.frame_in(kind);
+                if !m.message {
+                    prop_assert!(r.is_err(), "a frame on a connection without framing");
+                }
+            }
+            Step::FrameOut(kind) => {
+                let before = fingerprint(l);
+                let r = l.frame_out(kind);
+                if !m.message {
+                    prop_assert!(r.is_err(), "a frame on a connection without framing");
+                }
+                if r.is_err() {
+                    prop_assert_eq!(fingerprint(l), before, "a refused frame changed it");
+                }
+            }
             Step::Wrote(n) => {
                 let n = (n as u64).min(m.queued());
                 l.wrote(n as usize);
                 // Once closed the machine must ignore it: `unsent` is final.
                 if m.closed.is_none() {
                     m.written += n;
+                }
+            }
+            Step::FinSent => {
+                // The driver reports it only after carrying out a SendFin.
+                if m.fin_asked && !m.fin_out && m.closed.is_none() {
+                    m.fin_out = true;
+                    l.fin_sent();
+                } else {
+                    assert_ignored(l, Lifecycle::fin_sent);
                 }
             }
             Step::Read(n) => {
@@ -2089,25 +2283,36 @@ mod properties {
                 l.delivered(n as usize);
                 m.delivered += n;
                 m.held -= n;
+                m.recv_pending = false;
             }
             Step::DropHeld => {
                 l.drop_held();
                 m.held = 0;
             }
             Step::FinKnown => {
-                if state_before == State::Connected && m.closed.is_none() {
+                if l.wire_up() && !m.peer_fin && m.closed.is_none() {
                     m.began.get_or_insert(Side::Peer);
+                    m.peer_fin = true;
                 }
                 l.fin_known();
             }
             Step::Eof => {
-                // The end of the stream counts once the connection is up.
-                if l.wants_input() && m.up {
-                    m.held = 0;
-                    m.peer_ended = true;
-                    m.began.get_or_insert(Side::Peer);
+                // The end of the stream counts once the connection is open.
+                if l.wants_input() && was_open {
+                    peer_ends(m);
                 }
                 l.eof();
+            }
+            Step::NothingLeft => {
+                let probe = l.wants_end_probe();
+                if probe {
+                    prop_assert!(m.peer_fin && !m.peer_ended && !m.recv_pending);
+                    prop_assert!(!m.close_called && !m.message && m.held == 0);
+                    peer_ends(m);
+                    l.nothing_left();
+                } else {
+                    assert_ignored(l, Lifecycle::nothing_left);
+                }
             }
             Step::Fail(reason) => l.fail(reason),
             Step::Timeout(ms) => {
@@ -2133,18 +2338,60 @@ mod properties {
             );
         }
 
-        // Events: Connected once, PeerShutdown once and only at eof, Closed once
+        // Events: Connected (dialed) or Accepted (accepted) once, at the input
+        // that finished the handshakes; Secured once, before Connected, after
+        // Accepted; PeerShutdown once and only at the peer's end; Closed once
         // and last.
         for (i, e) in evs.iter().enumerate() {
             match *e {
                 Event::Connected => {
                     m.connected_events += 1;
-                    m.up = true;
-                    prop_assert!(matches!(step, Step::Connected));
+                    prop_assert!(!m.server, "Connected on an accepted connection");
+                    prop_assert!(
+                        matches!(
+                            step,
+                            Step::Connected
+                                | Step::Secured
+                                | Step::Admitted
+                                | Step::FrameIn(FrameType::Welcome)
+                        ),
+                        "Connected at {:?}",
+                        step
+                    );
+                    prop_assert!(
+                        !m.security || m.secured_events == 1,
+                        "Connected before Secured"
+                    );
+                    m.open = true;
+                }
+                Event::Accepted => {
+                    m.accepted_events += 1;
+                    prop_assert!(m.server, "Accepted on a dialed connection");
+                    prop_assert!(!m.rejected, "Accepted after a REJECT");
+                    prop_assert!(
+                        matches!(step, Step::Admitted | Step::FrameOut(FrameType::Welcome)),
+                        "Accepted at {:?}",
+                        step
+                    );
+                    m.open = !m.security || m.secured_events == 1 || evs.contains(&Event::Secured);
+                }
+                Event::Secured => {
+                    m.secured_events += 1;
+                    prop_assert!(m.security, "Secured without a security layer");
+                    prop_assert!(!m.rejected, "Secured after a REJECT");
+                    if m.server {
+                        // A server's user hears of its connection first.
+                        prop_assert_eq!(m.accepted_events, 1, "Secured before Accepted");
+                        m.open = true;
+                    }
                 }
                 Event::PeerShutdown => {
                     m.peer_shutdowns += 1;
-                    prop_assert!(matches!(step, Step::Eof), "PeerShutdown at {:?}", step);
+                    prop_assert!(
+                        matches!(step, Step::Eof | Step::NothingLeft),
+                        "PeerShutdown at {:?}",
+                        step
+                    );
                     prop_assert!(!m.close_called, "PeerShutdown after close()");
                 }
                 Event::Closed(reason) => {
@@ -2152,37 +2399,45 @@ mod properties {
                     prop_assert_eq!(i, evs.len() - 1, "Closed is not last: {:?}", evs);
                     m.closed = Some(reason);
                     m.held = 0;
+                    m.recv_pending = false;
                     if reason.is_graceful() {
                         let expected = match m.began {
                             Some(Side::Peer) => Reason::ByPeer,
                             _ => Reason::Normal,
                         };
                         prop_assert_eq!(reason, expected, "who began: {:?}", m.began);
+                        // The end is decided after the FIN went out, never
+                        // before: a FIN that fails is the failure's end.
+                        if m.live {
+                            prop_assert!(m.fin_out, "graceful end before the FIN was out");
+                            prop_assert!(m.peer_ended || m.close_called);
+                        }
                     }
                 }
             }
         }
-        prop_assert!(m.connected_events <= 1);
+        prop_assert!(m.connected_events + m.accepted_events <= 1);
+        prop_assert!(m.secured_events <= 1);
         prop_assert!(m.peer_shutdowns <= 1);
         prop_assert!(m.closed_events <= 1, "Closed twice");
 
-        // Actions: SendFin once, only after shutdown/close and the last byte; a
-        // terminal action only with Closed, last; a FIN only before a Release.
+        // Actions: SendFin once, only after shutdown/close, the last byte and
+        // every handshake; a terminal action only with Closed, last; never a
+        // FIN in the same step as the end.
         let terminal = |a: &Action| matches!(a, Action::Release | Action::Reset | Action::Discard);
         let closed_now = evs.iter().any(|e| matches!(e, Event::Closed(_)));
         for (i, a) in acts.iter().enumerate() {
             match *a {
                 Action::SendFin => {
-                    prop_assert!(!m.fin_sent, "SendFin twice");
+                    prop_assert!(!m.fin_asked, "SendFin twice");
                     prop_assert!(m.send_closed, "SendFin before shutdown/close");
                     prop_assert_eq!(m.queued(), 0, "SendFin with bytes queued");
-                    m.fin_sent = true;
+                    prop_assert!(m.open, "SendFin during a handshake");
+                    prop_assert!(!l.holds_output(), "SendFin while output is held");
+                    m.fin_asked = true;
                 }
-                Action::ArmTimer(_) => {
-                    prop_assert!(matches!(step, Step::Close(_)));
-                }
-                Action::DrainInput => {
-                    prop_assert!(matches!(step, Step::Close(_)));
+                Action::ArmTimer(_) | Action::DrainInput => {
+                    prop_assert!(matches!(step, Step::Close(_) | Step::Reject(_)));
                 }
                 Action::Release | Action::Reset | Action::Discard => {
                     prop_assert_eq!(i, acts.len() - 1, "terminal action not last: {:?}", acts);
@@ -2196,9 +2451,11 @@ mod properties {
             acts,
             evs
         );
-        if acts.contains(&Action::SendFin) && closed_now {
-            prop_assert_eq!(acts.last(), Some(&Action::Release), "FIN with an abort");
-        }
+        prop_assert!(
+            !(acts.contains(&Action::SendFin) && closed_now),
+            "a FIN and the end in one step: {:?}",
+            acts
+        );
 
         // The machine's own view.
         if let Some(reason) = m.closed {
@@ -2206,18 +2463,53 @@ mod properties {
             prop_assert_eq!(l.closed(), Some(reason));
             prop_assert!(!l.wants_input());
             prop_assert!(!l.is_bound());
+            prop_assert_eq!(l.stage(), None);
+            prop_assert_eq!(l.handshake(), None);
+            prop_assert!(!l.holds_output() && !l.wire_up() && !l.wants_end_probe());
         } else {
             prop_assert_eq!(l.closed(), None);
-            // Rule 1: the FIN follows the last byte as soon as it is written.
-            if m.send_closed && m.up && m.queued() == 0 {
-                prop_assert!(m.fin_sent, "FIN overdue");
+            // Never open while a handshake is pending (but for an upgrade).
+            if m.live && (!m.open || (l.handshake().is_some() && !m.upgraded)) {
+                prop_assert!(
+                    matches!(l.state(), State::Connecting | State::Closing),
+                    "state {:?} during handshake {:?}",
+                    l.state(),
+                    l.handshake()
+                );
+            }
+            if m.open {
+                prop_assert!(l.wire_up());
+            }
+            // Rule 1: the FIN follows the last byte as soon as it is written
+            // and the handshakes are done.
+            if m.send_closed && m.open && !l.holds_output() && m.queued() == 0 {
+                prop_assert!(m.fin_asked, "FIN overdue");
             }
             // Rule 3: both directions finished means closed.
-            prop_assert!(!(m.fin_sent && m.peer_ended), "both ended, still open");
+            prop_assert!(!(m.fin_out && m.peer_ended), "both ended, still open");
             if m.peer_ended {
                 prop_assert!(!l.wants_input());
             }
+            // Rule 2 without a recv: asked only when it can apply.
+            if l.wants_end_probe() {
+                prop_assert!(m.peer_fin && !m.peer_ended && !m.recv_pending && m.open);
+            }
+            // The timeout stage follows the phase.
+            match l.stage() {
+                Some(Stage::Connecting) => {
+                    prop_assert_eq!(l.handshake(), Some(Handshake::Transport))
+                }
+                Some(Stage::Handshaking) => {
+                    prop_assert!(l.wire_up() && l.handshake().is_some())
+                }
+                Some(Stage::Open) => prop_assert!(m.open && l.handshake().is_none()),
+                None => prop_assert!(
+                    !m.live || l.is_draining(),
+                    "no stage on a live connection not closing"
+                ),
+            }
         }
+        prop_assert_eq!(l.recv_pending(), m.recv_pending, "recv pending");
 
         // Rule 5: every byte is accounted for, at every step.
         prop_assert_eq!(m.accepted, m.written + l.unsent(), "send accounting");
