@@ -9,7 +9,10 @@
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use tether_proto::{Action, Event, Lifecycle, Op, Reason, Refused, State};
+use tether_proto::{
+    Action, Event, FrameError, FrameType, Handshake, Lifecycle, Op, Reason, Refused, Role, Stage,
+    State,
+};
 
 const LINGER: Duration = Duration::from_secs(5);
 const HOUR: Duration = Duration::from_secs(3600);
@@ -50,16 +53,41 @@ fn fingerprint(l: &Lifecycle) -> String {
 }
 
 /// The public view that a refusal or an ignored input must not change.
-fn counters(l: &Lifecycle) -> (State, Option<Reason>, u64, u64, bool, bool, bool) {
+type View = (
+    (State, Option<Reason>, u64, u64, bool, bool, bool),
+    (Option<Handshake>, bool, bool, Option<Stage>, bool, bool),
+);
+
+fn counters(l: &Lifecycle) -> View {
     (
-        l.state(),
-        l.closed(),
-        l.unsent(),
-        l.unread(),
-        l.wants_input(),
-        l.is_draining(),
-        l.is_bound(),
+        (
+            l.state(),
+            l.closed(),
+            l.unsent(),
+            l.unread(),
+            l.wants_input(),
+            l.is_draining(),
+            l.is_bound(),
+        ),
+        (
+            l.handshake(),
+            l.wire_up(),
+            l.holds_output(),
+            l.stage(),
+            l.recv_pending(),
+            l.wants_end_probe(),
+        ),
     )
+}
+
+/// The inputs of the handshakes and of the end, each ignored where it does
+/// not apply.
+#[track_caller]
+fn assert_phase_inputs_ignored(l: &mut Lifecycle) {
+    assert_ignored(l, Lifecycle::secured);
+    assert_ignored(l, Lifecycle::admitted);
+    assert_ignored(l, Lifecycle::fin_sent);
+    assert_ignored(l, Lifecycle::nothing_left);
 }
 
 /// `cmd` is refused with `Refused { op, state: <the current state> }` and changes
@@ -275,6 +303,7 @@ mod not_connected {
             assert_ignored(&mut l, Lifecycle::eof);
             assert_ignored(&mut l, |l| l.timeout(t0()));
             assert_ignored(&mut l, |l| l.timeout(t0() + HOUR));
+            assert_phase_inputs_ignored(&mut l);
         }
     }
 }
@@ -373,6 +402,12 @@ mod listening {
         assert_ignored(&mut l, Lifecycle::eof);
         assert_ignored(&mut l, |l| l.timeout(t0()));
         assert_ignored(&mut l, |l| l.timeout(t0() + HOUR));
+        assert_phase_inputs_ignored(&mut l);
+        assert_refused(&mut l, Op::SetSecurity, Lifecycle::set_security);
+        assert_refused(&mut l, Op::SetFraming, |l| l.set_message(Role::Client));
+        assert_refused(&mut l, Op::StartTls, Lifecycle::start_security);
+        assert_refused(&mut l, Op::Reject, |l| l.reject(t0(), LINGER));
+        assert_refused(&mut l, Op::Recv, Lifecycle::recv);
     }
 }
 
@@ -1850,6 +1885,11 @@ mod closed {
             assert_refused(&mut l, Op::Close, |l| l.close(t0(), LINGER));
             assert_refused(&mut l, Op::Reset, Lifecycle::reset);
             assert_refused(&mut l, Op::Discard, Lifecycle::discard);
+            assert_refused(&mut l, Op::SetSecurity, Lifecycle::set_security);
+            assert_refused(&mut l, Op::SetFraming, |l| l.set_message(Role::Client));
+            assert_refused(&mut l, Op::StartTls, Lifecycle::start_security);
+            assert_refused(&mut l, Op::Reject, |l| l.reject(t0(), LINGER));
+            assert_refused(&mut l, Op::Recv, Lifecycle::recv);
             assert_eq!(l.closed(), Some(reason));
         }
     }
@@ -1869,6 +1909,9 @@ mod closed {
             assert_ignored(&mut l, |l| l.fail(Reason::Lost));
             assert_ignored(&mut l, |l| l.timeout(t0()));
             assert_ignored(&mut l, |l| l.timeout(deadline() + HOUR));
+            assert_ignored(&mut l, |l| l.expire(Reason::IdleTimeout));
+            assert_ignored(&mut l, Lifecycle::violated);
+            assert_phase_inputs_ignored(&mut l);
             assert_eq!(l.closed(), Some(reason));
         }
     }
@@ -2787,5 +2830,1030 @@ mod datagram {
             assert_ignored(&mut l, |l| l.timeout(t0()));
             assert_ignored(&mut l, |l| l.timeout(t0() + HOUR));
         }
+    }
+}
+
+/// A dialed connection with a security layer (TLS client): Connecting waits
+/// for the transport, then for the security handshake.
+mod connecting_security {
+    use super::*;
+
+    /// `set_security`, then `connect`: waiting for the transport.
+    pub(super) fn tls_client() -> Lifecycle {
+        let mut l = Lifecycle::new();
+        assert_eq!(l.set_security(), Ok(()));
+        assert_eq!(l.connect(), Ok(()));
+        assert_quiet(&mut l);
+        l
+    }
+
+    /// The transport is up; the TLS handshake runs.
+    pub(super) fn securing() -> Lifecycle {
+        let mut l = tls_client();
+        l.connected();
+        assert_quiet(&mut l);
+        l
+    }
+
+    #[test]
+    fn waits_for_the_transport_first() {
+        let l = tls_client();
+        assert_eq!(l.state(), State::Connecting);
+        assert_eq!(l.handshake(), Some(Handshake::Transport));
+        assert_eq!(l.stage(), Some(Stage::Connecting));
+        assert!(!l.wire_up());
+        assert!(l.holds_output());
+    }
+
+    #[test]
+    fn connected_starts_the_security_handshake_without_an_event() {
+        let l = securing();
+        assert_eq!(l.state(), State::Connecting);
+        assert_eq!(l.handshake(), Some(Handshake::Security));
+        assert_eq!(l.stage(), Some(Stage::Handshaking));
+        assert!(l.wire_up(), "the handshake's records may be written");
+        assert!(l.holds_output(), "the user's bytes wait for it");
+        assert!(l.wants_input());
+        assert_eq!(l.check_send(), Ok(()));
+        assert_eq!(l.check_recv(), Ok(()));
+    }
+
+    /// Secured before Connected, in one step.
+    #[test]
+    fn secured_opens_it() {
+        let mut l = securing();
+        l.send(4).unwrap();
+        l.secured();
+        assert_eq!(actions(&mut l), []);
+        assert_eq!(events(&mut l), [Event::Secured, Event::Connected]);
+        assert_eq!(l.state(), State::Connected);
+        assert_eq!(l.handshake(), None);
+        assert_eq!(l.stage(), Some(Stage::Open));
+        assert!(!l.holds_output());
+        assert_eq!(l.unsent(), 4, "what was sent meanwhile is still to go");
+        assert_ignored(&mut l, Lifecycle::secured);
+        assert_ignored(&mut l, Lifecycle::connected);
+    }
+
+    #[test]
+    fn inputs_out_of_turn_are_ignored() {
+        let mut l = tls_client();
+        assert_ignored(&mut l, Lifecycle::secured);
+        assert_ignored(&mut l, Lifecycle::admitted);
+        assert_ignored(&mut l, Lifecycle::fin_known);
+        assert_ignored(&mut l, Lifecycle::fin_sent);
+        let mut l = securing();
+        assert_ignored(&mut l, Lifecycle::connected);
+        assert_ignored(&mut l, Lifecycle::admitted);
+        assert_ignored(&mut l, Lifecycle::eof);
+        assert_ignored(&mut l, Lifecycle::nothing_left);
+        assert_ignored(&mut l, Lifecycle::fin_sent);
+    }
+
+    /// A FIN that comes with the handshake's last records is kept: the
+    /// connection shows NoRecv as soon as it opens.
+    #[test]
+    fn a_fin_during_the_handshake_is_remembered() {
+        let mut l = securing();
+        l.fin_known();
+        assert_quiet(&mut l);
+        assert_eq!(l.state(), State::Connecting);
+        assert!(!l.wants_end_probe(), "a FIN during a handshake is its own");
+        l.secured();
+        assert_eq!(events(&mut l), [Event::Secured, Event::Connected]);
+        assert_eq!(l.state(), State::NoRecv);
+        assert!(l.wants_end_probe());
+        l.nothing_left();
+        assert_eq!(events(&mut l), [Event::PeerShutdown]);
+        // The peer began: our FIN finishes it ByPeer.
+        l.shutdown().unwrap();
+        assert_eq!(actions(&mut l), [Action::SendFin]);
+        l.fin_sent();
+        assert_eq!(actions(&mut l), [Action::Release]);
+        assert_eq!(events(&mut l), [Event::Closed(Reason::ByPeer)]);
+    }
+
+    #[test]
+    fn a_fin_before_the_transport_is_ignored() {
+        assert_ignored(&mut tls_client(), Lifecycle::fin_known);
+    }
+
+    /// Rule 1: the FIN would cut the handshake off; it waits for it.
+    #[test]
+    fn shutdown_during_the_handshake_waits_for_it() {
+        let mut l = securing();
+        assert_eq!(l.shutdown(), Ok(()));
+        assert_quiet(&mut l);
+        assert_eq!(l.state(), State::Connecting);
+        l.secured();
+        assert_eq!(actions(&mut l), [Action::SendFin]);
+        assert_eq!(events(&mut l), [Event::Secured, Event::Connected]);
+        assert_eq!(l.state(), State::NoSend);
+    }
+
+    #[test]
+    fn close_during_the_handshake_waits_for_it() {
+        let mut l = securing();
+        l.close(t0(), LINGER).unwrap();
+        assert_eq!(
+            actions(&mut l),
+            [Action::ArmTimer(deadline()), Action::DrainInput]
+        );
+        assert_eq!(l.state(), State::Closing);
+        assert_eq!(l.stage(), None, "the linger deadline is the close's");
+        assert_eq!(l.handshake(), Some(Handshake::Security));
+        l.secured();
+        assert_eq!(actions(&mut l), [Action::SendFin]);
+        assert_eq!(events(&mut l), [Event::Secured, Event::Connected]);
+    }
+
+    #[test]
+    fn a_failed_handshake_ends_it_without_connected() {
+        let mut l = securing();
+        l.send(3).unwrap();
+        l.fail(Reason::TlsHandshakeFailed);
+        assert_eq!(actions(&mut l), [Action::Release]);
+        assert_eq!(events(&mut l), [Event::Closed(Reason::TlsHandshakeFailed)]);
+        assert_eq!(l.unsent(), 3);
+        assert_gone(&mut l, Reason::TlsHandshakeFailed);
+        assert_ignored(&mut l, Lifecycle::secured);
+    }
+
+    #[test]
+    fn the_handshake_timeout_resets() {
+        let mut l = securing();
+        l.expire(Reason::HandshakeTimeout);
+        assert_eq!(actions(&mut l), [Action::Reset]);
+        assert_eq!(events(&mut l), [Event::Closed(Reason::HandshakeTimeout)]);
+        assert_gone(&mut l, Reason::HandshakeTimeout);
+    }
+
+    /// Layers are set before connecting or listening, once, on streams only.
+    #[test]
+    fn layers_only_before_connecting() {
+        let mut l = Lifecycle::new();
+        l.bind().unwrap();
+        assert_eq!(l.set_security(), Ok(()));
+        assert_refused(&mut l, Op::SetSecurity, Lifecycle::set_security);
+        assert_eq!(l.set_message(Role::Client), Ok(()));
+        assert_refused(&mut l, Op::SetFraming, |l| l.set_message(Role::Client));
+        for mut l in [tls_client(), securing(), super::connected::connected()] {
+            assert_refused(&mut l, Op::SetSecurity, Lifecycle::set_security);
+            assert_refused(&mut l, Op::SetFraming, |l| l.set_message(Role::Client));
+        }
+        let mut l = Lifecycle::new();
+        l.listen().unwrap();
+        assert_refused(&mut l, Op::SetSecurity, Lifecycle::set_security);
+        let mut l = Lifecycle::datagram();
+        assert_refused(&mut l, Op::SetSecurity, Lifecycle::set_security);
+        assert_refused(&mut l, Op::SetFraming, |l| l.set_message(Role::Client));
+    }
+}
+
+/// A dialed connection with a message layer (framed client), alone or over
+/// security.
+mod connecting_message {
+    use super::*;
+
+    /// `set_message(Client)`, `connect`, HELLO queued first.
+    fn framed_client() -> Lifecycle {
+        let mut l = Lifecycle::new();
+        l.set_message(Role::Client).unwrap();
+        l.connect().unwrap();
+        assert_eq!(l.frame_out(FrameType::Hello), Ok(()));
+        assert_quiet(&mut l);
+        assert_eq!(l.handshake(), Some(Handshake::Transport));
+        l
+    }
+
+    /// The transport is up: HELLO goes, WELCOME is awaited.
+    fn awaiting_welcome() -> Lifecycle {
+        let mut l = framed_client();
+        l.connected();
+        assert_quiet(&mut l);
+        l
+    }
+
+    #[test]
+    fn waits_for_welcome_holding_the_users_messages() {
+        let mut l = awaiting_welcome();
+        assert_eq!(l.state(), State::Connecting);
+        assert_eq!(l.handshake(), Some(Handshake::Message));
+        assert_eq!(l.stage(), Some(Stage::Handshaking));
+        assert!(l.wire_up());
+        assert!(l.holds_output());
+        // Messages may be queued; they wait for WELCOME.
+        assert_eq!(l.frame_out(FrameType::Data), Ok(()));
+        assert_eq!(l.send(9), Ok(()));
+        assert_quiet(&mut l);
+    }
+
+    #[test]
+    fn welcome_is_the_admission() {
+        let mut l = awaiting_welcome();
+        assert_eq!(l.frame_in(FrameType::Welcome), Ok(()));
+        assert_eq!(actions(&mut l), []);
+        assert_eq!(events(&mut l), [Event::Connected]);
+        assert_eq!(l.state(), State::Connected);
+        assert_eq!(l.stage(), Some(Stage::Open));
+        assert!(!l.holds_output());
+        assert_eq!(l.frame_in(FrameType::Data), Ok(()));
+        assert_eq!(l.frame_out(FrameType::Data), Ok(()));
+        assert_quiet(&mut l);
+    }
+
+    /// Without frames (a future message layer), `admitted` is the input.
+    #[test]
+    fn admitted_opens_it_too() {
+        let mut l = awaiting_welcome();
+        l.admitted();
+        assert_eq!(events(&mut l), [Event::Connected]);
+        assert_eq!(l.state(), State::Connected);
+        assert_ignored(&mut l, Lifecycle::admitted);
+    }
+
+    #[test]
+    fn admitted_before_the_transport_is_ignored() {
+        let mut l = framed_client();
+        assert_ignored(&mut l, Lifecycle::admitted);
+        assert_ignored(&mut l, Lifecycle::secured);
+    }
+
+    #[test]
+    fn reject_received_ends_it_rejected() {
+        let mut l = awaiting_welcome();
+        l.send(5).unwrap();
+        assert_eq!(l.frame_in(FrameType::Reject), Ok(()));
+        assert_eq!(actions(&mut l), [Action::Release]);
+        assert_eq!(events(&mut l), [Event::Closed(Reason::ConnectRejected)]);
+        assert_eq!(l.unsent(), 5);
+        assert_gone(&mut l, Reason::ConnectRejected);
+    }
+
+    /// The peer's protocol error: reset, and the rule named.
+    #[test]
+    fn a_frame_out_of_order_from_the_server_resets() {
+        let mut l = awaiting_welcome();
+        let err = l.frame_in(FrameType::Data).unwrap_err();
+        assert!(matches!(err, FrameError::OutOfOrder { .. }), "{err}");
+        assert_eq!(actions(&mut l), [Action::Reset]);
+        assert_eq!(events(&mut l), [Event::Closed(Reason::ProtocolError)]);
+        assert_gone(&mut l, Reason::ProtocolError);
+    }
+
+    /// Our own frames out of order: a caller's bug, refused, nothing changes.
+    #[test]
+    fn our_frames_out_of_order_change_nothing() {
+        let mut l = awaiting_welcome();
+        let before = fingerprint(&l);
+        assert!(l.frame_out(FrameType::Hello).is_err(), "HELLO twice");
+        assert!(
+            l.frame_out(FrameType::Welcome).is_err(),
+            "a client's WELCOME"
+        );
+        assert_eq!(fingerprint(&l), before);
+        assert_quiet(&mut l);
+        let mut l = Lifecycle::new();
+        l.set_message(Role::Client).unwrap();
+        l.connect().unwrap();
+        let before = fingerprint(&l);
+        assert!(l.frame_out(FrameType::Data).is_err(), "DATA before HELLO");
+        assert_eq!(fingerprint(&l), before);
+    }
+
+    #[test]
+    fn close_before_welcome_sends_its_fin_after_it() {
+        let mut l = awaiting_welcome();
+        l.frame_out(FrameType::Farewell).unwrap();
+        l.send(5).unwrap();
+        l.close(t0(), LINGER).unwrap();
+        assert_eq!(
+            actions(&mut l),
+            [Action::ArmTimer(deadline()), Action::DrainInput]
+        );
+        assert_eq!(l.handshake(), Some(Handshake::Message));
+        l.frame_in(FrameType::Welcome).unwrap();
+        assert_eq!(events(&mut l), [Event::Connected]);
+        assert_eq!(actions(&mut l), [], "the FAREWELL is not out yet");
+        l.wrote(5);
+        assert_eq!(actions(&mut l), [Action::SendFin]);
+    }
+
+    /// A client over TLS: Secured (the driver's on_tls_ready) when TLS is
+    /// done, Connected at WELCOME.
+    #[test]
+    fn over_security_secured_then_connected() {
+        let mut l = Lifecycle::new();
+        l.set_security().unwrap();
+        l.set_message(Role::Client).unwrap();
+        l.connect().unwrap();
+        l.frame_out(FrameType::Hello).unwrap();
+        l.connected();
+        assert_quiet(&mut l);
+        assert_eq!(l.handshake(), Some(Handshake::Security));
+        assert_ignored(&mut l, Lifecycle::admitted);
+        l.secured();
+        assert_eq!(events(&mut l), [Event::Secured]);
+        assert_eq!(l.handshake(), Some(Handshake::Message));
+        assert_eq!(l.state(), State::Connecting);
+        assert!(l.holds_output());
+        l.frame_in(FrameType::Welcome).unwrap();
+        assert_eq!(events(&mut l), [Event::Connected]);
+        assert_eq!(l.state(), State::Connected);
+    }
+
+    /// A framed peer's end is its FAREWELL, read by a recv: no end probe.
+    #[test]
+    fn no_end_probe_on_a_framed_connection() {
+        let mut l = awaiting_welcome();
+        l.frame_in(FrameType::Welcome).unwrap();
+        events(&mut l);
+        l.fin_known();
+        assert_eq!(l.state(), State::NoRecv);
+        assert!(!l.wants_end_probe());
+        assert_ignored(&mut l, Lifecycle::nothing_left);
+        l.frame_in(FrameType::Farewell).unwrap();
+        assert_quiet(&mut l);
+        l.eof();
+        assert_eq!(events(&mut l), [Event::PeerShutdown]);
+    }
+}
+
+/// Connections taken from a listener, with and without layers.
+mod accepted_handshakes {
+    use super::*;
+
+    #[test]
+    fn plain_is_accepted() {
+        let mut l = Lifecycle::accepted_with(false, false);
+        assert_eq!(fingerprint(&l), fingerprint(&Lifecycle::accepted()));
+        assert_eq!(actions(&mut l), []);
+        assert_eq!(events(&mut l), [Event::Accepted]);
+        assert_eq!(l.state(), State::Connected);
+        assert_eq!(l.handshake(), None);
+        assert_eq!(l.stage(), Some(Stage::Open));
+        assert!(l.wire_up() && !l.holds_output());
+        assert_phase_inputs_ignored(&mut l);
+        assert_ignored(&mut l, Lifecycle::connected);
+    }
+
+    /// A TLS server's connection has its user while the handshake runs.
+    #[test]
+    fn security_only_accepted_at_once_secured_later() {
+        let mut l = Lifecycle::accepted_with(true, false);
+        assert_eq!(actions(&mut l), []);
+        assert_eq!(events(&mut l), [Event::Accepted]);
+        assert_eq!(l.state(), State::Connecting);
+        assert_eq!(l.handshake(), Some(Handshake::Security));
+        assert_eq!(l.stage(), Some(Stage::Handshaking));
+        assert!(l.wire_up() && l.holds_output());
+        assert_ignored(&mut l, Lifecycle::connected);
+        assert_ignored(&mut l, Lifecycle::admitted);
+        l.secured();
+        assert_eq!(actions(&mut l), []);
+        assert_eq!(events(&mut l), [Event::Secured], "never Connected");
+        assert_eq!(l.state(), State::Connected);
+        assert_eq!(l.stage(), Some(Stage::Open));
+        assert!(!l.holds_output());
+    }
+
+    /// `server(security)` with a HELLO received, awaiting the decision.
+    fn framed_server(security: bool) -> Lifecycle {
+        let mut l = Lifecycle::accepted_with(security, true);
+        assert_quiet(&mut l);
+        if security {
+            assert_eq!(l.handshake(), Some(Handshake::Security));
+            l.secured();
+            assert_quiet(&mut l);
+        }
+        assert_eq!(l.handshake(), Some(Handshake::Message));
+        assert_eq!(l.frame_in(FrameType::Hello), Ok(()));
+        assert_quiet(&mut l);
+        l
+    }
+
+    #[test]
+    fn a_framed_server_has_no_user_until_admitted() {
+        for security in [false, true] {
+            let mut l = framed_server(security);
+            assert_eq!(l.state(), State::Connecting);
+            assert_eq!(l.stage(), Some(Stage::Handshaking));
+            assert!(!l.holds_output(), "its answer must go out");
+            assert_eq!(l.frame_out(FrameType::Welcome), Ok(()));
+            let expected: &[Event] = if security {
+                &[Event::Accepted, Event::Secured]
+            } else {
+                &[Event::Accepted]
+            };
+            assert_eq!(events(&mut l), expected);
+            assert_eq!(actions(&mut l), []);
+            assert_eq!(l.state(), State::Connected);
+            assert_eq!(l.stage(), Some(Stage::Open));
+            assert_eq!(l.frame_out(FrameType::Data), Ok(()));
+            assert_phase_inputs_ignored(&mut l);
+        }
+    }
+
+    #[test]
+    fn a_server_answers_only_after_hello() {
+        let mut l = Lifecycle::accepted_with(false, true);
+        let before = fingerprint(&l);
+        assert!(l.frame_out(FrameType::Welcome).is_err());
+        assert!(l.frame_out(FrameType::Reject).is_err());
+        assert_eq!(fingerprint(&l), before);
+        assert_quiet(&mut l);
+    }
+
+    /// Failing before admission: nobody was told of it, so only Closed.
+    #[test]
+    fn failing_before_admission_never_accepts() {
+        for security in [false, true] {
+            let mut l = framed_server(security);
+            l.expire(Reason::HandshakeTimeout);
+            assert_eq!(actions(&mut l), [Action::Reset]);
+            assert_eq!(events(&mut l), [Event::Closed(Reason::HandshakeTimeout)]);
+            assert_gone(&mut l, Reason::HandshakeTimeout);
+            assert!(l.frame_out(FrameType::Welcome).is_ok());
+            assert_quiet(&mut l);
+        }
+    }
+
+    #[test]
+    fn a_fin_before_admission_shows_at_once_after() {
+        let mut l = framed_server(true);
+        l.fin_known();
+        assert_quiet(&mut l);
+        assert_eq!(l.state(), State::Connecting);
+        l.frame_out(FrameType::Welcome).unwrap();
+        assert_eq!(events(&mut l), [Event::Accepted, Event::Secured]);
+        assert_eq!(l.state(), State::NoRecv);
+    }
+
+    /// REJECT, FIN after it, drain, Normal; never a user.
+    #[test]
+    fn reject_ends_gracefully_without_a_user() {
+        for security in [false, true] {
+            let mut l = framed_server(security);
+            assert_eq!(l.frame_out(FrameType::Reject), Ok(()));
+            l.send(12).unwrap(); // the REJECT frame's bytes
+            assert_eq!(l.reject(t0(), LINGER), Ok(()));
+            assert_eq!(
+                actions(&mut l),
+                [Action::ArmTimer(deadline()), Action::DrainInput]
+            );
+            assert_eq!(events(&mut l), []);
+            assert_eq!(l.state(), State::Closing);
+            assert_eq!(l.handshake(), None);
+            assert_eq!(l.stage(), None);
+            assert!(l.is_draining());
+            assert_refused(&mut l, Op::Send, |l| l.send(1));
+            assert_refused(&mut l, Op::Reject, |l| l.reject(t0(), LINGER));
+            assert_ignored(&mut l, Lifecycle::admitted);
+            l.wrote(12);
+            assert_eq!(actions(&mut l), [Action::SendFin]);
+            l.fin_sent();
+            assert_quiet(&mut l);
+            l.read(3);
+            l.eof();
+            assert_eq!(actions(&mut l), [Action::Release]);
+            assert_eq!(events(&mut l), [Event::Closed(Reason::Normal)]);
+            assert_eq!((l.unsent(), l.unread()), (0, 3));
+            assert_gone(&mut l, Reason::Normal);
+        }
+    }
+
+    #[test]
+    fn reject_that_never_drains_times_out() {
+        let mut l = framed_server(false);
+        l.frame_out(FrameType::Reject).unwrap();
+        l.reject(t0(), LINGER).unwrap();
+        assert_eq!(
+            actions(&mut l),
+            [
+                Action::ArmTimer(deadline()),
+                Action::DrainInput,
+                Action::SendFin
+            ]
+        );
+        l.fin_sent();
+        l.timeout(deadline());
+        assert_eq!(actions(&mut l), [Action::Reset]);
+        assert_eq!(events(&mut l), [Event::Closed(Reason::LingerTimeout)]);
+    }
+
+    #[test]
+    fn reject_is_refused_anywhere_else() {
+        // Before HELLO, or without the REJECT frame.
+        let mut l = Lifecycle::accepted_with(false, true);
+        assert_refused(&mut l, Op::Reject, |l| l.reject(t0(), LINGER));
+        let mut l = framed_server(false);
+        assert_refused(&mut l, Op::Reject, |l| l.reject(t0(), LINGER));
+        // After admission.
+        l.frame_out(FrameType::Welcome).unwrap();
+        events(&mut l);
+        assert_refused(&mut l, Op::Reject, |l| l.reject(t0(), LINGER));
+        // Before the security handshake, plain, security-only, on a client.
+        let mut l = Lifecycle::accepted_with(true, true);
+        assert_refused(&mut l, Op::Reject, |l| l.reject(t0(), LINGER));
+        let mut l = super::connected::accepted();
+        assert_refused(&mut l, Op::Reject, |l| l.reject(t0(), LINGER));
+        let mut l = Lifecycle::accepted_with(true, false);
+        events(&mut l);
+        assert_refused(&mut l, Op::Reject, |l| l.reject(t0(), LINGER));
+        let mut l = Lifecycle::new();
+        l.set_message(Role::Client).unwrap();
+        l.connect().unwrap();
+        l.connected();
+        assert_refused(&mut l, Op::Reject, |l| l.reject(t0(), LINGER));
+    }
+
+    #[test]
+    fn nothing_after_our_reject() {
+        let mut l = framed_server(false);
+        l.frame_out(FrameType::Reject).unwrap();
+        let before = fingerprint(&l);
+        assert_eq!(
+            l.frame_out(FrameType::Data),
+            Err(FrameError::AfterReject(FrameType::Data))
+        );
+        assert_eq!(
+            l.frame_out(FrameType::Welcome),
+            Err(FrameError::AfterReject(FrameType::Welcome))
+        );
+        assert_eq!(fingerprint(&l), before);
+    }
+}
+
+/// StartTLS: an open connection adds security.
+mod upgrade {
+    use super::connected::{accepted, connected};
+    use super::*;
+
+    fn upgrading() -> Lifecycle {
+        let mut l = connected();
+        assert_eq!(l.start_security(), Ok(()));
+        assert_quiet(&mut l);
+        l
+    }
+
+    #[test]
+    fn the_state_stays_connected_and_output_is_held() {
+        let mut l = upgrading();
+        assert_eq!(l.state(), State::Connected);
+        assert_eq!(l.handshake(), Some(Handshake::Security));
+        assert_eq!(l.stage(), Some(Stage::Handshaking));
+        assert!(l.wire_up() && l.holds_output());
+        assert_eq!(l.send(3), Ok(()));
+        assert_eq!(l.check_recv(), Ok(()));
+        l.secured();
+        assert_eq!(actions(&mut l), []);
+        assert_eq!(events(&mut l), [Event::Secured], "no second Connected");
+        assert_eq!(l.state(), State::Connected);
+        assert_eq!(l.stage(), Some(Stage::Open));
+        assert!(!l.holds_output());
+        assert_eq!(l.unsent(), 3);
+    }
+
+    #[test]
+    fn refused_unless_connected_and_without_security() {
+        assert_refused(&mut upgrading(), Op::StartTls, Lifecycle::start_security);
+        let mut l = upgrading();
+        l.secured();
+        events(&mut l);
+        assert_refused(&mut l, Op::StartTls, Lifecycle::start_security);
+        let mut l = connecting_security::securing();
+        assert_refused(&mut l, Op::StartTls, Lifecycle::start_security);
+        let mut l = Lifecycle::accepted_with(true, false);
+        events(&mut l);
+        l.secured();
+        events(&mut l);
+        assert_refused(&mut l, Op::StartTls, Lifecycle::start_security);
+        let mut l = super::connecting::connecting();
+        assert_refused(&mut l, Op::StartTls, Lifecycle::start_security);
+        let mut l = super::no_send::no_send();
+        assert_refused(&mut l, Op::StartTls, Lifecycle::start_security);
+        let mut l = super::no_recv::no_recv();
+        assert_refused(&mut l, Op::StartTls, Lifecycle::start_security);
+        let mut l = connected();
+        l.close(t0(), LINGER).unwrap();
+        actions(&mut l);
+        assert_refused(&mut l, Op::StartTls, Lifecycle::start_security);
+        let mut l = Lifecycle::datagram();
+        l.bind().unwrap();
+        assert_refused(&mut l, Op::StartTls, Lifecycle::start_security);
+        // An accepted plain connection may upgrade (as the TLS server).
+        let mut l = accepted();
+        assert_eq!(l.start_security(), Ok(()));
+    }
+
+    /// Rule 1: the FIN waits for the upgrade, as it waits for any handshake.
+    #[test]
+    fn shutdown_during_the_upgrade_waits_for_it() {
+        let mut l = upgrading();
+        l.shutdown().unwrap();
+        assert_quiet(&mut l);
+        assert_eq!(l.state(), State::NoSend);
+        l.secured();
+        assert_eq!(actions(&mut l), [Action::SendFin]);
+        assert_eq!(events(&mut l), [Event::Secured]);
+    }
+
+    #[test]
+    fn a_fin_during_the_upgrade_is_not_probed() {
+        let mut l = upgrading();
+        l.fin_known();
+        assert_eq!(l.state(), State::NoRecv);
+        assert!(!l.wants_end_probe());
+        l.secured();
+        events(&mut l);
+        assert!(l.wants_end_probe());
+    }
+
+    #[test]
+    fn a_failed_upgrade() {
+        let mut l = upgrading();
+        l.fail(Reason::TlsHandshakeFailed);
+        assert_eq!(actions(&mut l), [Action::Release]);
+        assert_eq!(events(&mut l), [Event::Closed(Reason::TlsHandshakeFailed)]);
+        assert_gone(&mut l, Reason::TlsHandshakeFailed);
+    }
+}
+
+/// Rule 2 without a recv: the driver probes when asked and reports
+/// `nothing_left`; the lifecycle decides whether that ends the peer's side.
+mod rule2_end_probe {
+    use super::connected::{accepted, connected};
+    use super::*;
+
+    fn fin_known() -> Lifecycle {
+        let mut l = connected();
+        l.fin_known();
+        assert_quiet(&mut l);
+        l
+    }
+
+    #[test]
+    fn probe_once_the_fin_is_known_and_nobody_reads() {
+        assert!(!connected().wants_end_probe(), "no FIN known");
+        for mut l in [fin_known(), {
+            let mut l = accepted();
+            l.fin_known();
+            l
+        }] {
+            assert!(l.wants_end_probe());
+            l.nothing_left();
+            assert_eq!(actions(&mut l), []);
+            assert_eq!(events(&mut l), [Event::PeerShutdown]);
+            assert_eq!(l.state(), State::NoRecv);
+            assert!(!l.wants_end_probe());
+            assert!(!l.wants_input());
+            assert_refused(&mut l, Op::Recv, Lifecycle::recv);
+            assert_ignored(&mut l, Lifecycle::nothing_left);
+        }
+    }
+
+    #[test]
+    fn a_pending_recv_reaches_the_end_itself() {
+        let mut l = fin_known();
+        assert_eq!(l.recv(), Ok(()));
+        assert!(l.recv_pending());
+        assert_eq!(l.recv(), Ok(()), "asking again is the driver's to refuse");
+        assert!(!l.wants_end_probe());
+        assert_ignored(&mut l, Lifecycle::nothing_left);
+        l.read(4);
+        l.delivered(4);
+        assert!(!l.recv_pending());
+        assert!(l.wants_end_probe(), "answered: probe again");
+    }
+
+    #[test]
+    fn eof_answers_a_pending_recv() {
+        let mut l = fin_known();
+        l.recv().unwrap();
+        l.eof();
+        assert!(!l.recv_pending());
+        assert_eq!(events(&mut l), [Event::PeerShutdown]);
+    }
+
+    #[test]
+    fn close_drops_a_pending_recv_and_ends_its_own_way() {
+        let mut l = fin_known();
+        l.recv().unwrap();
+        l.close(t0(), LINGER).unwrap();
+        actions(&mut l);
+        assert!(!l.recv_pending());
+        assert!(!l.wants_end_probe(), "draining");
+        assert_ignored(&mut l, Lifecycle::nothing_left);
+    }
+
+    #[test]
+    fn bytes_held_are_not_thrown_away_by_a_probe() {
+        let mut l = fin_known();
+        l.read(2);
+        assert!(!l.wants_end_probe());
+        assert_ignored(&mut l, Lifecycle::nothing_left);
+    }
+
+    /// We shut down first: the probe finishes the socket, Normal.
+    #[test]
+    fn after_our_fin_the_probe_closes_it() {
+        let mut l = super::no_send::no_send();
+        l.fin_known();
+        assert!(l.wants_end_probe());
+        l.nothing_left();
+        assert_eq!(actions(&mut l), [Action::Release]);
+        assert_eq!(
+            events(&mut l),
+            [Event::PeerShutdown, Event::Closed(Reason::Normal)]
+        );
+        assert_gone(&mut l, Reason::Normal);
+    }
+
+    #[test]
+    fn recv_marks_pending_where_check_recv_allows() {
+        let mut l = super::connecting::connecting();
+        assert_eq!(l.recv(), Ok(()));
+        assert!(l.recv_pending());
+        for mut l in [Lifecycle::new(), {
+            let mut l = Lifecycle::new();
+            l.listen().unwrap();
+            l
+        }] {
+            assert_refused(&mut l, Op::Recv, Lifecycle::recv);
+        }
+        let mut l = super::no_recv::no_recv_ended();
+        assert_refused(&mut l, Op::Recv, Lifecycle::recv);
+    }
+
+    #[test]
+    fn no_probe_while_connecting() {
+        let mut l = connecting_security::securing();
+        l.fin_known();
+        assert!(!l.wants_end_probe());
+        assert_ignored(&mut l, Lifecycle::nothing_left);
+    }
+}
+
+/// Which timeout applies, state by state.
+mod timeout_stage {
+    use super::*;
+
+    #[test]
+    fn each_state_has_its_stage() {
+        let mut l = Lifecycle::new();
+        assert_eq!(l.stage(), None);
+        l.bind().unwrap();
+        assert_eq!(l.stage(), None);
+        let mut listener = Lifecycle::new();
+        listener.listen().unwrap();
+        assert_eq!(listener.stage(), None);
+
+        l.connect().unwrap();
+        assert_eq!(l.stage(), Some(Stage::Connecting));
+        l.connected();
+        assert_eq!(l.stage(), Some(Stage::Open));
+        l.shutdown().unwrap();
+        assert_eq!(l.stage(), Some(Stage::Open), "NoSend is still open");
+        l.fin_known();
+        assert_eq!(l.stage(), Some(Stage::Open), "NoSendRecv too");
+        l.close(t0(), LINGER).unwrap();
+        assert_eq!(l.stage(), None, "closing: the linger deadline's");
+        l.reset().unwrap();
+        assert_eq!(l.stage(), None, "closed");
+
+        let mut l = super::no_recv::no_recv();
+        assert_eq!(l.stage(), Some(Stage::Open));
+        l.stop();
+        assert_eq!(l.stage(), None);
+    }
+
+    #[test]
+    fn handshakes_over_the_wire_are_handshaking() {
+        let l = connecting_security::tls_client();
+        assert_eq!(l.stage(), Some(Stage::Connecting));
+        let l = connecting_security::securing();
+        assert_eq!(l.stage(), Some(Stage::Handshaking));
+        for (security, message) in [(true, false), (false, true), (true, true)] {
+            let l = Lifecycle::accepted_with(security, message);
+            assert_eq!(l.stage(), Some(Stage::Handshaking), "{security} {message}");
+        }
+        let mut l = super::connected::connected();
+        l.start_security().unwrap();
+        assert_eq!(l.stage(), Some(Stage::Handshaking));
+    }
+
+    #[test]
+    fn a_datagram_socket_is_open_once_bound() {
+        let mut l = Lifecycle::datagram();
+        assert_eq!(l.stage(), None);
+        l.bind().unwrap();
+        assert_eq!(l.stage(), Some(Stage::Open));
+        l.connect().unwrap();
+        assert_eq!(l.stage(), Some(Stage::Connecting));
+        l.connected();
+        assert_eq!(l.stage(), Some(Stage::Open));
+    }
+}
+
+/// The end is decided after the FIN went out: a FIN that fails to go is the
+/// failure's end, never a graceful one.
+mod fin_completion {
+    use super::connected::connected;
+    use super::*;
+
+    /// The peer's FIN was read (eof), then we shut down.
+    fn fin_asked_after_peers_end() -> Lifecycle {
+        let mut l = connected();
+        l.send(4).unwrap();
+        l.wrote(4);
+        l.eof();
+        assert_eq!(events(&mut l), [Event::PeerShutdown]);
+        l.shutdown().unwrap();
+        assert_eq!(actions(&mut l), [Action::SendFin], "no Release yet");
+        assert_eq!(events(&mut l), [], "no Closed yet");
+        assert_eq!(l.state(), State::NoSendRecv);
+        assert_eq!(l.closed(), None);
+        l
+    }
+
+    /// Regression: shutdown(SHUT_WR) fails with ENOTCONN (the peer reset
+    /// meanwhile); the socket must not report a graceful end.
+    #[test]
+    fn a_fin_that_fails_ends_lost() {
+        let mut l = fin_asked_after_peers_end();
+        l.fail(Reason::Lost);
+        assert_eq!(actions(&mut l), [Action::Release]);
+        assert_eq!(events(&mut l), [Event::Closed(Reason::Lost)]);
+        assert!(!l.closed().unwrap().is_graceful());
+        assert_eq!(l.unsent(), 0);
+        assert_gone(&mut l, Reason::Lost);
+    }
+
+    #[test]
+    fn a_fin_that_goes_out_ends_by_peer() {
+        let mut l = fin_asked_after_peers_end();
+        l.fin_sent();
+        assert_eq!(actions(&mut l), [Action::Release]);
+        assert_eq!(events(&mut l), [Event::Closed(Reason::ByPeer)]);
+        assert_gone(&mut l, Reason::ByPeer);
+    }
+
+    /// A fin_sent without a SendFin carried out is a driver's mistake: ignored.
+    #[test]
+    fn fin_sent_only_answers_a_polled_send_fin() {
+        assert_ignored(&mut connected(), Lifecycle::fin_sent);
+        let mut l = connected();
+        l.send(2).unwrap();
+        l.shutdown().unwrap();
+        assert_ignored(&mut l, Lifecycle::fin_sent); // the FIN waits for bytes
+        l.wrote(2);
+        let before = fingerprint(&l);
+        l.fin_sent(); // SendFin not polled yet
+        assert_eq!(fingerprint(&l), before);
+        assert_eq!(actions(&mut l), [Action::SendFin]);
+        l.fin_sent();
+        assert_quiet(&mut l);
+        assert_ignored(&mut l, Lifecycle::fin_sent); // twice
+    }
+
+    /// With the FIN never confirmed, a close still ends by its deadline.
+    #[test]
+    fn a_close_whose_fin_never_completes_lingers_out() {
+        let mut l = super::no_recv::no_recv_ended();
+        l.close(t0(), LINGER).unwrap();
+        assert_eq!(
+            actions(&mut l),
+            [Action::ArmTimer(deadline()), Action::SendFin]
+        );
+        assert_ignored(&mut l, |l| l.timeout(just_before_deadline()));
+        l.timeout(deadline());
+        assert_eq!(actions(&mut l), [Action::Reset]);
+        assert_eq!(events(&mut l), [Event::Closed(Reason::LingerTimeout)]);
+    }
+
+    /// A FIN asked and not yet out does not stop an abort.
+    #[test]
+    fn aborts_while_the_fin_goes_out() {
+        let mut l = fin_asked_after_peers_end();
+        l.reset().unwrap();
+        assert_eq!(actions(&mut l), [Action::Reset]);
+        assert_eq!(events(&mut l), [Event::Closed(Reason::Reset)]);
+    }
+}
+
+/// The frame order, both directions, through the lifecycle.
+mod frame_order {
+    use super::*;
+
+    #[test]
+    fn without_a_message_layer_every_frame_is_an_error() {
+        for mut l in [
+            super::connected::connected(),
+            Lifecycle::new(),
+            Lifecycle::accepted_with(true, false),
+        ] {
+            let before = fingerprint(&l);
+            let err = l.frame_in(FrameType::Data).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                "DATA on a connection without a message layer: it carries no frames"
+            );
+            assert!(l.frame_out(FrameType::Hello).is_err());
+            assert_eq!(fingerprint(&l), before, "nothing changes");
+        }
+    }
+
+    /// A whole conversation, client and server side by side.
+    #[test]
+    fn a_conversation() {
+        let mut client = Lifecycle::new();
+        client.set_message(Role::Client).unwrap();
+        client.connect().unwrap();
+        let mut server = Lifecycle::accepted_with(false, true);
+        client.frame_out(FrameType::Hello).unwrap();
+        client.frame_out(FrameType::Data).unwrap(); // held until WELCOME
+        client.connected();
+        server.frame_in(FrameType::Hello).unwrap();
+        server.frame_out(FrameType::Welcome).unwrap();
+        assert_eq!(events(&mut server), [Event::Accepted]);
+        server.frame_out(FrameType::Data).unwrap();
+        client.frame_in(FrameType::Welcome).unwrap();
+        assert_eq!(events(&mut client), [Event::Connected]);
+        server.frame_in(FrameType::Data).unwrap();
+        client.frame_in(FrameType::Data).unwrap();
+        client.frame_out(FrameType::Farewell).unwrap();
+        server.frame_in(FrameType::Farewell).unwrap();
+        server.frame_out(FrameType::Farewell).unwrap();
+        client.frame_in(FrameType::Farewell).unwrap();
+        for l in [&mut client, &mut server] {
+            assert!(l.frame_out(FrameType::Data).is_err(), "after FAREWELL");
+            assert_quiet(l);
+            assert_eq!(l.state(), State::Connected);
+        }
+    }
+
+    #[test]
+    fn a_frame_after_the_peers_farewell_resets() {
+        let mut l = Lifecycle::accepted_with(false, true);
+        l.frame_in(FrameType::Hello).unwrap();
+        l.frame_out(FrameType::Welcome).unwrap();
+        events(&mut l);
+        l.frame_in(FrameType::Farewell).unwrap();
+        assert_eq!(
+            l.frame_in(FrameType::Data),
+            Err(FrameError::AfterFarewell(FrameType::Data))
+        );
+        assert_eq!(actions(&mut l), [Action::Reset]);
+        assert_eq!(events(&mut l), [Event::Closed(Reason::ProtocolError)]);
+    }
+
+    #[test]
+    fn a_server_sending_hello_breaks_the_protocol() {
+        let mut l = Lifecycle::new();
+        l.set_message(Role::Client).unwrap();
+        l.connect().unwrap();
+        l.frame_out(FrameType::Hello).unwrap();
+        l.connected();
+        assert!(matches!(
+            l.frame_in(FrameType::Hello),
+            Err(FrameError::WrongSender { .. })
+        ));
+        assert_eq!(events(&mut l), [Event::Closed(Reason::ProtocolError)]);
+    }
+}
+
+mod footprint {
+    use super::*;
+
+    /// Per connection: it must stay small. Printed so changes show.
+    #[test]
+    fn the_machine_stays_small() {
+        let size = std::mem::size_of::<Lifecycle>();
+        println!("size_of::<Lifecycle>() = {size} bytes");
+        assert!(size <= 64, "Lifecycle grew to {size} bytes");
+    }
+
+    #[test]
+    fn new_names_print() {
+        assert_eq!(Handshake::Security.to_string(), "security");
+        assert_eq!(Handshake::Transport.as_str(), "transport");
+        assert_eq!(Handshake::Message.as_str(), "message");
+        let refused = |op| Refused {
+            op,
+            state: State::Connected,
+        };
+        assert_eq!(
+            refused(Op::SetSecurity).to_string(),
+            "cannot add a security layer to a socket in state connected"
+        );
+        assert_eq!(
+            refused(Op::SetFraming).to_string(),
+            "cannot add framing to a socket in state connected"
+        );
+        assert_eq!(
+            refused(Op::Reject).to_string(),
+            "cannot reject a socket in state connected"
+        );
+        assert_eq!(Op::SetFraming.as_str(), "set_framing");
     }
 }
