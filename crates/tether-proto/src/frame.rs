@@ -650,4 +650,24 @@ impl Order {
         self.sent = next;
         Ok(())
     }
+
+    /// Accepts a frame we queue for sending that may wait in the queue for the
+    /// peer's answer, or says which rule it would break. It is
+    /// [`check_send`](Order::check_send) but for one rule: a client's DATA and
+    /// FAREWELL may follow its HELLO before WELCOME arrived, because they are
+    /// held back until it does (the lifecycle's `holds_output`), so the order
+    /// on the wire is still the one `check_send` demands. A server still
+    /// answers only after HELLO, and nothing follows a REJECT either way.
+    pub fn check_queued(&mut self, kind: FrameType) -> Result<(), FrameError> {
+        if self.role == Role::Client && self.recv == Step::Start {
+            self.sent = advance(self.role, self.sent, kind)?;
+            return Ok(());
+        }
+        self.check_send(kind)
+    }
+
+    /// True once we sent (or queued) a REJECT.
+    pub(crate) fn sent_reject(&self) -> bool {
+        self.sent == Step::Rejected
+    }
 }

@@ -6,19 +6,25 @@
 //! every lifecycle rule in one deterministic place that tests can drive step by
 //! step, the way quinn-proto and smoltcp keep their protocols apart from I/O.
 //!
-//! - [`lifecycle`]: the connection state machine (states, commands, inputs,
-//!   actions, events, reasons).
+//! - [`lifecycle`]: the connection state machine (states, the handshakes of a
+//!   connecting socket, commands, inputs, actions, events, reasons). It owns
+//!   every decision of a connection's life: which handshake runs, when output
+//!   may flow, when the FIN goes and when the end counts, when the peer's end is
+//!   reported without a recv, which timeout applies, and the frame order of a
+//!   framed connection in both directions.
 //! - [`addr`]: parsing of the addresses tether accepts.
 //! - [`frame`]: the framed wire format (encoder, streaming decoder, frame order).
-//! - [`timer`]: per-connection timeouts (connect, handshake, idle).
+//! - [`timeouts`]: per-connection timeouts (connect, handshake, idle); the
+//!   lifecycle says which [`Stage`] applies.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
 pub mod addr;
 pub mod frame;
 pub mod lifecycle;
-pub mod timer;
+pub mod timeouts;
 
 pub use addr::{AddrError, SockAddr};
 pub use frame::{Decoder, Frame, FrameError, FrameType, Order, Role};
-pub use lifecycle::{Action, Event, Lifecycle, Op, Reason, Refused, State};
+pub use lifecycle::{Action, Event, Handshake, Lifecycle, Op, Reason, Refused, State};
+pub use timeouts::{Stage, Timeouts};

@@ -995,6 +995,58 @@ mod order {
     }
 }
 
+/// `check_queued`: the order of frames as they are queued, where a client's
+/// messages may wait for WELCOME.
+mod queued_order {
+    use super::*;
+
+    #[test]
+    fn a_client_may_queue_messages_before_welcome() {
+        let mut order = Order::new(Role::Client);
+        assert!(order.check_queued(Data).is_err(), "HELLO comes first");
+        assert_eq!(order.check_queued(Hello), Ok(()));
+        assert_eq!(order.check_queued(Data), Ok(()));
+        assert_eq!(order.check_queued(Farewell), Ok(()));
+        assert_eq!(
+            order.check_queued(Data),
+            Err(FrameError::AfterFarewell(Data))
+        );
+        // check_send would have refused the DATA: on the wire it must wait.
+        let mut strict = Order::new(Role::Client);
+        strict.check_send(Hello).unwrap();
+        assert!(strict.check_send(Data).is_err());
+    }
+
+    #[test]
+    fn a_failed_check_changes_nothing() {
+        let mut order = Order::new(Role::Client);
+        order.check_queued(Hello).unwrap();
+        let before = order.clone();
+        assert!(order.check_queued(Hello).is_err());
+        assert!(order.check_queued(Welcome).is_err());
+        assert_eq!(order, before);
+    }
+
+    #[test]
+    fn otherwise_it_is_check_send() {
+        let mut server = Order::new(Role::Server);
+        assert!(server.check_queued(Welcome).is_err(), "only after HELLO");
+        server.check(Hello).unwrap();
+        assert_eq!(server.check_queued(Reject), Ok(()));
+        assert_eq!(
+            server.check_queued(Data),
+            Err(FrameError::AfterReject(Data))
+        );
+        let mut client = Order::new(Role::Client);
+        client.check_queued(Hello).unwrap();
+        client.check(Reject).unwrap();
+        assert_eq!(
+            client.check_queued(Data),
+            Err(FrameError::AfterReject(Data))
+        );
+    }
+}
+
 mod properties {
     use super::*;
     use proptest::prelude::*;

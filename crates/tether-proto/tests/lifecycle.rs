@@ -9,7 +9,10 @@
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use tether_proto::{Action, Event, Lifecycle, Op, Reason, Refused, State};
+use tether_proto::{
+    Action, Event, FrameError, FrameType, Handshake, Lifecycle, Op, Reason, Refused, Role, Stage,
+    State,
+};
 
 const LINGER: Duration = Duration::from_secs(5);
 const HOUR: Duration = Duration::from_secs(3600);
@@ -50,16 +53,41 @@ fn fingerprint(l: &Lifecycle) -> String {
 }
 
 /// The public view that a refusal or an ignored input must not change.
-fn counters(l: &Lifecycle) -> (State, Option<Reason>, u64, u64, bool, bool, bool) {
+type View = (
+    (State, Option<Reason>, u64, u64, bool, bool, bool),
+    (Option<Handshake>, bool, bool, Option<Stage>, bool, bool),
+);
+
+fn counters(l: &Lifecycle) -> View {
     (
-        l.state(),
-        l.closed(),
-        l.unsent(),
-        l.unread(),
-        l.wants_input(),
-        l.is_draining(),
-        l.is_bound(),
+        (
+            l.state(),
+            l.closed(),
+            l.unsent(),
+            l.unread(),
+            l.wants_input(),
+            l.is_draining(),
+            l.is_bound(),
+        ),
+        (
+            l.handshake(),
+            l.wire_up(),
+            l.holds_output(),
+            l.stage(),
+            l.recv_pending(),
+            l.wants_end_probe(),
+        ),
     )
+}
+
+/// The inputs of the handshakes and of the end, each ignored where it does
+/// not apply.
+#[track_caller]
+fn assert_phase_inputs_ignored(l: &mut Lifecycle) {
+    assert_ignored(l, Lifecycle::secured);
+    assert_ignored(l, Lifecycle::admitted);
+    assert_ignored(l, Lifecycle::fin_sent);
+    assert_ignored(l, Lifecycle::nothing_left);
 }
 
 /// `cmd` is refused with `Refused { op, state: <the current state> }` and changes
@@ -275,6 +303,7 @@ mod not_connected {
             assert_ignored(&mut l, Lifecycle::eof);
             assert_ignored(&mut l, |l| l.timeout(t0()));
             assert_ignored(&mut l, |l| l.timeout(t0() + HOUR));
+            assert_phase_inputs_ignored(&mut l);
         }
     }
 }
@@ -373,6 +402,12 @@ mod listening {
         assert_ignored(&mut l, Lifecycle::eof);
         assert_ignored(&mut l, |l| l.timeout(t0()));
         assert_ignored(&mut l, |l| l.timeout(t0() + HOUR));
+        assert_phase_inputs_ignored(&mut l);
+        assert_refused(&mut l, Op::SetSecurity, Lifecycle::set_security);
+        assert_refused(&mut l, Op::SetFraming, |l| l.set_message(Role::Client));
+        assert_refused(&mut l, Op::StartTls, Lifecycle::start_security);
+        assert_refused(&mut l, Op::Reject, |l| l.reject(t0(), LINGER));
+        assert_refused(&mut l, Op::Recv, Lifecycle::recv);
     }
 }
 
@@ -518,6 +553,8 @@ mod connecting {
         l.wrote(5);
         assert_eq!(actions(&mut l), [Action::SendFin]);
         assert_eq!(events(&mut l), []);
+        l.fin_sent();
+        assert_quiet(&mut l);
 
         l.eof();
         assert_eq!(actions(&mut l), [Action::Release]);
@@ -620,10 +657,12 @@ mod connected {
         l
     }
 
-    /// Taken from a listener: no Connected event.
-    fn accepted() -> Lifecycle {
+    /// Taken from a listener: Accepted (drained), never Connected.
+    pub(super) fn accepted() -> Lifecycle {
         let mut l = Lifecycle::accepted();
-        assert_quiet(&mut l);
+        assert_eq!(actions(&mut l), []);
+        assert_eq!(events(&mut l), [Event::Accepted]);
+        assert_eq!(l.state(), State::Connected);
         l
     }
 
@@ -869,12 +908,15 @@ mod no_send {
     use super::connected::connected;
     use super::*;
 
-    /// Our FIN is out; the peer still sends.
+    /// Our FIN is out (SendFin carried out, `fin_sent` reported); the peer
+    /// still sends.
     pub(super) fn no_send() -> Lifecycle {
         let mut l = connected();
         l.shutdown().unwrap();
         assert_eq!(actions(&mut l), [Action::SendFin]);
         assert_eq!(events(&mut l), []);
+        l.fin_sent();
+        assert_quiet(&mut l);
         assert_eq!(l.state(), State::NoSend);
         l
     }
@@ -975,7 +1017,7 @@ mod no_send {
         assert_gone(&mut l, Reason::Normal);
     }
 
-    /// Rule 3: SendFin before Release in the same step.
+    /// Rule 3: SendFin, then Release once the FIN is out.
     #[test]
     fn eof_before_the_queue_drains_closes_when_it_does() {
         let mut l = no_send_queued(4);
@@ -985,7 +1027,10 @@ mod no_send {
         assert_eq!(l.state(), State::NoSendRecv);
         assert!(!l.wants_input());
         l.wrote(4);
-        assert_eq!(actions(&mut l), [Action::SendFin, Action::Release]);
+        assert_eq!(actions(&mut l), [Action::SendFin]);
+        assert_eq!(events(&mut l), [], "the end waits for the FIN to be out");
+        l.fin_sent();
+        assert_eq!(actions(&mut l), [Action::Release]);
         assert_eq!(events(&mut l), [Event::Closed(Reason::Normal)]);
         assert_eq!((l.unsent(), l.unread()), (0, 0));
         assert_gone(&mut l, Reason::Normal);
@@ -1150,7 +1195,10 @@ mod no_recv {
     fn shutdown_after_eof_closes_by_peer() {
         let mut l = no_recv_ended();
         assert_eq!(l.shutdown(), Ok(()));
-        assert_eq!(actions(&mut l), [Action::SendFin, Action::Release]);
+        assert_eq!(actions(&mut l), [Action::SendFin]);
+        assert_eq!(events(&mut l), [], "the end waits for the FIN to be out");
+        l.fin_sent();
+        assert_eq!(actions(&mut l), [Action::Release]);
         assert_eq!(events(&mut l), [Event::Closed(Reason::ByPeer)]);
         assert_gone(&mut l, Reason::ByPeer);
     }
@@ -1163,7 +1211,10 @@ mod no_recv {
         assert_quiet(&mut l);
         assert_eq!(l.state(), State::NoSendRecv);
         l.wrote(3);
-        assert_eq!(actions(&mut l), [Action::SendFin, Action::Release]);
+        assert_eq!(actions(&mut l), [Action::SendFin]);
+        assert_eq!(events(&mut l), [], "the end waits for the FIN to be out");
+        l.fin_sent();
+        assert_eq!(actions(&mut l), [Action::Release]);
         assert_eq!(events(&mut l), [Event::Closed(Reason::ByPeer)]);
         assert_gone(&mut l, Reason::ByPeer);
     }
@@ -1174,6 +1225,8 @@ mod no_recv {
         assert_eq!(l.shutdown(), Ok(()));
         assert_eq!(actions(&mut l), [Action::SendFin]);
         assert_eq!(events(&mut l), []);
+        l.fin_sent();
+        assert_quiet(&mut l);
         assert_eq!(l.state(), State::NoSendRecv);
         l.eof();
         assert_eq!(actions(&mut l), [Action::Release]);
@@ -1184,12 +1237,19 @@ mod no_recv {
         assert_gone(&mut l, Reason::ByPeer);
     }
 
-    /// Rule 3: nothing to wait for, so no timer and no draining.
+    /// Rule 3: nothing to drain, so no draining; the end waits only for our
+    /// FIN to be out (under the linger deadline, should that never come).
     #[test]
     fn close_after_eof_finishes_at_once() {
         let mut l = no_recv_ended();
         assert_eq!(l.close(t0(), LINGER), Ok(()));
-        assert_eq!(actions(&mut l), [Action::SendFin, Action::Release]);
+        assert_eq!(
+            actions(&mut l),
+            [Action::ArmTimer(deadline()), Action::SendFin]
+        );
+        assert_eq!(events(&mut l), [], "the end waits for the FIN to be out");
+        l.fin_sent();
+        assert_eq!(actions(&mut l), [Action::Release]);
         assert_eq!(events(&mut l), [Event::Closed(Reason::ByPeer)]);
         assert_gone(&mut l, Reason::ByPeer);
     }
@@ -1204,7 +1264,10 @@ mod no_recv {
         assert_eq!(l.state(), State::Closing);
         assert!(!l.wants_input());
         l.wrote(2);
-        assert_eq!(actions(&mut l), [Action::SendFin, Action::Release]);
+        assert_eq!(actions(&mut l), [Action::SendFin]);
+        assert_eq!(events(&mut l), [], "the end waits for the FIN to be out");
+        l.fin_sent();
+        assert_eq!(actions(&mut l), [Action::Release]);
         assert_eq!(events(&mut l), [Event::Closed(Reason::ByPeer)]);
         assert_gone(&mut l, Reason::ByPeer);
     }
@@ -1224,6 +1287,8 @@ mod no_recv {
             ]
         );
         assert_eq!(events(&mut l), []);
+        l.fin_sent();
+        assert_quiet(&mut l);
         assert_eq!(l.unread(), 3);
         l.read(2);
         assert_eq!(l.unread(), 5);
@@ -1306,6 +1371,8 @@ mod no_send_recv {
         l.shutdown().unwrap();
         assert_eq!(actions(&mut l), [Action::SendFin]);
         assert_eq!(events(&mut l), []);
+        l.fin_sent();
+        assert_quiet(&mut l);
         assert_eq!(l.state(), State::NoSendRecv);
         l
     }
@@ -1391,7 +1458,10 @@ mod no_send_recv {
         l.wrote(2);
         assert_quiet(&mut l);
         l.wrote(1);
-        assert_eq!(actions(&mut l), [Action::SendFin, Action::Release]);
+        assert_eq!(actions(&mut l), [Action::SendFin]);
+        assert_eq!(events(&mut l), [], "the end waits for the FIN to be out");
+        l.fin_sent();
+        assert_eq!(actions(&mut l), [Action::Release]);
         assert_eq!(events(&mut l), [Event::Closed(Reason::Normal)]);
         assert_gone(&mut l, Reason::Normal);
     }
@@ -1419,7 +1489,10 @@ mod no_send_recv {
         assert_eq!(actions(&mut l), [Action::ArmTimer(deadline())]);
         assert_eq!(events(&mut l), []);
         l.wrote(2);
-        assert_eq!(actions(&mut l), [Action::SendFin, Action::Release]);
+        assert_eq!(actions(&mut l), [Action::SendFin]);
+        assert_eq!(events(&mut l), [], "the end waits for the FIN to be out");
+        l.fin_sent();
+        assert_eq!(actions(&mut l), [Action::Release]);
         assert_eq!(events(&mut l), [Event::Closed(Reason::Normal)]);
         assert_gone(&mut l, Reason::Normal);
     }
@@ -1479,7 +1552,8 @@ mod closing {
     use super::no_recv::no_recv_ended;
     use super::*;
 
-    /// close() on an idle connection: FIN out, draining the peer.
+    /// close() on an idle connection: FIN out (`fin_sent` reported), draining
+    /// the peer.
     fn closing() -> Lifecycle {
         let mut l = connected();
         assert_eq!(l.close(t0(), LINGER), Ok(()));
@@ -1492,6 +1566,8 @@ mod closing {
             ]
         );
         assert_eq!(events(&mut l), []);
+        l.fin_sent();
+        assert_quiet(&mut l);
         assert_eq!(l.state(), State::Closing);
         l
     }
@@ -1566,7 +1642,7 @@ mod closing {
         assert_gone(&mut l, Reason::Normal);
     }
 
-    /// Rule 3: SendFin before Release in the same step.
+    /// Rule 3: SendFin, then Release once the FIN is out.
     #[test]
     fn the_peers_end_before_the_queue_drains() {
         let mut l = closing_queued(4);
@@ -1575,7 +1651,10 @@ mod closing {
         assert_eq!(l.state(), State::Closing);
         assert!(!l.wants_input());
         l.wrote(4);
-        assert_eq!(actions(&mut l), [Action::SendFin, Action::Release]);
+        assert_eq!(actions(&mut l), [Action::SendFin]);
+        assert_eq!(events(&mut l), [], "the end waits for the FIN to be out");
+        l.fin_sent();
+        assert_eq!(actions(&mut l), [Action::Release]);
         assert_eq!(events(&mut l), [Event::Closed(Reason::Normal)]);
         assert_gone(&mut l, Reason::Normal);
     }
@@ -1634,7 +1713,10 @@ mod closing {
     fn linger_zero_with_nothing_to_wait_for_closes_gracefully() {
         let mut l = no_recv_ended();
         assert_eq!(l.close(t0(), Duration::ZERO), Ok(()));
-        assert_eq!(actions(&mut l), [Action::SendFin, Action::Release]);
+        assert_eq!(actions(&mut l), [Action::ArmTimer(t0()), Action::SendFin]);
+        assert_eq!(events(&mut l), [], "the end waits for the FIN to be out");
+        l.fin_sent();
+        assert_eq!(actions(&mut l), [Action::Release]);
         assert_eq!(events(&mut l), [Event::Closed(Reason::ByPeer)]);
         assert_gone(&mut l, Reason::ByPeer);
     }
@@ -1746,6 +1828,8 @@ mod closed {
         let mut l = connected();
         l.eof();
         l.shutdown().unwrap();
+        actions(&mut l);
+        l.fin_sent();
         add(l, Reason::ByPeer);
 
         let mut l = connected();
@@ -1801,6 +1885,11 @@ mod closed {
             assert_refused(&mut l, Op::Close, |l| l.close(t0(), LINGER));
             assert_refused(&mut l, Op::Reset, Lifecycle::reset);
             assert_refused(&mut l, Op::Discard, Lifecycle::discard);
+            assert_refused(&mut l, Op::SetSecurity, Lifecycle::set_security);
+            assert_refused(&mut l, Op::SetFraming, |l| l.set_message(Role::Client));
+            assert_refused(&mut l, Op::StartTls, Lifecycle::start_security);
+            assert_refused(&mut l, Op::Reject, |l| l.reject(t0(), LINGER));
+            assert_refused(&mut l, Op::Recv, Lifecycle::recv);
             assert_eq!(l.closed(), Some(reason));
         }
     }
@@ -1820,6 +1909,9 @@ mod closed {
             assert_ignored(&mut l, |l| l.fail(Reason::Lost));
             assert_ignored(&mut l, |l| l.timeout(t0()));
             assert_ignored(&mut l, |l| l.timeout(deadline() + HOUR));
+            assert_ignored(&mut l, |l| l.expire(Reason::IdleTimeout));
+            assert_ignored(&mut l, Lifecycle::violated);
+            assert_phase_inputs_ignored(&mut l);
             assert_eq!(l.closed(), Some(reason));
         }
     }
@@ -1861,19 +1953,23 @@ mod names {
     }
 }
 
-/// Random sequences of commands and inputs against a model that counts bytes.
+/// Random sequences of commands and inputs against a model that counts bytes,
+/// over random layer configurations (security, message layer; dialed or
+/// accepted).
 mod properties {
     use super::*;
     use proptest::prelude::*;
+    use tether_proto::{FrameType, Handshake, Role, Stage};
 
     #[derive(Clone, Copy, Debug)]
     enum Start {
-        /// `Lifecycle::new()`, nothing else: the sequence must connect it.
-        Fresh,
+        /// `Lifecycle::new()` with these layers set, nothing else: the
+        /// sequence must connect it.
+        Fresh { security: bool, message: bool },
         /// `new()`, `connect()`, `connected()`.
         Dialed,
-        /// `Lifecycle::accepted()`.
-        Accepted,
+        /// `Lifecycle::accepted_with(security, message)`.
+        Accepted { security: bool, message: bool },
     }
 
     #[derive(Clone, Copy, Debug)]
@@ -1882,16 +1978,25 @@ mod properties {
         Listen,
         Connect,
         CheckRecv,
+        Recv,
         Send(usize),
         Shutdown,
         /// Linger in milliseconds.
         Close(u64),
+        /// Linger in milliseconds.
+        Reject(u64),
+        StartSecurity,
         Reset,
         Discard,
         Stop,
         Connected,
+        Secured,
+        Admitted,
+        FrameIn(FrameType),
+        FrameOut(FrameType),
         /// Capped at the model's queued bytes.
         Wrote(usize),
+        FinSent,
         /// Only while the machine wants input (or, to check it is ignored, once closed).
         Read(usize),
         /// Capped at the model's held bytes.
@@ -1899,6 +2004,7 @@ mod properties {
         DropHeld,
         FinKnown,
         Eof,
+        NothingLeft,
         Fail(Reason),
         /// The clock advances by this many milliseconds, then `timeout(now)`.
         Timeout(u64),
@@ -1906,9 +2012,21 @@ mod properties {
 
     fn start() -> impl Strategy<Value = Start> {
         prop_oneof![
-            Just(Start::Fresh),
+            (any::<bool>(), any::<bool>())
+                .prop_map(|(security, message)| Start::Fresh { security, message }),
             Just(Start::Dialed),
-            Just(Start::Accepted)
+            (any::<bool>(), any::<bool>())
+                .prop_map(|(security, message)| Start::Accepted { security, message }),
+        ]
+    }
+
+    fn frame_type() -> impl Strategy<Value = FrameType> {
+        prop_oneof![
+            Just(FrameType::Hello),
+            Just(FrameType::Welcome),
+            Just(FrameType::Reject),
+            Just(FrameType::Data),
+            Just(FrameType::Farewell),
         ]
     }
 
@@ -1924,19 +2042,28 @@ mod properties {
             1 => Just(Step::Listen),
             2 => Just(Step::Connect),
             1 => Just(Step::CheckRecv),
+            2 => Just(Step::Recv),
             6 => (0usize..8).prop_map(Step::Send),
             3 => Just(Step::Shutdown),
             3 => (0u64..4000).prop_map(Step::Close),
+            2 => (0u64..4000).prop_map(Step::Reject),
+            1 => Just(Step::StartSecurity),
             1 => Just(Step::Reset),
             1 => Just(Step::Discard),
             1 => Just(Step::Stop),
             3 => Just(Step::Connected),
+            3 => Just(Step::Secured),
+            1 => Just(Step::Admitted),
+            3 => frame_type().prop_map(Step::FrameIn),
+            3 => frame_type().prop_map(Step::FrameOut),
             8 => (0usize..8).prop_map(Step::Wrote),
+            4 => Just(Step::FinSent),
             8 => (0usize..8).prop_map(Step::Read),
             6 => (0usize..8).prop_map(Step::Delivered),
             2 => Just(Step::DropHeld),
             3 => Just(Step::FinKnown),
             4 => Just(Step::Eof),
+            2 => Just(Step::NothingLeft),
             1 => fail.prop_map(Step::Fail),
             4 => (0u64..3000).prop_map(Step::Timeout),
         ]
@@ -1957,17 +2084,39 @@ mod properties {
         delivered: u64,
         /// Read and neither delivered nor dropped.
         held: u64,
-        /// Event::Connected was seen (or the socket started connected).
-        up: bool,
-        /// shutdown or close returned Ok.
+        /// A connection (not a listener): connect returned Ok, or it started
+        /// dialed or accepted. Its graceful end needs its FIN out.
+        live: bool,
+        /// Taken from a listener.
+        server: bool,
+        /// It has a security layer (configured, or an upgrade).
+        security: bool,
+        /// It has a message layer.
+        message: bool,
+        /// Every handshake done (the connection is open): Connected, or for a
+        /// server Accepted plus Secured if it has security; or rejected.
+        open: bool,
+        /// start_security returned Ok.
+        upgraded: bool,
+        /// reject returned Ok.
+        rejected: bool,
+        /// shutdown, close or reject returned Ok.
         send_closed: bool,
-        /// close returned Ok.
+        /// close or reject returned Ok.
         close_called: bool,
-        fin_sent: bool,
+        /// SendFin was asked for.
+        fin_asked: bool,
+        /// fin_sent took effect: the FIN is on the wire.
+        fin_out: bool,
+        /// The peer's FIN is known (fin_known or eof took effect).
+        peer_fin: bool,
         /// eof took effect: every byte of the peer was read.
         peer_ended: bool,
+        recv_pending: bool,
         peer_shutdowns: u32,
         connected_events: u32,
+        accepted_events: u32,
+        secured_events: u32,
         closed_events: u32,
         closed: Option<Reason>,
         began: Option<Side>,
@@ -1979,22 +2128,44 @@ mod properties {
         }
     }
 
-    fn begin(l: Start) -> (Lifecycle, Model) {
+    fn begin(start: Start) -> (Lifecycle, Model) {
         let mut m = Model::default();
-        let l = match l {
-            Start::Fresh => Lifecycle::new(),
+        let l = match start {
+            Start::Fresh { security, message } => {
+                let mut l = Lifecycle::new();
+                if security {
+                    l.set_security().unwrap();
+                }
+                if message {
+                    l.set_message(Role::Client).unwrap();
+                }
+                assert_quiet(&mut l);
+                m.security = security;
+                m.message = message;
+                l
+            }
             Start::Dialed => {
                 let mut l = Lifecycle::new();
                 l.connect().unwrap();
                 l.connected();
                 assert_eq!(events(&mut l), [Event::Connected]);
                 m.connected_events = 1;
-                m.up = true;
+                m.open = true;
+                m.live = true;
                 l
             }
-            Start::Accepted => {
-                m.up = true;
-                Lifecycle::accepted()
+            Start::Accepted { security, message } => {
+                let mut l = Lifecycle::accepted_with(security, message);
+                assert_eq!(actions(&mut l), []);
+                let expected: &[Event] = if message { &[] } else { &[Event::Accepted] };
+                assert_eq!(events(&mut l), expected);
+                m.accepted_events = u32::from(!message);
+                m.open = !security && !message;
+                m.live = true;
+                m.server = true;
+                m.security = security;
+                m.message = message;
+                l
             }
         };
         (l, m)
@@ -2008,13 +2179,22 @@ mod properties {
         Ok(r.is_ok())
     }
 
+    /// The peer's end took effect (eof, or rule 2 through nothing_left).
+    fn peer_ends(m: &mut Model) {
+        m.held = 0;
+        m.peer_ended = true;
+        m.peer_fin = true;
+        m.recv_pending = false;
+        m.began.get_or_insert(Side::Peer);
+    }
+
     fn apply(
         l: &mut Lifecycle,
         m: &mut Model,
         now: &mut Instant,
         step: Step,
     ) -> Result<(), TestCaseError> {
-        let state_before = l.state();
+        let was_open = m.open && m.closed.is_none();
         match step {
             Step::Bind => {
                 command(m, l.bind())?;
@@ -2023,13 +2203,20 @@ mod properties {
                 command(m, l.listen())?;
             }
             Step::Connect => {
-                command(m, l.connect())?;
+                if command(m, l.connect())? {
+                    m.live = true;
+                }
             }
             Step::CheckRecv => {
                 let r = l.check_recv();
                 command(m, r)?;
                 if m.peer_ended || m.closed.is_some() {
                     prop_assert!(r.is_err(), "recv allowed after the peer's end");
+                }
+            }
+            Step::Recv => {
+                if command(m, l.recv())? {
+                    m.recv_pending = true;
                 }
             }
             Step::Send(n) => {
@@ -2053,6 +2240,29 @@ mod properties {
                     m.close_called = true;
                     m.began.get_or_insert(Side::Us);
                     m.held = 0;
+                    m.recv_pending = false;
+                }
+            }
+            Step::Reject(ms) => {
+                let waiting = l.handshake() == Some(Handshake::Message);
+                if command(m, l.reject(*now, Duration::from_millis(ms)))? {
+                    prop_assert!(m.server && m.message && waiting, "reject allowed");
+                    m.rejected = true;
+                    m.open = true;
+                    m.send_closed = true;
+                    m.close_called = true;
+                    m.began.get_or_insert(Side::Us);
+                    m.held = 0;
+                    m.recv_pending = false;
+                }
+            }
+            Step::StartSecurity => {
+                let state = l.state();
+                if command(m, l.start_security())? {
+                    prop_assert_eq!(state, State::Connected);
+                    prop_assert!(!m.security, "a second security layer");
+                    m.security = true;
+                    m.upgraded = true;
                 }
             }
             Step::Reset => {
@@ -2063,12 +2273,39 @@ mod properties {
             }
             Step::Stop => l.stop(),
             Step::Connected => l.connected(),
+            Step::Secured => l.secured(),
+            Step::Admitted => l.admitted(),
+            Step::FrameIn(kind) => {
+                let r = l.frame_in(kind);
+                if !m.message {
+                    prop_assert!(r.is_err(), "a frame on a connection without framing");
+                }
+            }
+            Step::FrameOut(kind) => {
+                let before = fingerprint(l);
+                let r = l.frame_out(kind);
+                if !m.message {
+                    prop_assert!(r.is_err(), "a frame on a connection without framing");
+                }
+                if r.is_err() {
+                    prop_assert_eq!(fingerprint(l), before, "a refused frame changed it");
+                }
+            }
             Step::Wrote(n) => {
                 let n = (n as u64).min(m.queued());
                 l.wrote(n as usize);
                 // Once closed the machine must ignore it: `unsent` is final.
                 if m.closed.is_none() {
                     m.written += n;
+                }
+            }
+            Step::FinSent => {
+                // The driver reports it only after carrying out a SendFin.
+                if m.fin_asked && !m.fin_out && m.closed.is_none() {
+                    m.fin_out = true;
+                    l.fin_sent();
+                } else {
+                    assert_ignored(l, Lifecycle::fin_sent);
                 }
             }
             Step::Read(n) => {
@@ -2089,25 +2326,36 @@ mod properties {
                 l.delivered(n as usize);
                 m.delivered += n;
                 m.held -= n;
+                m.recv_pending = false;
             }
             Step::DropHeld => {
                 l.drop_held();
                 m.held = 0;
             }
             Step::FinKnown => {
-                if state_before == State::Connected && m.closed.is_none() {
+                if l.wire_up() && !m.peer_fin && m.closed.is_none() {
                     m.began.get_or_insert(Side::Peer);
+                    m.peer_fin = true;
                 }
                 l.fin_known();
             }
             Step::Eof => {
-                // The end of the stream counts once the connection is up.
-                if l.wants_input() && m.up {
-                    m.held = 0;
-                    m.peer_ended = true;
-                    m.began.get_or_insert(Side::Peer);
+                // The end of the stream counts once the connection is open.
+                if l.wants_input() && was_open {
+                    peer_ends(m);
                 }
                 l.eof();
+            }
+            Step::NothingLeft => {
+                let probe = l.wants_end_probe();
+                if probe {
+                    prop_assert!(m.peer_fin && !m.peer_ended && !m.recv_pending);
+                    prop_assert!(!m.close_called && !m.message && m.held == 0);
+                    peer_ends(m);
+                    l.nothing_left();
+                } else {
+                    assert_ignored(l, Lifecycle::nothing_left);
+                }
             }
             Step::Fail(reason) => l.fail(reason),
             Step::Timeout(ms) => {
@@ -2133,18 +2381,60 @@ mod properties {
             );
         }
 
-        // Events: Connected once, PeerShutdown once and only at eof, Closed once
+        // Events: Connected (dialed) or Accepted (accepted) once, at the input
+        // that finished the handshakes; Secured once, before Connected, after
+        // Accepted; PeerShutdown once and only at the peer's end; Closed once
         // and last.
         for (i, e) in evs.iter().enumerate() {
             match *e {
                 Event::Connected => {
                     m.connected_events += 1;
-                    m.up = true;
-                    prop_assert!(matches!(step, Step::Connected));
+                    prop_assert!(!m.server, "Connected on an accepted connection");
+                    prop_assert!(
+                        matches!(
+                            step,
+                            Step::Connected
+                                | Step::Secured
+                                | Step::Admitted
+                                | Step::FrameIn(FrameType::Welcome)
+                        ),
+                        "Connected at {:?}",
+                        step
+                    );
+                    prop_assert!(
+                        !m.security || m.secured_events == 1,
+                        "Connected before Secured"
+                    );
+                    m.open = true;
+                }
+                Event::Accepted => {
+                    m.accepted_events += 1;
+                    prop_assert!(m.server, "Accepted on a dialed connection");
+                    prop_assert!(!m.rejected, "Accepted after a REJECT");
+                    prop_assert!(
+                        matches!(step, Step::Admitted | Step::FrameOut(FrameType::Welcome)),
+                        "Accepted at {:?}",
+                        step
+                    );
+                    m.open = !m.security || m.secured_events == 1 || evs.contains(&Event::Secured);
+                }
+                Event::Secured => {
+                    m.secured_events += 1;
+                    prop_assert!(m.security, "Secured without a security layer");
+                    prop_assert!(!m.rejected, "Secured after a REJECT");
+                    if m.server {
+                        // A server's user hears of its connection first.
+                        prop_assert_eq!(m.accepted_events, 1, "Secured before Accepted");
+                        m.open = true;
+                    }
                 }
                 Event::PeerShutdown => {
                     m.peer_shutdowns += 1;
-                    prop_assert!(matches!(step, Step::Eof), "PeerShutdown at {:?}", step);
+                    prop_assert!(
+                        matches!(step, Step::Eof | Step::NothingLeft),
+                        "PeerShutdown at {:?}",
+                        step
+                    );
                     prop_assert!(!m.close_called, "PeerShutdown after close()");
                 }
                 Event::Closed(reason) => {
@@ -2152,37 +2442,45 @@ mod properties {
                     prop_assert_eq!(i, evs.len() - 1, "Closed is not last: {:?}", evs);
                     m.closed = Some(reason);
                     m.held = 0;
+                    m.recv_pending = false;
                     if reason.is_graceful() {
                         let expected = match m.began {
                             Some(Side::Peer) => Reason::ByPeer,
                             _ => Reason::Normal,
                         };
                         prop_assert_eq!(reason, expected, "who began: {:?}", m.began);
+                        // The end is decided after the FIN went out, never
+                        // before: a FIN that fails is the failure's end.
+                        if m.live {
+                            prop_assert!(m.fin_out, "graceful end before the FIN was out");
+                            prop_assert!(m.peer_ended || m.close_called);
+                        }
                     }
                 }
             }
         }
-        prop_assert!(m.connected_events <= 1);
+        prop_assert!(m.connected_events + m.accepted_events <= 1);
+        prop_assert!(m.secured_events <= 1);
         prop_assert!(m.peer_shutdowns <= 1);
         prop_assert!(m.closed_events <= 1, "Closed twice");
 
-        // Actions: SendFin once, only after shutdown/close and the last byte; a
-        // terminal action only with Closed, last; a FIN only before a Release.
+        // Actions: SendFin once, only after shutdown/close, the last byte and
+        // every handshake; a terminal action only with Closed, last; never a
+        // FIN in the same step as the end.
         let terminal = |a: &Action| matches!(a, Action::Release | Action::Reset | Action::Discard);
         let closed_now = evs.iter().any(|e| matches!(e, Event::Closed(_)));
         for (i, a) in acts.iter().enumerate() {
             match *a {
                 Action::SendFin => {
-                    prop_assert!(!m.fin_sent, "SendFin twice");
+                    prop_assert!(!m.fin_asked, "SendFin twice");
                     prop_assert!(m.send_closed, "SendFin before shutdown/close");
                     prop_assert_eq!(m.queued(), 0, "SendFin with bytes queued");
-                    m.fin_sent = true;
+                    prop_assert!(m.open, "SendFin during a handshake");
+                    prop_assert!(!l.holds_output(), "SendFin while output is held");
+                    m.fin_asked = true;
                 }
-                Action::ArmTimer(_) => {
-                    prop_assert!(matches!(step, Step::Close(_)));
-                }
-                Action::DrainInput => {
-                    prop_assert!(matches!(step, Step::Close(_)));
+                Action::ArmTimer(_) | Action::DrainInput => {
+                    prop_assert!(matches!(step, Step::Close(_) | Step::Reject(_)));
                 }
                 Action::Release | Action::Reset | Action::Discard => {
                     prop_assert_eq!(i, acts.len() - 1, "terminal action not last: {:?}", acts);
@@ -2196,9 +2494,11 @@ mod properties {
             acts,
             evs
         );
-        if acts.contains(&Action::SendFin) && closed_now {
-            prop_assert_eq!(acts.last(), Some(&Action::Release), "FIN with an abort");
-        }
+        prop_assert!(
+            !(acts.contains(&Action::SendFin) && closed_now),
+            "a FIN and the end in one step: {:?}",
+            acts
+        );
 
         // The machine's own view.
         if let Some(reason) = m.closed {
@@ -2206,18 +2506,53 @@ mod properties {
             prop_assert_eq!(l.closed(), Some(reason));
             prop_assert!(!l.wants_input());
             prop_assert!(!l.is_bound());
+            prop_assert_eq!(l.stage(), None);
+            prop_assert_eq!(l.handshake(), None);
+            prop_assert!(!l.holds_output() && !l.wire_up() && !l.wants_end_probe());
         } else {
             prop_assert_eq!(l.closed(), None);
-            // Rule 1: the FIN follows the last byte as soon as it is written.
-            if m.send_closed && m.up && m.queued() == 0 {
-                prop_assert!(m.fin_sent, "FIN overdue");
+            // Never open while a handshake is pending (but for an upgrade).
+            if m.live && (!m.open || (l.handshake().is_some() && !m.upgraded)) {
+                prop_assert!(
+                    matches!(l.state(), State::Connecting | State::Closing),
+                    "state {:?} during handshake {:?}",
+                    l.state(),
+                    l.handshake()
+                );
+            }
+            if m.open {
+                prop_assert!(l.wire_up());
+            }
+            // Rule 1: the FIN follows the last byte as soon as it is written
+            // and the handshakes are done.
+            if m.send_closed && m.open && !l.holds_output() && m.queued() == 0 {
+                prop_assert!(m.fin_asked, "FIN overdue");
             }
             // Rule 3: both directions finished means closed.
-            prop_assert!(!(m.fin_sent && m.peer_ended), "both ended, still open");
+            prop_assert!(!(m.fin_out && m.peer_ended), "both ended, still open");
             if m.peer_ended {
                 prop_assert!(!l.wants_input());
             }
+            // Rule 2 without a recv: asked only when it can apply.
+            if l.wants_end_probe() {
+                prop_assert!(m.peer_fin && !m.peer_ended && !m.recv_pending && m.open);
+            }
+            // The timeout stage follows the phase.
+            match l.stage() {
+                Some(Stage::Connecting) => {
+                    prop_assert_eq!(l.handshake(), Some(Handshake::Transport))
+                }
+                Some(Stage::Handshaking) => {
+                    prop_assert!(l.wire_up() && l.handshake().is_some())
+                }
+                Some(Stage::Open) => prop_assert!(m.open && l.handshake().is_none()),
+                None => prop_assert!(
+                    !m.live || l.is_draining(),
+                    "no stage on a live connection not closing"
+                ),
+            }
         }
+        prop_assert_eq!(l.recv_pending(), m.recv_pending, "recv pending");
 
         // Rule 5: every byte is accounted for, at every step.
         prop_assert_eq!(m.accepted, m.written + l.unsent(), "send accounting");
@@ -2495,5 +2830,1030 @@ mod datagram {
             assert_ignored(&mut l, |l| l.timeout(t0()));
             assert_ignored(&mut l, |l| l.timeout(t0() + HOUR));
         }
+    }
+}
+
+/// A dialed connection with a security layer (TLS client): Connecting waits
+/// for the transport, then for the security handshake.
+mod connecting_security {
+    use super::*;
+
+    /// `set_security`, then `connect`: waiting for the transport.
+    pub(super) fn tls_client() -> Lifecycle {
+        let mut l = Lifecycle::new();
+        assert_eq!(l.set_security(), Ok(()));
+        assert_eq!(l.connect(), Ok(()));
+        assert_quiet(&mut l);
+        l
+    }
+
+    /// The transport is up; the TLS handshake runs.
+    pub(super) fn securing() -> Lifecycle {
+        let mut l = tls_client();
+        l.connected();
+        assert_quiet(&mut l);
+        l
+    }
+
+    #[test]
+    fn waits_for_the_transport_first() {
+        let l = tls_client();
+        assert_eq!(l.state(), State::Connecting);
+        assert_eq!(l.handshake(), Some(Handshake::Transport));
+        assert_eq!(l.stage(), Some(Stage::Connecting));
+        assert!(!l.wire_up());
+        assert!(l.holds_output());
+    }
+
+    #[test]
+    fn connected_starts_the_security_handshake_without_an_event() {
+        let l = securing();
+        assert_eq!(l.state(), State::Connecting);
+        assert_eq!(l.handshake(), Some(Handshake::Security));
+        assert_eq!(l.stage(), Some(Stage::Handshaking));
+        assert!(l.wire_up(), "the handshake's records may be written");
+        assert!(l.holds_output(), "the user's bytes wait for it");
+        assert!(l.wants_input());
+        assert_eq!(l.check_send(), Ok(()));
+        assert_eq!(l.check_recv(), Ok(()));
+    }
+
+    /// Secured before Connected, in one step.
+    #[test]
+    fn secured_opens_it() {
+        let mut l = securing();
+        l.send(4).unwrap();
+        l.secured();
+        assert_eq!(actions(&mut l), []);
+        assert_eq!(events(&mut l), [Event::Secured, Event::Connected]);
+        assert_eq!(l.state(), State::Connected);
+        assert_eq!(l.handshake(), None);
+        assert_eq!(l.stage(), Some(Stage::Open));
+        assert!(!l.holds_output());
+        assert_eq!(l.unsent(), 4, "what was sent meanwhile is still to go");
+        assert_ignored(&mut l, Lifecycle::secured);
+        assert_ignored(&mut l, Lifecycle::connected);
+    }
+
+    #[test]
+    fn inputs_out_of_turn_are_ignored() {
+        let mut l = tls_client();
+        assert_ignored(&mut l, Lifecycle::secured);
+        assert_ignored(&mut l, Lifecycle::admitted);
+        assert_ignored(&mut l, Lifecycle::fin_known);
+        assert_ignored(&mut l, Lifecycle::fin_sent);
+        let mut l = securing();
+        assert_ignored(&mut l, Lifecycle::connected);
+        assert_ignored(&mut l, Lifecycle::admitted);
+        assert_ignored(&mut l, Lifecycle::eof);
+        assert_ignored(&mut l, Lifecycle::nothing_left);
+        assert_ignored(&mut l, Lifecycle::fin_sent);
+    }
+
+    /// A FIN that comes with the handshake's last records is kept: the
+    /// connection shows NoRecv as soon as it opens.
+    #[test]
+    fn a_fin_during_the_handshake_is_remembered() {
+        let mut l = securing();
+        l.fin_known();
+        assert_quiet(&mut l);
+        assert_eq!(l.state(), State::Connecting);
+        assert!(!l.wants_end_probe(), "a FIN during a handshake is its own");
+        l.secured();
+        assert_eq!(events(&mut l), [Event::Secured, Event::Connected]);
+        assert_eq!(l.state(), State::NoRecv);
+        assert!(l.wants_end_probe());
+        l.nothing_left();
+        assert_eq!(events(&mut l), [Event::PeerShutdown]);
+        // The peer began: our FIN finishes it ByPeer.
+        l.shutdown().unwrap();
+        assert_eq!(actions(&mut l), [Action::SendFin]);
+        l.fin_sent();
+        assert_eq!(actions(&mut l), [Action::Release]);
+        assert_eq!(events(&mut l), [Event::Closed(Reason::ByPeer)]);
+    }
+
+    #[test]
+    fn a_fin_before_the_transport_is_ignored() {
+        assert_ignored(&mut tls_client(), Lifecycle::fin_known);
+    }
+
+    /// Rule 1: the FIN would cut the handshake off; it waits for it.
+    #[test]
+    fn shutdown_during_the_handshake_waits_for_it() {
+        let mut l = securing();
+        assert_eq!(l.shutdown(), Ok(()));
+        assert_quiet(&mut l);
+        assert_eq!(l.state(), State::Connecting);
+        l.secured();
+        assert_eq!(actions(&mut l), [Action::SendFin]);
+        assert_eq!(events(&mut l), [Event::Secured, Event::Connected]);
+        assert_eq!(l.state(), State::NoSend);
+    }
+
+    #[test]
+    fn close_during_the_handshake_waits_for_it() {
+        let mut l = securing();
+        l.close(t0(), LINGER).unwrap();
+        assert_eq!(
+            actions(&mut l),
+            [Action::ArmTimer(deadline()), Action::DrainInput]
+        );
+        assert_eq!(l.state(), State::Closing);
+        assert_eq!(l.stage(), None, "the linger deadline is the close's");
+        assert_eq!(l.handshake(), Some(Handshake::Security));
+        l.secured();
+        assert_eq!(actions(&mut l), [Action::SendFin]);
+        assert_eq!(events(&mut l), [Event::Secured, Event::Connected]);
+    }
+
+    #[test]
+    fn a_failed_handshake_ends_it_without_connected() {
+        let mut l = securing();
+        l.send(3).unwrap();
+        l.fail(Reason::TlsHandshakeFailed);
+        assert_eq!(actions(&mut l), [Action::Release]);
+        assert_eq!(events(&mut l), [Event::Closed(Reason::TlsHandshakeFailed)]);
+        assert_eq!(l.unsent(), 3);
+        assert_gone(&mut l, Reason::TlsHandshakeFailed);
+        assert_ignored(&mut l, Lifecycle::secured);
+    }
+
+    #[test]
+    fn the_handshake_timeout_resets() {
+        let mut l = securing();
+        l.expire(Reason::HandshakeTimeout);
+        assert_eq!(actions(&mut l), [Action::Reset]);
+        assert_eq!(events(&mut l), [Event::Closed(Reason::HandshakeTimeout)]);
+        assert_gone(&mut l, Reason::HandshakeTimeout);
+    }
+
+    /// Layers are set before connecting or listening, once, on streams only.
+    #[test]
+    fn layers_only_before_connecting() {
+        let mut l = Lifecycle::new();
+        l.bind().unwrap();
+        assert_eq!(l.set_security(), Ok(()));
+        assert_refused(&mut l, Op::SetSecurity, Lifecycle::set_security);
+        assert_eq!(l.set_message(Role::Client), Ok(()));
+        assert_refused(&mut l, Op::SetFraming, |l| l.set_message(Role::Client));
+        for mut l in [tls_client(), securing(), super::connected::connected()] {
+            assert_refused(&mut l, Op::SetSecurity, Lifecycle::set_security);
+            assert_refused(&mut l, Op::SetFraming, |l| l.set_message(Role::Client));
+        }
+        let mut l = Lifecycle::new();
+        l.listen().unwrap();
+        assert_refused(&mut l, Op::SetSecurity, Lifecycle::set_security);
+        let mut l = Lifecycle::datagram();
+        assert_refused(&mut l, Op::SetSecurity, Lifecycle::set_security);
+        assert_refused(&mut l, Op::SetFraming, |l| l.set_message(Role::Client));
+    }
+}
+
+/// A dialed connection with a message layer (framed client), alone or over
+/// security.
+mod connecting_message {
+    use super::*;
+
+    /// `set_message(Client)`, `connect`, HELLO queued first.
+    fn framed_client() -> Lifecycle {
+        let mut l = Lifecycle::new();
+        l.set_message(Role::Client).unwrap();
+        l.connect().unwrap();
+        assert_eq!(l.frame_out(FrameType::Hello), Ok(()));
+        assert_quiet(&mut l);
+        assert_eq!(l.handshake(), Some(Handshake::Transport));
+        l
+    }
+
+    /// The transport is up: HELLO goes, WELCOME is awaited.
+    fn awaiting_welcome() -> Lifecycle {
+        let mut l = framed_client();
+        l.connected();
+        assert_quiet(&mut l);
+        l
+    }
+
+    #[test]
+    fn waits_for_welcome_holding_the_users_messages() {
+        let mut l = awaiting_welcome();
+        assert_eq!(l.state(), State::Connecting);
+        assert_eq!(l.handshake(), Some(Handshake::Message));
+        assert_eq!(l.stage(), Some(Stage::Handshaking));
+        assert!(l.wire_up());
+        assert!(l.holds_output());
+        // Messages may be queued; they wait for WELCOME.
+        assert_eq!(l.frame_out(FrameType::Data), Ok(()));
+        assert_eq!(l.send(9), Ok(()));
+        assert_quiet(&mut l);
+    }
+
+    #[test]
+    fn welcome_is_the_admission() {
+        let mut l = awaiting_welcome();
+        assert_eq!(l.frame_in(FrameType::Welcome), Ok(()));
+        assert_eq!(actions(&mut l), []);
+        assert_eq!(events(&mut l), [Event::Connected]);
+        assert_eq!(l.state(), State::Connected);
+        assert_eq!(l.stage(), Some(Stage::Open));
+        assert!(!l.holds_output());
+        assert_eq!(l.frame_in(FrameType::Data), Ok(()));
+        assert_eq!(l.frame_out(FrameType::Data), Ok(()));
+        assert_quiet(&mut l);
+    }
+
+    /// Without frames (a future message layer), `admitted` is the input.
+    #[test]
+    fn admitted_opens_it_too() {
+        let mut l = awaiting_welcome();
+        l.admitted();
+        assert_eq!(events(&mut l), [Event::Connected]);
+        assert_eq!(l.state(), State::Connected);
+        assert_ignored(&mut l, Lifecycle::admitted);
+    }
+
+    #[test]
+    fn admitted_before_the_transport_is_ignored() {
+        let mut l = framed_client();
+        assert_ignored(&mut l, Lifecycle::admitted);
+        assert_ignored(&mut l, Lifecycle::secured);
+    }
+
+    #[test]
+    fn reject_received_ends_it_rejected() {
+        let mut l = awaiting_welcome();
+        l.send(5).unwrap();
+        assert_eq!(l.frame_in(FrameType::Reject), Ok(()));
+        assert_eq!(actions(&mut l), [Action::Release]);
+        assert_eq!(events(&mut l), [Event::Closed(Reason::ConnectRejected)]);
+        assert_eq!(l.unsent(), 5);
+        assert_gone(&mut l, Reason::ConnectRejected);
+    }
+
+    /// The peer's protocol error: reset, and the rule named.
+    #[test]
+    fn a_frame_out_of_order_from_the_server_resets() {
+        let mut l = awaiting_welcome();
+        let err = l.frame_in(FrameType::Data).unwrap_err();
+        assert!(matches!(err, FrameError::OutOfOrder { .. }), "{err}");
+        assert_eq!(actions(&mut l), [Action::Reset]);
+        assert_eq!(events(&mut l), [Event::Closed(Reason::ProtocolError)]);
+        assert_gone(&mut l, Reason::ProtocolError);
+    }
+
+    /// Our own frames out of order: a caller's bug, refused, nothing changes.
+    #[test]
+    fn our_frames_out_of_order_change_nothing() {
+        let mut l = awaiting_welcome();
+        let before = fingerprint(&l);
+        assert!(l.frame_out(FrameType::Hello).is_err(), "HELLO twice");
+        assert!(
+            l.frame_out(FrameType::Welcome).is_err(),
+            "a client's WELCOME"
+        );
+        assert_eq!(fingerprint(&l), before);
+        assert_quiet(&mut l);
+        let mut l = Lifecycle::new();
+        l.set_message(Role::Client).unwrap();
+        l.connect().unwrap();
+        let before = fingerprint(&l);
+        assert!(l.frame_out(FrameType::Data).is_err(), "DATA before HELLO");
+        assert_eq!(fingerprint(&l), before);
+    }
+
+    #[test]
+    fn close_before_welcome_sends_its_fin_after_it() {
+        let mut l = awaiting_welcome();
+        l.frame_out(FrameType::Farewell).unwrap();
+        l.send(5).unwrap();
+        l.close(t0(), LINGER).unwrap();
+        assert_eq!(
+            actions(&mut l),
+            [Action::ArmTimer(deadline()), Action::DrainInput]
+        );
+        assert_eq!(l.handshake(), Some(Handshake::Message));
+        l.frame_in(FrameType::Welcome).unwrap();
+        assert_eq!(events(&mut l), [Event::Connected]);
+        assert_eq!(actions(&mut l), [], "the FAREWELL is not out yet");
+        l.wrote(5);
+        assert_eq!(actions(&mut l), [Action::SendFin]);
+    }
+
+    /// A client over TLS: Secured (the driver's on_tls_ready) when TLS is
+    /// done, Connected at WELCOME.
+    #[test]
+    fn over_security_secured_then_connected() {
+        let mut l = Lifecycle::new();
+        l.set_security().unwrap();
+        l.set_message(Role::Client).unwrap();
+        l.connect().unwrap();
+        l.frame_out(FrameType::Hello).unwrap();
+        l.connected();
+        assert_quiet(&mut l);
+        assert_eq!(l.handshake(), Some(Handshake::Security));
+        assert_ignored(&mut l, Lifecycle::admitted);
+        l.secured();
+        assert_eq!(events(&mut l), [Event::Secured]);
+        assert_eq!(l.handshake(), Some(Handshake::Message));
+        assert_eq!(l.state(), State::Connecting);
+        assert!(l.holds_output());
+        l.frame_in(FrameType::Welcome).unwrap();
+        assert_eq!(events(&mut l), [Event::Connected]);
+        assert_eq!(l.state(), State::Connected);
+    }
+
+    /// A framed peer's end is its FAREWELL, read by a recv: no end probe.
+    #[test]
+    fn no_end_probe_on_a_framed_connection() {
+        let mut l = awaiting_welcome();
+        l.frame_in(FrameType::Welcome).unwrap();
+        events(&mut l);
+        l.fin_known();
+        assert_eq!(l.state(), State::NoRecv);
+        assert!(!l.wants_end_probe());
+        assert_ignored(&mut l, Lifecycle::nothing_left);
+        l.frame_in(FrameType::Farewell).unwrap();
+        assert_quiet(&mut l);
+        l.eof();
+        assert_eq!(events(&mut l), [Event::PeerShutdown]);
+    }
+}
+
+/// Connections taken from a listener, with and without layers.
+mod accepted_handshakes {
+    use super::*;
+
+    #[test]
+    fn plain_is_accepted() {
+        let mut l = Lifecycle::accepted_with(false, false);
+        assert_eq!(fingerprint(&l), fingerprint(&Lifecycle::accepted()));
+        assert_eq!(actions(&mut l), []);
+        assert_eq!(events(&mut l), [Event::Accepted]);
+        assert_eq!(l.state(), State::Connected);
+        assert_eq!(l.handshake(), None);
+        assert_eq!(l.stage(), Some(Stage::Open));
+        assert!(l.wire_up() && !l.holds_output());
+        assert_phase_inputs_ignored(&mut l);
+        assert_ignored(&mut l, Lifecycle::connected);
+    }
+
+    /// A TLS server's connection has its user while the handshake runs.
+    #[test]
+    fn security_only_accepted_at_once_secured_later() {
+        let mut l = Lifecycle::accepted_with(true, false);
+        assert_eq!(actions(&mut l), []);
+        assert_eq!(events(&mut l), [Event::Accepted]);
+        assert_eq!(l.state(), State::Connecting);
+        assert_eq!(l.handshake(), Some(Handshake::Security));
+        assert_eq!(l.stage(), Some(Stage::Handshaking));
+        assert!(l.wire_up() && l.holds_output());
+        assert_ignored(&mut l, Lifecycle::connected);
+        assert_ignored(&mut l, Lifecycle::admitted);
+        l.secured();
+        assert_eq!(actions(&mut l), []);
+        assert_eq!(events(&mut l), [Event::Secured], "never Connected");
+        assert_eq!(l.state(), State::Connected);
+        assert_eq!(l.stage(), Some(Stage::Open));
+        assert!(!l.holds_output());
+    }
+
+    /// `server(security)` with a HELLO received, awaiting the decision.
+    fn framed_server(security: bool) -> Lifecycle {
+        let mut l = Lifecycle::accepted_with(security, true);
+        assert_quiet(&mut l);
+        if security {
+            assert_eq!(l.handshake(), Some(Handshake::Security));
+            l.secured();
+            assert_quiet(&mut l);
+        }
+        assert_eq!(l.handshake(), Some(Handshake::Message));
+        assert_eq!(l.frame_in(FrameType::Hello), Ok(()));
+        assert_quiet(&mut l);
+        l
+    }
+
+    #[test]
+    fn a_framed_server_has_no_user_until_admitted() {
+        for security in [false, true] {
+            let mut l = framed_server(security);
+            assert_eq!(l.state(), State::Connecting);
+            assert_eq!(l.stage(), Some(Stage::Handshaking));
+            assert!(!l.holds_output(), "its answer must go out");
+            assert_eq!(l.frame_out(FrameType::Welcome), Ok(()));
+            let expected: &[Event] = if security {
+                &[Event::Accepted, Event::Secured]
+            } else {
+                &[Event::Accepted]
+            };
+            assert_eq!(events(&mut l), expected);
+            assert_eq!(actions(&mut l), []);
+            assert_eq!(l.state(), State::Connected);
+            assert_eq!(l.stage(), Some(Stage::Open));
+            assert_eq!(l.frame_out(FrameType::Data), Ok(()));
+            assert_phase_inputs_ignored(&mut l);
+        }
+    }
+
+    #[test]
+    fn a_server_answers_only_after_hello() {
+        let mut l = Lifecycle::accepted_with(false, true);
+        let before = fingerprint(&l);
+        assert!(l.frame_out(FrameType::Welcome).is_err());
+        assert!(l.frame_out(FrameType::Reject).is_err());
+        assert_eq!(fingerprint(&l), before);
+        assert_quiet(&mut l);
+    }
+
+    /// Failing before admission: nobody was told of it, so only Closed.
+    #[test]
+    fn failing_before_admission_never_accepts() {
+        for security in [false, true] {
+            let mut l = framed_server(security);
+            l.expire(Reason::HandshakeTimeout);
+            assert_eq!(actions(&mut l), [Action::Reset]);
+            assert_eq!(events(&mut l), [Event::Closed(Reason::HandshakeTimeout)]);
+            assert_gone(&mut l, Reason::HandshakeTimeout);
+            assert!(l.frame_out(FrameType::Welcome).is_ok());
+            assert_quiet(&mut l);
+        }
+    }
+
+    #[test]
+    fn a_fin_before_admission_shows_at_once_after() {
+        let mut l = framed_server(true);
+        l.fin_known();
+        assert_quiet(&mut l);
+        assert_eq!(l.state(), State::Connecting);
+        l.frame_out(FrameType::Welcome).unwrap();
+        assert_eq!(events(&mut l), [Event::Accepted, Event::Secured]);
+        assert_eq!(l.state(), State::NoRecv);
+    }
+
+    /// REJECT, FIN after it, drain, Normal; never a user.
+    #[test]
+    fn reject_ends_gracefully_without_a_user() {
+        for security in [false, true] {
+            let mut l = framed_server(security);
+            assert_eq!(l.frame_out(FrameType::Reject), Ok(()));
+            l.send(12).unwrap(); // the REJECT frame's bytes
+            assert_eq!(l.reject(t0(), LINGER), Ok(()));
+            assert_eq!(
+                actions(&mut l),
+                [Action::ArmTimer(deadline()), Action::DrainInput]
+            );
+            assert_eq!(events(&mut l), []);
+            assert_eq!(l.state(), State::Closing);
+            assert_eq!(l.handshake(), None);
+            assert_eq!(l.stage(), None);
+            assert!(l.is_draining());
+            assert_refused(&mut l, Op::Send, |l| l.send(1));
+            assert_refused(&mut l, Op::Reject, |l| l.reject(t0(), LINGER));
+            assert_ignored(&mut l, Lifecycle::admitted);
+            l.wrote(12);
+            assert_eq!(actions(&mut l), [Action::SendFin]);
+            l.fin_sent();
+            assert_quiet(&mut l);
+            l.read(3);
+            l.eof();
+            assert_eq!(actions(&mut l), [Action::Release]);
+            assert_eq!(events(&mut l), [Event::Closed(Reason::Normal)]);
+            assert_eq!((l.unsent(), l.unread()), (0, 3));
+            assert_gone(&mut l, Reason::Normal);
+        }
+    }
+
+    #[test]
+    fn reject_that_never_drains_times_out() {
+        let mut l = framed_server(false);
+        l.frame_out(FrameType::Reject).unwrap();
+        l.reject(t0(), LINGER).unwrap();
+        assert_eq!(
+            actions(&mut l),
+            [
+                Action::ArmTimer(deadline()),
+                Action::DrainInput,
+                Action::SendFin
+            ]
+        );
+        l.fin_sent();
+        l.timeout(deadline());
+        assert_eq!(actions(&mut l), [Action::Reset]);
+        assert_eq!(events(&mut l), [Event::Closed(Reason::LingerTimeout)]);
+    }
+
+    #[test]
+    fn reject_is_refused_anywhere_else() {
+        // Before HELLO, or without the REJECT frame.
+        let mut l = Lifecycle::accepted_with(false, true);
+        assert_refused(&mut l, Op::Reject, |l| l.reject(t0(), LINGER));
+        let mut l = framed_server(false);
+        assert_refused(&mut l, Op::Reject, |l| l.reject(t0(), LINGER));
+        // After admission.
+        l.frame_out(FrameType::Welcome).unwrap();
+        events(&mut l);
+        assert_refused(&mut l, Op::Reject, |l| l.reject(t0(), LINGER));
+        // Before the security handshake, plain, security-only, on a client.
+        let mut l = Lifecycle::accepted_with(true, true);
+        assert_refused(&mut l, Op::Reject, |l| l.reject(t0(), LINGER));
+        let mut l = super::connected::accepted();
+        assert_refused(&mut l, Op::Reject, |l| l.reject(t0(), LINGER));
+        let mut l = Lifecycle::accepted_with(true, false);
+        events(&mut l);
+        assert_refused(&mut l, Op::Reject, |l| l.reject(t0(), LINGER));
+        let mut l = Lifecycle::new();
+        l.set_message(Role::Client).unwrap();
+        l.connect().unwrap();
+        l.connected();
+        assert_refused(&mut l, Op::Reject, |l| l.reject(t0(), LINGER));
+    }
+
+    #[test]
+    fn nothing_after_our_reject() {
+        let mut l = framed_server(false);
+        l.frame_out(FrameType::Reject).unwrap();
+        let before = fingerprint(&l);
+        assert_eq!(
+            l.frame_out(FrameType::Data),
+            Err(FrameError::AfterReject(FrameType::Data))
+        );
+        assert_eq!(
+            l.frame_out(FrameType::Welcome),
+            Err(FrameError::AfterReject(FrameType::Welcome))
+        );
+        assert_eq!(fingerprint(&l), before);
+    }
+}
+
+/// StartTLS: an open connection adds security.
+mod upgrade {
+    use super::connected::{accepted, connected};
+    use super::*;
+
+    fn upgrading() -> Lifecycle {
+        let mut l = connected();
+        assert_eq!(l.start_security(), Ok(()));
+        assert_quiet(&mut l);
+        l
+    }
+
+    #[test]
+    fn the_state_stays_connected_and_output_is_held() {
+        let mut l = upgrading();
+        assert_eq!(l.state(), State::Connected);
+        assert_eq!(l.handshake(), Some(Handshake::Security));
+        assert_eq!(l.stage(), Some(Stage::Handshaking));
+        assert!(l.wire_up() && l.holds_output());
+        assert_eq!(l.send(3), Ok(()));
+        assert_eq!(l.check_recv(), Ok(()));
+        l.secured();
+        assert_eq!(actions(&mut l), []);
+        assert_eq!(events(&mut l), [Event::Secured], "no second Connected");
+        assert_eq!(l.state(), State::Connected);
+        assert_eq!(l.stage(), Some(Stage::Open));
+        assert!(!l.holds_output());
+        assert_eq!(l.unsent(), 3);
+    }
+
+    #[test]
+    fn refused_unless_connected_and_without_security() {
+        assert_refused(&mut upgrading(), Op::StartTls, Lifecycle::start_security);
+        let mut l = upgrading();
+        l.secured();
+        events(&mut l);
+        assert_refused(&mut l, Op::StartTls, Lifecycle::start_security);
+        let mut l = connecting_security::securing();
+        assert_refused(&mut l, Op::StartTls, Lifecycle::start_security);
+        let mut l = Lifecycle::accepted_with(true, false);
+        events(&mut l);
+        l.secured();
+        events(&mut l);
+        assert_refused(&mut l, Op::StartTls, Lifecycle::start_security);
+        let mut l = super::connecting::connecting();
+        assert_refused(&mut l, Op::StartTls, Lifecycle::start_security);
+        let mut l = super::no_send::no_send();
+        assert_refused(&mut l, Op::StartTls, Lifecycle::start_security);
+        let mut l = super::no_recv::no_recv();
+        assert_refused(&mut l, Op::StartTls, Lifecycle::start_security);
+        let mut l = connected();
+        l.close(t0(), LINGER).unwrap();
+        actions(&mut l);
+        assert_refused(&mut l, Op::StartTls, Lifecycle::start_security);
+        let mut l = Lifecycle::datagram();
+        l.bind().unwrap();
+        assert_refused(&mut l, Op::StartTls, Lifecycle::start_security);
+        // An accepted plain connection may upgrade (as the TLS server).
+        let mut l = accepted();
+        assert_eq!(l.start_security(), Ok(()));
+    }
+
+    /// Rule 1: the FIN waits for the upgrade, as it waits for any handshake.
+    #[test]
+    fn shutdown_during_the_upgrade_waits_for_it() {
+        let mut l = upgrading();
+        l.shutdown().unwrap();
+        assert_quiet(&mut l);
+        assert_eq!(l.state(), State::NoSend);
+        l.secured();
+        assert_eq!(actions(&mut l), [Action::SendFin]);
+        assert_eq!(events(&mut l), [Event::Secured]);
+    }
+
+    #[test]
+    fn a_fin_during_the_upgrade_is_not_probed() {
+        let mut l = upgrading();
+        l.fin_known();
+        assert_eq!(l.state(), State::NoRecv);
+        assert!(!l.wants_end_probe());
+        l.secured();
+        events(&mut l);
+        assert!(l.wants_end_probe());
+    }
+
+    #[test]
+    fn a_failed_upgrade() {
+        let mut l = upgrading();
+        l.fail(Reason::TlsHandshakeFailed);
+        assert_eq!(actions(&mut l), [Action::Release]);
+        assert_eq!(events(&mut l), [Event::Closed(Reason::TlsHandshakeFailed)]);
+        assert_gone(&mut l, Reason::TlsHandshakeFailed);
+    }
+}
+
+/// Rule 2 without a recv: the driver probes when asked and reports
+/// `nothing_left`; the lifecycle decides whether that ends the peer's side.
+mod rule2_end_probe {
+    use super::connected::{accepted, connected};
+    use super::*;
+
+    fn fin_known() -> Lifecycle {
+        let mut l = connected();
+        l.fin_known();
+        assert_quiet(&mut l);
+        l
+    }
+
+    #[test]
+    fn probe_once_the_fin_is_known_and_nobody_reads() {
+        assert!(!connected().wants_end_probe(), "no FIN known");
+        for mut l in [fin_known(), {
+            let mut l = accepted();
+            l.fin_known();
+            l
+        }] {
+            assert!(l.wants_end_probe());
+            l.nothing_left();
+            assert_eq!(actions(&mut l), []);
+            assert_eq!(events(&mut l), [Event::PeerShutdown]);
+            assert_eq!(l.state(), State::NoRecv);
+            assert!(!l.wants_end_probe());
+            assert!(!l.wants_input());
+            assert_refused(&mut l, Op::Recv, Lifecycle::recv);
+            assert_ignored(&mut l, Lifecycle::nothing_left);
+        }
+    }
+
+    #[test]
+    fn a_pending_recv_reaches_the_end_itself() {
+        let mut l = fin_known();
+        assert_eq!(l.recv(), Ok(()));
+        assert!(l.recv_pending());
+        assert_eq!(l.recv(), Ok(()), "asking again is the driver's to refuse");
+        assert!(!l.wants_end_probe());
+        assert_ignored(&mut l, Lifecycle::nothing_left);
+        l.read(4);
+        l.delivered(4);
+        assert!(!l.recv_pending());
+        assert!(l.wants_end_probe(), "answered: probe again");
+    }
+
+    #[test]
+    fn eof_answers_a_pending_recv() {
+        let mut l = fin_known();
+        l.recv().unwrap();
+        l.eof();
+        assert!(!l.recv_pending());
+        assert_eq!(events(&mut l), [Event::PeerShutdown]);
+    }
+
+    #[test]
+    fn close_drops_a_pending_recv_and_ends_its_own_way() {
+        let mut l = fin_known();
+        l.recv().unwrap();
+        l.close(t0(), LINGER).unwrap();
+        actions(&mut l);
+        assert!(!l.recv_pending());
+        assert!(!l.wants_end_probe(), "draining");
+        assert_ignored(&mut l, Lifecycle::nothing_left);
+    }
+
+    #[test]
+    fn bytes_held_are_not_thrown_away_by_a_probe() {
+        let mut l = fin_known();
+        l.read(2);
+        assert!(!l.wants_end_probe());
+        assert_ignored(&mut l, Lifecycle::nothing_left);
+    }
+
+    /// We shut down first: the probe finishes the socket, Normal.
+    #[test]
+    fn after_our_fin_the_probe_closes_it() {
+        let mut l = super::no_send::no_send();
+        l.fin_known();
+        assert!(l.wants_end_probe());
+        l.nothing_left();
+        assert_eq!(actions(&mut l), [Action::Release]);
+        assert_eq!(
+            events(&mut l),
+            [Event::PeerShutdown, Event::Closed(Reason::Normal)]
+        );
+        assert_gone(&mut l, Reason::Normal);
+    }
+
+    #[test]
+    fn recv_marks_pending_where_check_recv_allows() {
+        let mut l = super::connecting::connecting();
+        assert_eq!(l.recv(), Ok(()));
+        assert!(l.recv_pending());
+        for mut l in [Lifecycle::new(), {
+            let mut l = Lifecycle::new();
+            l.listen().unwrap();
+            l
+        }] {
+            assert_refused(&mut l, Op::Recv, Lifecycle::recv);
+        }
+        let mut l = super::no_recv::no_recv_ended();
+        assert_refused(&mut l, Op::Recv, Lifecycle::recv);
+    }
+
+    #[test]
+    fn no_probe_while_connecting() {
+        let mut l = connecting_security::securing();
+        l.fin_known();
+        assert!(!l.wants_end_probe());
+        assert_ignored(&mut l, Lifecycle::nothing_left);
+    }
+}
+
+/// Which timeout applies, state by state.
+mod timeout_stage {
+    use super::*;
+
+    #[test]
+    fn each_state_has_its_stage() {
+        let mut l = Lifecycle::new();
+        assert_eq!(l.stage(), None);
+        l.bind().unwrap();
+        assert_eq!(l.stage(), None);
+        let mut listener = Lifecycle::new();
+        listener.listen().unwrap();
+        assert_eq!(listener.stage(), None);
+
+        l.connect().unwrap();
+        assert_eq!(l.stage(), Some(Stage::Connecting));
+        l.connected();
+        assert_eq!(l.stage(), Some(Stage::Open));
+        l.shutdown().unwrap();
+        assert_eq!(l.stage(), Some(Stage::Open), "NoSend is still open");
+        l.fin_known();
+        assert_eq!(l.stage(), Some(Stage::Open), "NoSendRecv too");
+        l.close(t0(), LINGER).unwrap();
+        assert_eq!(l.stage(), None, "closing: the linger deadline's");
+        l.reset().unwrap();
+        assert_eq!(l.stage(), None, "closed");
+
+        let mut l = super::no_recv::no_recv();
+        assert_eq!(l.stage(), Some(Stage::Open));
+        l.stop();
+        assert_eq!(l.stage(), None);
+    }
+
+    #[test]
+    fn handshakes_over_the_wire_are_handshaking() {
+        let l = connecting_security::tls_client();
+        assert_eq!(l.stage(), Some(Stage::Connecting));
+        let l = connecting_security::securing();
+        assert_eq!(l.stage(), Some(Stage::Handshaking));
+        for (security, message) in [(true, false), (false, true), (true, true)] {
+            let l = Lifecycle::accepted_with(security, message);
+            assert_eq!(l.stage(), Some(Stage::Handshaking), "{security} {message}");
+        }
+        let mut l = super::connected::connected();
+        l.start_security().unwrap();
+        assert_eq!(l.stage(), Some(Stage::Handshaking));
+    }
+
+    #[test]
+    fn a_datagram_socket_is_open_once_bound() {
+        let mut l = Lifecycle::datagram();
+        assert_eq!(l.stage(), None);
+        l.bind().unwrap();
+        assert_eq!(l.stage(), Some(Stage::Open));
+        l.connect().unwrap();
+        assert_eq!(l.stage(), Some(Stage::Connecting));
+        l.connected();
+        assert_eq!(l.stage(), Some(Stage::Open));
+    }
+}
+
+/// The end is decided after the FIN went out: a FIN that fails to go is the
+/// failure's end, never a graceful one.
+mod fin_completion {
+    use super::connected::connected;
+    use super::*;
+
+    /// The peer's FIN was read (eof), then we shut down.
+    fn fin_asked_after_peers_end() -> Lifecycle {
+        let mut l = connected();
+        l.send(4).unwrap();
+        l.wrote(4);
+        l.eof();
+        assert_eq!(events(&mut l), [Event::PeerShutdown]);
+        l.shutdown().unwrap();
+        assert_eq!(actions(&mut l), [Action::SendFin], "no Release yet");
+        assert_eq!(events(&mut l), [], "no Closed yet");
+        assert_eq!(l.state(), State::NoSendRecv);
+        assert_eq!(l.closed(), None);
+        l
+    }
+
+    /// Regression: shutdown(SHUT_WR) fails with ENOTCONN (the peer reset
+    /// meanwhile); the socket must not report a graceful end.
+    #[test]
+    fn a_fin_that_fails_ends_lost() {
+        let mut l = fin_asked_after_peers_end();
+        l.fail(Reason::Lost);
+        assert_eq!(actions(&mut l), [Action::Release]);
+        assert_eq!(events(&mut l), [Event::Closed(Reason::Lost)]);
+        assert!(!l.closed().unwrap().is_graceful());
+        assert_eq!(l.unsent(), 0);
+        assert_gone(&mut l, Reason::Lost);
+    }
+
+    #[test]
+    fn a_fin_that_goes_out_ends_by_peer() {
+        let mut l = fin_asked_after_peers_end();
+        l.fin_sent();
+        assert_eq!(actions(&mut l), [Action::Release]);
+        assert_eq!(events(&mut l), [Event::Closed(Reason::ByPeer)]);
+        assert_gone(&mut l, Reason::ByPeer);
+    }
+
+    /// A fin_sent without a SendFin carried out is a driver's mistake: ignored.
+    #[test]
+    fn fin_sent_only_answers_a_polled_send_fin() {
+        assert_ignored(&mut connected(), Lifecycle::fin_sent);
+        let mut l = connected();
+        l.send(2).unwrap();
+        l.shutdown().unwrap();
+        assert_ignored(&mut l, Lifecycle::fin_sent); // the FIN waits for bytes
+        l.wrote(2);
+        let before = fingerprint(&l);
+        l.fin_sent(); // SendFin not polled yet
+        assert_eq!(fingerprint(&l), before);
+        assert_eq!(actions(&mut l), [Action::SendFin]);
+        l.fin_sent();
+        assert_quiet(&mut l);
+        assert_ignored(&mut l, Lifecycle::fin_sent); // twice
+    }
+
+    /// With the FIN never confirmed, a close still ends by its deadline.
+    #[test]
+    fn a_close_whose_fin_never_completes_lingers_out() {
+        let mut l = super::no_recv::no_recv_ended();
+        l.close(t0(), LINGER).unwrap();
+        assert_eq!(
+            actions(&mut l),
+            [Action::ArmTimer(deadline()), Action::SendFin]
+        );
+        assert_ignored(&mut l, |l| l.timeout(just_before_deadline()));
+        l.timeout(deadline());
+        assert_eq!(actions(&mut l), [Action::Reset]);
+        assert_eq!(events(&mut l), [Event::Closed(Reason::LingerTimeout)]);
+    }
+
+    /// A FIN asked and not yet out does not stop an abort.
+    #[test]
+    fn aborts_while_the_fin_goes_out() {
+        let mut l = fin_asked_after_peers_end();
+        l.reset().unwrap();
+        assert_eq!(actions(&mut l), [Action::Reset]);
+        assert_eq!(events(&mut l), [Event::Closed(Reason::Reset)]);
+    }
+}
+
+/// The frame order, both directions, through the lifecycle.
+mod frame_order {
+    use super::*;
+
+    #[test]
+    fn without_a_message_layer_every_frame_is_an_error() {
+        for mut l in [
+            super::connected::connected(),
+            Lifecycle::new(),
+            Lifecycle::accepted_with(true, false),
+        ] {
+            let before = fingerprint(&l);
+            let err = l.frame_in(FrameType::Data).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                "DATA on a connection without a message layer: it carries no frames"
+            );
+            assert!(l.frame_out(FrameType::Hello).is_err());
+            assert_eq!(fingerprint(&l), before, "nothing changes");
+        }
+    }
+
+    /// A whole conversation, client and server side by side.
+    #[test]
+    fn a_conversation() {
+        let mut client = Lifecycle::new();
+        client.set_message(Role::Client).unwrap();
+        client.connect().unwrap();
+        let mut server = Lifecycle::accepted_with(false, true);
+        client.frame_out(FrameType::Hello).unwrap();
+        client.frame_out(FrameType::Data).unwrap(); // held until WELCOME
+        client.connected();
+        server.frame_in(FrameType::Hello).unwrap();
+        server.frame_out(FrameType::Welcome).unwrap();
+        assert_eq!(events(&mut server), [Event::Accepted]);
+        server.frame_out(FrameType::Data).unwrap();
+        client.frame_in(FrameType::Welcome).unwrap();
+        assert_eq!(events(&mut client), [Event::Connected]);
+        server.frame_in(FrameType::Data).unwrap();
+        client.frame_in(FrameType::Data).unwrap();
+        client.frame_out(FrameType::Farewell).unwrap();
+        server.frame_in(FrameType::Farewell).unwrap();
+        server.frame_out(FrameType::Farewell).unwrap();
+        client.frame_in(FrameType::Farewell).unwrap();
+        for l in [&mut client, &mut server] {
+            assert!(l.frame_out(FrameType::Data).is_err(), "after FAREWELL");
+            assert_quiet(l);
+            assert_eq!(l.state(), State::Connected);
+        }
+    }
+
+    #[test]
+    fn a_frame_after_the_peers_farewell_resets() {
+        let mut l = Lifecycle::accepted_with(false, true);
+        l.frame_in(FrameType::Hello).unwrap();
+        l.frame_out(FrameType::Welcome).unwrap();
+        events(&mut l);
+        l.frame_in(FrameType::Farewell).unwrap();
+        assert_eq!(
+            l.frame_in(FrameType::Data),
+            Err(FrameError::AfterFarewell(FrameType::Data))
+        );
+        assert_eq!(actions(&mut l), [Action::Reset]);
+        assert_eq!(events(&mut l), [Event::Closed(Reason::ProtocolError)]);
+    }
+
+    #[test]
+    fn a_server_sending_hello_breaks_the_protocol() {
+        let mut l = Lifecycle::new();
+        l.set_message(Role::Client).unwrap();
+        l.connect().unwrap();
+        l.frame_out(FrameType::Hello).unwrap();
+        l.connected();
+        assert!(matches!(
+            l.frame_in(FrameType::Hello),
+            Err(FrameError::WrongSender { .. })
+        ));
+        assert_eq!(events(&mut l), [Event::Closed(Reason::ProtocolError)]);
+    }
+}
+
+mod footprint {
+    use super::*;
+
+    /// Per connection: it must stay small. Printed so changes show.
+    #[test]
+    fn the_machine_stays_small() {
+        let size = std::mem::size_of::<Lifecycle>();
+        println!("size_of::<Lifecycle>() = {size} bytes");
+        assert!(size <= 64, "Lifecycle grew to {size} bytes");
+    }
+
+    #[test]
+    fn new_names_print() {
+        assert_eq!(Handshake::Security.to_string(), "security");
+        assert_eq!(Handshake::Transport.as_str(), "transport");
+        assert_eq!(Handshake::Message.as_str(), "message");
+        let refused = |op| Refused {
+            op,
+            state: State::Connected,
+        };
+        assert_eq!(
+            refused(Op::SetSecurity).to_string(),
+            "cannot add a security layer to a socket in state connected"
+        );
+        assert_eq!(
+            refused(Op::SetFraming).to_string(),
+            "cannot add framing to a socket in state connected"
+        );
+        assert_eq!(
+            refused(Op::Reject).to_string(),
+            "cannot reject a socket in state connected"
+        );
+        assert_eq!(Op::SetFraming.as_str(), "set_framing");
     }
 }

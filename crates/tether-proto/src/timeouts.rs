@@ -1,15 +1,16 @@
 //! Per-connection timeouts: which deadline matters in each stage of a
 //! connection, and which reason it ends with when it passes.
 //!
-//! The table holds durations only; the driver keeps when the current stage
-//! began and when data last moved, and asks here for the deadline. Idle
+//! The table holds durations only; the lifecycle says which stage applies
+//! ([`Lifecycle::stage`](crate::Lifecycle::stage)), the driver keeps when that
+//! stage began and when data last moved, and asks here for the deadline. Idle
 //! deadlines are lazy: data moving only records the time, and a deadline that
 //! comes up early is simply asked again, so a busy connection costs nothing
 //! per message and one timer per idle period.
 //!
 //! ```
 //! use std::time::{Duration, Instant};
-//! use tether_proto::timer::{Stage, Timeouts};
+//! use tether_proto::timeouts::{Stage, Timeouts};
 //! use tether_proto::Reason;
 //!
 //! let t = Timeouts { idle: Some(Duration::from_secs(30)), ..Timeouts::default() };
@@ -38,7 +39,8 @@ pub struct Timeouts {
     pub idle: Option<Duration>,
 }
 
-/// The stage a connection is in, as far as timeouts go.
+/// The stage a connection is in, as far as timeouts go. The lifecycle decides
+/// it: [`Lifecycle::stage`](crate::Lifecycle::stage).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stage {
     /// Connecting: the connect timeout runs.
