@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use slab::Slab;
-use tether_proto::{Lifecycle, Reason, SockAddr, State};
+use tether_proto::frame::Role;
+use tether_proto::{Lifecycle, Op, Reason, Refused, SockAddr, State};
 
 use crate::clock::Clock;
 use crate::engine::failure::open_failure;
@@ -258,6 +259,16 @@ impl<S: 'static> Cx<S> {
             }
             return self.connect_udp(s, addr);
         }
+        // The layers this connection will carry are the lifecycle's to know
+        // before it connects: its handshakes follow the transport's.
+        if tls.is_some() && slot.life.set_security().is_err()
+            || slot.framed.is_some() && slot.life.set_message(Role::Client).is_err()
+        {
+            return Err(ApiError::Refused(Refused {
+                op: Op::Connect,
+                state: slot.life.state(),
+            }));
+        }
         slot.life.connect()?;
         slot.tls = tls;
         if stopping {
@@ -279,7 +290,6 @@ impl<S: 'static> Cx<S> {
                     slot.io = Io::Stream(stream);
                     io_log!(debug, slot.log_target(), self.mux_id, socket = %s, addr, "connecting");
                     self.send_hello(s);
-                    self.enter_stage(s);
                 }
                 Err(e) => self.fail(s, Reason::OpenFailed, Error::Io(e)),
             },
@@ -325,6 +335,7 @@ impl<S: 'static> Cx<S> {
         if mode == RecvMode::Exact && n > MAX_EXACT_RECV {
             return Err(ApiError::RecvTooLarge(n));
         }
+        slot.life.recv()?;
         slot.want = Some(Want { n, mode });
         // A TLS session may hold decrypted bytes, a framed socket frames it
         // read before, though the socket has nothing.

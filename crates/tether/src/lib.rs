@@ -93,7 +93,7 @@ pub use mux::IoMux;
 pub use security::context::{
     ClientCerts, Fingerprint, TlsContext, TlsContextBuilder, TlsError, TlsVersions,
 };
-pub use tether_proto::timer::Timeouts;
+pub use tether_proto::timeouts::Timeouts;
 pub use tether_proto::{AddrError, Op, Reason, Refused, SockAddr, State};
 pub use transport::tcp::Keepalive;
 pub use transport::Transport;

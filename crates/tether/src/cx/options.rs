@@ -11,7 +11,7 @@ use std::io;
 use std::os::fd::BorrowedFd;
 use std::time::Duration;
 
-use tether_proto::timer::Timeouts;
+use tether_proto::timeouts::Timeouts;
 
 use crate::engine::slot::Deadlines;
 use crate::transport::{tcp, Io, Transport};
@@ -33,6 +33,7 @@ impl<S: 'static> Cx<S> {
             Box::new(Deadlines {
                 config: timeouts,
                 since: slot.timeouts.as_ref().map_or(now, |d| d.since),
+                stage: slot.life.stage(),
             })
         });
         self.arm(s);

@@ -32,7 +32,7 @@ impl<S: 'static> Cx<S> {
                 "this TLS context cannot connect: it has no trust roots or pins",
             ));
         }
-        let session = Tls::client(ctx, server_name, false)
+        let session = Tls::client(ctx, server_name)
             .map_err(|_| ApiError::BadServerName(server_name.to_string()))?;
         self.connect_with(s, addr, Some(Box::new(session)))
     }
@@ -96,20 +96,23 @@ impl<S: 'static> Cx<S> {
                         "this TLS context cannot connect: it has no trust roots or pins",
                     ));
                 }
-                Tls::client(ctx, server_name, true)
+                Tls::client(ctx, server_name)
                     .map_err(|_| ApiError::BadServerName(server_name.to_string()))?
             }
             TlsRole::Server => Tls::server(ctx).map_err(|_| {
                 ApiError::TlsRole("this TLS context cannot serve: it has no certificate")
             })?,
         };
+        // The lifecycle holds user output from here until the upgrade is done.
+        slot.life.start_security()?;
         session.set_prefix(slot.outq.take());
         let fed = session.feed(read_ahead);
         slot.tls = Some(Box::new(session));
         io_log!(debug, Target::Tls, self.mux_id, socket = %s, "start_tls");
         if let Err(error) = fed {
-            self.fail(s, Reason::TlsHandshakeFailed, error);
+            // The alert that says why goes out before the end.
             self.flush(s);
+            self.fail(s, Reason::TlsHandshakeFailed, error);
             self.settle(s);
             return Ok(());
         }

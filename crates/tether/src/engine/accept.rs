@@ -6,7 +6,6 @@ use std::time::Duration;
 use tether_proto::{Lifecycle, Reason};
 
 use crate::engine::slot::{find, Deadlines};
-use crate::engine::task::Task;
 use crate::log::Target;
 use crate::message::framed::Framed;
 use crate::security::tls::Tls;
@@ -48,7 +47,7 @@ impl<S: 'static> Cx<S> {
                     };
                     // A framed connection is admitted on its HELLO: until then
                     // it has no user.
-                    let pending = Framed::accepted(listener, max_payload);
+                    let pending = Framed::new(&[], max_payload);
                     self.open_accepted(
                         listener,
                         None,
@@ -127,14 +126,7 @@ impl<S: 'static> Cx<S> {
         tls: Option<&crate::TlsContext>,
         framed: Option<Framed>,
     ) {
-        let life = if tls.is_some() || framed.is_some() {
-            let mut life = Lifecycle::new();
-            let _ = life.connect();
-            life
-        } else {
-            Lifecycle::accepted()
-        };
-        let announce = user.is_some();
+        let life = Lifecycle::accepted_with(tls.is_some(), framed.is_some());
         let inherited = self
             .slot(listener)
             .and_then(|l| l.timeouts.as_ref())
@@ -150,6 +142,8 @@ impl<S: 'static> Cx<S> {
                 slot.timeouts = Some(Box::new(Deadlines {
                     config,
                     since: self.now,
+                    // Unknown: the first settle starts the stage and arms it.
+                    stage: None,
                 }));
             }
         }
@@ -157,15 +151,10 @@ impl<S: 'static> Cx<S> {
             Ok(()) => {
                 if let Some(slot) = find(&mut self.slots, s) {
                     slot.io = Io::Stream(stream);
-                    slot.wire_up = true;
                     slot.tls = tls.and_then(|ctx| Tls::server(ctx).ok()).map(Box::new);
                     slot.framed = framed.map(Box::new);
                     io_log!(debug, slot.log_target(), self.mux_id, socket = %s, %listener, "accepted");
                 }
-                if announce {
-                    self.tasks.push_back(Task::Accepted(s));
-                }
-                self.arm(s);
                 self.settle(s);
             }
             Err(e) => {

@@ -35,7 +35,6 @@ impl<S: 'static> Cx<S> {
             slot.io = Io::Udp(sock, None);
         }
         // Open from now: an idle timeout set before the bind starts to run.
-        self.enter_stage(s);
         self.tasks.push_back(Task::Bound(s));
         Ok(())
     }

@@ -2,10 +2,7 @@
 
 use std::time::Instant;
 
-use tether_proto::timer::Stage;
-use tether_proto::State;
-
-use crate::engine::slot::{find, Slot};
+use crate::engine::slot::find;
 use crate::engine::timers::Due;
 use crate::log::Target;
 use crate::transport::Io;
@@ -37,22 +34,12 @@ impl<S: 'static> Cx<S> {
 }
 
 impl<S: 'static> Cx<S> {
-    /// A new stage began now (connecting, handshaking, open): its deadline
-    /// counts from here.
-    pub(crate) fn enter_stage(&mut self, s: SocketId) {
-        let now = self.clock.now();
-        if let Some(d) = find(&mut self.slots, s).and_then(|slot| slot.timeouts.as_mut()) {
-            d.since = now;
-        }
-        self.arm(s);
-    }
-
     /// Put the socket's current deadline on the timer heap.
     pub(crate) fn arm(&mut self, s: SocketId) {
         let Some(slot) = find(&mut self.slots, s) else {
             return;
         };
-        let (Some(d), Some(stage)) = (slot.timeouts.as_ref(), stage(slot)) else {
+        let (Some(d), Some(stage)) = (slot.timeouts.as_ref(), slot.life.stage()) else {
             return;
         };
         if let Some(at) = d.config.deadline(stage, d.since, slot.active) {
@@ -67,7 +54,7 @@ impl<S: 'static> Cx<S> {
             return;
         };
         slot.life.timeout(now);
-        if let (Some(d), Some(stage)) = (slot.timeouts.as_ref(), stage(slot)) {
+        if let (Some(d), Some(stage)) = (slot.timeouts.as_ref(), slot.life.stage()) {
             match d.config.expired(stage, d.since, slot.active, now) {
                 Some(reason) => {
                     io_log!(debug, Target::Timer, self.mux_id, socket = %s, %reason, "timed out");
@@ -77,16 +64,5 @@ impl<S: 'static> Cx<S> {
             }
         }
         self.settle(s);
-    }
-}
-
-/// The timeout stage a socket is in, if any applies.
-fn stage<S>(slot: &Slot<S>) -> Option<Stage> {
-    match slot.life.state() {
-        State::Connecting if slot.wire_up => Some(Stage::Handshaking),
-        State::Connecting => Some(Stage::Connecting),
-        State::Connected | State::NoSend | State::NoRecv | State::NoSendRecv => Some(Stage::Open),
-        // Listening, closing (the linger deadline's), closed.
-        _ => None,
     }
 }

@@ -33,8 +33,24 @@ impl<S: 'static> Cx<S> {
                         self.call(s, |u, cx| u.on_bound(cx, s, &local));
                     }
                 }
-                Task::Connected(s) => self.announce(s),
+                Task::Connected(s) => {
+                    self.call(s, |u, cx| u.on_connected(cx, s));
+                }
                 Task::TlsReady(s) => self.tls_ready(s),
+                Task::Secured(s) => {
+                    let info = self
+                        .slot(s)
+                        .filter(|slot| slot.life.closed().is_none())
+                        .and_then(|slot| slot.tls.as_ref())
+                        .map(|tls| tls.info());
+                    if let Some(info) = info {
+                        self.call(s, |u, cx| u.on_tls_ready(cx, s, &info));
+                    }
+                    // With no recv pending, the peer's end is seen now or
+                    // never: the poller will not say it again.
+                    self.end_if_drained(s);
+                    self.settle(s);
+                }
                 Task::Accepted(s) => {
                     self.call(s, |u, cx| u.on_accepted(cx, s));
                 }
@@ -58,27 +74,6 @@ impl<S: 'static> Cx<S> {
                     self.call(s, |u, cx| u.on_state(cx, s, from, to));
                 }
             }
-        }
-    }
-
-    /// A connection is up: a client hears `on_connected`; a framed server's
-    /// connection, whose user exists only since its admission, `on_accepted`
-    /// (and `on_tls_ready`, which ran before there was a user to tell). A TLS
-    /// server's never comes here: it was announced when it was taken, and
-    /// `settle` drops its Connected event.
-    fn announce(&mut self, s: SocketId) {
-        // The connection is up: from now the idle timeout runs.
-        self.enter_stage(s);
-        let Some(slot) = self.slot(s) else { return };
-        let framed_server = slot.framed.as_ref().is_some_and(|f| f.is_server());
-        let tls = slot.tls.as_ref().map(|t| t.info());
-        if framed_server {
-            self.call(s, |u, cx| u.on_accepted(cx, s));
-            if let Some(info) = tls {
-                self.call(s, |u, cx| u.on_tls_ready(cx, s, &info));
-            }
-        } else {
-            self.call(s, |u, cx| u.on_connected(cx, s));
         }
     }
 

@@ -4,7 +4,7 @@
 use std::io::{self, ErrorKind};
 
 use tether_proto::frame::{self, Decoder, FrameError, FrameType, HEADER_LEN};
-use tether_proto::Reason;
+use tether_proto::{Handshake, Lifecycle, Op, Reason, Refused};
 
 use crate::log::Target;
 use crate::security::tls::read_failure;
@@ -12,7 +12,8 @@ use crate::security::tls::read_failure;
 use crate::engine::read::read_stream;
 use crate::engine::slot::{find, Slot};
 use crate::engine::task::Task;
-use crate::message::framed::{after_farewell, Phase};
+use crate::engine::tls::secured;
+use crate::message::framed::after_farewell;
 use crate::transport::send_queue::SendQueue;
 use crate::transport::{Io, Read};
 use crate::{Admission, ApiError, Cx, Error, PeerInfo, SocketId};
@@ -42,7 +43,16 @@ impl<S: 'static> Cx<S> {
             max: frame::WIRE_MAX_PAYLOAD,
         })?;
         let parts = [&header[..], payload];
-        if framed.phase == Phase::AwaitWelcome && kind != FrameType::Hello {
+        slot.life.check_send()?;
+        if slot.life.frame_out(kind).is_err() {
+            // Our own frame out of order: the caller's misuse (or ours).
+            return Err(ApiError::Refused(Refused {
+                op: Op::Send,
+                state: slot.life.state(),
+            }));
+        }
+        // A client's messages wait for WELCOME (its HELLO goes first).
+        if kind != FrameType::Hello && slot.life.holds_output() {
             slot.life.send(HEADER_LEN + payload.len())?;
             framed
                 .held
@@ -74,7 +84,7 @@ impl<S: 'static> Cx<S> {
             let Some(framed) = slot.framed.as_mut() else {
                 break;
             };
-            if !slot.life.wants_input() || !framed.wants_frame(slot.want.is_some()) {
+            if !slot.life.wants_input() || !wants_frame(&slot.life, slot.want.is_some()) {
                 break;
             }
             let mut decoder = std::mem::take(&mut framed.decoder);
@@ -135,10 +145,7 @@ impl<S: 'static> Cx<S> {
         // The turn's reads ran out with frames still wanted and bytes waiting:
         // readiness will not be reported again, so come back for them.
         if let Some(slot) = self.slot(s) {
-            let wanted = slot
-                .framed
-                .as_ref()
-                .is_some_and(|f| f.wants_frame(slot.want.is_some()));
+            let wanted = wants_frame(&slot.life, slot.want.is_some());
             let waiting =
                 slot.readable || slot.framed.as_ref().is_some_and(|f| !f.stash.is_empty());
             if wanted && waiting && slot.life.wants_input() {
@@ -153,11 +160,7 @@ impl<S: 'static> Cx<S> {
         let mut pos = 0;
         while pos < input.len() {
             let wanted = self.slot(s).is_some_and(|slot| {
-                slot.life.wants_input()
-                    && slot
-                        .framed
-                        .as_ref()
-                        .is_some_and(|f| f.wants_frame(slot.want.is_some()))
+                slot.life.wants_input() && wants_frame(&slot.life, slot.want.is_some())
             });
             if !wanted {
                 return (pos, false);
@@ -190,21 +193,19 @@ impl<S: 'static> Cx<S> {
             return false;
         };
         slot.life.delivered(HEADER_LEN + payload.len());
-        if let Err(e) = framed.order.check(kind) {
+        // The lifecycle judges the order; a client's WELCOME is its admission
+        // and its REJECT its end.
+        if let Err(e) = slot.life.frame_in(kind) {
             self.protocol_error(s, e);
             return false;
         }
         match kind {
             FrameType::Hello => self.admission(s, payload),
             FrameType::Welcome => {
-                framed.phase = Phase::Open;
                 framed.welcome = (!payload.is_empty()).then(|| payload.to_vec());
                 let held = framed.held.take();
                 if let Some(held) = held {
                     self.release(s, &held);
-                }
-                if let Some(slot) = find(&mut self.slots, s) {
-                    slot.life.connected();
                 }
                 self.settle(s);
                 self.flush(s);
@@ -212,7 +213,6 @@ impl<S: 'static> Cx<S> {
             }
             FrameType::Reject => {
                 framed.farewell = Some(payload.to_vec());
-                self.fail(s, Reason::ConnectRejected, None);
                 self.settle(s);
                 false
             }
@@ -222,7 +222,12 @@ impl<S: 'static> Cx<S> {
                 true
             }
             FrameType::Farewell => {
-                if let Some(e) = after_farewell(&mut framed.order, after) {
+                let next = match after_farewell(after) {
+                    Ok(Some(next)) => slot.life.frame_in(next).err(),
+                    Ok(None) => None,
+                    Err(e) => Some(e),
+                };
+                if let Some(e) = next {
                     self.protocol_error(s, e);
                     return false;
                 }
@@ -240,7 +245,7 @@ impl<S: 'static> Cx<S> {
         let Some(slot) = find(&mut self.slots, s) else {
             return false;
         };
-        let listener = slot.framed.as_mut().and_then(|f| f.listener.take());
+        let listener = slot.origin;
         let info = PeerInfo {
             peer: slot.io.peer_addr(),
             hello: Some(hello.to_vec()),
@@ -255,9 +260,9 @@ impl<S: 'static> Cx<S> {
                 // lifecycle, only to close (FIN after the REJECT, then drain);
                 // with no user, nobody hears of it.
                 let _ = self.send_frame(s, FrameType::Reject, &reason, false);
+                let now = self.clock.now();
                 if let Some(slot) = find(&mut self.slots, s) {
-                    slot.life.connected();
-                    let _ = slot.life.close(std::time::Instant::now(), slot.linger());
+                    let _ = slot.life.reject(now, slot.linger());
                 }
                 self.settle(s);
                 return false;
@@ -277,14 +282,9 @@ impl<S: 'static> Cx<S> {
         // Its user learns of it from here: its first state change is out of
         // NotConnected, as every user's is.
         slot.shown = tether_proto::State::NotConnected;
-        if let Some(framed) = slot.framed.as_mut() {
-            framed.phase = Phase::Open;
-        }
+        // WELCOME is the admission: the lifecycle reports `on_accepted` now
+        // that the user exists (and `on_tls_ready`, held until then).
         let _ = self.send_frame(s, FrameType::Welcome, &welcome, false);
-        if let Some(slot) = find(&mut self.slots, s) {
-            // Reported as `on_accepted` (see run_tasks): the user exists now.
-            slot.life.connected();
-        }
         self.settle(s);
         true
     }
@@ -295,7 +295,7 @@ impl<S: 'static> Cx<S> {
             return;
         };
         match slot.tls.as_mut() {
-            Some(tls) if tls.ready => tls.queue(held.pending(), held.sends()),
+            Some(tls) if secured(&slot.life) => tls.queue(held.pending(), held.sends()),
             _ => slot.outq.get_or_insert_with(Box::default).append(held),
         }
     }
@@ -305,19 +305,17 @@ impl<S: 'static> Cx<S> {
         let Some(slot) = find(&mut self.slots, s) else {
             return;
         };
-        let Some(framed) = slot.framed.as_ref() else {
-            return;
-        };
-        let (reason, why) = match framed.phase {
-            Phase::AwaitHello => (
+        let server = slot.origin.is_some();
+        let (reason, why) = match (slot.life.handshake(), server) {
+            (Some(_), true) => (
                 Reason::Lost,
                 "the peer closed the connection before its HELLO",
             ),
-            Phase::AwaitWelcome => (
+            (Some(_), false) => (
                 Reason::ConnectFailed,
                 "the server closed the connection before WELCOME or REJECT",
             ),
-            Phase::Open => (
+            (None, _) => (
                 Reason::Lost,
                 "the peer closed the connection without FAREWELL",
             ),
@@ -333,7 +331,10 @@ impl<S: 'static> Cx<S> {
     fn protocol_error(&mut self, s: SocketId, e: FrameError) {
         io_log!(debug, Target::Framed, self.mux_id, socket = %s, error = %e, "protocol error");
         if let Some(slot) = find(&mut self.slots, s) {
-            if slot.life.closed().is_none() {
+            // The lifecycle may have ended the connection for this very
+            // frame (a rule of the order): the error is still this one's.
+            let ours = matches!(slot.life.closed(), None | Some(Reason::ProtocolError));
+            if ours && slot.end.as_ref().is_none_or(|end| end.error.is_none()) {
                 slot.end().error = Some(Error::Frame(e));
             }
             slot.life.violated();
@@ -347,4 +348,10 @@ fn put_back<S>(slot: &mut Slot<S>, decoder: Decoder, stash: Vec<u8>) {
         framed.decoder = decoder;
         framed.stash = stash;
     }
+}
+
+/// Frames are read before any recv while the message handshake runs, else
+/// only for a pending recv.
+fn wants_frame(life: &Lifecycle, recv_pending: bool) -> bool {
+    life.handshake() == Some(Handshake::Message) || recv_pending
 }

@@ -1,7 +1,7 @@
 //! Bytes in: reads for the pending recv or a draining close, delivery, and
 //! the peer's end seen without a recv (rule 2).
 
-use tether_proto::{Reason, State};
+use tether_proto::{Handshake, Reason};
 
 use crate::engine::slot::{find, Slot, Want};
 use crate::engine::task::Task;
@@ -19,15 +19,13 @@ impl<S: 'static> Cx<S> {
         let Some(slot) = self.slot(s) else { return };
         if slot.life.is_datagram() {
             self.pump_datagram(s);
-        } else if slot.tls.as_ref().is_some_and(|t| !t.ready) {
+        } else if slot.tls.is_some() && slot.life.handshake() == Some(Handshake::Security) {
             // Until the handshake is over, what arrives is the handshake's.
             self.drive_tls(s);
-        } else if slot
-            .framed
-            .as_ref()
+        } else if slot.framed.is_some()
             // A close() before WELCOME waits for it, as a close while connecting
             // waits for the connection: only then can what it sends go out.
-            .is_some_and(|f| f.handshaking() || !slot.life.is_draining())
+            && (slot.life.handshake() == Some(Handshake::Message) || !slot.life.is_draining())
         {
             self.pump_framed(s);
         } else {
@@ -188,19 +186,14 @@ impl<S: 'static> Cx<S> {
             return;
         };
         let Io::Stream(stream) = &slot.io else { return };
-        if slot.want.is_some()
-            || slot.life.is_draining()
-            || !matches!(slot.life.state(), State::NoRecv | State::NoSendRecv)
-        {
-            return;
-        }
-        if slot.framed.is_some() {
-            // A framed peer's end is its FAREWELL, read by a recv.
+        // Whether to look is the lifecycle's rule; what is left is the
+        // socket's (and the TLS session's) to say.
+        if !slot.life.wants_end_probe() {
             return;
         }
         let Some(tls) = slot.tls.as_mut() else {
             if sys::pending_in(stream) == 0 {
-                slot.life.eof();
+                slot.life.nothing_left();
             }
             return;
         };
@@ -210,7 +203,7 @@ impl<S: 'static> Cx<S> {
             self.fail(s, read_failure(&e), e);
         } else if tls.buffered_plaintext() > 0 {
         } else if tls.peer_closed() {
-            slot.life.eof();
+            slot.life.nothing_left();
         } else if sys::pending_in(stream) == 0 {
             self.fail(s, Reason::Lost, truncated());
         }

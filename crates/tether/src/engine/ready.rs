@@ -2,7 +2,7 @@
 
 use std::io::{self, ErrorKind};
 
-use tether_proto::Reason;
+use tether_proto::{Handshake, Reason};
 
 use crate::engine::failure::connect_reason;
 use crate::engine::slot::find;
@@ -17,7 +17,7 @@ impl<S: 'static> Cx<S> {
             Io::Listener(..) => self.pump_accept(s),
             Io::Udp(..) => self.on_udp_ready(s, event),
             Io::Stream(_) => {
-                if !slot.wire_up && !self.check_connect(s) {
+                if !slot.life.wire_up() && !self.check_connect(s) {
                     return;
                 }
                 let Some(slot) = self.slot_mut(s) else { return };
@@ -35,27 +35,22 @@ impl<S: 'static> Cx<S> {
                     slot.readable = true;
                 }
                 if event.is_read_closed() {
+                    // Edge-triggered: told once. The lifecycle keeps it through
+                    // a handshake still running.
                     slot.life.fin_known();
-                    if let Some(tls) = slot.tls.as_mut() {
-                        // Edge-triggered: told once. A handshake still running
-                        // keeps it for when the connection is up.
-                        tls.peer_fin = true;
-                    }
                     self.end_if_drained(s);
                     self.settle(s);
                 }
                 if event.is_writable() {
                     self.flush(s);
                 }
-                if self
-                    .slot(s)
-                    .is_some_and(|slot| slot.tls.as_ref().is_some_and(|t| !t.ready))
-                {
+                let handshake = self.slot(s).and_then(|slot| slot.life.handshake());
+                if handshake == Some(Handshake::Security) {
                     // What came is the handshake's. Once that is over, tls_ready
                     // reads for the recv, after on_connected is queued.
                     self.drive_tls(s);
                 } else if let Some(slot) = self.slot(s) {
-                    let handshaking = slot.framed.as_ref().is_some_and(|f| f.handshaking());
+                    let handshaking = handshake == Some(Handshake::Message);
                     if slot.readable
                         && (slot.want.is_some() || slot.life.is_draining() || handshaking)
                     {
@@ -80,15 +75,9 @@ impl<S: 'static> Cx<S> {
         match stream.take_error() {
             Ok(None) if stream.is_connected() => {
                 io_log!(debug, slot.log_target(), mux, socket = %s, "connected");
-                slot.wire_up = true;
-                // Connected means every handshake above TCP is over too: TLS
-                // starts now, framing waits for its WELCOME.
-                match (slot.tls.as_mut(), &slot.framed) {
-                    (Some(tls), _) => tls.tcp_up = true,
-                    (None, Some(_)) => {}
-                    (None, None) => slot.life.connected(),
-                }
-                self.enter_stage(s);
+                // The transport is up: the lifecycle opens the connection, or
+                // the next handshake (TLS, then framing) begins.
+                slot.life.connected();
                 self.settle(s);
                 self.flush(s);
                 true

@@ -16,7 +16,6 @@ impl<S: 'static> Cx<S> {
             return;
         };
         let mut flush = false;
-        let mut opened = false;
         while let Some(action) = slot.life.poll_action() {
             match action {
                 Action::ArmTimer(at) => self.timers.arm_socket(&mut slot.timer, s, at),
@@ -26,18 +25,13 @@ impl<S: 'static> Cx<S> {
                     }
                 }
                 Action::SendFin if slot.tls.is_some() => {
-                    // close_notify first, the FIN once it is written: now, as a
-                    // release may follow in this same step. (Every send is out
-                    // by now, so nothing else is in the way.)
+                    // close_notify first, the FIN once it is written. (Every
+                    // send is out by now, so nothing else is in the way.) The
+                    // end is decided only once the FIN went out.
                     if let (Io::Stream(stream), Some(tls)) = (&slot.io, slot.tls.as_mut()) {
                         tls.close_notify();
-                        match tls.flush(stream).1 {
-                            Ok(Flushed::Done { fin: true, .. }) => {
-                                if let Err(e) = stream.shutdown_write() {
-                                    slot.end().error.get_or_insert(Error::Io(e));
-                                    slot.life.fail(Reason::Lost);
-                                }
-                            }
+                        match tls.flush(stream, true).1 {
+                            Ok(Flushed::Done { fin: true, .. }) => send_fin(slot),
                             Ok(_) => flush = true,
                             Err(e) => {
                                 slot.end().error.get_or_insert(Error::Io(e));
@@ -47,14 +41,8 @@ impl<S: 'static> Cx<S> {
                     }
                 }
                 Action::SendFin => {
-                    let target = slot.log_target();
-                    if let Io::Stream(stream) = &slot.io {
-                        io_log!(trace, target, self.mux_id, socket = %s, "FIN");
-                        if let Err(e) = stream.shutdown_write() {
-                            slot.end().error.get_or_insert(Error::Io(e));
-                            slot.life.fail(Reason::Lost);
-                        }
-                    }
+                    io_log!(trace, slot.log_target(), self.mux_id, socket = %s, "FIN");
+                    send_fin(slot);
                 }
                 Action::Reset => abort(slot, false),
                 Action::Discard => abort(slot, true),
@@ -73,6 +61,18 @@ impl<S: 'static> Cx<S> {
                 }
             }
         }
+        // A new timeout stage (connecting, handshaking, open) counts from now.
+        if let Some(d) = slot.timeouts.as_mut() {
+            let stage = slot.life.stage();
+            if stage != d.stage {
+                d.stage = stage;
+                d.since = self.clock.now();
+                self.arm(s);
+            }
+        }
+        let Some(slot) = find(&mut self.slots, s) else {
+            return;
+        };
         // The last change (into NotConnected) is told just before on_closed,
         // after the socket's other callbacks; any other, before this step's.
         let state = slot.life.state();
@@ -82,17 +82,8 @@ impl<S: 'static> Cx<S> {
         }
         while let Some(event) = slot.life.poll_event() {
             let task = match event {
-                // A TLS server's connection was announced by on_accepted. Known
-                // here, while the session is there to say so: by the time a
-                // task ran, a failure could have dropped it.
-                // Its stage changes all the same: the idle timeout runs from now.
-                Event::Connected
-                    if slot.framed.is_none()
-                        && slot.tls.as_ref().is_some_and(|t| t.is_server()) =>
-                {
-                    opened = true;
-                    continue;
-                }
+                Event::Accepted => Task::Accepted(s),
+                Event::Secured => Task::Secured(s),
                 Event::Connected => Task::Connected(s),
                 Event::PeerShutdown => Task::PeerShutdown(s),
                 Event::Closed(_) => {
@@ -107,9 +98,6 @@ impl<S: 'static> Cx<S> {
                 }
             };
             self.tasks.push_back(task);
-        }
-        if opened {
-            self.enter_stage(s);
         }
         if flush {
             self.flush(s);
@@ -182,4 +170,18 @@ fn abort<S>(slot: &mut Slot<S>, discard: bool) {
         end.discard = Some(method);
     }
     drop(io);
+}
+
+/// Half-close the stream (FIN). The end is decided after it went out: a peer
+/// that reset meanwhile makes it fail (ENOTCONN), and the socket is `Lost`,
+/// not ended gracefully.
+pub(crate) fn send_fin<S>(slot: &mut Slot<S>) {
+    let Io::Stream(stream) = &slot.io else { return };
+    match stream.shutdown_write() {
+        Ok(()) => slot.life.fin_sent(),
+        Err(e) => {
+            slot.end().error.get_or_insert(Error::Io(e));
+            slot.life.fail(Reason::Lost);
+        }
+    }
 }

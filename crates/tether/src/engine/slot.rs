@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use slab::Slab;
-use tether_proto::timer::Timeouts;
+use tether_proto::timeouts::{Stage, Timeouts};
 use tether_proto::{Lifecycle, State};
 
 use crate::engine::timers::SocketTimer;
@@ -37,9 +37,6 @@ pub(crate) struct Slot<S> {
     pub(crate) tls: Option<Box<Tls>>,
     /// The message layer, on a framed socket.
     pub(crate) framed: Option<Box<Framed>>,
-    /// The connection itself is up (TCP connected or accepted): bytes may be
-    /// written, even while TLS or framing handshakes keep the state `Connecting`.
-    pub(crate) wire_up: bool,
     /// The poller said readable and no read has hit WouldBlock since.
     pub(crate) readable: bool,
     /// The linger time in milliseconds (a `Duration` would take 16 bytes of
@@ -63,7 +60,10 @@ pub(crate) struct Slot<S> {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Deadlines {
     pub(crate) config: Timeouts,
+    /// When the current stage began.
     pub(crate) since: Instant,
+    /// The stage `since` is for; a change restarts it.
+    pub(crate) stage: Option<Stage>,
 }
 
 /// The live slot `s` names. A free function rather than a method of `Cx`, so
@@ -111,7 +111,6 @@ impl<S> Slot<S> {
             outq: None,
             tls: None,
             framed: None,
-            wire_up: false,
             readable: false,
             linger_ms: DEFAULT_LINGER.as_millis() as u32,
             end: None,

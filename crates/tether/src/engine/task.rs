@@ -19,6 +19,8 @@ pub(crate) enum Task {
     /// Read for a pending recv or a draining close (or, on TLS, for the
     /// handshake).
     Read(SocketId),
-    /// The TLS handshake is over: check ALPN, report, let data flow.
+    /// The TLS handshake is over: check ALPN, then the lifecycle moves on.
     TlsReady(SocketId),
+    /// The security handshake is done: `on_tls_ready`.
+    Secured(SocketId),
 }

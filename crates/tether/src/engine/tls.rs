@@ -1,8 +1,9 @@
 //! The security layer in the engine: the handshake's progress, its end
 //! (ALPN, `on_tls_ready`, held data let go), and records out.
 
-use tether_proto::{Reason, State};
+use tether_proto::{Handshake, Lifecycle, Reason};
 
+use crate::engine::settle::send_fin;
 use crate::engine::slot::find;
 use crate::engine::task::Task;
 use crate::log::Target;
@@ -20,34 +21,34 @@ impl<S: 'static> Cx<S> {
         let (Io::Stream(stream), Some(tls)) = (&slot.io, slot.tls.as_mut()) else {
             return;
         };
-        if tls.ready || !tls.tcp_up || slot.life.closed().is_some() {
+        // Only while the lifecycle waits for it, and once: a finished
+        // handshake waits for its TlsReady task.
+        if slot.life.handshake() != Some(Handshake::Security) || !tls.is_handshaking() {
             return;
         }
         let result = tls.handshake(stream, &mut slot.readable);
         // Our next handshake message, or the alert that says why it failed.
-        let _ = tls.flush(stream);
+        let _ = tls.flush(stream, false);
         match result {
             Err(error) => {
                 io_log!(debug, Target::Tls, self.mux_id, socket = %s, %error, "handshake failed");
                 self.fail(s, Reason::TlsHandshakeFailed, error);
                 self.settle(s);
             }
-            Ok(()) if !tls.is_handshaking() => {
-                tls.ready = true;
-                self.tasks.push_back(Task::TlsReady(s));
-            }
+            Ok(()) if !tls.is_handshaking() => self.tasks.push_back(Task::TlsReady(s)),
             Ok(()) => {}
         }
     }
 
-    /// The handshake is over: let the user refuse the ALPN choice, report it,
-    /// then let the data held during the handshake go.
+    /// The handshake is over: let the user refuse the ALPN choice, then tell
+    /// the lifecycle (which reports it, and opens the connection or begins the
+    /// next handshake), then let the data held during the handshake go.
     pub(crate) fn tls_ready(&mut self, s: SocketId) {
         let Some(slot) = find(&mut self.slots, s) else {
             return;
         };
         let Some(tls) = slot.tls.as_ref() else { return };
-        if slot.life.closed().is_some() {
+        if slot.life.handshake() != Some(Handshake::Security) {
             return;
         }
         let info = tls.info();
@@ -70,36 +71,20 @@ impl<S: 'static> Cx<S> {
         if let (Some(tls), Some(held)) = (slot.tls.as_mut(), slot.outq.take()) {
             tls.queue(held.pending(), held.sends());
         }
-        let framed = slot.framed.as_ref().map(|f| f.handshaking());
-        if slot.life.state() == State::Connecting && framed.is_none() {
-            slot.life.connected();
-            // The peer's FIN may have come with the handshake's last records.
-            if slot.tls.as_ref().is_some_and(|t| t.peer_fin) {
-                slot.life.fin_known();
-            }
-        }
-        // A client's on_connected is queued now, ahead of whatever
-        // on_tls_ready causes (a recv answered from records already read).
+        // on_tls_ready and a client's on_connected are queued now, ahead of
+        // whatever they cause (a recv answered from records already read).
+        slot.life.secured();
         self.settle(s);
-        if self
-            .slot(s)
-            .is_some_and(|slot| slot.life.closed().is_none())
-        {
-            self.call(s, |u, cx| u.on_tls_ready(cx, s, &info));
-        }
         let Some(slot) = find(&mut self.slots, s) else {
             return;
         };
         if slot.life.closed().is_some() {
             return;
         }
-        if slot.want.is_some() || slot.life.is_draining() || framed == Some(true) {
+        let framed_handshake = slot.life.handshake() == Some(Handshake::Message);
+        if slot.want.is_some() || slot.life.is_draining() || framed_handshake {
             self.tasks.push_back(Task::Read(s));
         }
-        // With no recv pending, the peer's end is seen now or never: the
-        // poller will not say it again.
-        self.end_if_drained(s);
-        self.settle(s);
         self.flush(s);
     }
 
@@ -111,8 +96,8 @@ impl<S: 'static> Cx<S> {
         let (Io::Stream(stream), Some(tls)) = (&slot.io, slot.tls.as_mut()) else {
             return;
         };
-        let handshaking = !tls.ready;
-        let (prefix, result) = tls.flush(stream);
+        let handshaking = !secured(&slot.life);
+        let (prefix, result) = tls.flush(stream, !handshaking);
         for _ in 0..prefix.sends {
             self.tasks.push_back(Task::Sent(s));
         }
@@ -128,10 +113,9 @@ impl<S: 'static> Cx<S> {
                     slot.active = self.now;
                 }
                 if fin {
-                    stream.shutdown_write().err()
-                } else {
-                    None
+                    send_fin(slot);
                 }
+                None
             }
             Err(e) => Some(e),
         };
@@ -145,4 +129,10 @@ impl<S: 'static> Cx<S> {
         }
         self.settle(s);
     }
+}
+
+/// The security handshake is done (or there is none to wait for): user data
+/// goes through the session.
+pub(crate) fn secured(life: &Lifecycle) -> bool {
+    life.wire_up() && life.handshake() != Some(Handshake::Security)
 }

@@ -7,6 +7,7 @@ use tether_proto::Reason;
 
 use crate::engine::slot::find;
 use crate::engine::task::Task;
+use crate::engine::tls::secured;
 use crate::transport::send_queue::SendQueue;
 use crate::transport::Io;
 use crate::{ApiError, Cx, Error, SocketId};
@@ -17,6 +18,10 @@ impl<S: 'static> Cx<S> {
         let Some(slot) = find(&mut self.slots, s) else {
             return;
         };
+        // Nothing is written before the transport is up.
+        if !slot.life.wire_up() {
+            return;
+        }
         if slot.tls.is_some() {
             self.flush_tls(s);
             return;
@@ -24,9 +29,6 @@ impl<S: 'static> Cx<S> {
         let (Io::Stream(stream), Some(q)) = (&slot.io, slot.outq.as_mut()) else {
             return;
         };
-        if !slot.wire_up {
-            return;
-        }
         let mut failed = None;
         while !q.pending().is_empty() {
             let asked = q.pending().len();
@@ -82,7 +84,7 @@ impl<S: 'static> Cx<S> {
         if let Some(tls) = slot.tls.as_mut() {
             // Held until the handshake is over, so that nothing reaches a peer
             // whose ALPN choice is still to be accepted.
-            if tls.ready {
+            if secured(&slot.life) {
                 for part in parts {
                     tls.queue(part, 0);
                 }
@@ -96,7 +98,7 @@ impl<S: 'static> Cx<S> {
             return Ok(());
         }
         let mut written = 0;
-        if slot.outq.is_none() && slot.wire_up {
+        if slot.outq.is_none() && slot.life.wire_up() {
             if let Io::Stream(stream) = &slot.io {
                 match stream.write_all_parts(parts) {
                     Ok(n) => {

@@ -23,13 +23,6 @@ pub(crate) struct Tls {
     pending_bytes: usize,
     /// close_notify is queued: the FIN follows once it is written.
     fin: bool,
-    /// The handshake's end was reported (`on_tls_ready`); user data flows.
-    pub(crate) ready: bool,
-    /// The TCP connection is up (a client's connect may still be in progress).
-    pub(crate) tcp_up: bool,
-    /// The poller reported the peer's FIN while the connection was not yet up
-    /// (its lifecycle still `Connecting`), so not yet the lifecycle's to know.
-    pub(crate) peer_fin: bool,
 }
 
 /// What a flush achieved.
@@ -89,7 +82,7 @@ impl io::Write for Wire<'_> {
 }
 
 impl Tls {
-    fn new(mut conn: rustls::Connection, tcp_up: bool) -> Tls {
+    fn new(mut conn: rustls::Connection) -> Tls {
         // tether's own contract is that send accepts everything (memory is the
         // caller's to bound), so rustls must not refuse bytes either.
         conn.set_buffer_limit(None);
@@ -99,22 +92,19 @@ impl Tls {
             pending_sends: 0,
             pending_bytes: 0,
             fin: false,
-            ready: false,
-            tcp_up,
-            peer_fin: false,
         }
     }
 
     /// A client session; `server_name` is sent as SNI and verified against the
     /// server's certificate (a DNS name or an IP address).
-    pub(crate) fn client(ctx: &TlsContext, server_name: &str, tcp_up: bool) -> Result<Tls, Error> {
+    pub(crate) fn client(ctx: &TlsContext, server_name: &str) -> Result<Tls, Error> {
         let config = ctx.client_config().ok_or(Error::TlsRole(
             "this TLS context cannot connect: it has no trust roots or pins",
         ))?;
         let name = ServerName::try_from(server_name.to_string())
             .map_err(|_| Error::ServerName(server_name.to_string()))?;
         let conn = rustls::ClientConnection::new(config.clone(), name).map_err(Error::Tls)?;
-        Ok(Tls::new(conn.into(), tcp_up))
+        Ok(Tls::new(conn.into()))
     }
 
     /// A server session.
@@ -123,11 +113,7 @@ impl Tls {
             "this TLS context cannot serve: it has no certificate",
         ))?;
         let conn = rustls::ServerConnection::new(config.clone()).map_err(Error::Tls)?;
-        Ok(Tls::new(conn.into(), true))
-    }
-
-    pub(crate) fn is_server(&self) -> bool {
-        matches!(self.conn, rustls::Connection::Server(_))
+        Ok(Tls::new(conn.into()))
     }
 
     pub(crate) fn is_handshaking(&self) -> bool {
@@ -165,8 +151,14 @@ impl Tls {
 
     /// Write what is ready for the wire: plaintext from before a StartTLS, then
     /// records. Returns what of the plaintext prefix went out alongside the
-    /// result.
-    pub(crate) fn flush(&mut self, stream: &Stream) -> (Prefix, io::Result<Flushed>) {
+    /// result. Until the handshake is `secured` (its end accepted by the
+    /// driver), the records written are the handshake's and no send completes.
+    /// The caller flushes only once the transport is up.
+    pub(crate) fn flush(
+        &mut self,
+        stream: &Stream,
+        secured: bool,
+    ) -> (Prefix, io::Result<Flushed>) {
         let mut prefix_sent = Prefix::default();
         if let Some(q) = self.prefix.as_mut() {
             while !q.pending().is_empty() {
@@ -189,9 +181,6 @@ impl Tls {
             prefix_sent.sends += q.advance(0);
             self.prefix = None;
         }
-        if !self.tcp_up {
-            return (prefix_sent, Ok(Flushed::Pending));
-        }
         let mut wire = Wire(stream, false);
         while self.conn.wants_write() {
             match self.conn.write_tls(&mut wire) {
@@ -205,7 +194,7 @@ impl Tls {
                 Err(e) => return (prefix_sent, Err(e)),
             }
         }
-        if !self.ready {
+        if !secured {
             return (prefix_sent, Ok(Flushed::Pending));
         }
         let done = Flushed::Done {
