@@ -40,6 +40,22 @@ pub(crate) struct Measured {
 }
 
 impl Measured {
+    /// From a start (time, count, process CPU, this thread's CPU) to now.
+    fn since(
+        (t0, c0, p0, th0): (Instant, u64, Duration, Duration),
+        now: Instant,
+        count: u64,
+    ) -> Measured {
+        let (p1, th1) = (sys::process_cpu(), sys::thread_cpu());
+        Measured {
+            count: count - c0,
+            elapsed: now - t0,
+            server_cpu: (p1.saturating_sub(p0)).saturating_sub(th1.saturating_sub(th0)),
+            client_cpu: th1.saturating_sub(th0),
+            latency: None,
+            errors: 0,
+        }
+    }
     pub(crate) fn per_sec(&self) -> f64 {
         self.count as f64 / self.elapsed.as_secs_f64()
     }
@@ -94,15 +110,7 @@ impl Clock {
             }
             None => false,
             Some((t0, c0, p0, th0)) if now >= t0 + self.w.measure => {
-                let (p1, th1) = (sys::process_cpu(), sys::thread_cpu());
-                self.end = Some(Measured {
-                    count: count - c0,
-                    elapsed: now - t0,
-                    server_cpu: (p1.saturating_sub(p0)).saturating_sub(th1.saturating_sub(th0)),
-                    client_cpu: th1.saturating_sub(th0),
-                    latency: None,
-                    errors: 0,
-                });
+                self.end = Some(Measured::since((t0, c0, p0, th0), now, count));
                 true
             }
             Some(_) => false,
@@ -145,6 +153,17 @@ fn established(c: &mut Wire, connected: &mut bool) -> bool {
     !c.handshaking()
 }
 
+/// When a pingpong ends.
+#[derive(Clone, Copy, Debug)]
+enum Until {
+    /// After a warm-up and a measured window.
+    Window(Window),
+    /// Once every connection has made this many round trips (it sends no
+    /// more after its last): a fixed amount of work, for counting
+    /// instructions and calls rather than timing.
+    Trips(u64),
+}
+
 /// Request/response: each connection sends `size` bytes, waits for them to come
 /// back, and again.
 pub(crate) fn pingpong(
@@ -154,6 +173,23 @@ pub(crate) fn pingpong(
     size: usize,
     w: Window,
 ) -> Measured {
+    pingpong_until(target, tls, conns, size, Until::Window(w))
+}
+
+/// Plain pingpong of exactly `conns` × `trips` round trips: no warm-up, no
+/// window; the figures cover the whole run from the first connect to the
+/// last echo (connections still open). No latency histogram.
+pub(crate) fn pingpong_trips(target: &Target, conns: usize, size: usize, trips: u64) -> Measured {
+    pingpong_until(target, None, conns, size, Until::Trips(trips))
+}
+
+fn pingpong_until(
+    target: &Target,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+    conns: usize,
+    size: usize,
+    until: Until,
+) -> Measured {
     struct C {
         wire: Wire,
         connected: bool,
@@ -161,7 +197,19 @@ pub(crate) fn pingpong(
         sent: usize,
         got: usize,
         at: Instant,
+        trips: u64,
     }
+    let (w, limit) = match until {
+        Until::Window(w) => (w, u64::MAX),
+        Until::Trips(n) => (
+            Window {
+                warmup: Duration::ZERO,
+                measure: Duration::ZERO,
+            },
+            n.max(1),
+        ),
+    };
+    let begun = (Instant::now(), 0, sys::process_cpu(), sys::thread_cpu());
     let msg = vec![0xa5u8; size];
     let mut buf = vec![0u8; 256 * 1024];
     let mut poll = Poll::new().expect("poll");
@@ -175,11 +223,12 @@ pub(crate) fn pingpong(
             sent: 0,
             got: 0,
             at: now,
+            trips: 0,
         })
         .collect();
     let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram");
     let mut clock = Clock::new(w);
-    let (mut started, mut done) = (0, 0u64);
+    let (mut started, mut done, mut finished) = (0, 0u64, 0);
     let deadline = now + Duration::from_secs(30);
     loop {
         poll_events(&mut poll, &mut events);
@@ -212,6 +261,12 @@ pub(crate) fn pingpong(
                             c.got = 0;
                             c.sent = 0;
                             c.at = now;
+                            c.trips += 1;
+                            if c.trips == limit {
+                                // Its last: nothing more to send.
+                                c.sent = size;
+                                finished += 1;
+                            }
                         }
                         // A short plain read emptied the socket (the next edge
                         // says when more comes): asking again would only get
@@ -241,7 +296,10 @@ pub(crate) fn pingpong(
                 "only {started} of {conns} connections came up"
             );
         }
-        if clock.tick(now, done) {
+        if finished == conns {
+            return Measured::since(begun, now, done);
+        }
+        if limit == u64::MAX && clock.tick(now, done) {
             let mut m = clock.end.take().expect("measured");
             m.latency = Some(hist);
             return m;

@@ -5,6 +5,9 @@
 //! ```text
 //! cargo run --release -p tether-bench -- SCENARIO [--quick] [--rounds N] [--secs S]
 //! ```
+//!
+//! `callgrind-pingpong` is not a scenario but a fixed amount of work for one
+//! server, for `callgrind.sh` to run under valgrind.
 #![deny(unsafe_code)]
 
 mod common;
@@ -43,7 +46,9 @@ const SCENARIOS: [&str; 8] = [
 #[command(name = "tether-bench")]
 struct Args {
     /// pingpong, stream, local, udp, churn, tls-handshake, tls-data,
-    /// idle-memory, or all.
+    /// idle-memory, or all; or callgrind-pingpong: a fixed number of plain
+    /// TCP round trips against one server (--only, default tether), untimed,
+    /// for callgrind.sh.
     scenario: String,
     /// A few seconds for everything: proves it builds and runs (numbers
     /// from it mean little).
@@ -67,6 +72,15 @@ struct Args {
     /// Only the cases whose name contains this ("conns=256 size=64", "up").
     #[arg(long)]
     case: Option<String>,
+    /// callgrind-pingpong: round trips per connection.
+    #[arg(long, default_value_t = 100)]
+    trips: u64,
+    /// callgrind-pingpong: connections.
+    #[arg(long, default_value_t = 256)]
+    conns: usize,
+    /// callgrind-pingpong: message size in bytes.
+    #[arg(long, default_value_t = 64)]
+    size: usize,
 }
 
 /// What every scenario is run with.
@@ -89,13 +103,27 @@ fn main() {
         _ => {}
     }
     let args = Args::parse();
+    if args.scenario == "callgrind-pingpong" {
+        let kind = match args.only.as_deref() {
+            None => Some(Kind::Tether),
+            Some([one]) => Kind::parse(one).filter(|k| *k != Kind::Std),
+            Some(_) => None,
+        }
+        .unwrap_or_else(|| {
+            eprintln!("tether-bench: callgrind-pingpong takes one server: --only tether|mio|tokio");
+            std::process::exit(2);
+        });
+        sys::raise_nofile_limit();
+        scenarios::callgrind_pingpong(kind, args.conns.max(1), args.size.max(1), args.trips);
+        return;
+    }
     let chosen: Vec<&str> = if args.scenario == "all" {
         SCENARIOS.to_vec()
     } else if SCENARIOS.contains(&args.scenario.as_str()) {
         vec![args.scenario.as_str()]
     } else {
         eprintln!(
-            "tether-bench: unknown scenario {:?}; choose one of {} or all",
+            "tether-bench: unknown scenario {:?}; choose one of {}, all or callgrind-pingpong",
             args.scenario,
             SCENARIOS.join(", ")
         );

@@ -351,3 +351,29 @@ pub(crate) fn tls_data(opts: &Opts, pki: &Arc<Pki>) -> Report {
     pingpong_cases(opts, &mut report, Net::Tcp, Some(pki), ping);
     report
 }
+
+/// A fixed amount of plain TCP pingpong against one server, for counting its
+/// instructions and calls under callgrind (`callgrind.sh` beside Cargo.toml):
+/// `conns` connections each make exactly `trips` round trips of `size`
+/// bytes, the client closes them all, and the server is stopped only once it
+/// has closed every one, so that what follows the round trips is the same
+/// whatever their number. Prints one line to stderr.
+pub(crate) fn callgrind_pingpong(kind: Kind, conns: usize, size: usize, trips: u64) {
+    let spec = Spec {
+        net: Net::Tcp,
+        service: Service::Echo,
+        tls: None,
+    };
+    let server = Server::start(kind, &spec);
+    let m = load::pingpong_trips(&server.target, conns, size, trips);
+    let unclosed = quiesce(&server.stats);
+    server.stop();
+    eprintln!(
+        "tether-bench: callgrind-pingpong server={} conns={conns} size={size} \
+         trips per connection={trips} round trips={} in {:.2} s, {} left open by server",
+        kind.name(),
+        m.count,
+        m.elapsed.as_secs_f64(),
+        unclosed,
+    );
+}
