@@ -14,6 +14,7 @@ use std::time::Duration;
 use tether_proto::timer::Timeouts;
 
 use crate::engine::slot::Deadlines;
+use crate::engine::task::Task;
 use crate::transport::{tcp, Io, Transport};
 use crate::{ApiError, Cx, Keepalive, SocketId};
 
@@ -88,7 +89,9 @@ impl<S: 'static> Cx<S> {
         };
         listening.max = max;
         if !listening.full() {
-            self.pump_accept(s);
+            // Taken once the current callback returns: `on_incoming` never
+            // runs inside an operation.
+            self.tasks.push_back(Task::Accept(s));
         }
         Ok(())
     }

@@ -21,4 +21,6 @@ pub(crate) enum Task {
     Read(SocketId),
     /// The TLS handshake is over: check ALPN, report, let data flow.
     TlsReady(SocketId),
+    /// Take the listener's waiting connections (its limit was raised).
+    Accept(SocketId),
 }
