@@ -281,6 +281,10 @@ pub enum Op {
     SetFraming,
     /// Answer a client's HELLO with REJECT.
     Reject,
+    /// Set a listener's admission limit.
+    MaxConnections,
+    /// Set an option on the socket's descriptor (keepalive, user timeout).
+    SetOption,
 }
 
 impl Op {
@@ -300,6 +304,8 @@ impl Op {
             Op::SetSecurity => "set_security",
             Op::SetFraming => "set_framing",
             Op::Reject => "reject",
+            Op::MaxConnections => "max_connections",
+            Op::SetOption => "set_option",
         }
     }
 }
@@ -323,7 +329,9 @@ impl fmt::Display for Refused {
             Op::Shutdown => "shut down",
             Op::StartTls => "start TLS on",
             Op::SetSecurity => "add a security layer to",
-            Op::SetFraming => "add framing to",
+            Op::SetFraming => "set framing on",
+            Op::MaxConnections => "set max connections on",
+            Op::SetOption => "set option on",
             op => op.as_str(),
         };
         write!(f, "cannot {phrase} a socket in state {}", self.state)

@@ -3848,7 +3848,7 @@ mod footprint {
         );
         assert_eq!(
             refused(Op::SetFraming).to_string(),
-            "cannot add framing to a socket in state connected"
+            "cannot set framing on a socket in state connected"
         );
         assert_eq!(
             refused(Op::Reject).to_string(),

@@ -78,7 +78,7 @@ pub trait SocketUser<S = ()> {
         len: usize,
         from: SocketAddr,
     ) {
-        tracing::warn!(target: "tether::udp", socket = %s, len, kept = data.len(), %from, "datagram longer than the recv: dropped");
+        io_log!(warn, crate::log::Target::Udp, cx.mux_id, socket = %s, len, kept = data.len(), %from, "datagram longer than the recv: dropped");
         cx.drop_truncated(s, data.len());
     }
 

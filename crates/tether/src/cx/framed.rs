@@ -24,7 +24,7 @@ impl<S: 'static> Cx<S> {
         }
         if slot.life.state() != tether_proto::State::NotConnected {
             return Err(ApiError::Refused(Refused {
-                op: tether_proto::Op::Connect,
+                op: tether_proto::Op::SetFraming,
                 state: slot.life.state(),
             }));
         }

@@ -14,6 +14,7 @@ use std::time::Duration;
 use tether_proto::timeouts::Timeouts;
 
 use crate::engine::slot::Deadlines;
+use crate::engine::task::Task;
 use crate::transport::{tcp, Io, Transport};
 use crate::{ApiError, Cx, Keepalive, SocketId};
 
@@ -79,17 +80,21 @@ impl<S: 'static> Cx<S> {
     /// wait in the kernel's backlog, not accepted and dropped, until one of its
     /// connections has closed and its `on_closed` has returned, so the
     /// application reacts to each end before the next connection starts.
+    /// Raising the limit takes the waiting connections once the current
+    /// callback returns (never inside this call).
     pub fn max_connections(&mut self, s: SocketId, max: Option<u32>) -> Result<(), ApiError> {
         let slot = self.live(s)?;
         let Io::Listener(listening) = &mut slot.io else {
             return Err(ApiError::Refused(tether_proto::Refused {
-                op: tether_proto::Op::Listen,
+                op: tether_proto::Op::MaxConnections,
                 state: slot.life.state(),
             }));
         };
         listening.max = max;
         if !listening.full() {
-            self.pump_accept(s);
+            // Taken once the current callback returns: `on_incoming` never
+            // runs inside an operation.
+            self.tasks.push_back(Task::Accept(s));
         }
         Ok(())
     }
@@ -108,7 +113,7 @@ impl<S: 'static> Cx<S> {
                 set(fd).map_err(|e| ApiError::SocketOption(e.raw_os_error().unwrap_or(0)))
             }
             (None, None | Some(Transport::Tcp)) => Err(ApiError::Refused(tether_proto::Refused {
-                op: tether_proto::Op::Connect,
+                op: tether_proto::Op::SetOption,
                 state: slot.life.state(),
             })),
             (_, transport) => Err(ApiError::Unsupported {

@@ -69,6 +69,7 @@ impl<S: 'static> Cx<S> {
                     }
                 }
                 Task::Read(s) => self.pump(s),
+                Task::Accept(s) => self.pump_accept(s),
                 Task::Closed(s) => self.finish(s),
                 Task::State(s, from, to) => {
                     self.call(s, |u, cx| u.on_state(cx, s, from, to));

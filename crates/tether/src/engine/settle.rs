@@ -31,7 +31,7 @@ impl<S: 'static> Cx<S> {
                     if let (Io::Stream(stream), Some(tls)) = (&slot.io, slot.tls.as_mut()) {
                         tls.close_notify();
                         match tls.flush(stream, true).1 {
-                            Ok(Flushed::Done { fin: true, .. }) => send_fin(slot),
+                            Ok(Flushed::Done { fin: true, .. }) => send_fin(slot, self.mux_id, s),
                             Ok(_) => flush = true,
                             Err(e) => {
                                 slot.end().error.get_or_insert(Error::Io(e));
@@ -40,10 +40,7 @@ impl<S: 'static> Cx<S> {
                         }
                     }
                 }
-                Action::SendFin => {
-                    io_log!(trace, slot.log_target(), self.mux_id, socket = %s, "FIN");
-                    send_fin(slot);
-                }
+                Action::SendFin => send_fin(slot, self.mux_id, s),
                 Action::Reset => abort(slot, false),
                 Action::Discard => abort(slot, true),
                 Action::Release => {
@@ -175,8 +172,9 @@ fn abort<S>(slot: &mut Slot<S>, discard: bool) {
 /// Half-close the stream (FIN). The end is decided after it went out: a peer
 /// that reset meanwhile makes it fail (ENOTCONN), and the socket is `Lost`,
 /// not ended gracefully.
-pub(crate) fn send_fin<S>(slot: &mut Slot<S>) {
+pub(crate) fn send_fin<S>(slot: &mut Slot<S>, mux: u32, s: SocketId) {
     let Io::Stream(stream) = &slot.io else { return };
+    io_log!(trace, slot.log_target(), mux, socket = %s, "FIN");
     match stream.shutdown_write() {
         Ok(()) => slot.life.fin_sent(),
         Err(e) => {

@@ -23,4 +23,6 @@ pub(crate) enum Task {
     TlsReady(SocketId),
     /// The security handshake is done: `on_tls_ready`.
     Secured(SocketId),
+    /// Take the listener's waiting connections (its limit was raised).
+    Accept(SocketId),
 }

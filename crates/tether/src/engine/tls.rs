@@ -113,7 +113,7 @@ impl<S: 'static> Cx<S> {
                     slot.active = self.now;
                 }
                 if fin {
-                    send_fin(slot);
+                    send_fin(slot, self.mux_id, s);
                 }
                 None
             }
