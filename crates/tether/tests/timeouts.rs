@@ -932,6 +932,70 @@ fn udp_idle_timeout_is_a_silent_discard() {
     }
 }
 
+/// A socket's deadline is one record on the timer heap, moved or removed,
+/// never left behind: a client with connect and idle timeouts, to a peer that
+/// reads nothing, kept alive for 20 idle periods by its own sends, with
+/// `set_timeouts` called again every other period. Throughout, the loop holds
+/// one timer for it (plus the script's look), a handful of heap entries, and
+/// wakes a bounded number of times per period, however many periods passed.
+#[test]
+fn idle_timers_do_not_pile_up() {
+    const PERIODS: usize = 20;
+    let server = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = server.local_addr().unwrap();
+    let (clock, mut m, tx, rx) = clocked();
+    let t = timeouts(Some(10_000), None, Some(30_000));
+    let c = m.stream(told(&tx, |_, _, _| {}));
+    m.set_timeouts(c, t).unwrap();
+    m.connect(c, &addr.to_string()).unwrap();
+    let wakes = run_script(&mut m, &clock, move |sc| {
+        // Silent: holds the connection, reads nothing.
+        let (_held, _) = server.accept().unwrap();
+        next_of(sc, &rx, c, Ev::Connected);
+        let stats = || sc.look(|cx| cx.stats());
+        // What a look alone costs in wake-ups (the doorbell, its timer).
+        let look_cost = {
+            let before = stats().wakeups;
+            stats().wakeups - before
+        };
+        let mut wakes = Vec::new();
+        for period in 0..PERIODS {
+            let before = stats().wakeups;
+            // Traffic, and on every other period the timeouts set again.
+            sc.look(move |cx| {
+                cx.send(c, b"x").unwrap();
+                if period % 2 == 0 {
+                    cx.set_timeouts(c, t).unwrap();
+                }
+            });
+            // A quiet period: just short of the idle timeout.
+            sc.advance(secs(29));
+            assert_eq!(status(sc, c), (State::Connected, None), "period {period}");
+            let now = stats();
+            // The client's one deadline, and the look being run.
+            assert!(now.timers <= 2, "period {period}: {now:?}");
+            assert!(now.timer_entries <= 4, "period {period}: {now:?}");
+            assert_eq!(now.sockets, 2, "the client and the doorbell");
+            // The traffic's look, the advance, its look, the stats' look.
+            wakes.push(now.wakeups - before - 3 * look_cost);
+        }
+        sc.advance(ms(999));
+        assert_eq!(status(sc, c).1, None, "29.999 s after the last data");
+        sc.advance(ms(1));
+        assert_eq!(status(sc, c).1, Some(Reason::IdleTimeout));
+        let now = stats();
+        assert_eq!((now.timers, now.sockets), (1, 1), "only the look: {now:?}");
+        wakes
+    });
+    println!("wake-ups per idle period, beyond the script's looks: {wakes:?}");
+    for (period, &n) in wakes.iter().enumerate() {
+        // The advance's wake-up, the one deadline judged at it (with its
+        // taking-in), a look that came in with other readiness: a few, and
+        // as few in the 20th period as in the first.
+        assert!(n <= 5, "period {period}: {n} wake-ups ({wakes:?})");
+    }
+}
+
 // ----- linger -----
 
 /// Real-time smoke test (system clock): a linger timeout fires on time.
