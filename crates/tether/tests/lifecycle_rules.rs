@@ -21,7 +21,9 @@ use std::thread;
 use std::time::Duration;
 
 use common::*;
-use tether::{ApiError, Cx, DiscardMethod, IoMux, Op, Reason, RecvMode, Refused, SocketId, State};
+use tether::{
+    ApiError, Cx, DiscardMethod, IoMux, Op, Reason, RecvMode, Refused, SocketId, State, TestClock,
+};
 
 /// Each rule is one function of the transport, run as one test per transport
 /// (`tcp::rule1_...`, `local::rule1_...`), so a failure names both.
@@ -134,8 +136,16 @@ fn server(
     t: Transport,
     hook: impl FnMut(&mut Cx<Log>, SocketId, &Ev) + 'static,
 ) -> (IoMux<Log>, SocketId, Spot) {
+    server_on(t, mux(), hook)
+}
+
+/// [`server`] on the loop `m` (one on a test clock).
+fn server_on(
+    t: Transport,
+    mut m: IoMux<Log>,
+    hook: impl FnMut(&mut Cx<Log>, SocketId, &Ev) + 'static,
+) -> (IoMux<Log>, SocketId, Spot) {
     let spot = t.spot();
-    let mut m = mux();
     let mut hook = Some(hook);
     let l = m.listen_on(
         &spot.addr,
@@ -1019,13 +1029,15 @@ fn rule6_drain(t: Transport) {
     );
 }
 
-/// The peer neither reads nor ends: close() gives up at the linger time.
+/// The peer neither reads nor ends: close() gives up at exactly the linger
+/// time (on a test clock: still closing a millisecond before).
 fn rule6_linger_timeout(t: Transport) {
     const EXTRA: usize = 1000; // sent with the request, never read by tether
     let ctx = format!("{t:?}: rule 6, linger timeout");
     let response = Rc::new(pattern(MIB));
-    let (done_tx, done_rx) = mpsc::channel::<()>();
-    let (mut m, l, _spot) = server(t, {
+    let clock = TestClock::new();
+    let (closing_tx, closing_rx) = mpsc::channel::<SocketId>();
+    let (mut m, l, _spot) = server_on(t, mux_on(&clock), {
         let response = response.clone();
         move |cx, s, ev| match ev {
             Ev::Accepted => cx.recv(s, REQUEST.len(), RecvMode::Exact).unwrap(),
@@ -1033,22 +1045,24 @@ fn rule6_linger_timeout(t: Transport) {
                 cx.send(s, &response).unwrap();
                 cx.set_linger(s, Duration::from_millis(100)).unwrap();
                 cx.close(s).unwrap();
-            }
-            Ev::Closed(_) => {
-                let _ = done_tx.send(());
-                cx.terminate();
+                let _ = closing_tx.send(s);
             }
             _ => {}
         }
     });
     let mut p = connect(&m, l);
-    let peer = thread::spawn(move || {
+    let script_ctx = ctx.clone();
+    let (got, err) = run_script(&mut m, &clock, move |sc| {
+        let ctx = script_ctx;
         p.write_all(&[REQUEST, &[1; EXTRA]].concat()).unwrap();
-        done_rx.recv_timeout(PEER_TIMEOUT).expect("closed");
+        let s = closing_rx.recv_timeout(PEER_TIMEOUT).expect("closing");
+        let closed = move |sc: &Script| sc.look(move |cx| cx.shared().is_closed(s));
+        sc.advance(Duration::from_millis(99));
+        assert!(!closed(sc), "{ctx}: closed before the linger time");
+        sc.advance(Duration::from_millis(1));
+        assert!(closed(sc), "{ctx}: still open at the linger time");
         read_all(&mut p)
     });
-    run(&mut m, &ctx);
-    let (got, err) = join(peer, &ctx);
 
     let s = accepted(&m, &ctx);
     let done = closed_once_last(m.shared(), s, &ctx);

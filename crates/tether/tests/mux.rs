@@ -8,14 +8,14 @@ use std::cell::{Cell, RefCell};
 use std::io::{ErrorKind, Read};
 use std::net::TcpListener;
 use std::rc::Rc;
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use common::*;
 use tether::{
     Admission, Closed, Cx, IoMux, LoopGone, MuxHandle, PeerInfo, Reason, RecvMode, SockAddr,
-    SocketId, SocketUser,
+    SocketId, SocketUser, TestClock,
 };
 
 const LIMIT: Duration = Duration::from_secs(10);
@@ -357,7 +357,6 @@ fn post_after_the_loop_is_gone_fails() {
 #[derive(Default)]
 struct Ticks {
     fired: Vec<(&'static str, Instant)>,
-    set_at: Option<Instant>,
 }
 
 impl Ticks {
@@ -383,76 +382,122 @@ fn run_to_idle<S: Default + Send + 'static>(make: impl FnOnce() -> IoMux<S> + Se
 #[derive(Default)]
 struct Wrapper<T>(T);
 
+/// When timers fired, by the loop's time: kept outside the loop (`Send`) so
+/// a script can read it between moves of a test clock.
+type Fired = Arc<Mutex<Vec<(&'static str, Instant)>>>;
+
+fn fire(fired: &Fired, what: &'static str, cx: &Cx<Log>) {
+    fired.lock().unwrap().push((what, cx.now()));
+}
+
+fn fired(fired: &Fired) -> Vec<(&'static str, Instant)> {
+    fired.lock().unwrap().clone()
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
 #[test]
 fn one_shot_fires_once_after_its_delay() {
-    let ticks = run_to_idle(|| {
-        let mut m = IoMux::new(Ticks::default()).unwrap();
-        let delay = Duration::from_millis(30);
-        // Deadlines count from the loop's clock, `now()`.
-        let set_at = m.now();
-        m.shared_mut().set_at = Some(set_at);
-        m.set_timer(delay, |cx| {
-            cx.shared_mut().fired.push(("once", Instant::now()))
-        });
-        m
+    let clock = TestClock::new();
+    let mut m = mux_on(&clock);
+    let log = Fired::default();
+    let start = m.now();
+    let f = log.clone();
+    m.set_timer(ms(30), move |cx| fire(&f, "once", cx));
+    run_script(&mut m, &clock, move |sc| {
+        sc.advance(ms(29));
+        assert_eq!(fired(&log), [], "at 29 ms");
+        sc.advance(ms(1));
+        assert_eq!(fired(&log), [("once", start + ms(30))]);
+        sc.advance(Duration::from_secs(3600));
+        assert_eq!(fired(&log).len(), 1, "once only");
+        assert_eq!(sc.look(|cx| cx.stats().timers), 1, "only the look's own");
     });
-    assert_eq!(ticks.count("once"), 1);
-    let waited = ticks.fired[0].1 - ticks.set_at.unwrap();
-    assert!(
-        waited >= Duration::from_millis(30),
-        "fired after {waited:?}"
-    );
 }
 
 #[test]
 fn one_shot_set_in_a_callback_counts_from_now() {
-    let ticks = run_to_idle(|| {
-        let mut m = IoMux::new(Ticks::default()).unwrap();
-        m.set_timer(Duration::from_millis(1), |cx| {
-            let set_at = cx.now();
-            cx.shared_mut().set_at = Some(set_at);
-            cx.set_timer(Duration::from_millis(25), |cx| {
-                cx.shared_mut().fired.push(("inner", Instant::now()))
-            });
-        });
-        m
+    let clock = TestClock::new();
+    let mut m = mux_on(&clock);
+    let log = Fired::default();
+    let start = m.now();
+    let f = log.clone();
+    m.set_timer(ms(1), move |cx| {
+        fire(&f, "outer", cx);
+        let f = f.clone();
+        cx.set_timer(ms(25), move |cx| fire(&f, "inner", cx));
     });
-    assert_eq!(ticks.count("inner"), 1);
-    assert!(ticks.fired[0].1 - ticks.set_at.unwrap() >= Duration::from_millis(25));
+    run_script(&mut m, &clock, move |sc| {
+        sc.advance(ms(1));
+        assert_eq!(fired(&log), [("outer", start + ms(1))]);
+        sc.advance(ms(24));
+        assert_eq!(fired(&log).len(), 1, "25 ms from its call, not yet");
+        sc.advance(ms(1));
+        assert_eq!(fired(&log)[1], ("inner", start + ms(26)));
+    });
 }
 
 #[test]
 fn interval_repeats_until_cancelled_from_inside() {
-    let ticks = run_to_idle(|| {
-        let mut m = IoMux::new(Ticks::default()).unwrap();
-        let me = Rc::new(Cell::new(None));
-        let id = me.clone();
-        let t = m.set_interval(Duration::from_millis(3), move |cx| {
-            cx.shared_mut().fired.push(("tick", Instant::now()));
-            if cx.shared().count("tick") == 3 {
-                let t = id.get().unwrap();
-                assert!(cx.cancel_timer(t), "cancelled from inside its own callback");
-                assert!(!cx.cancel_timer(t), "cancelled only once");
-                // Long enough for several more ticks, had the cancel not held.
-                cx.set_timer(Duration::from_millis(30), |cx| {
-                    cx.shared_mut().fired.push(("end", Instant::now()))
-                });
-            }
-        });
-        me.set(Some(t));
-        m
+    let clock = TestClock::new();
+    let mut m = mux_on(&clock);
+    let log = Fired::default();
+    let start = m.now();
+    let me = Rc::new(Cell::new(None));
+    let (id, f) = (me.clone(), log.clone());
+    let t = m.set_interval(ms(3), move |cx| {
+        fire(&f, "tick", cx);
+        if fired(&f).len() == 3 {
+            let t = id.get().unwrap();
+            assert!(cx.cancel_timer(t), "cancelled from inside its own callback");
+            assert!(!cx.cancel_timer(t), "cancelled only once");
+            let f = f.clone();
+            cx.set_timer(ms(30), move |cx| fire(&f, "end", cx));
+        }
     });
-    assert_eq!(ticks.count("tick"), 3, "{:?}", ticks.fired);
-    assert_eq!(ticks.count("end"), 1);
-    let times: Vec<Instant> = ticks
-        .fired
-        .iter()
-        .filter(|(n, _)| *n == "tick")
-        .map(|(_, t)| *t)
-        .collect();
-    for pair in times.windows(2) {
-        assert!(pair[1] > pair[0]);
-    }
+    me.set(Some(t));
+    run_script(&mut m, &clock, move |sc| {
+        for _ in 0..3 {
+            sc.advance(ms(3));
+        }
+        // Long enough for several more ticks, had the cancel not held.
+        for _ in 0..20 {
+            sc.advance(ms(3));
+        }
+        let at = |n| start + ms(n);
+        assert_eq!(
+            fired(&log),
+            [
+                ("tick", at(3)),
+                ("tick", at(6)),
+                ("tick", at(9)),
+                ("end", at(39)),
+            ]
+        );
+    });
+}
+
+/// A long stall skips the missed ticks of an interval instead of bursting,
+/// and the ticks after it count from the stall's end.
+#[test]
+#[ignore = "fails: after a stall the interval fires twice at the same time, \
+            its next deadline `(due + every).max(now)` being due at once"]
+fn interval_skips_the_ticks_a_stall_missed() {
+    let clock = TestClock::new();
+    let mut m = mux_on(&clock);
+    let log = Fired::default();
+    let start = m.now();
+    let f = log.clone();
+    m.set_interval(ms(10), move |cx| fire(&f, "tick", cx));
+    run_script(&mut m, &clock, move |sc| {
+        sc.advance(ms(10));
+        sc.advance(ms(1000));
+        sc.advance(ms(10));
+        let at = |n| ("tick", start + ms(n));
+        assert_eq!(fired(&log), [at(10), at(1010), at(1020)]);
+    });
 }
 
 #[test]
@@ -499,28 +544,31 @@ fn interval_cancelled_from_elsewhere_stops() {
 
 #[test]
 fn cancelled_timer_never_fires() {
-    let ticks = run_to_idle(|| {
-        let mut m = IoMux::new(Ticks::default()).unwrap();
-        let t = m.set_timer(Duration::from_millis(10), |cx| {
-            cx.shared_mut().fired.push(("no", Instant::now()))
-        });
-        assert!(m.cancel_timer(t));
-        assert!(!m.cancel_timer(t), "the second cancel finds nothing");
-        let done = m.set_timer(Duration::from_millis(1), |cx| {
-            cx.shared_mut().fired.push(("yes", Instant::now()))
-        });
-        let later = m.set_timer(Duration::from_millis(30), move |cx| {
-            assert!(
-                !cx.cancel_timer(done),
-                "a one-shot that ran cannot be cancelled"
-            );
-            cx.shared_mut().fired.push(("later", Instant::now()));
-        });
-        assert_ne!(t, later, "ids are not reused while a stale one may be held");
-        m
+    let clock = TestClock::new();
+    let mut m = mux_on(&clock);
+    let log = Fired::default();
+    let f = log.clone();
+    let t = m.set_timer(ms(10), move |cx| fire(&f, "no", cx));
+    assert!(m.cancel_timer(t));
+    assert!(!m.cancel_timer(t), "the second cancel finds nothing");
+    let f = log.clone();
+    let done = m.set_timer(ms(1), move |cx| fire(&f, "yes", cx));
+    let f = log.clone();
+    let later = m.set_timer(ms(30), move |cx| {
+        assert!(
+            !cx.cancel_timer(done),
+            "a one-shot that ran cannot be cancelled"
+        );
+        fire(&f, "later", cx);
     });
-    assert_eq!(ticks.count("no"), 0);
-    assert_eq!((ticks.count("yes"), ticks.count("later")), (1, 1));
+    assert_ne!(t, later, "ids are not reused while a stale one may be held");
+    run_script(&mut m, &clock, move |sc| {
+        for _ in 0..40 {
+            sc.advance(ms(1));
+        }
+        let names: Vec<_> = fired(&log).into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["yes", "later"]);
+    });
 }
 
 // ----- run ends by itself -----

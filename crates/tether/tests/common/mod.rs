@@ -406,3 +406,141 @@ impl Log {
             .unwrap_or_else(|| panic!("{s} never closed: {:?}", self.of(s)))
     }
 }
+
+// ----- appended for the tests on a TestClock -----
+
+/// How long a script waits (real time) for the loop or a peer before the test
+/// counts as hung. Never slept: only a bound on waiting for an event.
+pub const SCRIPT_WAIT: Duration = Duration::from_secs(10);
+
+/// A new loop with an empty log, on `clock`.
+pub fn mux_on(clock: &tether::TestClock) -> IoMux<Log> {
+    IoMux::with_clock(Log::default(), clock).expect("event loop")
+}
+
+/// A closure a script runs on the loop.
+type Look = Box<dyn FnOnce(&mut Cx<Log>) + Send>;
+
+/// What a script running beside a loop on a [`tether::TestClock`] uses: it
+/// moves the clock, looks at the loop, and waits for what the loop's
+/// callbacks tell it. Dropping it (also by a panic) stops the loop.
+///
+/// Looks reach the loop through a doorbell, a UDP socket of the loop's own
+/// (it logs nothing): a datagram is readiness the loop acts on whenever it
+/// polls, where a posted closure's wake-up can be taken by the poll that
+/// takes in readiness before due deadlines are judged, and then waits for
+/// the next event (forever, on a test clock).
+pub struct Script {
+    pub clock: tether::TestClock,
+    handle: tether::MuxHandle<Log>,
+    looks: std::sync::Arc<std::sync::Mutex<Vec<Look>>>,
+    bell: std::net::UdpSocket,
+    door: SocketAddr,
+}
+
+/// The loop's end of the doorbell: each ring schedules the looks waiting
+/// then as a timer due at once, which fires after every deadline already due
+/// at the present time, in the same pass.
+struct Doorbell(std::sync::Arc<std::sync::Mutex<Vec<Look>>>);
+
+impl SocketUser<Log> for Doorbell {
+    fn on_bound(&mut self, cx: &mut Cx<Log>, s: SocketId, _: &SockAddr) {
+        cx.recv(s, 16, RecvMode::Partial).expect("doorbell recv");
+    }
+    fn on_received_from(&mut self, cx: &mut Cx<Log>, s: SocketId, _: &[u8], _: SocketAddr) {
+        let looks = std::mem::take(&mut *self.0.lock().unwrap());
+        for look in looks {
+            cx.set_timer(Duration::ZERO, look);
+        }
+        cx.recv(s, 16, RecvMode::Partial).expect("doorbell recv");
+    }
+    fn on_closed(&mut self, _: &mut Cx<Log>, _: SocketId, _: &Closed) {}
+}
+
+impl Script {
+    /// Move the clock by `by`, and return once the loop has judged its
+    /// deadlines at the new time: what came due has fired, its callbacks ran.
+    pub fn advance(&self, by: Duration) {
+        self.clock.advance(by);
+        self.settle();
+    }
+
+    /// Return once the loop has judged its deadlines at the present time.
+    pub fn settle(&self) {
+        self.look(|_| ());
+    }
+
+    /// Run `f` on the loop once it has judged its deadlines at the clock's
+    /// present time (after every deadline due by then), and return its answer.
+    pub fn look<T: Send + 'static>(&self, f: impl FnOnce(&mut Cx<Log>) -> T + Send + 'static) -> T {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.looks.lock().unwrap().push(Box::new(move |cx| {
+            let _ = tx.send(f(cx));
+        }));
+        self.bell.send_to(b"look", self.door).expect("ring");
+        rx.recv_timeout(SCRIPT_WAIT)
+            .expect("the loop answers a look")
+    }
+
+    /// The first event on `rx` that `want` picks, skipping the others.
+    pub fn next<T: std::fmt::Debug>(
+        &self,
+        rx: &std::sync::mpsc::Receiver<T>,
+        want: impl Fn(&T) -> bool,
+    ) -> T {
+        let mut skipped = Vec::new();
+        loop {
+            match rx.recv_timeout(SCRIPT_WAIT) {
+                Ok(ev) if want(&ev) => return ev,
+                Ok(ev) => skipped.push(ev),
+                Err(e) => panic!("no awaited event ({e}); came: {skipped:?}"),
+            }
+        }
+    }
+}
+
+impl Drop for Script {
+    fn drop(&mut self) {
+        self.handle.terminate();
+    }
+}
+
+/// Run `mux` (on `clock`) on this thread while `script` runs in another (the
+/// loop gets one more socket, the doorbell, that logs nothing); the loop
+/// stops when the script returns (every socket still open then is closed
+/// with `Reason::Stopped`). A panic of the script is this test's panic.
+pub fn run_script<T: Send + 'static>(
+    mux: &mut IoMux<Log>,
+    clock: &tether::TestClock,
+    script: impl FnOnce(&Script) -> T + Send + 'static,
+) -> T {
+    let looks = std::sync::Arc::default();
+    let door = mux.udp(Doorbell(std::sync::Arc::clone(&looks)));
+    mux.bind(door, "127.0.0.1:0").expect("doorbell");
+    let sc = Script {
+        clock: clock.clone(),
+        handle: mux.handle(),
+        looks,
+        bell: std::net::UdpSocket::bind("127.0.0.1:0").expect("bell"),
+        door: inet(mux, door),
+    };
+    let thread = std::thread::spawn(move || script(&sc));
+    mux.run().expect("loop runs");
+    match thread.join() {
+        Ok(t) => t,
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
+}
+
+/// A user that records each callback, runs `hook`, then tells the callback
+/// on `tx` (so what the hook did is done when the script hears of it).
+pub fn told(
+    tx: &std::sync::mpsc::Sender<(SocketId, Ev)>,
+    mut hook: impl FnMut(&mut Cx<Log>, SocketId, &Ev) + 'static,
+) -> Rec {
+    let tx = tx.clone();
+    Rec::with(move |cx, s, ev| {
+        hook(cx, s, ev);
+        let _ = tx.send((s, ev.clone()));
+    })
+}
