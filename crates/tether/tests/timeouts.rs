@@ -1070,6 +1070,48 @@ fn close_to_a_silent_peer_ends_at_the_linger_time() {
     );
 }
 
+/// A framed listener's user that rejects every client.
+struct Rejecter;
+
+impl tether::SocketUser<Log> for Rejecter {
+    fn on_incoming(
+        &mut self,
+        _: &mut Cx<Log>,
+        _: SocketId,
+        _: &tether::PeerInfo,
+    ) -> tether::Admission<Log> {
+        tether::Admission::Reject(b"no".to_vec())
+    }
+    fn on_closed(&mut self, _: &mut Cx<Log>, _: SocketId, _: &tether::Closed) {}
+}
+
+/// A rejected framed client that neither reads to the end nor closes is
+/// reset at the linger time (30 s by default) of the loop's clock, like any
+/// other close.
+#[test]
+#[ignore = "fails: the REJECT's close reads the system clock, not the loop's"]
+fn a_rejected_framed_client_lingers_on_the_loops_clock() {
+    let (clock, mut m, _, _) = clocked();
+    let l = m.stream(Rejecter);
+    m.set_framing(l, b"").unwrap();
+    m.bind(l, "127.0.0.1:0").unwrap();
+    m.listen(l).unwrap();
+    let addr = inet(&m, l);
+    run_script(&mut m, &clock, move |sc| {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(SCRIPT_WAIT)).unwrap();
+        s.write_all(b"\x00\x00\x00\x03\x01hi").unwrap();
+        // The REJECT came: the server is closing.
+        let mut first = [0u8; 1];
+        s.read_exact(&mut first).unwrap();
+        let sockets = || sc.look(|cx| cx.stats().sockets);
+        sc.advance(ms(29_999));
+        assert_eq!(sockets(), 3, "listener, doorbell, the rejected client");
+        sc.advance(ms(1));
+        assert_eq!(sockets(), 2, "the rejected client is gone at 30 s");
+    });
+}
+
 // ----- admission -----
 
 /// max_connections(2): of three clients, two are taken; the third waits in the
@@ -1183,125 +1225,81 @@ fn admission_waits_for_on_closed_local() {
 const LORIS: usize = 200;
 const LORIS_WAVES: usize = 4;
 
-/// 200 clients that send one byte of their HELLO per second, to a framed
-/// listener with a handshake timeout of 2 s: each is evicted within the bound
-/// of its connect, while a client that behaves is served every 200 ms
-/// throughout.
+/// 200 clients that send one byte of their HELLO per second, in waves of 50
+/// every 500 ms, to a framed listener with a handshake timeout of 2 s: each
+/// is evicted at exactly 2 s from its connect, having sent 2 bytes, while a
+/// client that behaves is served at every step of 100 ms throughout, at
+/// once. On a test clock, moved 100 ms at a time.
 #[test]
 fn slow_loris_clients_are_evicted_while_good_ones_are_served() {
-    let t = Duration::from_secs(2);
-    let mut m = mux();
-    let (l, addr) = framed_listener(&mut m, echo_listener());
+    let (clock, mut m, tx, rx) = clocked();
+    let (l, addr) = framed_listener(&mut m, Rec::listener(|| Some(Rec::with(echo))));
     m.set_timeouts(l, timeouts(None, Some(2000), None)).unwrap();
-
-    // The attackers: waves of 50, 500 ms apart; one byte each per second.
-    let (attack, attack_done) = peer(move || {
+    type Loris = (TcpStream, u64, usize, Option<u64>);
+    let (lorises, good) = run_script(&mut m, &clock, move |sc| {
         let hello = b"\x00\x00\x00\x0a\x01slowloris";
-        let mut lorises: Vec<(TcpStream, Instant, usize, Option<Duration>)> = Vec::new();
-        let start = Instant::now();
-        let mut buf = [0u8; 16];
-        loop {
-            let wave = lorises.len() / (LORIS / LORIS_WAVES);
-            if lorises.len() < LORIS && start.elapsed() >= ms(500) * wave as u32 {
-                for _ in 0..LORIS / LORIS_WAVES {
-                    let s = TcpStream::connect(addr).expect("loris connects");
-                    s.set_nonblocking(true).unwrap();
-                    lorises.push((s, Instant::now(), 0, None));
+        // Each: its stream, when it connected, bytes sent, when evicted (ms).
+        let mut lorises: Vec<Loris> = Vec::new();
+        let mut good = Vec::new();
+        let mut t = 0;
+        while lorises.len() < LORIS || lorises.iter().any(|l| l.3.is_none()) {
+            assert!(t <= 5000, "lorises still up after {t} ms");
+            for (s, _, _, evicted) in lorises.iter_mut().filter(|l| l.3.is_none()) {
+                match peek_end(s) {
+                    None => {}
+                    Some(Ok(0)) | Some(Err(_)) => *evicted = Some(t),
+                    Some(Ok(_)) => panic!("a loris was answered"),
                 }
             }
-            for (s, at, sent, evicted) in lorises.iter_mut().filter(|l| l.3.is_none()) {
-                let ended = match s.read(&mut buf) {
-                    Ok(0) => true,
-                    Ok(_) => panic!("a loris was answered"),
-                    Err(e) => e.kind() != ErrorKind::WouldBlock,
-                };
-                if ended {
-                    *evicted = Some(at.elapsed());
-                } else if at.elapsed() >= Duration::from_secs(*sent as u64) {
-                    let _ = s.write(&hello[*sent..*sent + 1]);
+            if lorises.len() < LORIS && t % 500 == 0 {
+                for _ in 0..LORIS / LORIS_WAVES {
+                    let s = TcpStream::connect(addr).expect("loris connects");
+                    lorises.push((s, t, 0, None));
+                }
+            }
+            for (s, at, sent, _) in lorises.iter_mut().filter(|l| l.3.is_none()) {
+                if t - *at >= *sent as u64 * 1000 {
+                    s.write_all(&hello[*sent..*sent + 1]).unwrap();
                     *sent += 1;
                 }
             }
-            if lorises.len() == LORIS && lorises.iter().all(|l| l.3.is_some()) {
-                break;
-            }
-            if start.elapsed() > Duration::from_secs(12) {
-                break;
-            }
-            thread::sleep(ms(20));
+            // A good client, taken after the lorises that connected before
+            // it: once it is served, they are in the loop, their time running.
+            let n = good.len();
+            let told_tx = tx.clone();
+            let addr = addr.to_string();
+            let c = sc.look(move |cx| {
+                let c = cx.stream(told(&told_tx, move |cx, s, ev| match ev {
+                    Ev::Connected => {
+                        cx.send(s, format!("good {n}").as_bytes()).unwrap();
+                        cx.recv(s, 64, RecvMode::Partial).unwrap();
+                    }
+                    Ev::Received(_) => cx.close(s).unwrap(),
+                    _ => {}
+                }));
+                cx.set_framing(c, b"good").unwrap();
+                cx.connect(c, &addr).unwrap();
+                c
+            });
+            sc.next(&rx, |(s, e)| *s == c && matches!(e, Ev::Received(_)));
+            good.push(c);
+            sc.advance(ms(100));
+            t += 100;
         }
-        lorises
+        let lorises: Vec<(u64, usize, Option<u64>)> = lorises
             .into_iter()
-            .map(|(_, _, sent, evicted)| (sent, evicted))
-            .collect::<Vec<_>>()
+            .map(|(_, at, sent, evicted)| (at, sent, evicted))
+            .collect();
+        (lorises, good)
     });
-
-    // The good clients: one every 200 ms while the attack lasts.
-    let latencies: Rc<RefCell<Vec<Duration>>> = Rc::default();
-    let good: Rc<RefCell<Vec<SocketId>>> = Rc::default();
-    let (lat, clients, done) = (latencies.clone(), good.clone(), attack_done.clone());
-    let addr_s = addr.to_string();
-    let launcher = m.set_interval(ms(200), move |cx| {
-        if done.load(Ordering::Acquire) {
-            return;
-        }
-        let start = Instant::now();
-        let lat = lat.clone();
-        let n = clients.borrow().len();
-        let c = cx.stream(Rec::with(move |cx, s, ev| match ev {
-            Ev::Connected => {
-                cx.send(s, format!("good {n}").as_bytes()).unwrap();
-                cx.recv(s, 64, RecvMode::Partial).unwrap();
-            }
-            Ev::Received(_) => {
-                lat.borrow_mut().push(start.elapsed());
-                cx.close(s).unwrap();
-            }
-            _ => {}
-        }));
-        cx.set_framing(c, b"good").unwrap();
-        cx.connect(c, &addr_s).unwrap();
-        clients.borrow_mut().push(c);
-    });
-    let watched = good.clone();
-    run_until(&mut m, Duration::from_secs(20), move |log| {
-        attack_done.load(Ordering::Acquire) && watched.borrow().iter().all(|&c| log.is_closed(c))
-    });
-    m.cancel_timer(launcher);
-    assert_no_timeout(&m);
-    let lorises = attack.join().unwrap();
 
     assert_eq!(lorises.len(), LORIS);
-    let lifetimes: Vec<Duration> = lorises
-        .iter()
-        .enumerate()
-        .map(|(i, (sent, evicted))| {
-            let lived = evicted.unwrap_or_else(|| panic!("loris {i} was never evicted"));
-            assert!(*sent >= 2 && *sent < 10, "loris {i} sent {sent} bytes");
-            lived
-        })
-        .collect();
-    let (min, max) = (
-        *lifetimes.iter().min().unwrap(),
-        *lifetimes.iter().max().unwrap(),
-    );
-    println!("{LORIS} slow clients evicted after {min:?} to {max:?} (handshake timeout {t:?})");
-    for (i, lived) in lifetimes.iter().enumerate() {
-        assert!(
-            timely(t, *lived, ms(50)),
-            "loris {i} evicted after {lived:?}"
-        );
+    for (i, (at, sent, evicted)) in lorises.iter().enumerate() {
+        assert_eq!(*sent, 2, "loris {i} sent {sent} bytes");
+        assert_eq!(*evicted, Some(at + 2000), "loris {i}, connected at {at} ms");
     }
-
     let log = m.shared();
-    let good = good.borrow();
-    let latencies = latencies.borrow();
-    println!(
-        "{} good clients served during the attack, slowest in {:?}",
-        good.len(),
-        latencies.iter().max()
-    );
-    assert!(good.len() >= 10, "{} good clients", good.len());
+    println!("{} good clients served during the attack", good.len());
     for (i, &c) in good.iter().enumerate() {
         assert_eq!(
             log.received(c),
@@ -1315,7 +1313,6 @@ fn slow_loris_clients_are_evicted_while_good_ones_are_served() {
         good.len(),
         "no loris ever reached on_incoming"
     );
-    assert!(latencies.iter().all(|&d| d < SLACK), "{latencies:?}");
 }
 
 // ----- 10,000 idle sockets -----

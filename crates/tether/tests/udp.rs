@@ -573,19 +573,24 @@ fn an_unreachable_peer_is_lost() {
 #[test]
 fn an_unreachable_destination_does_not_end_an_unconnected_socket() {
     let mut m = mux();
+    let (sent_tx, sent_rx) = mpsc::channel::<()>();
     let (s, at) = bound(
         &mut m,
         "127.0.0.1:0",
-        Rec::with(|cx, s, ev| {
-            if let Ev::Bound(_) = ev {
-                cx.recv(s, 100, RecvMode::Partial).unwrap();
+        Rec::with(move |cx, s, ev| match ev {
+            Ev::Bound(_) => cx.recv(s, 100, RecvMode::Partial).unwrap(),
+            Ev::Sent => {
+                let _ = sent_tx.send(());
             }
+            _ => {}
         }),
     );
     assert_eq!(m.send_to(s, b"anyone?", dead_port()), Ok(()));
     let peer = std_peer("127.0.0.1:0");
     let late = thread::spawn(move || {
-        thread::sleep(Duration::from_millis(50));
+        // Once the datagram to the dead port is out (on loopback its ICMP
+        // error is back by then), not before.
+        sent_rx.recv_timeout(LIMIT).expect("sent");
         peer.send_to(b"still here", at).unwrap();
         peer.local_addr().unwrap()
     });
