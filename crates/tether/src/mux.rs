@@ -143,7 +143,6 @@ impl<S: 'static> IoMux<S> {
         loop {
             // Once after a batch: callbacks may have taken long.
             self.cx.now = self.cx.clock.now();
-            self.run_posted();
             if self
                 .cx
                 .timers
@@ -160,6 +159,9 @@ impl<S: 'static> IoMux<S> {
                     }
                 }
             }
+            // After the taking-in: its poll may have taken the waker's event
+            // of a closure posted meanwhile, which must not wait for another.
+            self.run_posted();
             self.cx.fire_timers();
             self.cx.run_tasks();
             if self.cx.remote.stop.load(Ordering::Acquire) {

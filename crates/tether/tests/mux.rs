@@ -339,8 +339,6 @@ fn terminate_before_run_is_not_lost() {
 /// The poll that takes in readiness before due deadlines are judged takes the
 /// waker's event too, and the loop then sleeps with the closure waiting.
 #[test]
-#[ignore = "fails: the wake-up of a closure posted just before the taking-in \
-            poll is taken by it; the closure waits for the next event"]
 fn a_closure_posted_while_a_deadline_is_due_runs() {
     let mut m = mux();
     let handle = m.handle();
@@ -513,8 +511,6 @@ fn interval_repeats_until_cancelled_from_inside() {
 /// A long stall skips the missed ticks of an interval instead of bursting,
 /// and the ticks after it count from the stall's end.
 #[test]
-#[ignore = "fails: after a stall the interval fires twice at the same time, \
-            its next deadline `(due + every).max(now)` being due at once"]
 fn interval_skips_the_ticks_a_stall_missed() {
     let clock = TestClock::new();
     let mut m = mux_on(&clock);

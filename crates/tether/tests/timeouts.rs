@@ -1089,7 +1089,6 @@ impl tether::SocketUser<Log> for Rejecter {
 /// reset at the linger time (30 s by default) of the loop's clock, like any
 /// other close.
 #[test]
-#[ignore = "fails: the REJECT's close reads the system clock, not the loop's"]
 fn a_rejected_framed_client_lingers_on_the_loops_clock() {
     let (clock, mut m, _, _) = clocked();
     let l = m.stream(Rejecter);

@@ -237,8 +237,12 @@ impl<S> Timers<S> {
         match *every {
             Some(every) => {
                 *slot = Some(f);
-                // After a long stall, skip the missed ticks instead of bursting.
-                let next = (due + every).max(now);
+                // After a long stall, skip the missed ticks instead of
+                // bursting: the ticks after it count from its end.
+                let next = match due + every {
+                    next if next > now => next,
+                    _ => now + every,
+                };
                 record.at = next;
                 self.push(next, id);
             }
