@@ -73,14 +73,19 @@ fn inet(mux: &IoMux<Shared>, s: SocketId) -> SocketAddr {
 struct Listener;
 
 impl SocketUser<Shared> for Listener {
-    fn on_incoming(&mut self, _: &mut Cx<Shared>, _: SocketId, _: &PeerInfo) -> Admission<Shared> {
-        Admission::Accept(Box::new(Conn))
+    fn on_incoming(&mut self, cx: &mut Cx<Shared>, _: SocketId, _: &PeerInfo) -> Admission<Shared> {
+        // Only a source paces itself by on_sent.
+        let paced = cx.shared().service == Service::Source;
+        Admission::Accept(Box::new(Conn { paced }))
     }
     fn on_closed(&mut self, _: &mut Cx<Shared>, _: SocketId, _: &Closed) {}
 }
 
-/// One connection; what it does is the run's service.
-struct Conn;
+/// One connection; what it does is the run's service. `paced`: it wants
+/// `on_sent` (a source writes on as the kernel takes its chunks).
+struct Conn {
+    paced: bool,
+}
 
 impl Conn {
     fn up(cx: &mut Cx<Shared>, s: SocketId) {
@@ -120,10 +125,11 @@ impl SocketUser<Shared> for Conn {
         }
         let _ = cx.recv(s, RECV, RecvMode::Partial);
     }
+    fn wants_on_sent(&self) -> bool {
+        self.paced
+    }
     fn on_sent(&mut self, cx: &mut Cx<Shared>, s: SocketId) {
-        if cx.shared().service == Service::Source {
-            Conn::produce(cx, s);
-        }
+        Conn::produce(cx, s);
     }
     fn on_peer_shutdown(&mut self, cx: &mut Cx<Shared>, s: SocketId, _: Option<&[u8]>) {
         let _ = cx.shutdown(s);

@@ -545,6 +545,7 @@ impl Lifecycle {
     }
 
     /// True for a datagram socket.
+    #[inline]
     pub fn is_datagram(&self) -> bool {
         self.has(F_DATAGRAM)
     }
@@ -578,15 +579,18 @@ impl Lifecycle {
         l
     }
 
+    #[inline]
     fn has(&self, flag: u8) -> bool {
         self.flags & flag != 0
     }
 
+    #[inline]
     fn live(&self) -> bool {
         matches!(self.phase, Phase::Connecting | Phase::Open)
     }
 
     /// The public state.
+    #[inline]
     pub fn state(&self) -> State {
         match self.phase {
             Phase::Idle | Phase::Bound | Phase::Done(_) => State::NotConnected,
@@ -604,6 +608,7 @@ impl Lifecycle {
     }
 
     /// The reason, once closed.
+    #[inline]
     pub fn closed(&self) -> Option<Reason> {
         match self.phase {
             Phase::Done(reason) => Some(reason),
@@ -619,6 +624,7 @@ impl Lifecycle {
 
     /// Bytes accepted for sending and not written; after a close, the bytes that
     /// never went out.
+    #[inline]
     pub fn unsent(&self) -> u64 {
         self.queued
     }
@@ -633,17 +639,20 @@ impl Lifecycle {
     /// still in a handshake carried over it) whose peer has not ended. The
     /// driver reads only when someone wants them: a recv, a handshake, or a
     /// `close()` draining the peer.
+    #[inline]
     pub fn wants_input(&self) -> bool {
         self.live() && self.recv != RecvSide::Finished
     }
 
     /// True once the peer's FIN is known (its last bytes may still wait).
+    #[inline]
     pub fn fin_seen(&self) -> bool {
         self.recv != RecvSide::Open
     }
 
     /// True while `close()` (or a server's [`reject`](Self::reject)) drains the
     /// peer: input is to be dropped, not delivered.
+    #[inline]
     pub fn is_draining(&self) -> bool {
         self.closing.is_some()
     }
@@ -652,6 +661,7 @@ impl Lifecycle {
     /// being closed meanwhile, whose FIN waits for it) the first one not done,
     /// and [`Handshake::Security`] during a StartTLS upgrade of an open one.
     /// `None` when no handshake runs.
+    #[inline]
     pub fn handshake(&self) -> Option<Handshake> {
         let securing = self.has(F_SECURITY) && !self.has(F_SECURED);
         match self.phase {
@@ -666,6 +676,7 @@ impl Lifecycle {
 
     /// True while bytes may be written: the transport is up, even while the
     /// handshakes over it run. (Which bytes: see [`holds_output`](Self::holds_output).)
+    #[inline]
     pub fn wire_up(&self) -> bool {
         match self.phase {
             Phase::Open => true,
@@ -681,6 +692,7 @@ impl Lifecycle {
     /// [`wire_up`](Self::wire_up), a client's HELLO once the handshake is
     /// [`Handshake::Message`]. A message-layer server's user exists only after
     /// admission, so its handshake holds nothing.
+    #[inline]
     pub fn holds_output(&self) -> bool {
         let securing = self.has(F_SECURITY) && !self.has(F_SECURED);
         match self.phase {
@@ -700,6 +712,7 @@ impl Lifecycle {
     /// none does: not connected, listening, closing (the linger deadline is the
     /// close's own), closed. The driver restarts the stage's clock whenever the
     /// answer changes.
+    #[inline]
     pub fn stage(&self) -> Option<Stage> {
         if self.closing.is_some() {
             return None;
@@ -714,6 +727,7 @@ impl Lifecycle {
 
     /// True while a recv is pending (between [`recv`](Self::recv) and its
     /// answer: a delivery, the peer's end, or the close).
+    #[inline]
     pub fn recv_pending(&self) -> bool {
         self.has(F_RECV)
     }
@@ -725,6 +739,7 @@ impl Lifecycle {
     /// handshake running (a FIN then is the handshake's failure), and no message
     /// layer (a framed peer's end is its FAREWELL, read by a recv). Answer with
     /// [`nothing_left`](Self::nothing_left) when nothing is.
+    #[inline]
     pub fn wants_end_probe(&self) -> bool {
         self.phase == Phase::Open
             && self.recv == RecvSide::FinKnown
@@ -735,7 +750,15 @@ impl Lifecycle {
             && !self.holds_output()
     }
 
+    /// True when no action and no event waits to be polled: the driver has
+    /// nothing to carry out or report (a cheap check for its hot path).
+    #[inline]
+    pub fn is_quiet(&self) -> bool {
+        self.actions == 0 && self.events == 0
+    }
+
     /// The next action for the driver, in the order they must be carried out.
+    #[inline]
     pub fn poll_action(&mut self) -> Option<Action> {
         let bit = lowest_bit(self.actions)?;
         self.actions &= !bit;
@@ -750,6 +773,7 @@ impl Lifecycle {
     }
 
     /// The next event for the user; [`Event::Closed`] is always the last one.
+    #[inline]
     pub fn poll_event(&mut self) -> Option<Event> {
         let bit = lowest_bit(self.events)?;
         self.events &= !bit;
@@ -862,6 +886,7 @@ impl Lifecycle {
 
     /// May the user ask for received bytes now? Only on a connection whose peer
     /// has not ended and that is not being closed.
+    #[inline]
     pub fn check_recv(&self) -> Result<(), Refused> {
         if self.live() && self.recv != RecvSide::Finished && self.closing.is_none() {
             Ok(())
@@ -875,6 +900,7 @@ impl Lifecycle {
     /// end ([`eof`](Self::eof)) or the close. Asking again while one is pending
     /// is not refused here (the driver has its own error for that; see
     /// [`recv_pending`](Self::recv_pending)).
+    #[inline]
     pub fn recv(&mut self) -> Result<(), Refused> {
         self.check_recv()?;
         self.flags |= F_RECV;
@@ -883,6 +909,7 @@ impl Lifecycle {
 
     /// Accept `n` bytes for sending. Allowed while connecting (they wait) and on an
     /// open connection until `shutdown`/`close`.
+    #[inline]
     pub fn send(&mut self, n: usize) -> Result<(), Refused> {
         self.check_send()?;
         self.queued += n as u64;
@@ -890,6 +917,7 @@ impl Lifecycle {
     }
 
     /// Would [`send`](Self::send) accept bytes now?
+    #[inline]
     pub fn check_send(&self) -> Result<(), Refused> {
         if self.live() && self.send == SendSide::Open && self.closing.is_none() {
             Ok(())
@@ -1110,6 +1138,7 @@ impl Lifecycle {
     }
 
     /// `n` queued bytes reached the kernel.
+    #[inline]
     pub fn wrote(&mut self, n: usize) {
         // Once closed, `unsent` is final (it was reported with Closed).
         if !self.live() {
@@ -1133,6 +1162,7 @@ impl Lifecycle {
 
     /// `n` bytes were read from the kernel: held for the user, or dropped while
     /// `close()` drains.
+    #[inline]
     pub fn read(&mut self, n: usize) {
         // No connection, nothing to read; once closed, `unread` is final.
         if !self.live() {
@@ -1146,6 +1176,7 @@ impl Lifecycle {
     }
 
     /// `n` held bytes were handed to the user, answering the pending recv.
+    #[inline]
     pub fn delivered(&mut self, n: usize) {
         self.held = self.held.saturating_sub(n as u64);
         self.flags &= !F_RECV;
@@ -1256,6 +1287,7 @@ impl Lifecycle {
 
     /// Rule 1: the FIN follows the last accepted byte, never precedes it, and
     /// waits for the handshakes (it would otherwise cut them off).
+    #[inline]
     fn flush_fin(&mut self) {
         if self.phase == Phase::Open
             && !self.holds_output()
@@ -1268,6 +1300,7 @@ impl Lifecycle {
     }
 
     /// Rule 3: both directions done and all input delivered: close by itself.
+    #[inline]
     fn maybe_finish(&mut self) {
         if self.phase == Phase::Open
             && self.send == SendSide::Finished
@@ -1314,6 +1347,7 @@ fn deadline(now: Instant, mut linger: Duration) -> Instant {
     }
 }
 
+#[inline]
 fn lowest_bit(bits: u8) -> Option<u8> {
     (bits != 0).then(|| bits & bits.wrapping_neg())
 }

@@ -43,6 +43,10 @@ fn events(l: &mut Lifecycle) -> Vec<Event> {
 /// Nothing pending: no action, no event.
 #[track_caller]
 fn assert_quiet(l: &mut Lifecycle) {
+    assert!(
+        l.is_quiet(),
+        "is_quiet() is false with nothing to poll: {l:?}"
+    );
     assert_eq!(actions(l), [], "unexpected actions");
     assert_eq!(events(l), [], "unexpected events");
 }
@@ -3856,4 +3860,21 @@ mod footprint {
         );
         assert_eq!(Op::SetFraming.as_str(), "set_framing");
     }
+}
+
+/// `is_quiet` says whether anything waits to be polled, actions and events
+/// alike, and turns true once both are drained.
+#[test]
+fn is_quiet_tracks_what_waits_to_be_polled() {
+    let mut l = Lifecycle::new();
+    assert!(l.is_quiet());
+    l.connect().unwrap();
+    l.connected();
+    assert!(!l.is_quiet(), "Connected waits");
+    assert_eq!(events(&mut l), [Event::Connected]);
+    assert!(l.is_quiet());
+    l.shutdown().unwrap();
+    assert!(!l.is_quiet(), "SendFin waits");
+    assert_eq!(actions(&mut l), [Action::SendFin]);
+    assert!(l.is_quiet());
 }

@@ -4,8 +4,10 @@
 //! after a batch of work before it decides how long to sleep — and passes that
 //! `now` down to everything it runs; nothing below reads a clock of its own.
 //! Operations that start a deadline (`set_timer`, `set_timeouts`, `close`)
-//! read the clock at the call, since they may run long after the loop last
-//! woke (before `run`, or after a slow callback).
+//! read the system clock at the call, since they may run long after the loop
+//! last woke (before `run`, or after a slow callback); on a test clock they
+//! take the loop's turn time while it runs, so a test moving the clock from
+//! another thread cannot race a callback.
 //!
 //! Which clock is read is chosen when the loop is made: the system's monotonic
 //! clock, or a [`TestClock`] that only moves when a test moves it, so that
@@ -30,6 +32,17 @@ impl Clock {
         match self {
             Clock::System => Instant::now(),
             Clock::Manual(clock) => clock.now(),
+        }
+    }
+
+    /// The time an operation counts a deadline from: the system clock read at
+    /// the call (a callback may have run long since the loop woke); a test
+    /// clock's time as the loop's turn saw it while the loop runs (`turn`), so
+    /// a test that moves it meanwhile cannot race a callback.
+    pub(crate) fn at_call(&self, turn: Option<Instant>) -> Instant {
+        match (self, turn) {
+            (Clock::Manual(_), Some(turn)) => turn,
+            _ => self.now(),
         }
     }
 

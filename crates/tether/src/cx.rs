@@ -51,6 +51,8 @@ pub struct Cx<S = ()> {
     pub(crate) mux_id: u32,
     /// Times the loop came back from waiting for readiness.
     pub(crate) wakeups: u64,
+    /// Inside `IoMux::run`.
+    pub(crate) running: bool,
     shared: S,
 }
 
@@ -103,6 +105,7 @@ impl<S: 'static> Cx<S> {
             timers: Timers::default(),
             rbuf: vec![0; READ_BUF],
             now: clock.now(),
+            running: false,
             clock,
             remote,
             stopping: false,
@@ -134,7 +137,7 @@ impl<S: 'static> Cx<S> {
     ) -> SocketId {
         self.gen = self.gen.wrapping_add(1);
         let gen = self.gen;
-        let now = self.clock.now();
+        let now = self.call_time();
         let idx = self.slots.insert(Slot::new(gen, user, io, life, now));
         SocketId {
             idx: idx as u32,
@@ -305,6 +308,7 @@ impl<S: 'static> Cx<S> {
     /// connected) and until `shutdown`/`close`. The bytes are written at once when
     /// the kernel takes them, else copied and written in order as it does.
     /// `on_sent` follows once the last of them reached the kernel.
+    #[inline]
     pub fn send(&mut self, s: SocketId, data: &[u8]) -> Result<(), ApiError> {
         let slot = self.live(s)?;
         if slot.life.is_datagram() {
@@ -320,20 +324,26 @@ impl<S: 'static> Cx<S> {
     /// Ask for the next `n` bytes (`Exact`) or for 1 to `n` bytes (`Partial`).
     /// One `on_received` answers one recv. Nothing is read while no recv is
     /// pending: that is how a slow consumer holds back a fast peer.
+    #[inline]
     pub fn recv(&mut self, s: SocketId, n: usize, mode: RecvMode) -> Result<(), ApiError> {
         let slot = self.live(s)?;
         if mode == RecvMode::Exact {
             unsupported_on_udp(slot, "exact recv")?;
         }
-        slot.life.check_recv()?;
-        if slot.want.is_some() {
-            return Err(ApiError::RecvPending);
-        }
-        if n == 0 {
-            return Err(ApiError::ZeroLengthRecv);
-        }
-        if mode == RecvMode::Exact && n > MAX_EXACT_RECV {
-            return Err(ApiError::RecvTooLarge(n));
+        // The state's refusal comes first, then the recv's own misuse; the
+        // lifecycle is asked once on the path that succeeds.
+        let misuse = if slot.want.is_some() {
+            Some(ApiError::RecvPending)
+        } else if n == 0 {
+            Some(ApiError::ZeroLengthRecv)
+        } else if mode == RecvMode::Exact && n > MAX_EXACT_RECV {
+            Some(ApiError::RecvTooLarge(n))
+        } else {
+            None
+        };
+        if let Some(misuse) = misuse {
+            slot.life.check_recv()?;
+            return Err(misuse);
         }
         slot.life.recv()?;
         slot.want = Some(Want { n, mode });
@@ -365,7 +375,7 @@ impl<S: 'static> Cx<S> {
     /// linger time (`set_linger`, 30 s by default) the connection is reset and
     /// closes with `LingerTimeout`. A listener or unconnected socket closes now.
     pub fn close(&mut self, s: SocketId) -> Result<(), ApiError> {
-        let now = self.clock.now();
+        let now = self.call_time();
         let slot = self.live(s)?;
         if slot.framed.is_some() && slot.life.check_send().is_ok() {
             // A framed peer learns of a graceful end by a FAREWELL.
@@ -468,7 +478,7 @@ impl<S: 'static> Cx<S> {
         s: SocketId,
         user: impl SocketUser<S> + 'static,
     ) -> Result<(), ApiError> {
-        self.live(s)?.user = Some(Box::new(user));
+        self.live(s)?.set_user(Box::new(user));
         Ok(())
     }
 
@@ -477,7 +487,7 @@ impl<S: 'static> Cx<S> {
     /// Run `f` once, `after` from now.
     pub fn set_timer(&mut self, after: Duration, f: impl FnOnce(&mut Cx<S>) + 'static) -> TimerId {
         let mut f = Some(f);
-        let at = self.clock.now() + after;
+        let at = self.call_time() + after;
         self.timers.add(
             at,
             None,
@@ -495,7 +505,7 @@ impl<S: 'static> Cx<S> {
         every: Duration,
         f: impl FnMut(&mut Cx<S>) + 'static,
     ) -> TimerId {
-        let at = self.clock.now() + every;
+        let at = self.call_time() + every;
         self.timers.add(at, Some(every), Box::new(f))
     }
 
@@ -511,6 +521,11 @@ impl<S: 'static> Cx<S> {
     /// from the clock at the call, not from this.
     pub fn now(&self) -> Instant {
         self.now
+    }
+
+    /// The time an operation counts a deadline from (see `Clock::at_call`).
+    pub(crate) fn call_time(&self) -> Instant {
+        self.clock.at_call(self.running.then_some(self.now))
     }
 
     /// What the loop has done and holds: wake-ups, sockets, timers.

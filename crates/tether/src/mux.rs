@@ -133,7 +133,9 @@ impl<S: 'static> IoMux<S> {
     /// A terminate made before `run` was called stops this run at once; the
     /// request is used up when `run` returns, so the loop can be run again.
     pub fn run(&mut self) -> io::Result<()> {
+        self.cx.running = true;
         let result = self.turns();
+        self.cx.running = false;
         self.cx.stop_all();
         self.cx.remote.stop.store(false, Ordering::Release);
         result
@@ -193,7 +195,9 @@ impl<S: 'static> IoMux<S> {
         for event in self.events.iter() {
             if event.token() != WAKE {
                 self.cx.on_ready(SocketId::from_token(event.token()), event);
-                self.cx.run_tasks();
+                if !self.cx.tasks.is_empty() {
+                    self.cx.run_tasks();
+                }
                 n += 1;
             }
         }

@@ -56,6 +56,15 @@ pub trait SocketUser<S = ()> {
     /// The bytes of one `send` reached the kernel.
     fn on_sent(&mut self, cx: &mut Cx<S>, s: SocketId) {}
 
+    /// Whether this user wants [`on_sent`](Self::on_sent). Asked once, when
+    /// the user is given to its socket (at creation, admission or
+    /// [`Cx::set_user`]). A user that answers false is never called for a
+    /// send, and its sends cost no deferred callback: worth it on a busy
+    /// connection whose user does not pace itself by `on_sent`.
+    fn wants_on_sent(&self) -> bool {
+        true
+    }
+
     /// The answer to one `recv`. `data` is lent from a buffer the loop reuses:
     /// copy what must outlive the call.
     fn on_received(&mut self, cx: &mut Cx<S>, s: SocketId, data: &[u8]) {}

@@ -885,3 +885,64 @@ fn peer_end_arriving_with_the_last_bytes_is_reported_without_another_recv() {
         );
     }
 }
+
+/// A user that does not want `on_sent` is never called for a send; the user
+/// that replaces it (and wants it) is called for every send from then on.
+#[test]
+fn on_sent_goes_only_to_users_that_want_it() {
+    #[derive(Default)]
+    struct Counts {
+        quiet_sent: usize,
+        loud_sent: usize,
+        closed: bool,
+    }
+    struct Quiet;
+    impl SocketUser<Counts> for Quiet {
+        fn wants_on_sent(&self) -> bool {
+            false
+        }
+        fn on_connected(&mut self, cx: &mut Cx<Counts>, s: SocketId) {
+            for _ in 0..3 {
+                cx.send(s, b"q").unwrap();
+            }
+            // From the next callback on, a user that wants on_sent.
+            cx.set_user(s, Loud).unwrap();
+            cx.send(s, b"l").unwrap();
+            cx.send(s, b"l").unwrap();
+        }
+        fn on_sent(&mut self, cx: &mut Cx<Counts>, _: SocketId) {
+            cx.shared_mut().quiet_sent += 1;
+        }
+        fn on_closed(&mut self, _: &mut Cx<Counts>, _: SocketId, _: &Closed) {}
+    }
+    struct Loud;
+    impl SocketUser<Counts> for Loud {
+        fn on_sent(&mut self, cx: &mut Cx<Counts>, s: SocketId) {
+            cx.shared_mut().loud_sent += 1;
+            if cx.shared().loud_sent == 2 {
+                cx.close(s).unwrap();
+            }
+        }
+        fn on_closed(&mut self, cx: &mut Cx<Counts>, _: SocketId, closed: &Closed) {
+            assert_eq!(closed.reason, Reason::Normal);
+            cx.shared_mut().closed = true;
+        }
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let peer = thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.set_read_timeout(Some(PEER_WAIT)).unwrap();
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).unwrap();
+        got
+    });
+    let mut m = IoMux::new(Counts::default()).unwrap();
+    m.connect_to(&addr.to_string(), Quiet);
+    m.run().unwrap();
+    assert_eq!(peer.join().unwrap(), b"qqqll", "every byte went out");
+    let counts = m.into_shared();
+    assert_eq!(counts.quiet_sent, 0, "the user that did not want on_sent");
+    assert_eq!(counts.loud_sent, 2, "the user that did");
+    assert!(counts.closed);
+}

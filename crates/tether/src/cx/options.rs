@@ -28,7 +28,7 @@ impl<S: 'static> Cx<S> {
     pub fn set_timeouts(&mut self, s: SocketId, timeouts: Timeouts) -> Result<(), ApiError> {
         // The clock at the call, like every timer's: `self.now` is when the
         // loop last woke, which before `run` may be long ago.
-        let now = self.clock.now();
+        let now = self.call_time();
         let slot = self.live(s)?;
         slot.timeouts = (!timeouts.is_empty()).then(|| {
             Box::new(Deadlines {
@@ -45,8 +45,7 @@ impl<S: 'static> Cx<S> {
     /// was made, if none has).
     pub fn idle_for(&self, s: SocketId) -> Option<Duration> {
         Some(
-            self.clock
-                .now()
+            self.call_time()
                 .saturating_duration_since(self.slot(s)?.active),
         )
     }

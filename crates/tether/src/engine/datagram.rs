@@ -13,7 +13,7 @@ use tether_proto::{Reason, SockAddr};
 
 use crate::engine::failure::open_failure;
 use crate::engine::slot::{find, Want};
-use crate::engine::task::Task;
+use crate::engine::task::{queue_sent, Task};
 use crate::log::Target;
 use crate::transport::send_queue::SendQueue;
 use crate::transport::{udp, Io};
@@ -72,7 +72,7 @@ impl<S: 'static> Cx<S> {
                 Ok(()) => {
                     slot.life.wrote(data.len());
                     slot.active = self.now;
-                    self.tasks.push_back(Task::Sent(s));
+                    queue_sent(&mut self.tasks, slot.wants_sent, s, 1);
                     return Ok(());
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {}
@@ -117,7 +117,7 @@ impl<S: 'static> Cx<S> {
             }
             slot.life.wrote(q.pop_datagram());
             slot.active = self.now;
-            self.tasks.push_back(Task::Sent(s));
+            queue_sent(&mut self.tasks, slot.wants_sent, s, 1);
         }
         if q.is_empty() {
             slot.outq = None;

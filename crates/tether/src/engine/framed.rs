@@ -259,8 +259,8 @@ impl<S: 'static> Cx<S> {
                 // The answer ends the handshake: the connection is up for the
                 // lifecycle, only to close (FIN after the REJECT, then drain);
                 // with no user, nobody hears of it.
+                let now = self.call_time();
                 let _ = self.send_frame(s, FrameType::Reject, &reason, false);
-                let now = self.clock.now();
                 if let Some(slot) = find(&mut self.slots, s) {
                     let _ = slot.life.reject(now, slot.linger());
                 }
@@ -278,7 +278,7 @@ impl<S: 'static> Cx<S> {
         let Some(slot) = find(&mut self.slots, s) else {
             return false;
         };
-        slot.user = Some(user);
+        slot.set_user(user);
         // Its user learns of it from here: its first state change is out of
         // NotConnected, as every user's is.
         slot.shown = tether_proto::State::NotConnected;

@@ -15,6 +15,7 @@ const DRAIN_READS_PER_TURN: usize = 16;
 
 impl<S: 'static> Cx<S> {
     /// Read what is wanted, in the way the socket's layers call for.
+    #[inline]
     pub(crate) fn pump(&mut self, s: SocketId) {
         let Some(slot) = self.slot(s) else { return };
         if slot.life.is_datagram() {
@@ -97,10 +98,16 @@ impl<S: 'static> Cx<S> {
                     Read::Data(n) => {
                         life.read(n);
                         *active = self.now;
-                        if let Some(data) = self.complete(s, want, &buf, n) {
-                            self.deliver(s, data.as_deref().unwrap_or(&buf[..n]));
-                            break 'turn false;
-                        }
+                        let gathered = match answer(want, partial, &buf, n) {
+                            Answer::NotYet => continue,
+                            Answer::InBuffer => None,
+                            Answer::Gathered(bytes) => Some(bytes),
+                        };
+                        let data = gathered.as_deref().unwrap_or(&buf[..n]);
+                        *pending = None;
+                        life.delivered(data.len());
+                        self.deliver(s, data);
+                        break 'turn false;
                     }
                     Read::Eof => {
                         pending.take();
@@ -120,58 +127,32 @@ impl<S: 'static> Cx<S> {
             true
         };
         self.rbuf = buf;
+        let Some(slot) = self.slot(s) else { return };
         // The turn's reads ran out with input still wanted and waiting (a long
         // drain, a large Exact recv): edge-triggered readiness will not say so
         // again, so come back after the other sockets had their turn.
-        if let (true, Some(slot)) = (ran_out, self.slot(s)) {
-            let wanted = slot.want.is_some() || slot.life.is_draining();
-            if wanted && slot.readable && slot.life.wants_input() {
-                self.tasks.push_back(Task::Read(s));
-            }
-        }
+        let wanted = slot.want.is_some() || slot.life.is_draining();
+        let again = ran_out && wanted && slot.readable && slot.life.wants_input();
         // Reading may have produced records to answer (alerts, key updates).
-        if self
-            .slot(s)
-            .is_some_and(|slot| slot.tls.as_ref().is_some_and(|t| t.wants_write()))
-        {
+        let answer_records = slot.tls.as_ref().is_some_and(|t| t.wants_write());
+        if again {
+            self.tasks.push_back(Task::Read(s));
+        }
+        if answer_records {
             self.flush(s);
         }
     }
 
-    /// After a read of `n` bytes: is the recv answered? `Some(None)`: yes, from
-    /// the shared buffer; `Some(Some(v))`: yes, from the bytes gathered in `v`.
-    #[allow(clippy::option_option)]
-    fn complete(
-        &mut self,
-        s: SocketId,
-        want: Want,
-        buf: &[u8],
-        n: usize,
-    ) -> Option<Option<Vec<u8>>> {
-        let slot = self.slot_mut(s)?;
-        match want.mode {
-            RecvMode::Partial => Some(None),
-            RecvMode::Exact if slot.partial.is_empty() && n == want.n => Some(None),
-            RecvMode::Exact => {
-                if slot.partial.len() < want.n && slot.partial.capacity() < want.n {
-                    // The first read of a long Exact recv came from the shared
-                    // buffer; keep its bytes and gather the rest in the socket.
-                    slot.partial.reserve_exact(want.n);
-                    slot.partial.extend_from_slice(&buf[..n]);
-                }
-                (slot.partial.len() == want.n).then(|| Some(std::mem::take(&mut slot.partial)))
-            }
-        }
-    }
-
+    /// Hand the answer of its recv (already taken off the socket) to the user.
     fn deliver(&mut self, s: SocketId, data: &[u8]) {
-        if let Some(slot) = self.slot_mut(s) {
-            slot.want = None;
-            slot.life.delivered(data.len());
-        }
         self.call(s, |u, cx| u.on_received(cx, s, data));
         // The peer's FIN may have come with these last bytes.
-        self.end_if_drained(s);
+        if self
+            .slot(s)
+            .is_some_and(|slot| slot.life.fin_seen() && slot.life.wants_end_probe())
+        {
+            self.end_if_drained(s);
+        }
         self.settle(s);
     }
 
@@ -211,6 +192,7 @@ impl<S: 'static> Cx<S> {
 }
 
 /// One read of the byte stream the user sees: from the socket, or through TLS.
+#[inline]
 pub(crate) fn read_stream(
     stream: &Stream,
     tls: Option<&mut Tls>,
@@ -233,6 +215,39 @@ pub(crate) fn read_stream(
                 _ => {}
             }
             r
+        }
+    }
+}
+
+/// Where the answer to a recv stands after a read.
+enum Answer {
+    /// An Exact recv still gathers.
+    NotYet,
+    /// The read itself, in the shared buffer, is the answer.
+    InBuffer,
+    /// The bytes an Exact recv gathered in the socket.
+    Gathered(Vec<u8>),
+}
+
+/// After a read of `n` bytes into `buf` (or, for a long Exact recv, into
+/// `partial`): is the recv answered, and where are its bytes?
+#[inline]
+fn answer(want: Want, partial: &mut Vec<u8>, buf: &[u8], n: usize) -> Answer {
+    match want.mode {
+        RecvMode::Partial => Answer::InBuffer,
+        RecvMode::Exact if partial.is_empty() && n == want.n => Answer::InBuffer,
+        RecvMode::Exact => {
+            if partial.len() < want.n && partial.capacity() < want.n {
+                // The first read of a long Exact recv came from the shared
+                // buffer; keep its bytes and gather the rest in the socket.
+                partial.reserve_exact(want.n);
+                partial.extend_from_slice(&buf[..n]);
+            }
+            if partial.len() == want.n {
+                Answer::Gathered(std::mem::take(partial))
+            } else {
+                Answer::NotYet
+            }
         }
     }
 }

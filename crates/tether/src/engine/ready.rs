@@ -44,7 +44,11 @@ impl<S: 'static> Cx<S> {
                 if event.is_writable() {
                     self.flush(s);
                 }
-                let handshake = self.slot(s).and_then(|slot| slot.life.handshake());
+                // Only a layer above the transport has a handshake to drive.
+                let handshake = self
+                    .slot(s)
+                    .filter(|slot| slot.tls.is_some() || slot.framed.is_some())
+                    .and_then(|slot| slot.life.handshake());
                 if handshake == Some(Handshake::Security) {
                     // What came is the handshake's. Once that is over, tls_ready
                     // reads for the recv, after on_connected is queued.
@@ -54,7 +58,15 @@ impl<S: 'static> Cx<S> {
                     if slot.readable
                         && (slot.want.is_some() || slot.life.is_draining() || handshaking)
                     {
-                        self.tasks.push_back(Task::Read(s));
+                        // Read now if nothing this readiness caused waits
+                        // before it (the loop runs each event's tasks before
+                        // the next event): the same order as through the
+                        // queue, without the round trip through it.
+                        if self.tasks.is_empty() {
+                            self.pump(s);
+                        } else {
+                            self.tasks.push_back(Task::Read(s));
+                        }
                     }
                 }
             }

@@ -11,7 +11,20 @@ use crate::{sys, Cx, DiscardMethod, Error, SocketId};
 
 impl<S: 'static> Cx<S> {
     /// Carry out what the lifecycle asks, and queue what it reports.
+    #[inline]
     pub(crate) fn settle(&mut self, s: SocketId) {
+        // Most steps of a busy connection change nothing the lifecycle
+        // reports: that check is all they cost.
+        if let Some(slot) = self.slot(s) {
+            if !(slot.life.is_quiet() && slot.timeouts.is_none() && slot.life.state() == slot.shown)
+            {
+                self.settle_changes(s);
+            }
+        }
+    }
+
+    #[inline(never)]
+    fn settle_changes(&mut self, s: SocketId) {
         let Some(slot) = find(&mut self.slots, s) else {
             return;
         };
@@ -63,7 +76,7 @@ impl<S: 'static> Cx<S> {
             let stage = slot.life.stage();
             if stage != d.stage {
                 d.stage = stage;
-                d.since = self.clock.now();
+                d.since = self.clock.at_call(self.running.then_some(self.now));
                 self.arm(s);
             }
         }

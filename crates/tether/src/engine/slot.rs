@@ -52,6 +52,8 @@ pub(crate) struct Slot<S> {
     pub(crate) origin: Option<SocketId>,
     /// The state its user was last told of.
     pub(crate) shown: State,
+    /// Its user wants `on_sent` (asked when the user was given).
+    pub(crate) wants_sent: bool,
     /// Its one deadline on the loop's timer heap, if armed.
     pub(crate) timer: SocketTimer,
 }
@@ -101,6 +103,7 @@ impl<S> Slot<S> {
         life: Lifecycle,
         now: Instant,
     ) -> Self {
+        let wants_sent = user.as_ref().is_none_or(|u| u.wants_on_sent());
         Slot {
             gen,
             user,
@@ -119,6 +122,7 @@ impl<S> Slot<S> {
             origin: None,
             shown: State::NotConnected,
             timer: None,
+            wants_sent,
         }
     }
 
@@ -131,6 +135,12 @@ impl<S> Slot<S> {
             (None, None) if self.life.is_datagram() => Target::Udp,
             (None, None) => Target::Tcp,
         }
+    }
+
+    /// Give the socket its user (the one `on_sent` asks is asked now).
+    pub(crate) fn set_user(&mut self, user: Box<dyn SocketUser<S>>) {
+        self.wants_sent = user.wants_on_sent();
+        self.user = Some(user);
     }
 
     pub(crate) fn linger(&self) -> Duration {

@@ -3,6 +3,8 @@
 
 use tether_proto::State;
 
+use std::collections::VecDeque;
+
 use crate::SocketId;
 
 /// Work deferred until the current callback returns.
@@ -25,4 +27,13 @@ pub(crate) enum Task {
     Secured(SocketId),
     /// Take the listener's waiting connections (its limit was raised).
     Accept(SocketId),
+}
+
+/// `n` sends of the socket reached the kernel: their `on_sent`, if its user
+/// wants it (`Slot::wants_sent`).
+#[inline]
+pub(crate) fn queue_sent(tasks: &mut VecDeque<Task>, wanted: bool, s: SocketId, n: usize) {
+    if wanted && n > 0 {
+        tasks.extend(std::iter::repeat_n(Task::Sent(s), n));
+    }
 }

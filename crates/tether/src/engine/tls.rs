@@ -5,7 +5,7 @@ use tether_proto::{Handshake, Lifecycle, Reason};
 
 use crate::engine::settle::send_fin;
 use crate::engine::slot::find;
-use crate::engine::task::Task;
+use crate::engine::task::{queue_sent, Task};
 use crate::log::Target;
 use crate::security::tls::Flushed;
 use crate::transport::Io;
@@ -98,16 +98,12 @@ impl<S: 'static> Cx<S> {
         };
         let handshaking = !secured(&slot.life);
         let (prefix, result) = tls.flush(stream, !handshaking);
-        for _ in 0..prefix.sends {
-            self.tasks.push_back(Task::Sent(s));
-        }
+        queue_sent(&mut self.tasks, slot.wants_sent, s, prefix.sends);
         slot.life.wrote(prefix.bytes);
         let failure = match result {
             Ok(Flushed::Pending) => None,
             Ok(Flushed::Done { sends, bytes, fin }) => {
-                for _ in 0..sends {
-                    self.tasks.push_back(Task::Sent(s));
-                }
+                queue_sent(&mut self.tasks, slot.wants_sent, s, sends);
                 slot.life.wrote(bytes);
                 if bytes > 0 {
                     slot.active = self.now;

@@ -6,7 +6,7 @@ use std::io::ErrorKind;
 use tether_proto::Reason;
 
 use crate::engine::slot::find;
-use crate::engine::task::Task;
+use crate::engine::task::queue_sent;
 use crate::engine::tls::secured;
 use crate::transport::send_queue::SendQueue;
 use crate::transport::Io;
@@ -14,18 +14,27 @@ use crate::{ApiError, Cx, Error, SocketId};
 
 impl<S: 'static> Cx<S> {
     /// Write what is queued, for as long as the kernel takes it.
+    #[inline]
     pub(crate) fn flush(&mut self, s: SocketId) {
+        // Nothing waits (the common case on a writable edge), or nothing may
+        // be written yet: the transport is not up.
+        if let Some(slot) = self.slot(s) {
+            if (slot.outq.is_some() || slot.tls.is_some()) && slot.life.wire_up() {
+                self.flush_queued(s);
+            }
+        }
+    }
+
+    #[inline(never)]
+    fn flush_queued(&mut self, s: SocketId) {
         let Some(slot) = find(&mut self.slots, s) else {
             return;
         };
-        // Nothing is written before the transport is up.
-        if !slot.life.wire_up() {
-            return;
-        }
         if slot.tls.is_some() {
             self.flush_tls(s);
             return;
         }
+        let wanted = slot.wants_sent;
         let (Io::Stream(stream), Some(q)) = (&slot.io, slot.outq.as_mut()) else {
             return;
         };
@@ -34,9 +43,7 @@ impl<S: 'static> Cx<S> {
             let asked = q.pending().len();
             match stream.write(q.pending()) {
                 Ok(n) => {
-                    for _ in 0..q.advance(n) {
-                        self.tasks.push_back(Task::Sent(s));
-                    }
+                    queue_sent(&mut self.tasks, wanted, s, q.advance(n));
                     slot.life.wrote(n);
                     slot.active = self.now;
                     // Full: the next writable edge comes when there is room.
@@ -53,9 +60,7 @@ impl<S: 'static> Cx<S> {
             }
         }
         // Sends of zero bytes complete when everything before them has.
-        for _ in 0..q.advance(0) {
-            self.tasks.push_back(Task::Sent(s));
-        }
+        queue_sent(&mut self.tasks, wanted, s, q.advance(0));
         if q.is_empty() {
             slot.outq = None;
         }
@@ -71,6 +76,7 @@ impl<S: 'static> Cx<S> {
     /// is up and nothing waits before them, else queued in order. A `marked`
     /// send is the user's and gets its `on_sent`; an unmarked one is the
     /// framing's own (HELLO, WELCOME, REJECT, FAREWELL).
+    #[inline]
     pub(crate) fn send_parts(
         &mut self,
         s: SocketId,
@@ -78,7 +84,7 @@ impl<S: 'static> Cx<S> {
         marked: bool,
     ) -> Result<(), ApiError> {
         let now = self.now;
-        let slot = self.live(s)?;
+        let slot = find(&mut self.slots, s).ok_or(ApiError::StaleSocket(s))?;
         let total: usize = parts.iter().map(|p| p.len()).sum();
         slot.life.send(total)?;
         if let Some(tls) = slot.tls.as_mut() {
@@ -116,9 +122,7 @@ impl<S: 'static> Cx<S> {
         }
         slot.life.wrote(written);
         if written == total {
-            if marked {
-                self.tasks.push_back(Task::Sent(s));
-            }
+            queue_sent(&mut self.tasks, slot.wants_sent, s, usize::from(marked));
         } else {
             slot.outq
                 .get_or_insert_with(Box::<SendQueue>::default)

@@ -133,6 +133,7 @@ impl Io {
 }
 
 impl Stream {
+    #[inline]
     pub(crate) fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Stream::Tcp(s) => io::Read::read(&mut &*s, buf),
@@ -142,6 +143,7 @@ impl Stream {
 
     /// Write without ever raising SIGPIPE (socket2 sends with MSG_NOSIGNAL), so a
     /// vanished peer is an error to report, not a signal to die of.
+    #[inline]
     pub(crate) fn write(&self, buf: &[u8]) -> io::Result<usize> {
         SockRef::from(self).send(buf)
     }
@@ -149,7 +151,12 @@ impl Stream {
     /// Write the pieces of one send, as far as the kernel takes them: gathered
     /// in one system call, so a frame header and its payload need no copy into
     /// one buffer. Returns the bytes written, or those and the error.
+    #[inline]
     pub(crate) fn write_all_parts(&self, parts: &[&[u8]]) -> Result<usize, (usize, io::Error)> {
+        // The common case, one piece: send(2) directly, no iovec to build.
+        if let [one] = parts {
+            return self.write_one(one);
+        }
         let total: usize = parts.iter().map(|p| p.len()).sum();
         let mut written = 0;
         while written < total {
@@ -176,6 +183,27 @@ impl Stream {
                     // A short write means the socket buffer is full (epoll will
                     // say when it is not): asking again would only get EAGAIN.
                     if n < asked {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err((written, e)),
+            }
+        }
+        Ok(written)
+    }
+
+    /// One piece, as far as the kernel takes it (see `write_all_parts`).
+    #[inline]
+    fn write_one(&self, data: &[u8]) -> Result<usize, (usize, io::Error)> {
+        let mut written = 0;
+        while written < data.len() {
+            match self.write(&data[written..]) {
+                Ok(n) => {
+                    written += n;
+                    // Short: the socket buffer is full.
+                    if written < data.len() {
                         break;
                     }
                 }
@@ -244,6 +272,7 @@ pub(crate) enum Read {
 }
 
 /// One read from the socket itself.
+#[inline]
 pub(crate) fn read(stream: &Stream, buf: &mut [u8]) -> Read {
     loop {
         return match stream.read(buf) {
