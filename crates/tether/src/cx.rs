@@ -5,26 +5,19 @@ mod options;
 mod tls;
 mod udp;
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use slab::Slab;
-use tether_proto::frame::Role;
-use tether_proto::{Lifecycle, Op, Reason, Refused, SockAddr, State};
+use tether_proto::{SockAddr, State};
 
 use crate::clock::Clock;
-use crate::engine::failure::open_failure;
-use crate::engine::slot::{find, Slot, Want};
-use crate::engine::task::Task;
-use crate::engine::timers::{TimerId, Timers};
+use crate::engine::timers::TimerId;
+use crate::engine::Engine;
 use crate::handle::{MuxHandle, Remote};
-use crate::log::Target;
-use crate::security::tls::Tls;
-use crate::transport::{self, Io, Listening, Transport};
-use crate::{ApiError, Error, RecvMode, SocketId, SocketUser};
+use crate::transport::Transport;
+use crate::{ApiError, RecvMode, SocketId, SocketUser};
 
 /// The loop as callbacks see it: act on any socket, create sockets, set timers,
 /// reach the application's shared state `S`, stop the loop.
@@ -32,27 +25,13 @@ use crate::{ApiError, Error, RecvMode, SocketId, SocketUser};
 /// Operations return at once. What they cause is reported through callbacks
 /// that run after the current callback returns, never inside the call. Failures
 /// of the operation itself (an address that does not parse, a refused connect)
-/// end the socket with a [`Reason`] in `on_closed`; an `Err` means the call was
+/// end the socket with a [`Reason`](crate::Reason) in `on_closed`; an `Err` means the call was
 /// misuse and changed nothing.
 pub struct Cx<S = ()> {
-    pub(crate) registry: mio::Registry,
-    pub(crate) slots: Slab<Slot<S>>,
-    gen: u32,
-    pub(crate) tasks: VecDeque<Task>,
-    pub(crate) timers: Timers<S>,
-    /// The read buffer all sockets share; callbacks get slices of it.
-    pub(crate) rbuf: Vec<u8>,
-    /// The loop's time, read at its fixed points (see [`Cx::now`]).
-    pub(crate) now: Instant,
-    pub(crate) clock: Clock,
+    /// Slots, the task queue, the timer heap, the read buffer, the clock:
+    /// everything the operations act on.
+    pub(crate) engine: Engine<S>,
     pub(crate) remote: Arc<Remote<S>>,
-    pub(crate) stopping: bool,
-    /// This loop's number in log lines.
-    pub(crate) mux_id: u32,
-    /// Times the loop came back from waiting for readiness.
-    pub(crate) wakeups: u64,
-    /// Inside `IoMux::run`.
-    pub(crate) running: bool,
     shared: S,
 }
 
@@ -76,8 +55,8 @@ pub struct LoopStats {
 impl<S> fmt::Debug for Cx<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Cx")
-            .field("sockets", &self.slots.len())
-            .field("tasks", &self.tasks.len())
+            .field("sockets", &self.engine.slots.len())
+            .field("tasks", &self.engine.tasks.len())
             .finish_non_exhaustive()
     }
 }
@@ -85,10 +64,6 @@ impl<S> fmt::Debug for Cx<S> {
 /// The largest Exact recv: its bytes are gathered in memory until all arrived,
 /// so a length read off the wire must not be able to ask for more than this.
 pub const MAX_EXACT_RECV: usize = 1 << 30;
-
-/// Size of the shared read buffer: a Partial recv is answered with at most this
-/// much, and an Exact recv up to this size is served from it without a copy.
-pub(crate) const READ_BUF: usize = 64 * 1024;
 
 impl<S: 'static> Cx<S> {
     pub(crate) fn new(
@@ -98,276 +73,70 @@ impl<S: 'static> Cx<S> {
         shared: S,
     ) -> Self {
         Cx {
-            registry,
-            slots: Slab::new(),
-            gen: 0,
-            tasks: VecDeque::new(),
-            timers: Timers::default(),
-            rbuf: vec![0; READ_BUF],
-            now: clock.now(),
-            running: false,
-            clock,
+            engine: Engine::new(registry, clock),
             remote,
-            stopping: false,
-            mux_id: crate::log::next_mux_id(),
-            wakeups: 0,
             shared,
         }
     }
 
-    pub(crate) fn slot(&self, s: SocketId) -> Option<&Slot<S>> {
-        self.slots
-            .get(s.idx as usize)
-            .filter(|slot| slot.gen == s.gen)
-    }
-
-    pub(crate) fn slot_mut(&mut self, s: SocketId) -> Option<&mut Slot<S>> {
-        find(&mut self.slots, s)
-    }
-
-    pub(crate) fn live(&mut self, s: SocketId) -> Result<&mut Slot<S>, ApiError> {
-        self.slot_mut(s).ok_or(ApiError::StaleSocket(s))
-    }
-
-    pub(crate) fn insert(
-        &mut self,
-        user: Option<Box<dyn SocketUser<S>>>,
-        io: Io,
-        life: Lifecycle,
-    ) -> SocketId {
-        self.gen = self.gen.wrapping_add(1);
-        let gen = self.gen;
-        let now = self.call_time();
-        let idx = self.slots.insert(Slot::new(gen, user, io, life, now));
-        SocketId {
-            idx: idx as u32,
-            gen,
-        }
-    }
-
     // ----- creating and opening -----
-
     /// A new stream socket (TCP or Local, chosen by the first address it gets),
     /// in state `NotConnected`, with `user` for its callbacks.
     pub fn stream(&mut self, user: impl SocketUser<S> + 'static) -> SocketId {
-        self.insert(Some(Box::new(user)), Io::None, Lifecycle::new())
+        self.engine.stream(user)
     }
 
     /// Shorthand: a new stream socket connecting to `addr`.
     pub fn connect_to(&mut self, addr: &str, user: impl SocketUser<S> + 'static) -> SocketId {
-        let s = self.stream(user);
-        let _ = self.connect(s, addr); // a fresh socket always may connect
-        s
+        self.engine.connect_to(addr, user)
     }
 
     /// Shorthand: a new stream socket bound to `addr` and listening.
     pub fn listen_on(&mut self, addr: &str, user: impl SocketUser<S> + 'static) -> SocketId {
-        let s = self.stream(user);
-        // A failed bind closes the socket, and listen then refuses: nothing to do.
-        let _ = self.bind(s, addr).and_then(|()| self.listen(s));
-        s
+        self.engine.listen_on(addr, user)
     }
 
     /// Bind to a local address: `ip:port` (port 0: the system picks, reported by
     /// `on_bound`), `[v6]:port`, `unix:/path` or `unix:@name`. A Local path that
     /// holds a stale socket file is reused; a live one or any other file is not.
     pub fn bind(&mut self, s: SocketId, addr: &str) -> Result<(), ApiError> {
-        let mux = self.mux_id;
-        let slot = self.live(s)?;
-        if slot.life.is_datagram() {
-            return self.bind_udp(s, addr);
-        }
-        slot.life.bind()?;
-        let result = SockAddr::parse(addr)
-            .map_err(|e| (Reason::AddressInvalid, Error::Address(e)))
-            .and_then(|a| {
-                transport::bind(&a)
-                    .map(|sock| (sock, Transport::of(&a)))
-                    .map_err(open_failure)
-            });
-        match result {
-            Ok((sock, kind)) => {
-                io_log!(debug, Target::from(kind), mux, socket = %s, addr, "bound");
-                slot.io = Io::Bound(sock, kind);
-                self.tasks.push_back(Task::Bound(s));
-            }
-            Err((reason, error)) => self.fail(s, reason, error),
-        }
-        self.settle(s);
-        Ok(())
+        self.engine.bind(s, addr)
     }
 
     /// Listen. An unbound socket first binds to every interface (IPv4 and IPv6)
     /// on a port the system picks, reported by `on_bound`.
     pub fn listen(&mut self, s: SocketId) -> Result<(), ApiError> {
-        let stopping = self.stopping;
-        let slot = self.live(s)?;
-        unsupported_on_udp(slot, "listen")?;
-        slot.life.listen()?;
-        if stopping {
-            self.fail(s, Reason::Stopped, None);
-            self.settle(s);
-            return Ok(());
-        }
-        let bound = match std::mem::take(&mut slot.io) {
-            Io::Bound(sock, kind) => Ok((sock, kind)),
-            _ => match transport::bind(&transport::tcp::any()) {
-                Ok(sock) => {
-                    self.tasks.push_back(Task::Bound(s));
-                    Ok((sock, Transport::Tcp))
-                }
-                Err(e) => Err(open_failure(e)),
-            },
-        };
-        let mux = self.mux_id;
-        let result = bound.and_then(|(sock, kind)| {
-            let mut listener =
-                transport::listen(sock, kind).map_err(|e| (Reason::ListenFailed, Error::Io(e)))?;
-            listener
-                .register(&self.registry, s.token())
-                .map_err(|e| (Reason::ListenFailed, Error::Io(e)))?;
-            io_log!(debug, Target::from(kind), mux, socket = %s, "listening");
-            Ok(listener)
-        });
-        match result {
-            Ok(listener) => self.live(s)?.io = Io::Listener(Listening::new(listener)),
-            Err((reason, error)) => self.fail(s, reason, error),
-        }
-        self.settle(s);
-        Ok(())
+        self.engine.listen(s)
     }
 
     /// Connect to `addr` (`ip:port`, `[v6]:port`, `unix:/path`, `unix:@name`; host
     /// names are not resolved). `on_connected` follows, or `on_closed` with
     /// `ConnectRejected` (nothing listening), `ConnectFailed` or `AddressInvalid`.
     pub fn connect(&mut self, s: SocketId, addr: &str) -> Result<(), ApiError> {
-        self.connect_with(s, addr, None)
-    }
-
-    /// Connect a stream socket, with the TLS session it will speak if any.
-    pub(crate) fn connect_with(
-        &mut self,
-        s: SocketId,
-        addr: &str,
-        tls: Option<Box<Tls>>,
-    ) -> Result<(), ApiError> {
-        let stopping = self.stopping;
-        let slot = self.live(s)?;
-        if slot.life.is_datagram() {
-            if tls.is_some() {
-                return Err(ApiError::Unsupported {
-                    op: "connect_tls",
-                    transport: Transport::Udp,
-                });
-            }
-            return self.connect_udp(s, addr);
-        }
-        // The layers this connection will carry are the lifecycle's to know
-        // before it connects: its handshakes follow the transport's.
-        if tls.is_some() && slot.life.set_security().is_err()
-            || slot.framed.is_some() && slot.life.set_message(Role::Client).is_err()
-        {
-            return Err(ApiError::Refused(Refused {
-                op: Op::Connect,
-                state: slot.life.state(),
-            }));
-        }
-        slot.life.connect()?;
-        slot.tls = tls;
-        if stopping {
-            self.fail(s, Reason::Stopped, None);
-            self.settle(s);
-            return Ok(());
-        }
-        let bound = match std::mem::take(&mut slot.io) {
-            Io::Bound(sock, _) => Some(sock),
-            _ => None,
-        };
-        let result = SockAddr::parse(addr)
-            .map_err(|e| (Reason::AddressInvalid, Error::Address(e)))
-            .and_then(|a| transport::connect(&a, bound).map_err(open_failure));
-        match result {
-            Ok(mut stream) => match stream.register(&self.registry, s.token()) {
-                Ok(()) => {
-                    let slot = self.live(s)?;
-                    slot.io = Io::Stream(stream);
-                    io_log!(debug, slot.log_target(), self.mux_id, socket = %s, addr, "connecting");
-                    self.send_hello(s);
-                }
-                Err(e) => self.fail(s, Reason::OpenFailed, Error::Io(e)),
-            },
-            Err((reason, error)) => self.fail(s, reason, error),
-        }
-        self.settle(s);
-        Ok(())
+        self.engine.connect(s, addr)
     }
 
     // ----- moving bytes -----
-
     /// Queue `data` for sending; allowed while connecting (it goes out once
     /// connected) and until `shutdown`/`close`. The bytes are written at once when
     /// the kernel takes them, else copied and written in order as it does.
     /// `on_sent` follows once the last of them reached the kernel.
-    #[inline]
     pub fn send(&mut self, s: SocketId, data: &[u8]) -> Result<(), ApiError> {
-        let slot = self.live(s)?;
-        if slot.life.is_datagram() {
-            return self.send_datagram(s, None, data);
-        }
-        if slot.framed.is_some() {
-            slot.life.check_send()?;
-            return self.send_frame(s, tether_proto::frame::FrameType::Data, data, true);
-        }
-        self.send_parts(s, &[data], true)
+        self.engine.send(s, data)
     }
 
     /// Ask for the next `n` bytes (`Exact`) or for 1 to `n` bytes (`Partial`).
     /// One `on_received` answers one recv. Nothing is read while no recv is
     /// pending: that is how a slow consumer holds back a fast peer.
-    #[inline]
     pub fn recv(&mut self, s: SocketId, n: usize, mode: RecvMode) -> Result<(), ApiError> {
-        let slot = self.live(s)?;
-        if mode == RecvMode::Exact {
-            unsupported_on_udp(slot, "exact recv")?;
-        }
-        // The state's refusal comes first, then the recv's own misuse; the
-        // lifecycle is asked once on the path that succeeds.
-        let misuse = if slot.want.is_some() {
-            Some(ApiError::RecvPending)
-        } else if n == 0 {
-            Some(ApiError::ZeroLengthRecv)
-        } else if mode == RecvMode::Exact && n > MAX_EXACT_RECV {
-            Some(ApiError::RecvTooLarge(n))
-        } else {
-            None
-        };
-        if let Some(misuse) = misuse {
-            slot.life.check_recv()?;
-            return Err(misuse);
-        }
-        slot.life.recv()?;
-        slot.want = Some(Want { n, mode });
-        // A TLS session may hold decrypted bytes, a framed socket frames it
-        // read before, though the socket has nothing.
-        if slot.readable || slot.tls.is_some() || slot.framed.is_some() {
-            self.tasks.push_back(Task::Read(s));
-        }
-        Ok(())
+        self.engine.recv(s, n, mode)
     }
 
     // ----- ending -----
-
     /// Half-close: once everything queued is sent, send FIN. Receiving goes on;
     /// the state becomes `NoSend`.
     pub fn shutdown(&mut self, s: SocketId) -> Result<(), ApiError> {
-        let slot = self.live(s)?;
-        unsupported_on_udp(slot, "shutdown")?;
-        if slot.framed.is_some() {
-            return self.shutdown_with(s, &[]);
-        }
-        slot.life.shutdown()?;
-        self.settle(s);
-        Ok(())
+        self.engine.shutdown(s)
     }
 
     /// Close gracefully: send what is queued, then FIN, then read and discard
@@ -375,17 +144,7 @@ impl<S: 'static> Cx<S> {
     /// linger time (`set_linger`, 30 s by default) the connection is reset and
     /// closes with `LingerTimeout`. A listener or unconnected socket closes now.
     pub fn close(&mut self, s: SocketId) -> Result<(), ApiError> {
-        let now = self.call_time();
-        let slot = self.live(s)?;
-        if slot.framed.is_some() && slot.life.check_send().is_ok() {
-            // A framed peer learns of a graceful end by a FAREWELL.
-            self.send_frame(s, tether_proto::frame::FrameType::Farewell, &[], false)?;
-        }
-        let slot = self.live(s)?;
-        slot.life.close(now, slot.linger())?;
-        slot.want = None;
-        self.settle(s);
-        Ok(())
+        self.engine.close(s)
     }
 
     /// Abort now with RST. Queued bytes are dropped and counted in `unsent`.
@@ -393,32 +152,25 @@ impl<S: 'static> Cx<S> {
     /// A Local socket has no RST: it closes at once, and its peer sees
     /// ECONNRESET only if it had sent bytes we never read, else a plain end.
     pub fn reset(&mut self, s: SocketId) -> Result<(), ApiError> {
-        self.live(s)?.life.reset()?;
-        self.settle(s);
-        Ok(())
+        self.engine.reset(s)
     }
 
     /// Drop the connection without telling the peer: TCP_REPAIR when the process
     /// may use it, else an RST (TCP) or a plain close (Local); `Closed::discard`
     /// says which happened.
     pub fn discard(&mut self, s: SocketId) -> Result<(), ApiError> {
-        self.live(s)?.life.discard()?;
-        self.settle(s);
-        Ok(())
+        self.engine.discard(s)
     }
 
     /// How long a later `close()` may take before it resets.
     pub fn set_linger(&mut self, s: SocketId, linger: Duration) -> Result<(), ApiError> {
-        self.live(s)?.linger_ms = u32::try_from(linger.as_millis()).unwrap_or(u32::MAX);
-        Ok(())
+        self.engine.set_linger(s, linger)
     }
 
     // ----- looking -----
-
     /// The socket's state; `NotConnected` for a stale id.
     pub fn state(&self, s: SocketId) -> State {
-        self.slot(s)
-            .map_or(State::NotConnected, |slot| slot.life.state())
+        self.engine.state(s)
     }
 
     /// Bytes accepted by `send` that have not reached the kernel yet (frame
@@ -438,24 +190,19 @@ impl<S: 'static> Cx<S> {
     /// }
     /// ```
     pub fn unsent(&self, s: SocketId) -> u64 {
-        self.slot(s).map_or(0, |slot| slot.life.unsent())
+        self.engine.unsent(s)
     }
 
     /// The local address, once bound or connected; `None` for an unnamed Unix
     /// socket or a stale id.
     pub fn local_addr(&self, s: SocketId) -> Option<SockAddr> {
-        self.slot(s)?.io.local_addr()
+        self.engine.local_addr(s)
     }
 
     /// The socket's transport: fixed at creation for UDP, by the first address
     /// for a stream socket (`None` until then, and for a stale id).
     pub fn transport(&self, s: SocketId) -> Option<Transport> {
-        let slot = self.slot(s)?;
-        if slot.life.is_datagram() {
-            Some(Transport::Udp)
-        } else {
-            slot.io.kind()
-        }
+        self.engine.transport(s)
     }
 
     /// The socket's descriptor, for the options tether does not wrap (buffer
@@ -463,12 +210,12 @@ impl<S: 'static> Cx<S> {
     /// writing or closing through it would bypass the lifecycle and its
     /// accounting: don't.
     pub fn as_fd(&self, s: SocketId) -> Option<std::os::fd::BorrowedFd<'_>> {
-        self.slot(s)?.io.fd()
+        self.engine.as_fd(s)
     }
 
     /// The peer's address, once connected.
     pub fn peer_addr(&self, s: SocketId) -> Option<SockAddr> {
-        self.slot(s)?.io.peer_addr()
+        self.engine.peer_addr(s)
     }
 
     /// Give the socket another user. Within one of the socket's own callbacks,
@@ -478,25 +225,13 @@ impl<S: 'static> Cx<S> {
         s: SocketId,
         user: impl SocketUser<S> + 'static,
     ) -> Result<(), ApiError> {
-        self.live(s)?.set_user(Box::new(user));
-        Ok(())
+        self.engine.set_user(s, user)
     }
 
     // ----- the loop -----
-
     /// Run `f` once, `after` from now.
     pub fn set_timer(&mut self, after: Duration, f: impl FnOnce(&mut Cx<S>) + 'static) -> TimerId {
-        let mut f = Some(f);
-        let at = self.call_time() + after;
-        self.timers.add(
-            at,
-            None,
-            Box::new(move |cx| {
-                if let Some(f) = f.take() {
-                    f(cx)
-                }
-            }),
-        )
+        self.engine.set_timer(after, f)
     }
 
     /// Run `f` every `every`, first after one period, until cancelled.
@@ -505,13 +240,12 @@ impl<S: 'static> Cx<S> {
         every: Duration,
         f: impl FnMut(&mut Cx<S>) + 'static,
     ) -> TimerId {
-        let at = self.call_time() + every;
-        self.timers.add(at, Some(every), Box::new(f))
+        self.engine.set_interval(every, f)
     }
 
     /// Cancel a timer; false if it already ran (one-shot) or was cancelled.
     pub fn cancel_timer(&mut self, id: TimerId) -> bool {
-        self.timers.cancel(id)
+        self.engine.cancel_timer(id)
     }
 
     /// The loop's time: read when it last came back from waiting for
@@ -520,20 +254,15 @@ impl<S: 'static> Cx<S> {
     /// every socket of one batch. Timers and linger deadlines are measured
     /// from the clock at the call, not from this.
     pub fn now(&self) -> Instant {
-        self.now
-    }
-
-    /// The time an operation counts a deadline from (see `Clock::at_call`).
-    pub(crate) fn call_time(&self) -> Instant {
-        self.clock.at_call(self.running.then_some(self.now))
+        self.engine.now
     }
 
     /// What the loop has done and holds: wake-ups, sockets, timers.
     pub fn stats(&self) -> LoopStats {
-        let (timers, timer_entries) = self.timers.counts();
+        let (timers, timer_entries) = self.engine.timers.counts();
         LoopStats {
-            wakeups: self.wakeups,
-            sockets: self.slots.len(),
+            wakeups: self.engine.wakeups,
+            sockets: self.engine.slots.len(),
             timers,
             timer_entries,
         }
@@ -559,17 +288,5 @@ impl<S: 'static> Cx<S> {
     /// A handle for other threads.
     pub fn handle(&self) -> MuxHandle<S> {
         MuxHandle::new(&self.remote)
-    }
-}
-
-/// A connectionless socket has no listening, no half-close, no byte stream.
-fn unsupported_on_udp<S>(slot: &Slot<S>, op: &'static str) -> Result<(), ApiError> {
-    if slot.life.is_datagram() {
-        Err(ApiError::Unsupported {
-            op,
-            transport: Transport::Udp,
-        })
-    } else {
-        Ok(())
     }
 }

@@ -133,9 +133,9 @@ impl<S: 'static> IoMux<S> {
     /// A terminate made before `run` was called stops this run at once; the
     /// request is used up when `run` returns, so the loop can be run again.
     pub fn run(&mut self) -> io::Result<()> {
-        self.cx.running = true;
+        self.cx.engine.running = true;
         let result = self.turns();
-        self.cx.running = false;
+        self.cx.engine.running = false;
         self.cx.stop_all();
         self.cx.remote.stop.store(false, Ordering::Release);
         result
@@ -144,12 +144,13 @@ impl<S: 'static> IoMux<S> {
     fn turns(&mut self) -> io::Result<()> {
         loop {
             // Once after a batch: callbacks may have taken long.
-            self.cx.now = self.cx.clock.now();
+            self.cx.engine.now = self.cx.engine.clock.now();
             if self
                 .cx
+                .engine
                 .timers
                 .next_deadline()
-                .is_some_and(|at| at <= self.cx.now)
+                .is_some_and(|at| at <= self.cx.engine.now)
             {
                 // What arrived while the loop was busy is taken in before any
                 // deadline is judged: a peer whose data waits unread because
@@ -175,8 +176,8 @@ impl<S: 'static> IoMux<S> {
             if self.cx.is_idle() {
                 return Ok(());
             }
-            let next = self.cx.timers.next_deadline();
-            let timeout = self.cx.clock.sleep_until(next);
+            let next = self.cx.engine.timers.next_deadline();
+            let timeout = self.cx.engine.clock.sleep_until(next);
             self.wait(timeout)?;
         }
     }
@@ -189,13 +190,13 @@ impl<S: 'static> IoMux<S> {
             Err(e) if e.kind() == ErrorKind::Interrupted => return Ok(0),
             Err(e) => return Err(e),
         }
-        self.cx.wakeups += 1;
-        self.cx.now = self.cx.clock.now();
+        self.cx.engine.wakeups += 1;
+        self.cx.engine.now = self.cx.engine.clock.now();
         let mut n = 0;
         for event in self.events.iter() {
             if event.token() != WAKE {
                 self.cx.on_ready(SocketId::from_token(event.token()), event);
-                if !self.cx.tasks.is_empty() {
+                if !self.cx.engine.tasks.is_empty() {
                     self.cx.run_tasks();
                 }
                 n += 1;
@@ -215,9 +216,9 @@ impl<S: 'static> IoMux<S> {
 
 impl<S: 'static> Cx<S> {
     fn is_idle(&self) -> bool {
-        self.slots.is_empty()
-            && self.tasks.is_empty()
-            && self.timers.is_empty()
+        self.engine.slots.is_empty()
+            && self.engine.tasks.is_empty()
+            && self.engine.timers.is_empty()
             && self.remote.handles.load(Ordering::Acquire) == 0
             && self.remote.posted.lock().map_or(true, |p| p.is_empty())
     }

@@ -87,8 +87,8 @@ pub trait SocketUser<S = ()> {
         len: usize,
         from: SocketAddr,
     ) {
-        io_log!(warn, crate::log::Target::Udp, cx.mux_id, socket = %s, len, kept = data.len(), %from, "datagram longer than the recv: dropped");
-        cx.drop_truncated(s, data.len());
+        io_log!(warn, crate::log::Target::Udp, cx.engine.mux_id, socket = %s, len, kept = data.len(), %from, "datagram longer than the recv: dropped");
+        cx.engine.drop_truncated(s, data.len());
     }
 
     /// The peer finished sending, after its last byte was delivered. `farewell`

@@ -1,21 +1,10 @@
-//! Timeouts, dead peers and admission: the timing side of [`Cx`].
-//!
-//! Deadlines live in the loop's one timer heap. A socket has at most one
-//! deadline that matters at a time (connect, then handshake, then idle; the
-//! linger deadline of `close()` is the lifecycle's own), and idle deadlines are
-//! lazy: data moving only records the time, and a deadline that comes up early
-//! is re-armed from the last activity. So a busy connection costs nothing per
-//! message, an idle one one timer per idle period, and an idle loop sleeps.
+//! Options of a socket on [`Cx`]: timeouts, idle time, TCP keepalive and
+//! user timeout, and a listener's admission limit.
 
-use std::io;
-use std::os::fd::BorrowedFd;
 use std::time::Duration;
 
 use tether_proto::timeouts::Timeouts;
 
-use crate::engine::slot::Deadlines;
-use crate::engine::task::Task;
-use crate::transport::{tcp, Io, Transport};
 use crate::{ApiError, Cx, Keepalive, SocketId};
 
 impl<S: 'static> Cx<S> {
@@ -26,28 +15,13 @@ impl<S: 'static> Cx<S> {
     /// handshake timeout there is what evicts a client that connects and
     /// dribbles.
     pub fn set_timeouts(&mut self, s: SocketId, timeouts: Timeouts) -> Result<(), ApiError> {
-        // The clock at the call, like every timer's: `self.now` is when the
-        // loop last woke, which before `run` may be long ago.
-        let now = self.call_time();
-        let slot = self.live(s)?;
-        slot.timeouts = (!timeouts.is_empty()).then(|| {
-            Box::new(Deadlines {
-                config: timeouts,
-                since: slot.timeouts.as_ref().map_or(now, |d| d.since),
-                stage: slot.life.stage(),
-            })
-        });
-        self.arm(s);
-        Ok(())
+        self.engine.set_timeouts(s, timeouts)
     }
 
     /// How long since data last moved either way on the socket (or since it
     /// was made, if none has).
     pub fn idle_for(&self, s: SocketId) -> Option<Duration> {
-        Some(
-            self.call_time()
-                .saturating_duration_since(self.slot(s)?.active),
-        )
+        self.engine.idle_for(s)
     }
 
     /// TCP keepalive (`None`: off), so a peer that vanished is found even when
@@ -59,7 +33,7 @@ impl<S: 'static> Cx<S> {
         s: SocketId,
         keepalive: Option<Keepalive>,
     ) -> Result<(), ApiError> {
-        self.with_tcp_fd(s, "keepalive", |fd| tcp::set_keepalive(&fd, keepalive))
+        self.engine.set_keepalive(s, keepalive)
     }
 
     /// TCP_USER_TIMEOUT (`None`: the system's default): how long sent data may
@@ -71,7 +45,7 @@ impl<S: 'static> Cx<S> {
         s: SocketId,
         timeout: Option<Duration>,
     ) -> Result<(), ApiError> {
-        self.with_tcp_fd(s, "user timeout", |fd| tcp::set_user_timeout(&fd, timeout))
+        self.engine.set_user_timeout(s, timeout)
     }
 
     /// Admission: at most `max` connections taken by this listener open at
@@ -82,43 +56,6 @@ impl<S: 'static> Cx<S> {
     /// Raising the limit takes the waiting connections once the current
     /// callback returns (never inside this call).
     pub fn max_connections(&mut self, s: SocketId, max: Option<u32>) -> Result<(), ApiError> {
-        let slot = self.live(s)?;
-        let Io::Listener(listening) = &mut slot.io else {
-            return Err(ApiError::Refused(tether_proto::Refused {
-                op: tether_proto::Op::MaxConnections,
-                state: slot.life.state(),
-            }));
-        };
-        listening.max = max;
-        if !listening.full() {
-            // Taken once the current callback returns: `on_incoming` never
-            // runs inside an operation.
-            self.tasks.push_back(Task::Accept(s));
-        }
-        Ok(())
-    }
-
-    /// Set a TCP option on the socket's descriptor.
-    fn with_tcp_fd(
-        &self,
-        s: SocketId,
-        op: &'static str,
-        set: impl FnOnce(BorrowedFd<'_>) -> io::Result<()>,
-    ) -> Result<(), ApiError> {
-        let slot = self.slot(s).ok_or(ApiError::StaleSocket(s))?;
-        let transport = self.transport(s);
-        match (slot.io.fd(), transport) {
-            (Some(fd), Some(Transport::Tcp)) => {
-                set(fd).map_err(|e| ApiError::SocketOption(e.raw_os_error().unwrap_or(0)))
-            }
-            (None, None | Some(Transport::Tcp)) => Err(ApiError::Refused(tether_proto::Refused {
-                op: tether_proto::Op::SetOption,
-                state: slot.life.state(),
-            })),
-            (_, transport) => Err(ApiError::Unsupported {
-                op,
-                transport: transport.unwrap_or(Transport::Tcp),
-            }),
-        }
+        self.engine.max_connections(s, max)
     }
 }

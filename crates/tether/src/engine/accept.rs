@@ -6,6 +6,7 @@ use std::time::Duration;
 use tether_proto::{Lifecycle, Reason};
 
 use crate::engine::slot::{find, Deadlines};
+use crate::engine::Engine;
 use crate::log::Target;
 use crate::message::framed::Framed;
 use crate::security::tls::Tls;
@@ -16,106 +17,7 @@ use crate::{sys, Admission, Cx, Error, PeerInfo, SocketId, SocketUser};
 /// it tries to accept again (the waiting connections stay in the backlog).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
-impl<S: 'static> Cx<S> {
-    /// Take waiting connections, asking the listener's user about each.
-    pub(crate) fn pump_accept(&mut self, listener: SocketId) {
-        loop {
-            let Some(slot) = self.slot(listener) else {
-                return;
-            };
-            let Io::Listener(l) = &slot.io else {
-                return;
-            };
-            if l.full() {
-                // The kernel's backlog holds the rest until one closes.
-                return;
-            }
-            let tls = l.tls.clone();
-            let kind = l.listener.kind();
-            let framed = slot.framed.as_ref().map(|f| f.max_payload());
-            match l.listener.accept() {
-                Ok(accepted) => {
-                    let Some(max_payload) = framed else {
-                        let info = PeerInfo {
-                            peer: accepted.peer,
-                            hello: None,
-                        };
-                        let admission =
-                            self.call(listener, |u, cx| u.on_incoming(cx, listener, &info));
-                        self.admit(listener, admission, accepted.stream, kind, tls.as_ref());
-                        continue;
-                    };
-                    // A framed connection is admitted on its HELLO: until then
-                    // it has no user.
-                    let pending = Framed::new(&[], max_payload);
-                    self.open_accepted(
-                        listener,
-                        None,
-                        accepted.stream,
-                        tls.as_ref(),
-                        Some(pending),
-                    );
-                }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
-                Err(e) if is_transient_accept_error(&e) => {
-                    io_log!(debug, Target::from(kind), self.mux_id, socket = %listener, error = %e, "accept");
-                }
-                Err(e) if is_exhaustion(&e) => {
-                    io_log!(warn, Target::from(kind), self.mux_id, socket = %listener, error = %e, "accept paused");
-                    let at = self.now + ACCEPT_BACKOFF;
-                    if let Some(slot) = find(&mut self.slots, listener) {
-                        self.timers.arm_socket(&mut slot.timer, listener, at);
-                    }
-                    return;
-                }
-                Err(e) => {
-                    self.fail(listener, Reason::AcceptFailed, Error::Io(e));
-                    self.settle(listener);
-                    return;
-                }
-            }
-        }
-    }
-
-    /// Carry out a plain listener's decision on a connection it was offered.
-    fn admit(
-        &mut self,
-        listener: SocketId,
-        admission: Option<Admission<S>>,
-        stream: Stream,
-        kind: Transport,
-        tls: Option<&crate::TlsContext>,
-    ) {
-        match admission {
-            Some(Admission::Accept(user)) => {
-                self.open_accepted(listener, Some(user), stream, tls, None)
-            }
-            Some(Admission::AcceptWith(user, data)) => {
-                io_log!(
-                    warn,
-                    Target::from(kind),
-                    self.mux_id,
-                    socket = %listener,
-                    len = data.len(),
-                    "accept data needs a framed listener: not sent"
-                );
-                self.open_accepted(listener, Some(user), stream, tls, None)
-            }
-            Some(Admission::Reject(data)) => {
-                io_log!(
-                    warn,
-                    Target::from(kind),
-                    self.mux_id,
-                    socket = %listener,
-                    len = data.len(),
-                    "reject data needs a framed listener: reset instead"
-                );
-                self.deny(listener, &stream, kind);
-            }
-            _ => self.deny(listener, &stream, kind),
-        }
-    }
-
+impl<S: 'static> Engine<S> {
     /// A socket for a connection just taken. TLS and framed connections stay
     /// `Connecting` until their handshakes are over.
     pub(crate) fn open_accepted(
@@ -166,6 +68,110 @@ impl<S: 'static> Cx<S> {
 }
 
 impl<S: 'static> Cx<S> {
+    /// Take waiting connections, asking the listener's user about each.
+    pub(crate) fn pump_accept(&mut self, listener: SocketId) {
+        loop {
+            let Some(slot) = self.engine.slot(listener) else {
+                return;
+            };
+            let Io::Listener(l) = &slot.io else {
+                return;
+            };
+            if l.full() {
+                // The kernel's backlog holds the rest until one closes.
+                return;
+            }
+            let tls = l.tls.clone();
+            let kind = l.listener.kind();
+            let framed = slot.framed.as_ref().map(|f| f.max_payload());
+            match l.listener.accept() {
+                Ok(accepted) => {
+                    let Some(max_payload) = framed else {
+                        let info = PeerInfo {
+                            peer: accepted.peer,
+                            hello: None,
+                        };
+                        let admission =
+                            self.call(listener, |u, cx| u.on_incoming(cx, listener, &info));
+                        self.admit(listener, admission, accepted.stream, kind, tls.as_ref());
+                        continue;
+                    };
+                    // A framed connection is admitted on its HELLO: until then
+                    // it has no user.
+                    let pending = Framed::new(&[], max_payload);
+                    self.engine.open_accepted(
+                        listener,
+                        None,
+                        accepted.stream,
+                        tls.as_ref(),
+                        Some(pending),
+                    );
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if is_transient_accept_error(&e) => {
+                    io_log!(debug, Target::from(kind), self.engine.mux_id, socket = %listener, error = %e, "accept");
+                }
+                Err(e) if is_exhaustion(&e) => {
+                    io_log!(warn, Target::from(kind), self.engine.mux_id, socket = %listener, error = %e, "accept paused");
+                    let at = self.engine.now + ACCEPT_BACKOFF;
+                    if let Some(slot) = find(&mut self.engine.slots, listener) {
+                        self.engine.timers.arm_socket(&mut slot.timer, listener, at);
+                    }
+                    return;
+                }
+                Err(e) => {
+                    self.engine
+                        .fail(listener, Reason::AcceptFailed, Error::Io(e));
+                    self.engine.settle(listener);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Carry out a plain listener's decision on a connection it was offered.
+    fn admit(
+        &mut self,
+        listener: SocketId,
+        admission: Option<Admission<S>>,
+        stream: Stream,
+        kind: Transport,
+        tls: Option<&crate::TlsContext>,
+    ) {
+        match admission {
+            Some(Admission::Accept(user)) => {
+                self.engine
+                    .open_accepted(listener, Some(user), stream, tls, None)
+            }
+            Some(Admission::AcceptWith(user, data)) => {
+                io_log!(
+                    warn,
+                    Target::from(kind),
+                    self.engine.mux_id,
+                    socket = %listener,
+                    len = data.len(),
+                    "accept data needs a framed listener: not sent"
+                );
+                self.engine
+                    .open_accepted(listener, Some(user), stream, tls, None)
+            }
+            Some(Admission::Reject(data)) => {
+                io_log!(
+                    warn,
+                    Target::from(kind),
+                    self.engine.mux_id,
+                    socket = %listener,
+                    len = data.len(),
+                    "reject data needs a framed listener: reset instead"
+                );
+                self.engine.deny(listener, &stream, kind);
+            }
+            _ => self.engine.deny(listener, &stream, kind),
+        }
+    }
+}
+
+impl<S: 'static> Engine<S> {
     /// Refuse a connection: RST, so the client sees a refusal (a Unix socket
     /// has none: its client sees the stream end).
     fn deny(&self, listener: SocketId, stream: &Stream, kind: Transport) {
@@ -196,7 +202,7 @@ impl<S: 'static> Cx<S> {
     /// A connection this listener took has closed and its `on_closed` has
     /// returned: one more may be taken.
     pub(crate) fn release_admission(&mut self, listener: SocketId) {
-        let Some(slot) = find(&mut self.slots, listener) else {
+        let Some(slot) = find(&mut self.engine.slots, listener) else {
             return;
         };
         let Io::Listener(listening) = &mut slot.io else {

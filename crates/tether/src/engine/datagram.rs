@@ -11,15 +11,16 @@ use std::net::SocketAddr;
 use mio::Interest;
 use tether_proto::{Reason, SockAddr};
 
-use crate::engine::failure::open_failure;
+use crate::engine::failure::{connect_reason, open_failure};
 use crate::engine::slot::{find, Want};
 use crate::engine::task::{queue_sent, Task};
+use crate::engine::Engine;
 use crate::log::Target;
 use crate::transport::send_queue::SendQueue;
-use crate::transport::{udp, Io};
-use crate::{ApiError, Cx, Error, RecvMode, SocketId};
+use crate::transport::{udp, Io, Transport};
+use crate::{ApiError, Cx, Error, RecvMode, SocketId, SocketUser};
 
-impl<S: 'static> Cx<S> {
+impl<S: 'static> Engine<S> {
     /// Bind a UDP socket and register it; `on_bound` follows.
     pub(crate) fn open_udp(&mut self, s: SocketId, addr: &SockAddr) -> Result<(), (Reason, Error)> {
         let mut sock = udp::bind(addr).map_err(open_failure)?;
@@ -128,54 +129,6 @@ impl<S: 'static> Cx<S> {
         self.settle(s);
     }
 
-    /// Answer the pending recv with the next datagram.
-    pub(crate) fn pump_datagram(&mut self, s: SocketId) {
-        let mut buf = std::mem::take(&mut self.rbuf);
-        while let Some(slot) = find(&mut self.slots, s) {
-            let (Io::Udp(sock, peer), Some(want)) = (&slot.io, slot.want) else {
-                break;
-            };
-            if !slot.readable {
-                break;
-            }
-            // The shared buffer holds the largest datagram whole, so `len` is
-            // always the datagram's true length.
-            match sock.recv_from(&mut buf) {
-                Ok((len, from)) => {
-                    let connected = peer.is_some();
-                    slot.want = None;
-                    slot.active = self.now;
-                    slot.life.read(len);
-                    let kept = len.min(want.n);
-                    slot.life.delivered(kept);
-                    slot.life.drop_held();
-                    let data = &buf[..kept];
-                    self.call(s, |u, cx| {
-                        if len > kept {
-                            u.on_truncated(cx, s, data, len, from)
-                        } else if connected {
-                            u.on_received(cx, s, data)
-                        } else {
-                            u.on_received_from(cx, s, data, from)
-                        }
-                    });
-                    break;
-                }
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                    slot.readable = false;
-                    break;
-                }
-                Err(e) => {
-                    self.fail(s, Reason::Lost, Error::Io(e));
-                    self.settle(s);
-                    break;
-                }
-            }
-        }
-        self.rbuf = buf;
-    }
-
     pub(crate) fn on_udp_ready(&mut self, s: SocketId, event: &mio::event::Event) {
         let Some(slot) = find(&mut self.slots, s) else {
             return;
@@ -207,7 +160,57 @@ impl<S: 'static> Cx<S> {
     }
 }
 
-impl<S> Cx<S> {
+impl<S: 'static> Cx<S> {
+    /// Answer the pending recv with the next datagram.
+    pub(crate) fn pump_datagram(&mut self, s: SocketId) {
+        let mut buf = std::mem::take(&mut self.engine.rbuf);
+        while let Some(slot) = find(&mut self.engine.slots, s) {
+            let (Io::Udp(sock, peer), Some(want)) = (&slot.io, slot.want) else {
+                break;
+            };
+            if !slot.readable {
+                break;
+            }
+            // The shared buffer holds the largest datagram whole, so `len` is
+            // always the datagram's true length.
+            match sock.recv_from(&mut buf) {
+                Ok((len, from)) => {
+                    let connected = peer.is_some();
+                    slot.want = None;
+                    slot.active = self.engine.now;
+                    slot.life.read(len);
+                    let kept = len.min(want.n);
+                    slot.life.delivered(kept);
+                    slot.life.drop_held();
+                    let data = &buf[..kept];
+                    self.call(s, |u, cx| {
+                        if len > kept {
+                            u.on_truncated(cx, s, data, len, from)
+                        } else if connected {
+                            u.on_received(cx, s, data)
+                        } else {
+                            u.on_received_from(cx, s, data, from)
+                        }
+                    });
+                    break;
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    slot.readable = false;
+                    break;
+                }
+                Err(e) => {
+                    self.engine.fail(s, Reason::Lost, Error::Io(e));
+                    self.engine.settle(s);
+                    break;
+                }
+            }
+        }
+        self.engine.rbuf = buf;
+    }
+}
+
+impl<S> Engine<S> {
     /// What the default `on_truncated` does beside its warning: the datagram is
     /// dropped whole, so its kept bytes count as unread too, and the recv it
     /// answered is asked again, so the next datagram answers it as if the cut
@@ -241,5 +244,110 @@ fn send_one(sock: &mio::net::UdpSocket, to: Option<SocketAddr>, data: &[u8]) -> 
             // A datagram goes whole or not at all.
             other => return other.map(drop),
         }
+    }
+}
+
+impl<S: 'static> Engine<S> {
+    /// A new UDP socket, with `user` for its callbacks. `bind` gives it an
+    /// address (port 0: the system picks); `send_to` or `connect` on an unbound
+    /// one binds it to every interface of the peer's family first.
+    pub(crate) fn udp(&mut self, user: impl SocketUser<S> + 'static) -> SocketId {
+        self.insert(
+            Some(Box::new(user)),
+            Io::None,
+            tether_proto::Lifecycle::datagram(),
+        )
+    }
+
+    /// Send one datagram to `to`. It is written at once when the kernel takes
+    /// it, else queued and written in order; `on_sent` follows either way. An
+    /// error the kernel gives for this datagram alone (say, an unreachable
+    /// network) is returned as [`ApiError::NotSent`] and the socket stays open.
+    pub(crate) fn send_to(
+        &mut self,
+        s: SocketId,
+        data: &[u8],
+        to: SocketAddr,
+    ) -> Result<(), ApiError> {
+        let slot = self.live(s)?;
+        if !slot.life.is_datagram() {
+            return Err(ApiError::Unsupported {
+                op: "send_to",
+                transport: slot.io.kind().unwrap_or(Transport::Tcp),
+            });
+        }
+        // Refused before a fresh socket is bound for it: misuse changes nothing.
+        let max = udp::max_payload(&to);
+        if data.len() > max {
+            return Err(ApiError::DatagramTooLarge {
+                len: data.len(),
+                max,
+            });
+        }
+        if matches!(slot.io, Io::None) && slot.life.closed().is_none() {
+            // Like sendto(2) on an unbound socket: take an ephemeral port.
+            slot.life.bind()?;
+            if let Err((reason, error)) = self.open_udp(s, &udp::any_for(&to)) {
+                self.fail(s, reason, error);
+                self.settle(s);
+                return Ok(());
+            }
+        }
+        self.send_datagram(s, Some(to), data)
+    }
+
+    pub(crate) fn bind_udp(&mut self, s: SocketId, addr: &str) -> Result<(), ApiError> {
+        self.live(s)?.life.bind()?;
+        let opened = SockAddr::parse(addr)
+            .map_err(|e| (Reason::AddressInvalid, Error::Address(e)))
+            .and_then(|a| self.open_udp(s, &a));
+        if let Err((reason, error)) = opened {
+            self.fail(s, reason, error);
+        }
+        self.settle(s);
+        Ok(())
+    }
+
+    pub(crate) fn connect_udp(&mut self, s: SocketId, addr: &str) -> Result<(), ApiError> {
+        let slot = self.live(s)?;
+        let unbound = matches!(slot.io, Io::None);
+        slot.life.connect()?;
+        let peer = match SockAddr::parse(addr) {
+            Ok(SockAddr::Inet(peer)) => Ok(peer),
+            Ok(_) => Err((
+                Reason::AddressInvalid,
+                Error::AddressMismatch("a UDP socket needs an ip:port address"),
+            )),
+            Err(e) => Err((Reason::AddressInvalid, Error::Address(e))),
+        };
+        let result = peer.and_then(|peer| self.attach_peer(s, peer, unbound));
+        if let Err((reason, error)) = result {
+            self.fail(s, reason, error);
+        }
+        self.settle(s);
+        Ok(())
+    }
+
+    /// Fix the peer of a UDP socket, binding it first if it is not yet.
+    fn attach_peer(
+        &mut self,
+        s: SocketId,
+        peer: SocketAddr,
+        unbound: bool,
+    ) -> Result<(), (Reason, Error)> {
+        if unbound {
+            self.open_udp(s, &udp::any_for(&peer))?;
+        }
+        let Some(slot) = find(&mut self.slots, s) else {
+            return Ok(());
+        };
+        if let Io::Udp(sock, fixed) = &mut slot.io {
+            sock.connect(peer)
+                .map_err(|e| (connect_reason(&e), Error::Io(e)))?;
+            *fixed = Some(Box::new(peer));
+        }
+        io_log!(debug, Target::Udp, self.mux_id, socket = %s, %peer, "connected");
+        slot.life.connected();
+        Ok(())
     }
 }

@@ -4,27 +4,30 @@ use std::time::Instant;
 
 use crate::engine::slot::find;
 use crate::engine::timers::Due;
+use crate::engine::Engine;
 use crate::log::Target;
 use crate::transport::Io;
 use crate::{Cx, SocketId};
 
 impl<S: 'static> Cx<S> {
     pub(crate) fn fire_timers(&mut self) {
-        let now = self.now;
-        while let Some(due) = self.timers.pop_due(now) {
+        let now = self.engine.now;
+        while let Some(due) = self.engine.timers.pop_due(now) {
             match due {
                 Due::Socket(s) => {
-                    let Some(slot) = self.slot(s) else { continue };
+                    let Some(slot) = self.engine.slot(s) else {
+                        continue;
+                    };
                     if matches!(slot.io, Io::Listener(..)) {
                         self.pump_accept(s);
                     } else {
-                        self.on_deadline(s, now);
+                        self.engine.on_deadline(s, now);
                     }
                 }
                 Due::User(id, at) => {
-                    if let Some(mut f) = self.timers.take(id) {
+                    if let Some(mut f) = self.engine.timers.take(id) {
                         f(self);
-                        self.timers.restore(id, at, now, f);
+                        self.engine.timers.restore(id, at, now, f);
                     }
                 }
             }
@@ -33,7 +36,7 @@ impl<S: 'static> Cx<S> {
     }
 }
 
-impl<S: 'static> Cx<S> {
+impl<S: 'static> Engine<S> {
     /// Put the socket's current deadline on the timer heap.
     pub(crate) fn arm(&mut self, s: SocketId) {
         let Some(slot) = find(&mut self.slots, s) else {

@@ -1,9 +1,10 @@
 //! Callbacks: running a user's callback, and the queue of callbacks deferred
 //! until the current one returns.
 
+use tether_proto::Reason;
+
 use crate::engine::task::Task;
 use crate::{Closed, Cx, SocketId, SocketUser};
-use tether_proto::Reason;
 
 impl<S: 'static> Cx<S> {
     /// Run a callback of `s`'s user. The user is taken out of its slot for the
@@ -13,9 +14,9 @@ impl<S: 'static> Cx<S> {
         s: SocketId,
         f: impl FnOnce(&mut dyn SocketUser<S>, &mut Cx<S>) -> R,
     ) -> Option<R> {
-        let mut user = self.slot_mut(s)?.user.take()?;
+        let mut user = self.engine.slot_mut(s)?.user.take()?;
         let r = f(&mut *user, self);
-        if let Some(slot) = self.slot_mut(s) {
+        if let Some(slot) = self.engine.slot_mut(s) {
             // Unless set_user gave it a new one meanwhile.
             if slot.user.is_none() {
                 slot.user = Some(user);
@@ -26,10 +27,10 @@ impl<S: 'static> Cx<S> {
 
     /// Callbacks queued by operations, run in order once nobody is inside one.
     pub(crate) fn run_tasks(&mut self) {
-        while let Some(task) = self.tasks.pop_front() {
+        while let Some(task) = self.engine.tasks.pop_front() {
             match task {
                 Task::Bound(s) => {
-                    if let Some(local) = self.slot(s).and_then(|slot| slot.io.local_addr()) {
+                    if let Some(local) = self.engine.slot(s).and_then(|slot| slot.io.local_addr()) {
                         self.call(s, |u, cx| u.on_bound(cx, s, &local));
                     }
                 }
@@ -39,6 +40,7 @@ impl<S: 'static> Cx<S> {
                 Task::TlsReady(s) => self.tls_ready(s),
                 Task::Secured(s) => {
                     let info = self
+                        .engine
                         .slot(s)
                         .filter(|slot| slot.life.closed().is_none())
                         .and_then(|slot| slot.tls.as_ref())
@@ -48,8 +50,8 @@ impl<S: 'static> Cx<S> {
                     }
                     // With no recv pending, the peer's end is seen now or
                     // never: the poller will not say it again.
-                    self.end_if_drained(s);
-                    self.settle(s);
+                    self.engine.end_if_drained(s);
+                    self.engine.settle(s);
                 }
                 Task::Accepted(s) => {
                     self.call(s, |u, cx| u.on_accepted(cx, s));
@@ -59,12 +61,17 @@ impl<S: 'static> Cx<S> {
                 }
                 Task::PeerShutdown(s) => {
                     let farewell = self
+                        .engine
                         .slot_mut(s)
                         .and_then(|slot| slot.framed.as_mut())
                         .and_then(|f| f.farewell.take());
                     self.call(s, |u, cx| u.on_peer_shutdown(cx, s, farewell.as_deref()));
                     // Kept for Closed::farewell too.
-                    if let Some(framed) = self.slot_mut(s).and_then(|slot| slot.framed.as_mut()) {
+                    if let Some(framed) = self
+                        .engine
+                        .slot_mut(s)
+                        .and_then(|slot| slot.framed.as_mut())
+                    {
                         framed.farewell = farewell;
                     }
                 }
@@ -80,12 +87,14 @@ impl<S: 'static> Cx<S> {
 
     /// The last callback of a socket: its slot goes, then `on_closed` runs.
     fn finish(&mut self, s: SocketId) {
-        let Some(slot) = self.slot(s) else { return };
+        let Some(slot) = self.engine.slot(s) else {
+            return;
+        };
         if slot.life.closed().is_none() {
             return;
         }
-        let mut slot = self.slots.remove(s.idx as usize);
-        self.timers.disarm_socket(&mut slot.timer);
+        let mut slot = self.engine.slots.remove(s.idx as usize);
+        self.engine.timers.disarm_socket(&mut slot.timer);
         let end = slot.end.take().map(|b| *b).unwrap_or_default();
         let closed = Closed {
             reason: slot.life.closed().unwrap_or(Reason::Lost),
@@ -95,7 +104,7 @@ impl<S: 'static> Cx<S> {
             discard: end.discard,
             farewell: slot.framed.as_mut().and_then(|f| f.farewell.take()),
         };
-        io_log!(debug, slot.log_target(), self.mux_id, socket = %s, reason = %closed.reason, closed.unsent, closed.unread, "closed");
+        io_log!(debug, slot.log_target(), self.engine.mux_id, socket = %s, reason = %closed.reason, closed.unsent, closed.unread, "closed");
         if let Some(mut user) = slot.user {
             user.on_closed(self, s, &closed);
         }

@@ -2,10 +2,11 @@
 
 use tether_proto::Reason;
 
+use crate::engine::Engine;
 use crate::transport::OpenError;
-use crate::{Cx, Error, SocketId};
+use crate::{Error, SocketId};
 
-impl<S: 'static> Cx<S> {
+impl<S: 'static> Engine<S> {
     /// Record a failure: the lifecycle ends with `reason`, `error` says why.
     pub(crate) fn fail(&mut self, s: SocketId, reason: Reason, error: impl Into<Option<Error>>) {
         if let Some(slot) = self.slot_mut(s) {

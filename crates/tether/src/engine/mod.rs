@@ -2,8 +2,10 @@
 //! queue of deferred callbacks, the timer heap, and the work that moves bytes
 //! and readiness through a socket's layers and carries out its lifecycle.
 //!
-//! The data lives in `Cx`; each file here holds one part of the work, as
-//! methods on `Cx` that callbacks never see.
+//! [`Engine`] holds the data; each file here holds one part of the work. What
+//! runs no callback is a method of `Engine`; what must call a socket's user
+//! (delivering bytes, asking admission, running deferred callbacks) is a
+//! method of `Cx`, which owns the engine and lends itself to the callback.
 
 mod accept;
 pub(crate) mod datagram;
@@ -11,6 +13,8 @@ mod deadlines;
 mod dispatch;
 pub(crate) mod failure;
 mod framed;
+mod ops;
+mod options;
 pub(crate) mod read;
 mod ready;
 pub(crate) mod settle;
@@ -19,3 +23,60 @@ pub(crate) mod task;
 pub(crate) mod timers;
 pub(crate) mod tls;
 mod write;
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use slab::Slab;
+
+use crate::clock::Clock;
+use crate::engine::slot::Slot;
+use crate::engine::task::Task;
+use crate::engine::timers::Timers;
+
+/// Size of the shared read buffer: a Partial recv is answered with at most this
+/// much, and an Exact recv up to this size is served from it without a copy.
+pub(crate) const READ_BUF: usize = 64 * 1024;
+
+/// The loop's machinery behind [`Cx`](crate::Cx).
+pub(crate) struct Engine<S> {
+    pub(crate) registry: mio::Registry,
+    pub(crate) slots: Slab<Slot<S>>,
+    /// The generation the next socket gets.
+    pub(crate) gen: u32,
+    /// Callbacks deferred until the current one returns.
+    pub(crate) tasks: VecDeque<Task>,
+    pub(crate) timers: Timers<S>,
+    /// The read buffer all sockets share; callbacks get slices of it.
+    pub(crate) rbuf: Vec<u8>,
+    /// The loop's time, read at its fixed points (see `Cx::now`).
+    pub(crate) now: Instant,
+    pub(crate) clock: Clock,
+    /// The loop is closing every socket: nothing new may open.
+    pub(crate) stopping: bool,
+    /// This loop's number in log lines.
+    pub(crate) mux_id: u32,
+    /// Times the loop came back from waiting for readiness.
+    pub(crate) wakeups: u64,
+    /// Inside `IoMux::run`.
+    pub(crate) running: bool,
+}
+
+impl<S> Engine<S> {
+    pub(crate) fn new(registry: mio::Registry, clock: Clock) -> Self {
+        Engine {
+            registry,
+            slots: Slab::new(),
+            gen: 0,
+            tasks: VecDeque::new(),
+            timers: Timers::default(),
+            rbuf: vec![0; READ_BUF],
+            now: clock.now(),
+            clock,
+            stopping: false,
+            mux_id: crate::log::next_mux_id(),
+            wakeups: 0,
+            running: false,
+        }
+    }
+}

@@ -5,157 +5,16 @@ use tether_proto::{Handshake, Reason};
 
 use crate::engine::slot::{find, Slot, Want};
 use crate::engine::task::Task;
-use crate::security::tls::Tls;
-use crate::security::tls::{read_failure, truncated};
-use crate::transport::{read, Io, Read, Stream};
+use crate::engine::Engine;
+use crate::security::tls::{read_failure, truncated, Tls};
+use crate::transport::read;
+use crate::transport::{Io, Read, Stream};
 use crate::{sys, Cx, RecvMode, SocketId};
 
 /// Reads one draining socket may do before others get a turn.
 const DRAIN_READS_PER_TURN: usize = 16;
 
-impl<S: 'static> Cx<S> {
-    /// Read what is wanted, in the way the socket's layers call for.
-    #[inline]
-    pub(crate) fn pump(&mut self, s: SocketId) {
-        let Some(slot) = self.slot(s) else { return };
-        if slot.life.is_datagram() {
-            self.pump_datagram(s);
-        } else if slot.tls.is_some() && slot.life.handshake() == Some(Handshake::Security) {
-            // Until the handshake is over, what arrives is the handshake's.
-            self.drive_tls(s);
-        } else if slot.framed.is_some()
-            // A close() before WELCOME waits for it, as a close while connecting
-            // waits for the connection: only then can what it sends go out.
-            && (slot.life.handshake() == Some(Handshake::Message) || !slot.life.is_draining())
-        {
-            self.pump_framed(s);
-        } else {
-            self.pump_read(s);
-        }
-    }
-
-    /// Read for the pending recv (one answer per turn) or for a draining close.
-    fn pump_read(&mut self, s: SocketId) {
-        let mut buf = std::mem::take(&mut self.rbuf);
-        // Whether the turn's reads ran out while input was still wanted.
-        let ran_out = 'turn: {
-            for _ in 0..DRAIN_READS_PER_TURN {
-                let Some(slot) = find(&mut self.slots, s) else {
-                    break 'turn false;
-                };
-                let Slot {
-                    io: Io::Stream(stream),
-                    tls,
-                    readable,
-                    partial,
-                    want: pending,
-                    life,
-                    active,
-                    ..
-                } = slot
-                else {
-                    break 'turn false;
-                };
-                // With TLS, decrypted bytes may wait in the session though the
-                // socket has nothing more.
-                if (!*readable && tls.is_none()) || !life.wants_input() {
-                    break 'turn false;
-                }
-                let tls = tls.as_deref_mut();
-                let fin_seen = life.fin_seen();
-                if life.is_draining() {
-                    match read_stream(stream, tls, readable, fin_seen, &mut buf) {
-                        Read::Data(n) => life.read(n),
-                        Read::Eof => life.eof(),
-                        Read::Empty => break 'turn false,
-                        Read::Failed(e) => self.fail(s, read_failure(&e), e),
-                    }
-                    self.settle(s);
-                    continue;
-                }
-                let Some(want) = *pending else {
-                    break 'turn false;
-                };
-                let outcome = match want.mode {
-                    RecvMode::Partial => {
-                        let cap = want.n.min(buf.len());
-                        read_stream(stream, tls, readable, fin_seen, &mut buf[..cap])
-                    }
-                    RecvMode::Exact if partial.is_empty() && want.n <= buf.len() => {
-                        read_stream(stream, tls, readable, fin_seen, &mut buf[..want.n])
-                    }
-                    RecvMode::Exact => {
-                        let filled = partial.len();
-                        partial.resize(want.n, 0);
-                        let r =
-                            read_stream(stream, tls, readable, fin_seen, &mut partial[filled..]);
-                        let got = if let Read::Data(n) = r { n } else { 0 };
-                        partial.truncate(filled + got);
-                        r
-                    }
-                };
-                match outcome {
-                    Read::Data(n) => {
-                        life.read(n);
-                        *active = self.now;
-                        let gathered = match answer(want, partial, &buf, n) {
-                            Answer::NotYet => continue,
-                            Answer::InBuffer => None,
-                            Answer::Gathered(bytes) => Some(bytes),
-                        };
-                        let data = gathered.as_deref().unwrap_or(&buf[..n]);
-                        *pending = None;
-                        life.delivered(data.len());
-                        self.deliver(s, data);
-                        break 'turn false;
-                    }
-                    Read::Eof => {
-                        pending.take();
-                        *partial = Vec::new();
-                        life.eof();
-                        self.settle(s);
-                        break 'turn false;
-                    }
-                    Read::Empty => break 'turn false,
-                    Read::Failed(e) => {
-                        self.fail(s, read_failure(&e), e);
-                        self.settle(s);
-                        break 'turn false;
-                    }
-                }
-            }
-            true
-        };
-        self.rbuf = buf;
-        let Some(slot) = self.slot(s) else { return };
-        // The turn's reads ran out with input still wanted and waiting (a long
-        // drain, a large Exact recv): edge-triggered readiness will not say so
-        // again, so come back after the other sockets had their turn.
-        let wanted = slot.want.is_some() || slot.life.is_draining();
-        let again = ran_out && wanted && slot.readable && slot.life.wants_input();
-        // Reading may have produced records to answer (alerts, key updates).
-        let answer_records = slot.tls.as_ref().is_some_and(|t| t.wants_write());
-        if again {
-            self.tasks.push_back(Task::Read(s));
-        }
-        if answer_records {
-            self.flush(s);
-        }
-    }
-
-    /// Hand the answer of its recv (already taken off the socket) to the user.
-    fn deliver(&mut self, s: SocketId, data: &[u8]) {
-        self.call(s, |u, cx| u.on_received(cx, s, data));
-        // The peer's FIN may have come with these last bytes.
-        if self
-            .slot(s)
-            .is_some_and(|slot| slot.life.fin_seen() && slot.life.wants_end_probe())
-        {
-            self.end_if_drained(s);
-        }
-        self.settle(s);
-    }
-
+impl<S: 'static> Engine<S> {
     /// Rule 2 without a recv: once the peer's FIN is known, nobody waits for
     /// input and none is left in the kernel, the end is reported now rather than
     /// at a recv that may never come.
@@ -188,6 +47,155 @@ impl<S: 'static> Cx<S> {
         } else if sys::pending_in(stream) == 0 {
             self.fail(s, Reason::Lost, truncated());
         }
+    }
+}
+
+impl<S: 'static> Cx<S> {
+    /// Read what is wanted, in the way the socket's layers call for.
+    #[inline]
+    pub(crate) fn pump(&mut self, s: SocketId) {
+        let Some(slot) = self.engine.slot(s) else {
+            return;
+        };
+        if slot.life.is_datagram() {
+            self.pump_datagram(s);
+        } else if slot.tls.is_some() && slot.life.handshake() == Some(Handshake::Security) {
+            // Until the handshake is over, what arrives is the handshake's.
+            self.engine.drive_tls(s);
+        } else if slot.framed.is_some()
+            // A close() before WELCOME waits for it, as a close while connecting
+            // waits for the connection: only then can what it sends go out.
+            && (slot.life.handshake() == Some(Handshake::Message) || !slot.life.is_draining())
+        {
+            self.pump_framed(s);
+        } else {
+            self.pump_read(s);
+        }
+    }
+
+    /// Read for the pending recv (one answer per turn) or for a draining close.
+    fn pump_read(&mut self, s: SocketId) {
+        let mut buf = std::mem::take(&mut self.engine.rbuf);
+        // Whether the turn's reads ran out while input was still wanted.
+        let ran_out = 'turn: {
+            for _ in 0..DRAIN_READS_PER_TURN {
+                let Some(slot) = find(&mut self.engine.slots, s) else {
+                    break 'turn false;
+                };
+                let Slot {
+                    io: Io::Stream(stream),
+                    tls,
+                    readable,
+                    partial,
+                    want: pending,
+                    life,
+                    active,
+                    ..
+                } = slot
+                else {
+                    break 'turn false;
+                };
+                // With TLS, decrypted bytes may wait in the session though the
+                // socket has nothing more.
+                if (!*readable && tls.is_none()) || !life.wants_input() {
+                    break 'turn false;
+                }
+                let tls = tls.as_deref_mut();
+                let fin_seen = life.fin_seen();
+                if life.is_draining() {
+                    match read_stream(stream, tls, readable, fin_seen, &mut buf) {
+                        Read::Data(n) => life.read(n),
+                        Read::Eof => life.eof(),
+                        Read::Empty => break 'turn false,
+                        Read::Failed(e) => self.engine.fail(s, read_failure(&e), e),
+                    }
+                    self.engine.settle(s);
+                    continue;
+                }
+                let Some(want) = *pending else {
+                    break 'turn false;
+                };
+                let outcome = match want.mode {
+                    RecvMode::Partial => {
+                        let cap = want.n.min(buf.len());
+                        read_stream(stream, tls, readable, fin_seen, &mut buf[..cap])
+                    }
+                    RecvMode::Exact if partial.is_empty() && want.n <= buf.len() => {
+                        read_stream(stream, tls, readable, fin_seen, &mut buf[..want.n])
+                    }
+                    RecvMode::Exact => {
+                        let filled = partial.len();
+                        partial.resize(want.n, 0);
+                        let r =
+                            read_stream(stream, tls, readable, fin_seen, &mut partial[filled..]);
+                        let got = if let Read::Data(n) = r { n } else { 0 };
+                        partial.truncate(filled + got);
+                        r
+                    }
+                };
+                match outcome {
+                    Read::Data(n) => {
+                        life.read(n);
+                        *active = self.engine.now;
+                        let gathered = match answer(want, partial, &buf, n) {
+                            Answer::NotYet => continue,
+                            Answer::InBuffer => None,
+                            Answer::Gathered(bytes) => Some(bytes),
+                        };
+                        let data = gathered.as_deref().unwrap_or(&buf[..n]);
+                        *pending = None;
+                        life.delivered(data.len());
+                        self.deliver(s, data);
+                        break 'turn false;
+                    }
+                    Read::Eof => {
+                        pending.take();
+                        *partial = Vec::new();
+                        life.eof();
+                        self.engine.settle(s);
+                        break 'turn false;
+                    }
+                    Read::Empty => break 'turn false,
+                    Read::Failed(e) => {
+                        self.engine.fail(s, read_failure(&e), e);
+                        self.engine.settle(s);
+                        break 'turn false;
+                    }
+                }
+            }
+            true
+        };
+        self.engine.rbuf = buf;
+        let Some(slot) = self.engine.slot(s) else {
+            return;
+        };
+        // The turn's reads ran out with input still wanted and waiting (a long
+        // drain, a large Exact recv): edge-triggered readiness will not say so
+        // again, so come back after the other sockets had their turn.
+        let wanted = slot.want.is_some() || slot.life.is_draining();
+        let again = ran_out && wanted && slot.readable && slot.life.wants_input();
+        // Reading may have produced records to answer (alerts, key updates).
+        let answer_records = slot.tls.as_ref().is_some_and(|t| t.wants_write());
+        if again {
+            self.engine.tasks.push_back(Task::Read(s));
+        }
+        if answer_records {
+            self.engine.flush(s);
+        }
+    }
+
+    /// Hand the answer of its recv (already taken off the socket) to the user.
+    fn deliver(&mut self, s: SocketId, data: &[u8]) {
+        self.call(s, |u, cx| u.on_received(cx, s, data));
+        // The peer's FIN may have come with these last bytes.
+        if self
+            .engine
+            .slot(s)
+            .is_some_and(|slot| slot.life.fin_seen() && slot.life.wants_end_probe())
+        {
+            self.engine.end_if_drained(s);
+        }
+        self.engine.settle(s);
     }
 }
 

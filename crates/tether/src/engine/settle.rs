@@ -5,11 +5,13 @@ use tether_proto::{Action, Event, Reason, State};
 
 use crate::engine::slot::{find, Slot};
 use crate::engine::task::Task;
+use crate::engine::Engine;
 use crate::security::tls::Flushed;
 use crate::transport::{Io, Stream};
-use crate::{sys, Cx, DiscardMethod, Error, SocketId};
+use crate::DiscardMethod;
+use crate::{sys, Cx, Error, SocketId};
 
-impl<S: 'static> Cx<S> {
+impl<S: 'static> Engine<S> {
     /// Carry out what the lifecycle asks, and queue what it reports.
     #[inline]
     pub(crate) fn settle(&mut self, s: SocketId) {
@@ -113,16 +115,19 @@ impl<S: 'static> Cx<S> {
             self.flush(s);
         }
     }
+}
 
+impl<S: 'static> Cx<S> {
     /// The loop is ending: close every socket, each with its `on_closed`. A
     /// callback may open new sockets meanwhile; they are closed in turn.
     pub(crate) fn stop_all(&mut self) {
-        self.stopping = true;
+        self.engine.stopping = true;
         for _ in 0..64 {
-            if self.slots.is_empty() {
+            if self.engine.slots.is_empty() {
                 break;
             }
             let ids: Vec<SocketId> = self
+                .engine
                 .slots
                 .iter()
                 .map(|(idx, slot)| SocketId {
@@ -131,15 +136,15 @@ impl<S: 'static> Cx<S> {
                 })
                 .collect();
             for s in ids {
-                if let Some(slot) = self.slot_mut(s) {
+                if let Some(slot) = self.engine.slot_mut(s) {
                     slot.life.stop();
                 }
-                self.settle(s);
+                self.engine.settle(s);
             }
             self.run_tasks();
         }
-        self.timers.clear();
-        self.stopping = false;
+        self.engine.timers.clear();
+        self.engine.stopping = false;
     }
 }
 

@@ -1,9 +1,9 @@
 //! The callbacks an operation causes, deferred until the current callback
 //! returns: no callback ever runs inside an operation.
 
-use tether_proto::State;
-
 use std::collections::VecDeque;
+
+use tether_proto::State;
 
 use crate::SocketId;
 

@@ -1,17 +1,18 @@
 //! The security layer in the engine: the handshake's progress, its end
 //! (ALPN, `on_tls_ready`, held data let go), and records out.
 
-use tether_proto::{Handshake, Lifecycle, Reason};
+use tether_proto::{Handshake, Lifecycle, Op, Reason, Refused, State};
 
 use crate::engine::settle::send_fin;
 use crate::engine::slot::find;
 use crate::engine::task::{queue_sent, Task};
+use crate::engine::Engine;
 use crate::log::Target;
-use crate::security::tls::Flushed;
+use crate::security::tls::{Flushed, Tls};
 use crate::transport::Io;
-use crate::{Cx, Error, SocketId};
+use crate::{ApiError, Cx, Error, SocketId, TlsContext, TlsRole};
 
-impl<S: 'static> Cx<S> {
+impl<S: 'static> Engine<S> {
     /// Move a handshake on with what the socket holds; once it is over,
     /// announce it.
     pub(crate) fn drive_tls(&mut self, s: SocketId) {
@@ -38,54 +39,6 @@ impl<S: 'static> Cx<S> {
             Ok(()) if !tls.is_handshaking() => self.tasks.push_back(Task::TlsReady(s)),
             Ok(()) => {}
         }
-    }
-
-    /// The handshake is over: let the user refuse the ALPN choice, then tell
-    /// the lifecycle (which reports it, and opens the connection or begins the
-    /// next handshake), then let the data held during the handshake go.
-    pub(crate) fn tls_ready(&mut self, s: SocketId) {
-        let Some(slot) = find(&mut self.slots, s) else {
-            return;
-        };
-        let Some(tls) = slot.tls.as_ref() else { return };
-        if slot.life.handshake() != Some(Handshake::Security) {
-            return;
-        }
-        let info = tls.info();
-        io_log!(debug, Target::Tls, self.mux_id, socket = %s, version = %info.version, suite = info.cipher_suite, "handshake done");
-        if let Some(protocol) = info.alpn.clone() {
-            if self.call(s, |u, cx| u.on_alpn(cx, s, &protocol)) == Some(false) {
-                self.fail(s, Reason::TlsHandshakeFailed, Error::AlpnRefused(protocol));
-                self.settle(s);
-                return;
-            }
-        }
-        let Some(slot) = find(&mut self.slots, s) else {
-            return;
-        };
-        if slot.life.closed().is_some() {
-            return;
-        }
-        // What was sent during the handshake goes first, ahead of anything
-        // sent from the callbacks that follow.
-        if let (Some(tls), Some(held)) = (slot.tls.as_mut(), slot.outq.take()) {
-            tls.queue(held.pending(), held.sends());
-        }
-        // on_tls_ready and a client's on_connected are queued now, ahead of
-        // whatever they cause (a recv answered from records already read).
-        slot.life.secured();
-        self.settle(s);
-        let Some(slot) = find(&mut self.slots, s) else {
-            return;
-        };
-        if slot.life.closed().is_some() {
-            return;
-        }
-        let framed_handshake = slot.life.handshake() == Some(Handshake::Message);
-        if slot.want.is_some() || slot.life.is_draining() || framed_handshake {
-            self.tasks.push_back(Task::Read(s));
-        }
-        self.flush(s);
     }
 
     /// Write what TLS has for the wire; complete sends whose records went out.
@@ -127,8 +80,168 @@ impl<S: 'static> Cx<S> {
     }
 }
 
+impl<S: 'static> Cx<S> {
+    /// The handshake is over: let the user refuse the ALPN choice, then tell
+    /// the lifecycle (which reports it, and opens the connection or begins the
+    /// next handshake), then let the data held during the handshake go.
+    pub(crate) fn tls_ready(&mut self, s: SocketId) {
+        let Some(slot) = find(&mut self.engine.slots, s) else {
+            return;
+        };
+        let Some(tls) = slot.tls.as_ref() else { return };
+        if slot.life.handshake() != Some(Handshake::Security) {
+            return;
+        }
+        let info = tls.info();
+        io_log!(debug, Target::Tls, self.engine.mux_id, socket = %s, version = %info.version, suite = info.cipher_suite, "handshake done");
+        if let Some(protocol) = info.alpn.clone() {
+            if self.call(s, |u, cx| u.on_alpn(cx, s, &protocol)) == Some(false) {
+                self.engine
+                    .fail(s, Reason::TlsHandshakeFailed, Error::AlpnRefused(protocol));
+                self.engine.settle(s);
+                return;
+            }
+        }
+        let Some(slot) = find(&mut self.engine.slots, s) else {
+            return;
+        };
+        if slot.life.closed().is_some() {
+            return;
+        }
+        // What was sent during the handshake goes first, ahead of anything
+        // sent from the callbacks that follow.
+        if let (Some(tls), Some(held)) = (slot.tls.as_mut(), slot.outq.take()) {
+            tls.queue(held.pending(), held.sends());
+        }
+        // on_tls_ready and a client's on_connected are queued now, ahead of
+        // whatever they cause (a recv answered from records already read).
+        slot.life.secured();
+        self.engine.settle(s);
+        let Some(slot) = find(&mut self.engine.slots, s) else {
+            return;
+        };
+        if slot.life.closed().is_some() {
+            return;
+        }
+        let framed_handshake = slot.life.handshake() == Some(Handshake::Message);
+        if slot.want.is_some() || slot.life.is_draining() || framed_handshake {
+            self.engine.tasks.push_back(Task::Read(s));
+        }
+        self.engine.flush(s);
+    }
+}
+
 /// The security handshake is done (or there is none to wait for): user data
 /// goes through the session.
 pub(crate) fn secured(life: &Lifecycle) -> bool {
     life.wire_up() && life.handshake() != Some(Handshake::Security)
+}
+
+impl<S: 'static> Engine<S> {
+    /// Connect to `addr` over TLS, verifying the server as `server_name` (sent as
+    /// SNI; a DNS name or an IP address). `on_tls_ready`, then `on_connected`,
+    /// follow once the handshake is over; a failed handshake ends the socket
+    /// with `Reason::TlsHandshakeFailed` and the rustls error.
+    pub(crate) fn connect_tls(
+        &mut self,
+        s: SocketId,
+        addr: &str,
+        server_name: &str,
+        ctx: &TlsContext,
+    ) -> Result<(), ApiError> {
+        if ctx.client_config().is_none() {
+            return Err(ApiError::TlsRole(
+                "this TLS context cannot connect: it has no trust roots or pins",
+            ));
+        }
+        let session = Tls::client(ctx, server_name)
+            .map_err(|_| ApiError::BadServerName(server_name.to_string()))?;
+        self.connect_with(s, addr, Some(Box::new(session)))
+    }
+
+    /// Listen, and speak TLS on every connection taken: each is announced by
+    /// `on_accepted` while its handshake runs (state `Connecting`), then
+    /// `on_tls_ready`. A handshake that fails (even garbage instead of a
+    /// ClientHello) ends that connection only.
+    pub(crate) fn listen_tls(&mut self, s: SocketId, ctx: &TlsContext) -> Result<(), ApiError> {
+        if ctx.server_config().is_none() {
+            return Err(ApiError::TlsRole(
+                "this TLS context cannot serve: it has no certificate",
+            ));
+        }
+        self.listen(s)?;
+        if let Some(slot) = find(&mut self.slots, s) {
+            if let Io::Listener(l) = &mut slot.io {
+                l.tls = Some(ctx.clone());
+            }
+        }
+        Ok(())
+    }
+
+    /// Upgrade a connected stream to TLS (StartTLS), taking `role` in the
+    /// handshake. `read_ahead` is what the application already received past
+    /// the end of its plaintext (the start of the peer's handshake, if it sent
+    /// both in one go): it is fed to the handshake first, so nothing is lost.
+    /// Plaintext sent before the call still goes out before the handshake.
+    /// `on_tls_ready` follows once the upgrade is done.
+    pub(crate) fn start_tls(
+        &mut self,
+        s: SocketId,
+        ctx: &TlsContext,
+        role: TlsRole<'_>,
+        read_ahead: &[u8],
+    ) -> Result<(), ApiError> {
+        let slot = self.live(s)?;
+        if slot.life.is_datagram() {
+            return Err(ApiError::Unsupported {
+                op: "start_tls",
+                transport: crate::Transport::Udp,
+            });
+        }
+        if slot.tls.is_some() {
+            return Err(ApiError::TlsActive);
+        }
+        if slot.life.state() != State::Connected {
+            return Err(ApiError::Refused(Refused {
+                op: Op::StartTls,
+                state: slot.life.state(),
+            }));
+        }
+        if slot.want.is_some() {
+            // Its bytes would be half plaintext, half decrypted.
+            return Err(ApiError::RecvPending);
+        }
+        let mut session = match role {
+            TlsRole::Client { server_name } => {
+                if ctx.client_config().is_none() {
+                    return Err(ApiError::TlsRole(
+                        "this TLS context cannot connect: it has no trust roots or pins",
+                    ));
+                }
+                Tls::client(ctx, server_name)
+                    .map_err(|_| ApiError::BadServerName(server_name.to_string()))?
+            }
+            TlsRole::Server => Tls::server(ctx).map_err(|_| {
+                ApiError::TlsRole("this TLS context cannot serve: it has no certificate")
+            })?,
+        };
+        // The lifecycle holds user output from here until the upgrade is done.
+        slot.life.start_security()?;
+        session.set_prefix(slot.outq.take());
+        let fed = session.feed(read_ahead);
+        slot.tls = Some(Box::new(session));
+        io_log!(debug, Target::Tls, self.mux_id, socket = %s, "start_tls");
+        if let Err(error) = fed {
+            // The alert that says why goes out before the end.
+            self.flush(s);
+            self.fail(s, Reason::TlsHandshakeFailed, error);
+            self.settle(s);
+            return Ok(());
+        }
+        // The handshake may already have its next step (a server answering a
+        // ClientHello read ahead), and the socket may hold more of it.
+        self.flush(s);
+        self.tasks.push_back(Task::Read(s));
+        Ok(())
+    }
 }

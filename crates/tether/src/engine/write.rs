@@ -8,11 +8,12 @@ use tether_proto::Reason;
 use crate::engine::slot::find;
 use crate::engine::task::queue_sent;
 use crate::engine::tls::secured;
+use crate::engine::Engine;
 use crate::transport::send_queue::SendQueue;
 use crate::transport::Io;
-use crate::{ApiError, Cx, Error, SocketId};
+use crate::{ApiError, Error, SocketId};
 
-impl<S: 'static> Cx<S> {
+impl<S: 'static> Engine<S> {
     /// Write what is queued, for as long as the kernel takes it.
     #[inline]
     pub(crate) fn flush(&mut self, s: SocketId) {
@@ -71,7 +72,7 @@ impl<S: 'static> Cx<S> {
     }
 }
 
-impl<S: 'static> Cx<S> {
+impl<S: 'static> Engine<S> {
     /// Bytes onto the stream, as one send: written at once if the connection
     /// is up and nothing waits before them, else queued in order. A `marked`
     /// send is the user's and gets its `on_sent`; an unmarked one is the
