@@ -1,14 +1,33 @@
 //! Event-driven networking whose connections end as precisely as they begin.
 //!
-//! One callback interface ([`SocketUser`]) over TCP and Unix-domain stream
+//! One callback interface ([`SocketUser`]) over TCP, TLS, UDP and Unix-domain
 //! sockets, driven by a single-threaded event loop ([`IoMux`]). Each connection
 //! has a lifecycle you can see — [`State`], a typed [`Reason`] when it ends, and
 //! the bytes left unsent or unread ([`Closed`]) — and control: half-close
 //! ([`Cx::shutdown`]), graceful close that drains instead of resetting
-//! ([`Cx::close`]), reset ([`Cx::reset`]), silent discard ([`Cx::discard`]).
+//! ([`Cx::close`]), reset ([`Cx::reset`]), silent discard ([`Cx::discard`]),
+//! idle and handshake timeouts ([`Cx::set_timeouts`]), admission
+//! ([`SocketUser::on_incoming`], [`Cx::max_connections`]), and data exchanged
+//! at connect and disconnect ([`Cx::set_framing`]).
 //!
-//! The lifecycle rules live in the sans-IO crate `tether-proto`; this crate moves
-//! bytes and readiness in and carries out what the state machine asks.
+//! # The model
+//!
+//! - **One lifecycle.** Every rule of how a connection begins and ends lives in
+//!   the sans-IO crate `tether-proto` (`Lifecycle`): the phases of connecting
+//!   (the transport, then TLS, then the framed handshake), rule by rule the
+//!   half-closes and the end, which timeout applies, and what is counted as
+//!   unsent or unread. This crate moves bytes and readiness in and carries out
+//!   what the state machine asks.
+//! - **A stack of layers.** A socket is a transport (TCP, Local, UDP), an
+//!   optional security layer (TLS, [`TlsContext`]) and an optional message
+//!   layer (framed messages). Each imports nothing from the one above it.
+//! - **No callback inside an operation.** [`Cx`]'s operations return at once;
+//!   what they cause is reported by callbacks that run after the current one
+//!   returns. `on_closed` comes exactly once per socket, last.
+//! - **One clock.** The loop reads the time at fixed points and passes it down;
+//!   [`IoMux::with_clock`] runs it on a [`TestClock`] moved by hand.
+//! - **Backpressure is a recv.** Nothing is read while no [`Cx::recv`] is
+//!   pending, and [`Cx::unsent`] says how much waits to be written.
 //!
 //! # An echo server
 //!
@@ -45,6 +64,8 @@
 //! mux.run().unwrap();
 //! ```
 #![deny(missing_docs)]
+// The raw socket options in `sys.rs` are the only unsafe code.
+#![deny(unsafe_code)]
 
 /// Log under the socket's own target, so each can be switched on alone:
 /// `tether::tcp`, `tether::local`, `tether::udp` for plain sockets,
@@ -74,6 +95,7 @@ mod log;
 mod message;
 mod mux;
 mod security;
+#[allow(unsafe_code)]
 mod sys;
 mod transport;
 mod user;

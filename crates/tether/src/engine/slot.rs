@@ -157,7 +157,7 @@ mod tests {
     use super::*;
 
     /// An idle plaintext connection with nothing queued costs this slot and its
-    /// kernel socket, nothing more: the budget is 256 bytes (216 now).
+    /// kernel socket, nothing more: the budget is 256 bytes (the test prints the size).
     #[test]
     fn idle_socket_state_is_small() {
         let size = std::mem::size_of::<Slot<()>>();

@@ -1,8 +1,10 @@
-//! The stream transports, each a thin layer over a non-blocking socket.
+//! The transports, the bottom layer of a socket: TCP, Local (Unix-domain
+//! streams) and UDP, each a thin layer over a non-blocking socket, and the send
+//! queue. Nothing here knows of slots, `Cx`, TLS or framing.
 //!
-//! TCP and Local (Unix-domain) sockets behave alike once open, so the driver sees
-//! one [`Stream`] and one [`Listener`] type; what differs (how an address is
-//! opened and bound) lives in `tcp.rs` and `local.rs`.
+//! TCP and Local sockets behave alike once open, so the layers above see one
+//! [`Stream`] and one [`Listener`] type; what differs (how an address is
+//! opened and bound) lives in `tcp.rs` and `local.rs`; UDP's in `udp.rs`.
 
 pub(crate) mod local;
 pub(crate) mod send_queue;
