@@ -12,6 +12,64 @@ use crate::transport::Io;
 use crate::{Cx, Error, SocketId};
 
 impl<S: 'static> Engine<S> {
+    /// A stream socket's readiness: a connect completing, an error, input,
+    /// the peer's FIN, room to write, a handshake's next step. Returns true
+    /// when input waits that someone wants (a recv, a draining close, the
+    /// framed handshake): the caller reads it.
+    #[inline]
+    pub(crate) fn stream_ready(&mut self, s: SocketId, event: &mio::event::Event) -> bool {
+        let Some(slot) = find(&mut self.slots, s) else {
+            return false;
+        };
+        if !slot.life.wire_up() && !self.check_connect(s) {
+            return false;
+        }
+        let Some(slot) = find(&mut self.slots, s) else {
+            return false;
+        };
+        let Io::Stream(stream) = &slot.io else {
+            return false;
+        };
+        if event.is_error() {
+            let error = match stream.take_error() {
+                Ok(Some(e)) | Err(e) => e,
+                Ok(None) => io::Error::from(ErrorKind::ConnectionReset),
+            };
+            self.fail(s, Reason::Lost, Error::Io(error));
+            self.settle(s);
+            return false;
+        }
+        if event.is_readable() || event.is_read_closed() {
+            slot.readable = true;
+        }
+        if event.is_read_closed() {
+            // Edge-triggered: told once. The lifecycle keeps it through a
+            // handshake still running.
+            slot.life.fin_known();
+            self.end_if_drained(s);
+            self.settle(s);
+        }
+        if event.is_writable() {
+            self.flush(s);
+        }
+        let Some(slot) = self.slot(s) else {
+            return false;
+        };
+        // Only a layer above the transport has a handshake to drive.
+        let layered = slot.tls.is_some() || slot.framed.is_some();
+        let handshake = if layered { slot.life.handshake() } else { None };
+        if handshake == Some(Handshake::Security) {
+            // What came is the handshake's. Once that is over, tls_ready
+            // reads for the recv, after on_connected is queued.
+            self.drive_tls(s);
+            return false;
+        }
+        slot.readable
+            && (slot.want.is_some()
+                || slot.life.is_draining()
+                || handshake == Some(Handshake::Message))
+    }
+
     /// A connecting socket became ready: connected, failed, or neither yet.
     /// Returns true once connected.
     fn check_connect(&mut self, s: SocketId) -> bool {
@@ -45,66 +103,22 @@ impl<S: 'static> Engine<S> {
 
 impl<S: 'static> Cx<S> {
     pub(crate) fn on_ready(&mut self, s: SocketId, event: &mio::event::Event) {
-        let Some(slot) = self.engine.slot_mut(s) else {
+        let Some(slot) = self.engine.slot(s) else {
             return;
         };
         match &slot.io {
             Io::Listener(..) => self.pump_accept(s),
             Io::Udp(..) => self.engine.on_udp_ready(s, event),
             Io::Stream(_) => {
-                if !slot.life.wire_up() && !self.engine.check_connect(s) {
-                    return;
-                }
-                let Some(slot) = self.engine.slot_mut(s) else {
-                    return;
-                };
-                let Io::Stream(stream) = &slot.io else { return };
-                if event.is_error() {
-                    let error = match stream.take_error() {
-                        Ok(Some(e)) | Err(e) => e,
-                        Ok(None) => io::Error::from(ErrorKind::ConnectionReset),
-                    };
-                    self.engine.fail(s, Reason::Lost, Error::Io(error));
-                    self.engine.settle(s);
-                    return;
-                }
-                if event.is_readable() || event.is_read_closed() {
-                    slot.readable = true;
-                }
-                if event.is_read_closed() {
-                    // Edge-triggered: told once. The lifecycle keeps it through
-                    // a handshake still running.
-                    slot.life.fin_known();
-                    self.engine.end_if_drained(s);
-                    self.engine.settle(s);
-                }
-                if event.is_writable() {
-                    self.engine.flush(s);
-                }
-                // Only a layer above the transport has a handshake to drive.
-                let handshake = self
-                    .engine
-                    .slot(s)
-                    .filter(|slot| slot.tls.is_some() || slot.framed.is_some())
-                    .and_then(|slot| slot.life.handshake());
-                if handshake == Some(Handshake::Security) {
-                    // What came is the handshake's. Once that is over, tls_ready
-                    // reads for the recv, after on_connected is queued.
-                    self.engine.drive_tls(s);
-                } else if let Some(slot) = self.engine.slot(s) {
-                    let handshaking = handshake == Some(Handshake::Message);
-                    if slot.readable
-                        && (slot.want.is_some() || slot.life.is_draining() || handshaking)
-                    {
-                        // Read now if nothing this readiness caused waits
-                        // before it (the loop runs each event's tasks before
-                        // the next event): the same order as through the
-                        // queue, without the round trip through it.
-                        if self.engine.tasks.is_empty() {
-                            self.pump(s);
-                        } else {
-                            self.engine.tasks.push_back(Task::Read(s));
-                        }
+                if self.engine.stream_ready(s, event) {
+                    // Read now if nothing this readiness caused waits before
+                    // it (the loop runs each event's tasks before the next
+                    // event): the same order as through the queue, without
+                    // the round trip through it.
+                    if self.engine.tasks.is_empty() {
+                        self.pump(s);
+                    } else {
+                        self.engine.tasks.push_back(Task::Read(s));
                     }
                 }
             }
