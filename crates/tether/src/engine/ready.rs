@@ -109,17 +109,14 @@ impl<S: 'static> Cx<S> {
         match &slot.io {
             Io::Listener(..) => self.pump_accept(s),
             Io::Udp(..) => self.engine.on_udp_ready(s, event),
-            Io::Stream(_) => {
-                if self.engine.stream_ready(s, event) {
-                    // Read now if nothing this readiness caused waits before
-                    // it (the loop runs each event's tasks before the next
-                    // event): the same order as through the queue, without
-                    // the round trip through it.
-                    if self.engine.tasks.is_empty() {
-                        self.pump(s);
-                    } else {
-                        self.engine.tasks.push_back(Task::Read(s));
-                    }
+            // Read now if nothing this readiness caused waits before it (the
+            // loop runs each event's tasks before the next event): the same
+            // order as through the queue, without the round trip through it.
+            Io::Stream(_) if self.engine.stream_ready(s, event) => {
+                if self.engine.tasks.is_empty() {
+                    self.pump(s);
+                } else {
+                    self.engine.tasks.push_back(Task::Read(s));
                 }
             }
             _ => {}
