@@ -109,13 +109,15 @@ impl<S: 'static> Cx<S> {
         match &slot.io {
             Io::Listener(..) => self.pump_accept(s),
             Io::Udp(..) => self.engine.on_udp_ready(s, event),
-            // Read now if nothing this readiness caused waits before it (the
-            // loop runs each event's tasks before the next event): the same
-            // order as through the queue, without the round trip through it.
-            Io::Stream(_) if self.engine.stream_ready(s, event) => {
-                if self.engine.tasks.is_empty() {
+            Io::Stream(_) => {
+                // Read now if nothing this readiness caused waits before it
+                // (the loop runs each event's tasks before the next event):
+                // the same order as through the queue, without the round trip
+                // through it.
+                let wanted = self.engine.stream_ready(s, event);
+                if wanted && self.engine.tasks.is_empty() {
                     self.pump(s);
-                } else {
+                } else if wanted {
                     self.engine.tasks.push_back(Task::Read(s));
                 }
             }
