@@ -786,3 +786,88 @@ fn abstract_unix_name_listens_and_connects() {
     let again = m.listen_on(&addr, Rec::quiet());
     assert_eq!(m.state(again), tether::State::Listening);
 }
+
+/// A peer that resets while our FIN goes out ends the connection as `Lost`,
+/// never as a graceful `ByPeer`: the end is decided once the FIN went out, and
+/// here it could not (the kernel answers the half-close with ENOTCONN).
+#[test]
+fn a_reset_while_our_fin_goes_out_is_lost_not_graceful() {
+    use std::sync::{Arc, Mutex};
+    use tether::{Admission, Closed, Cx, PeerInfo, SocketUser};
+
+    type Seen = Arc<Mutex<Option<(Reason, Option<i32>)>>>;
+    struct Listener(Option<Conn>);
+    impl SocketUser<Seen> for Listener {
+        fn on_incoming(&mut self, _: &mut Cx<Seen>, _: SocketId, _: &PeerInfo) -> Admission<Seen> {
+            match self.0.take() {
+                Some(conn) => Admission::Accept(Box::new(conn)),
+                None => Admission::Deny,
+            }
+        }
+        fn on_closed(&mut self, _: &mut Cx<Seen>, _: SocketId, _: &tether::Closed) {}
+    }
+    struct Conn {
+        peer_ended: mpsc::Sender<()>,
+        peer_reset: mpsc::Receiver<()>,
+    }
+    impl SocketUser<Seen> for Conn {
+        fn on_accepted(&mut self, cx: &mut Cx<Seen>, s: SocketId) {
+            cx.recv(s, 64, RecvMode::Partial).unwrap();
+        }
+        fn on_received(&mut self, cx: &mut Cx<Seen>, s: SocketId, _: &[u8]) {
+            let _ = cx.recv(s, 64, RecvMode::Partial);
+        }
+        fn on_peer_shutdown(&mut self, cx: &mut Cx<Seen>, s: SocketId, _: Option<&[u8]>) {
+            // The peer ended its side; it resets before we answer with ours.
+            self.peer_ended.send(()).unwrap();
+            self.peer_reset
+                .recv_timeout(PEER_WAIT)
+                .expect("the peer reset");
+            cx.shutdown(s).unwrap();
+        }
+        fn on_closed(&mut self, cx: &mut Cx<Seen>, _: SocketId, closed: &Closed) {
+            let errno = closed.error.as_ref().and_then(|e| e.raw_os_error());
+            *cx.shared().lock().unwrap() = Some((closed.reason, errno));
+            cx.terminate();
+        }
+    }
+
+    let (ended_tx, ended_rx) = mpsc::channel();
+    let (reset_tx, reset_rx) = mpsc::channel();
+    let seen = Seen::default();
+    let mut m = IoMux::new(seen.clone()).unwrap();
+    let conn = Conn {
+        peer_ended: ended_tx,
+        peer_reset: reset_rx,
+    };
+    let l = m.listen_on("127.0.0.1:0", Listener(Some(conn)));
+    let addr = match m.local_addr(l) {
+        Some(SockAddr::Inet(a)) => a,
+        other => panic!("{other:?}"),
+    };
+    let peer = thread::spawn(move || {
+        let mut c = TcpStream::connect(addr).unwrap();
+        c.write_all(b"last words").unwrap();
+        c.shutdown(std::net::Shutdown::Write).unwrap();
+        ended_rx
+            .recv_timeout(PEER_WAIT)
+            .expect("the server saw our end");
+        // SO_LINGER 0: closing sends RST; on loopback it has arrived when
+        // close returns.
+        socket2::SockRef::from(&c)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+        drop(c);
+        reset_tx.send(()).unwrap();
+    });
+    m.set_timer(LIMIT, |cx| cx.terminate());
+    m.run().unwrap();
+    peer.join().unwrap();
+    let (reason, errno) = seen.lock().unwrap().expect("the connection closed");
+    assert_eq!(reason, Reason::Lost, "errno {errno:?}");
+    assert!(!reason.is_graceful());
+    assert!(
+        matches!(errno, Some(libc::ENOTCONN | libc::ECONNRESET | libc::EPIPE)),
+        "the error says why: {errno:?}"
+    );
+}
