@@ -6,7 +6,8 @@ use std::io;
 
 use tether_proto::{AddrError, Refused};
 
-use crate::{SocketId, Transport};
+use crate::id::SocketId;
+use crate::transport::kind::Transport;
 
 /// An operation the caller may not ask for now: a bug in the calling code, made
 /// visible where it happens. The socket is left exactly as it was.

@@ -115,10 +115,9 @@ pub use mux::IoMux;
 pub use security::context::{
     ClientCerts, Fingerprint, TlsContext, TlsContextBuilder, TlsError, TlsVersions,
 };
+pub use security::info::{TlsInfo, TlsRole, TlsVersion};
 pub use tether_proto::timeouts::Timeouts;
 pub use tether_proto::{AddrError, Op, Reason, Refused, SockAddr, State};
 pub use transport::tcp::Keepalive;
 pub use transport::Transport;
-pub use user::{
-    Admission, Closed, DiscardMethod, PeerInfo, RecvMode, SocketUser, TlsInfo, TlsRole, TlsVersion,
-};
+pub use user::{Admission, Closed, DiscardMethod, PeerInfo, RecvMode, SocketUser};

@@ -5,12 +5,13 @@ use std::time::Duration;
 
 use tether_proto::{Lifecycle, Reason};
 
+use crate::engine::io::Io;
 use crate::engine::slot::{find, Deadlines};
 use crate::engine::Engine;
 use crate::log::Target;
 use crate::message::framed::Framed;
 use crate::security::tls::Tls;
-use crate::transport::{Io, Stream, Transport};
+use crate::transport::{Stream, Transport};
 use crate::{sys, Admission, Cx, Error, PeerInfo, SocketId, SocketUser};
 
 /// After the process ran out of descriptors, how long a listener waits before

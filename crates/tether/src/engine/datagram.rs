@@ -12,12 +12,13 @@ use mio::Interest;
 use tether_proto::{Reason, SockAddr};
 
 use crate::engine::failure::{connect_reason, open_failure};
+use crate::engine::io::Io;
 use crate::engine::slot::{find, Want};
 use crate::engine::task::{queue_sent, Task};
 use crate::engine::Engine;
 use crate::log::Target;
 use crate::transport::send_queue::SendQueue;
-use crate::transport::{udp, Io, Transport};
+use crate::transport::{udp, Transport};
 use crate::{ApiError, Cx, Error, RecvMode, SocketId, SocketUser};
 
 impl<S: 'static> Engine<S> {

@@ -2,11 +2,11 @@
 
 use std::time::Instant;
 
+use crate::engine::io::Io;
 use crate::engine::slot::find;
 use crate::engine::timers::Due;
 use crate::engine::Engine;
 use crate::log::Target;
-use crate::transport::Io;
 use crate::{Cx, SocketId};
 
 impl<S: 'static> Cx<S> {

@@ -6,6 +6,7 @@ use std::io::{self, ErrorKind};
 use tether_proto::frame::{self, Decoder, FrameError, FrameType, HEADER_LEN};
 use tether_proto::{Handshake, Lifecycle, Op, Reason, Refused};
 
+use crate::engine::io::Io;
 use crate::engine::read::read_stream;
 use crate::engine::slot::{find, Slot};
 use crate::engine::task::Task;
@@ -15,7 +16,7 @@ use crate::log::Target;
 use crate::message::framed::{after_farewell, Framed};
 use crate::security::tls::read_failure;
 use crate::transport::send_queue::SendQueue;
-use crate::transport::{Io, Read};
+use crate::transport::Read;
 use crate::{Admission, ApiError, Cx, Error, PeerInfo, SocketId};
 
 impl<S: 'static> Engine<S> {

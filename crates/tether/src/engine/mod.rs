@@ -13,6 +13,7 @@ mod deadlines;
 mod dispatch;
 pub(crate) mod failure;
 mod framed;
+pub(crate) mod io;
 mod ops;
 mod options;
 pub(crate) mod read;

@@ -7,13 +7,14 @@ use tether_proto::frame::Role;
 use tether_proto::{Lifecycle, Op, Reason, Refused, SockAddr, State};
 
 use crate::engine::failure::open_failure;
+use crate::engine::io::{Io, Listening};
 use crate::engine::slot::{find, Slot, Want};
 use crate::engine::task::Task;
 use crate::engine::timers::TimerId;
 use crate::engine::Engine;
 use crate::log::Target;
 use crate::security::tls::Tls;
-use crate::transport::{self, Io, Listening, Transport};
+use crate::transport::{self, Transport};
 use crate::{ApiError, Cx, Error, RecvMode, SocketId, SocketUser, MAX_EXACT_RECV};
 
 impl<S: 'static> Engine<S> {

@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use tether_proto::timeouts::Timeouts;
 
+use crate::engine::io::Io;
 use crate::engine::slot::Deadlines;
 use crate::engine::task::Task;
 use crate::engine::Engine;
-use crate::transport::{tcp, Io, Transport};
+use crate::transport::{tcp, Transport};
 use crate::{ApiError, Keepalive, SocketId};
 
 impl<S: 'static> Engine<S> {

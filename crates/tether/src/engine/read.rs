@@ -3,12 +3,13 @@
 
 use tether_proto::{Handshake, Reason};
 
+use crate::engine::io::Io;
 use crate::engine::slot::{find, Slot, Want};
 use crate::engine::task::Task;
 use crate::engine::Engine;
 use crate::security::tls::{read_failure, truncated, Tls};
 use crate::transport::read;
-use crate::transport::{Io, Read, Stream};
+use crate::transport::{Read, Stream};
 use crate::{sys, Cx, RecvMode, SocketId};
 
 /// Reads one draining socket may do before others get a turn.

@@ -5,10 +5,10 @@ use std::io::{self, ErrorKind};
 use tether_proto::{Handshake, Reason};
 
 use crate::engine::failure::connect_reason;
+use crate::engine::io::Io;
 use crate::engine::slot::find;
 use crate::engine::task::Task;
 use crate::engine::Engine;
-use crate::transport::Io;
 use crate::{Cx, Error, SocketId};
 
 impl<S: 'static> Engine<S> {

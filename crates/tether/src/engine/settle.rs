@@ -3,11 +3,12 @@
 
 use tether_proto::{Action, Event, Reason, State};
 
+use crate::engine::io::Io;
 use crate::engine::slot::{find, Slot};
 use crate::engine::task::Task;
 use crate::engine::Engine;
 use crate::security::tls::Flushed;
-use crate::transport::{Io, Stream};
+use crate::transport::Stream;
 use crate::DiscardMethod;
 use crate::{sys, Cx, Error, SocketId};
 

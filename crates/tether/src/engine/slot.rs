@@ -6,12 +6,12 @@ use slab::Slab;
 use tether_proto::timeouts::{Stage, Timeouts};
 use tether_proto::{Lifecycle, State};
 
+use crate::engine::io::Io;
 use crate::engine::timers::SocketTimer;
 use crate::log::Target;
 use crate::message::framed::Framed;
 use crate::security::tls::Tls;
 use crate::transport::send_queue::SendQueue;
-use crate::transport::Io;
 use crate::{DiscardMethod, Error, RecvMode, SocketId, SocketUser};
 
 /// How long `close()` may take before it resets, unless `set_linger` says

@@ -3,13 +3,13 @@
 
 use tether_proto::{Handshake, Lifecycle, Op, Reason, Refused, State};
 
+use crate::engine::io::Io;
 use crate::engine::settle::send_fin;
 use crate::engine::slot::find;
 use crate::engine::task::{queue_sent, Task};
 use crate::engine::Engine;
 use crate::log::Target;
 use crate::security::tls::{Flushed, Tls};
-use crate::transport::Io;
 use crate::{ApiError, Cx, Error, SocketId, TlsContext, TlsRole};
 
 impl<S: 'static> Engine<S> {

@@ -5,12 +5,12 @@ use std::io::ErrorKind;
 
 use tether_proto::Reason;
 
+use crate::engine::io::Io;
 use crate::engine::slot::find;
 use crate::engine::task::queue_sent;
 use crate::engine::tls::secured;
 use crate::engine::Engine;
 use crate::transport::send_queue::SendQueue;
-use crate::transport::Io;
 use crate::{ApiError, Error, SocketId};
 
 impl<S: 'static> Engine<S> {

@@ -2,4 +2,5 @@
 //! contexts that configure it. It imports only the transport below it.
 
 pub(crate) mod context;
+pub(crate) mod info;
 pub(crate) mod tls;

@@ -9,9 +9,11 @@ use std::io::{self, ErrorKind, Read as _, Write as _};
 use rustls::pki_types::ServerName;
 use tether_proto::Reason;
 
+use crate::security::context::{Fingerprint, TlsContext};
+use crate::security::info::{TlsInfo, TlsVersion};
 use crate::transport::send_queue::SendQueue;
 use crate::transport::{Read, Stream};
-use crate::{Error, Fingerprint, TlsContext, TlsInfo, TlsVersion};
+use crate::Error;
 
 /// One TLS session.
 pub(crate) struct Tls {

@@ -6,10 +6,13 @@
 //! [`Stream`] and one [`Listener`] type; what differs (how an address is
 //! opened and bound) lives in `tcp.rs` and `local.rs`; UDP's in `udp.rs`.
 
+pub(crate) mod kind;
 pub(crate) mod local;
 pub(crate) mod send_queue;
 pub(crate) mod tcp;
 pub(crate) mod udp;
+
+pub use kind::Transport;
 
 use std::io;
 use std::net::Shutdown;
@@ -18,45 +21,6 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use mio::{Interest, Registry, Token};
 use socket2::{SockAddr as OsAddr, SockRef};
 use tether_proto::SockAddr;
-
-/// Which transport a socket uses. A stream socket's is fixed by its first
-/// address; a UDP socket is one from its creation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Transport {
-    /// TCP over IPv4 or IPv6.
-    Tcp,
-    /// A Unix-domain stream socket.
-    Local,
-    /// UDP over IPv4 or IPv6.
-    Udp,
-}
-
-impl std::fmt::Display for Transport {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl Transport {
-    /// The transport's name in logs and messages (`tcp`, `local`, `udp`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Transport::Tcp => "tcp",
-            Transport::Local => "local",
-            Transport::Udp => "udp",
-        }
-    }
-
-    /// The stream transport an address calls for.
-    pub(crate) fn of(addr: &SockAddr) -> Transport {
-        if addr.is_local() {
-            Transport::Local
-        } else {
-            Transport::Tcp
-        }
-    }
-}
 
 /// A connected (or connecting) stream socket.
 #[derive(Debug)]
@@ -71,67 +35,6 @@ pub(crate) enum Stream {
 pub(crate) enum Listener {
     Tcp(mio::net::TcpListener),
     Local(mio::net::UnixListener, Option<std::path::PathBuf>),
-}
-
-/// What a socket holds, from created to closed.
-#[derive(Debug, Default)]
-pub(crate) enum Io {
-    /// Created: no descriptor yet.
-    #[default]
-    None,
-    /// Closed: the descriptor is gone; the transport it was is remembered
-    /// (for the last log line).
-    Closed(Transport),
-    /// Bound, not yet listening or connecting.
-    Bound(socket2::Socket, Transport),
-    Stream(Stream),
-    /// A listener, and what the connections it takes inherit.
-    Listener(Box<Listening>),
-    /// A UDP socket, and the peer `connect` fixed, if any (boxed: an address
-    /// is larger than everything else a socket holds here, and rarely set).
-    Udp(mio::net::UdpSocket, Option<Box<std::net::SocketAddr>>),
-}
-
-impl Io {
-    /// Close the descriptor (dropping a socket closes it and takes it off
-    /// the poller), remembering which transport it was.
-    pub(crate) fn close(&mut self) -> Io {
-        let closed = self.kind().map_or(Io::None, Io::Closed);
-        std::mem::replace(self, closed)
-    }
-
-    pub(crate) fn fd(&self) -> Option<BorrowedFd<'_>> {
-        match self {
-            Io::None | Io::Closed(_) => None,
-            Io::Bound(s, _) => Some(s.as_fd()),
-            Io::Stream(Stream::Tcp(s)) => Some(s.as_fd()),
-            Io::Stream(Stream::Local(s)) => Some(s.as_fd()),
-            Io::Listener(l) => Some(match &l.listener {
-                Listener::Tcp(l) => l.as_fd(),
-                Listener::Local(l, _) => l.as_fd(),
-            }),
-            Io::Udp(u, _) => Some(u.as_fd()),
-        }
-    }
-
-    pub(crate) fn kind(&self) -> Option<Transport> {
-        match self {
-            Io::None => None,
-            Io::Closed(kind) | Io::Bound(_, kind) => Some(*kind),
-            Io::Listener(l) => Some(l.listener.kind()),
-            Io::Stream(Stream::Tcp(_)) => Some(Transport::Tcp),
-            Io::Stream(Stream::Local(_)) => Some(Transport::Local),
-            Io::Udp(..) => Some(Transport::Udp),
-        }
-    }
-
-    pub(crate) fn local_addr(&self) -> Option<SockAddr> {
-        from_os(&SockRef::from(&self.fd()?).local_addr().ok()?)
-    }
-
-    pub(crate) fn peer_addr(&self) -> Option<SockAddr> {
-        from_os(&SockRef::from(&self.fd()?).peer_addr().ok()?)
-    }
 }
 
 impl Stream {
@@ -291,44 +194,6 @@ pub(crate) fn read(stream: &Stream, buf: &mut [u8]) -> Read {
 pub(crate) struct Accepted {
     pub(crate) stream: Stream,
     pub(crate) peer: Option<SockAddr>,
-}
-
-/// A listener and what the connections it takes inherit.
-pub(crate) struct Listening {
-    pub(crate) listener: Listener,
-    /// The TLS every connection speaks, if any.
-    pub(crate) tls: Option<crate::TlsContext>,
-    /// Admission: at most this many taken connections open at once.
-    pub(crate) max: Option<u32>,
-    /// Taken connections whose `on_closed` has not returned yet.
-    pub(crate) live: u32,
-}
-
-impl std::fmt::Debug for Listening {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Listening")
-            .field("listener", &self.listener)
-            .field("tls", &self.tls.is_some())
-            .field("max", &self.max)
-            .field("live", &self.live)
-            .finish()
-    }
-}
-
-impl Listening {
-    pub(crate) fn new(listener: Listener) -> Box<Listening> {
-        Box::new(Listening {
-            listener,
-            tls: None,
-            max: None,
-            live: 0,
-        })
-    }
-
-    /// At the admission limit: leave connections in the kernel's backlog.
-    pub(crate) fn full(&self) -> bool {
-        self.max.is_some_and(|max| self.live >= max)
-    }
 }
 
 impl Listener {
