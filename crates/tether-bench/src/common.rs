@@ -8,33 +8,6 @@ use std::sync::Arc;
 
 use crate::tlsio::Pki;
 
-/// The servers compared.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(crate) enum Kind {
-    Tether,
-    Mio,
-    Tokio,
-    /// Blocking std::net, a thread per connection (stream only).
-    Std,
-}
-
-impl Kind {
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            Kind::Tether => "tether",
-            Kind::Mio => "mio",
-            Kind::Tokio => "tokio",
-            Kind::Std => "std",
-        }
-    }
-
-    pub(crate) fn parse(s: &str) -> Option<Kind> {
-        [Kind::Tether, Kind::Mio, Kind::Tokio, Kind::Std]
-            .into_iter()
-            .find(|k| k.name() == s)
-    }
-}
-
 /// What a server does with each connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Service {
@@ -166,64 +139,6 @@ pub(crate) fn std_listener(net: Net) -> std::io::Result<(socket2::Socket, Target
             let local = sock.local_addr()?.as_socket().expect("inet");
             Ok((sock, Target::Udp(local)))
         }
-    }
-}
-
-/// A server running on its own thread.
-pub(crate) struct Server {
-    pub(crate) target: Target,
-    pub(crate) stats: Arc<Stats>,
-    stop: Option<Box<dyn FnOnce() + Send>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl std::fmt::Debug for Server {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Server")
-            .field("target", &self.target)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Server {
-    /// Start a server of `kind` and wait until it listens.
-    pub(crate) fn start(kind: Kind, spec: &Spec) -> Server {
-        let stats = Arc::new(Stats::default());
-        let (target, stop, thread) = match kind {
-            Kind::Tether => crate::server_tether::start(spec.clone(), stats.clone()),
-            Kind::Mio => crate::server_mio::start(spec.clone(), stats.clone()),
-            Kind::Tokio => crate::server_tokio::start(spec.clone(), stats.clone()),
-            Kind::Std => crate::server_std::start(spec.clone(), stats.clone()),
-        };
-        Server {
-            target,
-            stats,
-            stop: Some(stop),
-            thread: Some(thread),
-        }
-    }
-
-    /// Stop it and wait for its thread.
-    pub(crate) fn stop(mut self) {
-        self.halt();
-    }
-
-    fn halt(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            stop();
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-        if let Target::Unix(path) = &self.target {
-            let _ = std::fs::remove_file(path);
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.halt();
     }
 }
 

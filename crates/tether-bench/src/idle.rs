@@ -12,9 +12,10 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::common::{Kind, Net, Server, Service, Spec, Stats, Target};
+use crate::common::{Net, Service, Spec, Stats, Target};
 use crate::report::Report;
 use crate::scenarios::rss;
+use crate::servers::{Kind, Server};
 use crate::tlsio::{client_config_pem, Pki};
 use crate::{sys, Opts};
 

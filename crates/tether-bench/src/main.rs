@@ -19,6 +19,7 @@ mod server_mio;
 mod server_std;
 mod server_tether;
 mod server_tokio;
+mod servers;
 mod sys;
 mod tlsio;
 
@@ -27,8 +28,8 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 
-use crate::common::Kind;
 use crate::load::Window;
+use crate::servers::Kind;
 
 const SCENARIOS: [&str; 8] = [
     "pingpong",

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use crate::common::Kind;
+use crate::servers::Kind;
 
 /// One figure of one case, its values per server over the rounds.
 #[derive(Debug)]

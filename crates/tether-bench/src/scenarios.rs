@@ -8,9 +8,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::common::{Kind, Net, Server, Service, Spec, Stats, Target};
+use crate::common::{Net, Service, Spec, Stats, Target};
 use crate::load::{self, Window};
 use crate::report::Report;
+use crate::servers::{Kind, Server};
 use crate::tlsio::Pki;
 use crate::Opts;
 

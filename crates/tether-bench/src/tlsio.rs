@@ -11,8 +11,6 @@ use rcgen::{
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 
-use crate::common::Target;
-
 /// One certificate authority and one ECDSA P-256 server certificate for
 /// `localhost` / 127.0.0.1, made fresh each run, and every configuration built
 /// from them.
@@ -124,19 +122,6 @@ pub(crate) enum Sock {
 }
 
 impl Sock {
-    /// Start connecting (TCP with TCP_NODELAY).
-    pub(crate) fn connect(target: &Target) -> io::Result<Sock> {
-        match target {
-            Target::Tcp(a) => {
-                let s = mio::net::TcpStream::connect(*a)?;
-                s.set_nodelay(true)?;
-                Ok(Sock::Tcp(s))
-            }
-            Target::Unix(p) => Ok(Sock::Unix(mio::net::UnixStream::connect(p)?)),
-            Target::Udp(_) => Err(io::Error::new(ErrorKind::InvalidInput, "not a stream")),
-        }
-    }
-
     /// Has a non-blocking connect finished? `Ok(false)`: not yet.
     pub(crate) fn connected(&self) -> io::Result<bool> {
         let (err, peer) = match self {

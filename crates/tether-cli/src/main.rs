@@ -6,11 +6,15 @@
 //! callbacks to stdin, stdout and `--events`, and the library does the rest.
 #![forbid(unsafe_code)]
 
+mod app;
 mod demo;
 mod events;
 mod options;
 mod relay;
+mod report;
 mod stdin;
+mod stdio;
+mod users;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -7,9 +7,17 @@
 use std::io::{BufRead, Read};
 use std::sync::mpsc::{channel, Receiver, Sender};
 
-use tether::MuxHandle;
+use tether::{Cx, MuxHandle};
 
-use crate::relay::{self, App};
+/// What the loop does with stdin, implemented by the state it runs on: the
+/// thread posts each chunk, and then its end, to these.
+pub(crate) trait Sink: Sized + 'static {
+    /// A chunk (or line) of stdin.
+    fn chunk(cx: &mut Cx<Self>, chunk: Vec<u8>);
+
+    /// stdin ended (`error`: a read failed, which ends it too).
+    fn ended(cx: &mut Cx<Self>, error: Option<String>);
+}
 
 /// How much one read takes in stream mode.
 const CHUNK: usize = 64 * 1024;
@@ -17,7 +25,7 @@ const CHUNK: usize = 64 * 1024;
 /// Start reading stdin: by line when `by_line` (framed, UDP: one line, one
 /// message, the newline dropped), else in chunks as they come. Returns the
 /// sender the loop acknowledges each chunk with.
-pub(crate) fn spawn(handle: MuxHandle<App>, by_line: bool) -> std::io::Result<Sender<()>> {
+pub(crate) fn spawn<S: Sink>(handle: MuxHandle<S>, by_line: bool) -> std::io::Result<Sender<()>> {
     let (ack, acked) = channel();
     std::thread::Builder::new()
         .name("stdin".into())
@@ -25,7 +33,7 @@ pub(crate) fn spawn(handle: MuxHandle<App>, by_line: bool) -> std::io::Result<Se
     Ok(ack)
 }
 
-fn read(handle: &MuxHandle<App>, by_line: bool, acked: &Receiver<()>) {
+fn read<S: Sink>(handle: &MuxHandle<S>, by_line: bool, acked: &Receiver<()>) {
     let stdin = std::io::stdin();
     let mut input = stdin.lock();
     let mut buf = vec![0; CHUNK];
@@ -52,10 +60,7 @@ fn read(handle: &MuxHandle<App>, by_line: bool, acked: &Receiver<()>) {
         };
         match got {
             Ok(Some(chunk)) => {
-                if handle
-                    .post(move |cx| relay::stdin_chunk(cx, chunk))
-                    .is_err()
-                {
+                if handle.post(move |cx| S::chunk(cx, chunk)).is_err() {
                     return;
                 }
                 // The loop acknowledges once the chunk reached the kernel, or
@@ -65,12 +70,12 @@ fn read(handle: &MuxHandle<App>, by_line: bool, acked: &Receiver<()>) {
                 }
             }
             Ok(None) => {
-                let _ = handle.post(|cx| relay::stdin_ended(cx, None));
+                let _ = handle.post(|cx| S::ended(cx, None));
                 return;
             }
             Err(e) => {
                 let why = e.to_string();
-                let _ = handle.post(move |cx| relay::stdin_ended(cx, Some(why)));
+                let _ = handle.post(move |cx| S::ended(cx, Some(why)));
                 return;
             }
         }

@@ -14,13 +14,11 @@ use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::server::WebPkiClientVerifier;
-use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::RootCertStore;
+
+use super::verify::{Pin, PinnedClient, PinnedServer};
 
 /// The SHA-256 fingerprint of a certificate (of its DER bytes), written the way
 /// `openssl x509 -noout -fingerprint -sha256` prints it.
@@ -48,6 +46,12 @@ impl Fingerprint {
     /// Lowercase hex without separators, for JSON and logs.
     pub fn to_hex(&self) -> String {
         self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+impl Pin for Fingerprint {
+    fn of(der: &[u8]) -> Fingerprint {
+        Fingerprint::of(der)
     }
 }
 
@@ -365,12 +369,15 @@ impl TlsContextBuilder {
                         if !trusts {
                             return Err(TlsError::NoClientTrust);
                         }
-                        builder.with_client_cert_verifier(Arc::new(PinnedClient::new(
-                            &roots,
-                            &self.pins,
-                            policy == ClientCerts::Required,
-                            &provider,
-                        )?))
+                        builder.with_client_cert_verifier(Arc::new(
+                            PinnedClient::new(
+                                &roots,
+                                &self.pins,
+                                policy == ClientCerts::Required,
+                                &provider,
+                            )
+                            .map_err(|e| TlsError::BadRoot(e.to_string()))?,
+                        ))
                     }
                 };
                 let mut config = builder.with_cert_resolver(Arc::new(
@@ -382,7 +389,8 @@ impl TlsContextBuilder {
             None => None,
         };
         let client = if trusts {
-            let verifier = PinnedServer::new(&roots, &self.pins, &provider)?;
+            let verifier = PinnedServer::new(&roots, &self.pins, &provider)
+                .map_err(|e| TlsError::BadRoot(e.to_string()))?;
             let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
                 .with_protocol_versions(versions)
                 .map_err(TlsError::Rustls)?
@@ -466,180 +474,5 @@ impl TlsContext {
 
     pub(crate) fn server_config(&self) -> Option<&Arc<rustls::ServerConfig>> {
         self.inner.server.as_ref()
-    }
-}
-
-fn algorithms(provider: &CryptoProvider) -> WebPkiSupportedAlgorithms {
-    provider.signature_verification_algorithms
-}
-
-fn pinned(pins: &[Fingerprint], cert: &CertificateDer<'_>) -> Result<(), rustls::Error> {
-    if pins.is_empty() || pins.contains(&Fingerprint::of(cert)) {
-        Ok(())
-    } else {
-        Err(rustls::Error::InvalidCertificate(
-            rustls::CertificateError::ApplicationVerificationFailure,
-        ))
-    }
-}
-
-/// Checks a server's certificate: the chain against the roots (if any), then the
-/// fingerprint against the pins (if any). Pins are checked inside the handshake
-/// so that nothing, not even data queued before it ended, reaches a wrong peer.
-#[derive(Debug)]
-struct PinnedServer {
-    roots: Option<Arc<rustls::client::WebPkiServerVerifier>>,
-    pins: Vec<Fingerprint>,
-    algorithms: WebPkiSupportedAlgorithms,
-}
-
-impl PinnedServer {
-    fn new(
-        roots: &Arc<RootCertStore>,
-        pins: &[Fingerprint],
-        provider: &Arc<CryptoProvider>,
-    ) -> Result<Self, TlsError> {
-        let verifier = if roots.is_empty() {
-            None
-        } else {
-            Some(
-                rustls::client::WebPkiServerVerifier::builder_with_provider(
-                    roots.clone(),
-                    provider.clone(),
-                )
-                .build()
-                .map_err(|e| TlsError::BadRoot(e.to_string()))?,
-            )
-        };
-        Ok(PinnedServer {
-            roots: verifier,
-            pins: pins.to_vec(),
-            algorithms: algorithms(provider),
-        })
-    }
-}
-
-impl ServerCertVerifier for PinnedServer {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        if let Some(roots) = &self.roots {
-            roots.verify_server_cert(end_entity, intermediates, server_name, ocsp, now)?;
-        }
-        pinned(&self.pins, end_entity)?;
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
-}
-
-/// Checks a client's certificate: against the roots (if any), then the pins.
-#[derive(Debug)]
-struct PinnedClient {
-    roots: Option<Arc<dyn ClientCertVerifier>>,
-    pins: Vec<Fingerprint>,
-    mandatory: bool,
-    algorithms: WebPkiSupportedAlgorithms,
-}
-
-impl PinnedClient {
-    fn new(
-        roots: &Arc<RootCertStore>,
-        pins: &[Fingerprint],
-        mandatory: bool,
-        provider: &Arc<CryptoProvider>,
-    ) -> Result<Self, TlsError> {
-        let verifier = if roots.is_empty() {
-            None
-        } else {
-            let builder =
-                WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone());
-            let builder = if mandatory {
-                builder
-            } else {
-                builder.allow_unauthenticated()
-            };
-            Some(
-                builder
-                    .build()
-                    .map_err(|e| TlsError::BadRoot(e.to_string()))?,
-            )
-        };
-        Ok(PinnedClient {
-            roots: verifier,
-            pins: pins.to_vec(),
-            mandatory,
-            algorithms: algorithms(provider),
-        })
-    }
-}
-
-impl ClientCertVerifier for PinnedClient {
-    fn client_auth_mandatory(&self) -> bool {
-        self.mandatory
-    }
-
-    fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        self.roots.as_ref().map_or(&[], |r| r.root_hint_subjects())
-    }
-
-    fn verify_client_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        now: UnixTime,
-    ) -> Result<ClientCertVerified, rustls::Error> {
-        if let Some(roots) = &self.roots {
-            roots.verify_client_cert(end_entity, intermediates, now)?;
-        }
-        pinned(&self.pins, end_entity)?;
-        Ok(ClientCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
     }
 }

@@ -4,3 +4,4 @@
 pub(crate) mod context;
 pub(crate) mod info;
 pub(crate) mod tls;
+pub(crate) mod verify;
