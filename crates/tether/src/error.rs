@@ -146,6 +146,10 @@ pub enum Error {
     Address(AddrError),
     /// The TLS library's error: a handshake or record-layer failure.
     Tls(rustls::Error),
+    /// The peer's certificate was refused in the handshake: expired, not for
+    /// the name asked, from an unknown issuer... (what was a
+    /// `rustls::Error::InvalidCertificate` is reported as this instead).
+    Certificate(crate::CertError),
     /// The TLS context cannot take the role asked of it.
     TlsRole(&'static str),
     /// The server name cannot be used for SNI and verification.
@@ -166,6 +170,7 @@ impl fmt::Display for Error {
             Error::Address(e) => e.fmt(f),
             Error::AddressMismatch(why) => f.write_str(why),
             Error::Tls(e) => write!(f, "TLS: {e}"),
+            Error::Certificate(e) => write!(f, "TLS: {e}"),
             Error::TlsRole(why) => f.write_str(why),
             Error::ServerName(name) => write!(f, "{name:?} is not a valid TLS server name"),
             Error::Frame(e) => write!(f, "protocol error: {e}"),
@@ -186,6 +191,7 @@ impl std::error::Error for Error {
             Error::Io(e) => Some(e),
             Error::Address(e) => Some(e),
             Error::Tls(e) => Some(e),
+            Error::Certificate(e) => Some(e),
             Error::Frame(e) => Some(e),
             _ => None,
         }

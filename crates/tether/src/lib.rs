@@ -112,6 +112,7 @@ pub use error::{ApiError, Error};
 pub use handle::{LoopGone, MuxHandle};
 pub use id::SocketId;
 pub use mux::IoMux;
+pub use security::cert_error::CertError;
 pub use security::context::{
     ClientCerts, Fingerprint, TlsContext, TlsContextBuilder, TlsError, TlsVersions,
 };

@@ -12,11 +12,15 @@
 use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
+use rustls::client::ResolvesClientCert;
+use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::RootCertStore;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, TrustAnchor};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls::{RootCertStore, SignatureScheme};
 
 use super::verify::{Pin, PinnedClient, PinnedServer};
 
@@ -130,6 +134,9 @@ pub enum TlsError {
     BadAlpn(String),
     /// rustls refused the configuration.
     Rustls(rustls::Error),
+    /// [`TlsContext::set_certificate`] on a context built without a
+    /// certificate: it does not serve, so there is nothing to replace.
+    NoCertificate,
 }
 
 impl fmt::Display for TlsError {
@@ -160,6 +167,9 @@ impl fmt::Display for TlsError {
                 "{p:?} is not a valid ALPN protocol name (1 to 255 bytes)"
             ),
             TlsError::Rustls(e) => write!(f, "TLS configuration refused: {e}"),
+            TlsError::NoCertificate => f.write_str(
+                "this TLS context has no certificate to replace: build it with one to serve",
+            ),
         }
     }
 }
@@ -200,12 +210,28 @@ pub enum TlsVersions {
     Tls12,
 }
 
+/// What a context presents when a server asks it, as a client, for a
+/// certificate.
+#[derive(Default)]
+enum ClientIdentity {
+    /// The context's own certificate, if it has one.
+    #[default]
+    Same,
+    /// A certificate of its own.
+    Own(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>),
+    /// None.
+    Nothing,
+}
+
 /// Builds a [`TlsContext`]; see [`TlsContext::builder`].
 #[derive(Default)]
 pub struct TlsContextBuilder {
     chain: Vec<CertificateDer<'static>>,
     key: Option<PrivateKeyDer<'static>>,
+    client_identity: ClientIdentity,
     roots: Vec<CertificateDer<'static>>,
+    /// Trust anchors that come without a certificate (the platform's store).
+    anchors: Vec<TrustAnchor<'static>>,
     pins: Vec<Fingerprint>,
     client_certs: ClientCerts,
     alpn: Vec<Vec<u8>>,
@@ -217,7 +243,7 @@ impl fmt::Debug for TlsContextBuilder {
         f.debug_struct("TlsContextBuilder")
             .field("chain", &self.chain.len())
             .field("key", &self.key.is_some())
-            .field("roots", &self.roots.len())
+            .field("roots", &(self.roots.len() + self.anchors.len()))
             .field("pins", &self.pins)
             .field("client_certs", &self.client_certs)
             .field("versions", &self.versions)
@@ -241,22 +267,145 @@ fn certificates(pem: &[u8], what: &'static str) -> Result<Vec<CertificateDer<'st
         })
 }
 
+/// A chain and key from PEM.
+fn identity(
+    chain: &[u8],
+    key: &[u8],
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
+    let chain = certificates(chain, "certificate chain")?;
+    if chain.is_empty() {
+        return Err(TlsError::EmptyChain);
+    }
+    let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| match e {
+        rustls::pki_types::pem::Error::NoItemsFound => TlsError::NoPrivateKey,
+        e => TlsError::BadPem {
+            what: "private key",
+            detail: e.to_string(),
+        },
+    })?;
+    Ok((chain, key))
+}
+
+/// A chain and key checked against each other (now, not at the first handshake).
+fn certified(
+    chain: Vec<CertificateDer<'static>>,
+    key: &PrivateKeyDer<'static>,
+    provider: &CryptoProvider,
+) -> Result<Arc<CertifiedKey>, TlsError> {
+    CertifiedKey::from_der(chain, key.clone_key(), provider)
+        .map(Arc::new)
+        .map_err(|e| match e {
+            rustls::Error::InconsistentKeys(_) => TlsError::KeyMismatch,
+            e => TlsError::Rustls(e),
+        })
+}
+
+/// A certificate that can be replaced while connections use it: each handshake
+/// takes the one current when it starts.
+type Slot = Arc<RwLock<Arc<CertifiedKey>>>;
+
+fn current(slot: &Slot) -> Arc<CertifiedKey> {
+    // A panic while holding the lock cannot leave a half-written Arc.
+    slot.read().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+/// The server's certificate, from its slot.
+#[derive(Debug)]
+struct ServerCert(Slot);
+
+impl ResolvesServerCert for ServerCert {
+    fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(current(&self.0))
+    }
+}
+
+/// The client's certificate for mutual TLS, from its slot, or none.
+#[derive(Debug)]
+struct ClientCert(Option<Slot>);
+
+impl ResolvesClientCert for ClientCert {
+    fn resolve(&self, _: &[&[u8]], _: &[SignatureScheme]) -> Option<Arc<CertifiedKey>> {
+        self.0.as_ref().map(current)
+    }
+
+    fn has_certs(&self) -> bool {
+        self.0.is_some()
+    }
+}
+
 impl TlsContextBuilder {
     /// Our certificate chain (leaf first) and its private key, in PEM (PKCS#8,
-    /// PKCS#1 or SEC1 keys).
+    /// PKCS#1 or SEC1 keys): what a server presents, and what a client presents
+    /// for mutual TLS unless [`client_certificate_pem`](Self::client_certificate_pem)
+    /// or [`no_client_certificate`](Self::no_client_certificate) says otherwise.
     pub fn certificate_pem(mut self, chain: &[u8], key: &[u8]) -> Result<Self, TlsError> {
-        self.chain = certificates(chain, "certificate chain")?;
-        if self.chain.is_empty() {
-            return Err(TlsError::EmptyChain);
-        }
-        self.key = Some(PrivateKeyDer::from_pem_slice(key).map_err(|e| match e {
-            rustls::pki_types::pem::Error::NoItemsFound => TlsError::NoPrivateKey,
-            e => TlsError::BadPem {
-                what: "private key",
-                detail: e.to_string(),
-            },
-        })?);
+        let (chain, key) = identity(chain, key)?;
+        self.chain = chain;
+        self.key = Some(key);
         Ok(self)
+    }
+
+    /// The certificate chain and key a client presents for mutual TLS, when it
+    /// is not the one the context serves with: one context can then serve as
+    /// one identity and connect as another.
+    ///
+    /// ```
+    /// # let (chain, key) = (include_bytes!("../../tests/data/cert.pem"), include_bytes!("../../tests/data/key.pem"));
+    /// # let (client_chain, client_key) = (chain, key);
+    /// use tether::TlsContext;
+    ///
+    /// let ctx = TlsContext::builder()
+    ///     .certificate_pem(chain, key)? // what it serves with
+    ///     .client_certificate_pem(client_chain, client_key)? // what it connects with
+    ///     .roots_pem(chain)?
+    ///     .build()?;
+    /// # Ok::<(), tether::TlsError>(())
+    /// ```
+    pub fn client_certificate_pem(mut self, chain: &[u8], key: &[u8]) -> Result<Self, TlsError> {
+        let (chain, key) = identity(chain, key)?;
+        self.client_identity = ClientIdentity::Own(chain, key);
+        Ok(self)
+    }
+
+    /// [`client_certificate_pem`](Self::client_certificate_pem) from files.
+    ///
+    /// ```no_run
+    /// use tether::TlsContext;
+    ///
+    /// let ctx = TlsContext::builder()
+    ///     .roots_file("ca.pem")?
+    ///     .client_certificate_files("client.pem", "client.key")?
+    ///     .build()?;
+    /// # Ok::<(), tether::TlsError>(())
+    /// ```
+    pub fn client_certificate_files(
+        self,
+        chain: impl AsRef<Path>,
+        key: impl AsRef<Path>,
+    ) -> Result<Self, TlsError> {
+        let chain = read_file(chain.as_ref())?;
+        let key = read_file(key.as_ref())?;
+        self.client_certificate_pem(&chain, &key)
+    }
+
+    /// Present no certificate as a client, even when the context has one to
+    /// serve with: a server that asks for one gets none (and refuses the
+    /// connection if it requires one).
+    ///
+    /// ```
+    /// # let (chain, key) = (include_bytes!("../../tests/data/cert.pem"), include_bytes!("../../tests/data/key.pem"));
+    /// use tether::TlsContext;
+    ///
+    /// let ctx = TlsContext::builder()
+    ///     .certificate_pem(chain, key)?
+    ///     .roots_pem(chain)?
+    ///     .no_client_certificate()
+    ///     .build()?;
+    /// # Ok::<(), tether::TlsError>(())
+    /// ```
+    pub fn no_client_certificate(mut self) -> Self {
+        self.client_identity = ClientIdentity::Nothing;
+        self
     }
 
     /// [`certificate_pem`](Self::certificate_pem) from files.
@@ -289,6 +438,30 @@ impl TlsContextBuilder {
     pub fn roots_file(self, path: impl AsRef<Path>) -> Result<Self, TlsError> {
         let pem = read_file(path.as_ref())?;
         self.roots_pem(&pem)
+    }
+
+    /// The platform's trust roots, as a browser or curl uses them: the
+    /// system's store (on Linux, the CA bundle under `/etc/ssl`; `SSL_CERT_FILE`
+    /// and `SSL_CERT_DIR` override it), or, when that is empty or cannot be
+    /// read, the Mozilla roots built into tether. May be combined with
+    /// [`roots_pem`](Self::roots_pem).
+    ///
+    /// ```
+    /// use tether::TlsContext;
+    ///
+    /// let ctx = TlsContext::builder().system_roots().build()?;
+    /// assert!(ctx.root_count() > 0);
+    /// # Ok::<(), tether::TlsError>(())
+    /// ```
+    pub fn system_roots(mut self) -> Self {
+        let mut store = RootCertStore::empty();
+        let (added, _unparsable) =
+            store.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+        if added == 0 {
+            store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        }
+        self.anchors.extend(store.roots);
+        self
     }
 
     /// Accept a peer only if its certificate has this fingerprint. With roots,
@@ -337,29 +510,22 @@ impl TlsContextBuilder {
                 .add(root.clone())
                 .map_err(|e| TlsError::BadRoot(e.to_string()))?;
         }
+        roots.extend(self.anchors.iter().cloned());
         let roots = Arc::new(roots);
         let trusts = !roots.is_empty() || !self.pins.is_empty();
         if self.key.is_none() && !trusts {
             return Err(TlsError::Empty);
         }
-        let identity = match (&self.key, self.chain.first()) {
-            (Some(key), Some(leaf)) => {
-                // Checks the key against the leaf now, not at the first handshake.
-                let certified = rustls::sign::CertifiedKey::from_der(
-                    self.chain.clone(),
-                    key.clone_key(),
-                    &provider,
-                )
-                .map_err(|e| match e {
-                    rustls::Error::InconsistentKeys(_) => TlsError::KeyMismatch,
-                    e => TlsError::Rustls(e),
-                })?;
-                Some((Arc::new(certified), Fingerprint::of(leaf)))
-            }
+        let identity: Option<Slot> = match &self.key {
+            Some(key) if !self.chain.is_empty() => Some(Arc::new(RwLock::new(certified(
+                self.chain.clone(),
+                key,
+                &provider,
+            )?))),
             _ => None,
         };
         let server = match &identity {
-            Some((certified, _)) => {
+            Some(slot) => {
                 let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
                     .with_protocol_versions(versions)
                     .map_err(TlsError::Rustls)?;
@@ -372,6 +538,7 @@ impl TlsContextBuilder {
                         builder.with_client_cert_verifier(Arc::new(
                             PinnedClient::new(
                                 &roots,
+                                &self.roots,
                                 &self.pins,
                                 policy == ClientCerts::Required,
                                 &provider,
@@ -380,28 +547,30 @@ impl TlsContextBuilder {
                         ))
                     }
                 };
-                let mut config = builder.with_cert_resolver(Arc::new(
-                    rustls::sign::SingleCertAndKey::from(certified.clone()),
-                ));
+                let mut config = builder.with_cert_resolver(Arc::new(ServerCert(slot.clone())));
                 config.alpn_protocols = self.alpn.clone();
                 Some(Arc::new(config))
             }
             None => None,
         };
         let client = if trusts {
-            let verifier = PinnedServer::new(&roots, &self.pins, &provider)
+            let verifier = PinnedServer::new(&roots, &self.roots, &self.pins, &provider)
                 .map_err(|e| TlsError::BadRoot(e.to_string()))?;
-            let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+            let presented = match &self.client_identity {
+                ClientIdentity::Same => identity.clone(),
+                ClientIdentity::Own(chain, key) => Some(Arc::new(RwLock::new(certified(
+                    chain.clone(),
+                    key,
+                    &provider,
+                )?))),
+                ClientIdentity::Nothing => None,
+            };
+            let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
                 .with_protocol_versions(versions)
                 .map_err(TlsError::Rustls)?
                 .dangerous()
-                .with_custom_certificate_verifier(Arc::new(verifier));
-            let mut config = match (&self.key, self.chain.is_empty()) {
-                (Some(key), false) => builder
-                    .with_client_auth_cert(self.chain.clone(), key.clone_key())
-                    .map_err(TlsError::Rustls)?,
-                _ => builder.with_no_client_auth(),
-            };
+                .with_custom_certificate_verifier(Arc::new(verifier))
+                .with_client_cert_resolver(Arc::new(ClientCert(presented)));
             config.alpn_protocols = self.alpn;
             Some(Arc::new(config))
         } else {
@@ -411,7 +580,9 @@ impl TlsContextBuilder {
             inner: Arc::new(Inner {
                 client,
                 server,
-                fingerprint: identity.map(|(_, fp)| fp),
+                identity,
+                provider,
+                root_count: roots.len(),
             }),
         })
     }
@@ -444,7 +615,10 @@ pub struct TlsContext {
 struct Inner {
     client: Option<Arc<rustls::ClientConfig>>,
     server: Option<Arc<rustls::ServerConfig>>,
-    fingerprint: Option<Fingerprint>,
+    /// What the server presents (and the client, unless it has its own).
+    identity: Option<Slot>,
+    provider: Arc<CryptoProvider>,
+    root_count: usize,
 }
 
 impl fmt::Debug for TlsContext {
@@ -452,7 +626,8 @@ impl fmt::Debug for TlsContext {
         f.debug_struct("TlsContext")
             .field("can_connect", &self.inner.client.is_some())
             .field("can_serve", &self.inner.server.is_some())
-            .field("fingerprint", &self.inner.fingerprint)
+            .field("fingerprint", &self.fingerprint())
+            .field("roots", &self.inner.root_count)
             .finish()
     }
 }
@@ -463,9 +638,55 @@ impl TlsContext {
         TlsContextBuilder::default()
     }
 
-    /// The fingerprint of our own certificate, if we have one.
+    /// The fingerprint of our own certificate (the one a server presents now),
+    /// if we have one.
     pub fn fingerprint(&self) -> Option<Fingerprint> {
-        self.inner.fingerprint
+        let slot = self.inner.identity.as_ref()?;
+        current(slot).cert.first().map(|leaf| Fingerprint::of(leaf))
+    }
+
+    /// How many trust roots the context checks peers against (certificates
+    /// given with [`roots_pem`](TlsContextBuilder::roots_pem) and the
+    /// platform's, from [`system_roots`](TlsContextBuilder::system_roots)).
+    ///
+    /// ```
+    /// # let chain = include_bytes!("../../tests/data/cert.pem");
+    /// use tether::TlsContext;
+    ///
+    /// let ctx = TlsContext::builder().roots_pem(chain)?.build()?;
+    /// assert_eq!(ctx.root_count(), 1);
+    /// # Ok::<(), tether::TlsError>(())
+    /// ```
+    pub fn root_count(&self) -> usize {
+        self.inner.root_count
+    }
+
+    /// Replace the certificate the context serves with (and presents as a
+    /// client, unless it was built with a client certificate of its own or
+    /// none), while it is in use: handshakes that start afterwards present the
+    /// new one; connections already made keep theirs. The new chain and key are
+    /// checked as at build time; on an error nothing changes.
+    ///
+    /// ```
+    /// # let (chain, key) = (include_bytes!("../../tests/data/cert.pem"), include_bytes!("../../tests/data/key.pem"));
+    /// # let (renewed_chain, renewed_key) = (chain, key);
+    /// use tether::{TlsContext, TlsError};
+    ///
+    /// let ctx = TlsContext::builder().certificate_pem(chain, key)?.build()?;
+    /// ctx.set_certificate(renewed_chain, renewed_key)?;
+    /// assert!(matches!(ctx.set_certificate(b"garbage", key), Err(TlsError::EmptyChain)));
+    /// # Ok::<(), tether::TlsError>(())
+    /// ```
+    pub fn set_certificate(&self, chain_pem: &[u8], key_pem: &[u8]) -> Result<(), TlsError> {
+        let slot = self
+            .inner
+            .identity
+            .as_ref()
+            .ok_or(TlsError::NoCertificate)?;
+        let (chain, key) = identity(chain_pem, key_pem)?;
+        let new = certified(chain, &key, &self.inner.provider)?;
+        *slot.write().unwrap_or_else(|e| e.into_inner()) = new;
+        Ok(())
     }
 
     pub(crate) fn client_config(&self) -> Option<&Arc<rustls::ClientConfig>> {

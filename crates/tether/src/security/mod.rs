@@ -1,6 +1,7 @@
 //! The security layer: TLS (rustls) over a stream transport, and the
 //! contexts that configure it. It imports only the transport below it.
 
+pub(crate) mod cert_error;
 pub(crate) mod context;
 pub(crate) mod info;
 pub(crate) mod tls;

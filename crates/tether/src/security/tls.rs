@@ -9,6 +9,7 @@ use std::io::{self, ErrorKind, Read as _, Write as _};
 use rustls::pki_types::ServerName;
 use tether_proto::Reason;
 
+use crate::security::cert_error::CertError;
 use crate::security::context::{Fingerprint, TlsContext};
 use crate::security::info::{TlsInfo, TlsVersion};
 use crate::transport::send_queue::SendQueue;
@@ -105,7 +106,7 @@ impl Tls {
         ))?;
         let name = ServerName::try_from(server_name.to_string())
             .map_err(|_| Error::ServerName(server_name.to_string()))?;
-        let conn = rustls::ClientConnection::new(config.clone(), name).map_err(Error::Tls)?;
+        let conn = rustls::ClientConnection::new(config.clone(), name).map_err(tls_error)?;
         Ok(Tls::new(conn.into()))
     }
 
@@ -114,7 +115,7 @@ impl Tls {
         let config = ctx.server_config().ok_or(Error::TlsRole(
             "this TLS context cannot serve: it has no certificate",
         ))?;
-        let conn = rustls::ServerConnection::new(config.clone()).map_err(Error::Tls)?;
+        let conn = rustls::ServerConnection::new(config.clone()).map_err(tls_error)?;
         Ok(Tls::new(conn.into()))
     }
 
@@ -132,7 +133,7 @@ impl Tls {
     pub(crate) fn feed(&mut self, mut data: &[u8]) -> Result<(), Error> {
         while !data.is_empty() {
             self.conn.read_tls(&mut data).map_err(Error::Io)?;
-            self.conn.process_new_packets().map_err(Error::Tls)?;
+            self.conn.process_new_packets().map_err(tls_error)?;
         }
         Ok(())
     }
@@ -219,7 +220,7 @@ impl Tls {
                     )))
                 }
                 Ok(_) => {
-                    self.conn.process_new_packets().map_err(Error::Tls)?;
+                    self.conn.process_new_packets().map_err(tls_error)?;
                 }
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == ErrorKind::WouldBlock => *readable = false,
@@ -253,7 +254,7 @@ impl Tls {
                 Err(e) => return Read::Failed(Error::Io(e)),
             }
             if let Err(e) = self.conn.process_new_packets() {
-                return Read::Failed(Error::Tls(e));
+                return Read::Failed(tls_error(e));
             }
         }
     }
@@ -266,7 +267,7 @@ impl Tls {
             match self.conn.read_tls(&mut Wire(stream, false)) {
                 Ok(0) => break,
                 Ok(_) => {
-                    self.conn.process_new_packets().map_err(Error::Tls)?;
+                    self.conn.process_new_packets().map_err(tls_error)?;
                 }
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == ErrorKind::WouldBlock => *readable = false,
@@ -344,6 +345,15 @@ pub(crate) fn read_failure(error: &Error) -> Reason {
             | A::NoApplicationProtocol,
         )) => Reason::TlsHandshakeFailed,
         _ => Reason::Lost,
+    }
+}
+
+/// A rustls error as the crate reports it: a refused certificate as
+/// [`Error::Certificate`], in words; anything else as it is.
+pub(crate) fn tls_error(e: rustls::Error) -> Error {
+    match CertError::from_rustls(&e) {
+        Some(cert) => Error::Certificate(cert),
+        None => Error::Tls(e),
     }
 }
 

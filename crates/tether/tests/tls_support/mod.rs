@@ -281,6 +281,10 @@ pub fn assert_bytes_eq(got: &[u8], want: &[u8], what: &str) {
 
 // ----- what the tether-to-tether tests share -----
 
+/// What a client or server says of a certificate no trust root signed.
+pub const UNKNOWN_ISSUER: &str = "TLS: unknown issuer: the certificate was not signed by any of \
+     the trust roots (give its CA, or the certificate itself, as a trust root)";
+
 pub const TLS13_SUITE: &str = "TLS13_AES_256_GCM_SHA384";
 // rcgen makes ECDSA P-256 keys.
 pub const TLS12_SUITE: &str = "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384";
