@@ -141,8 +141,9 @@ pub(crate) struct Common {
     #[arg(long, value_name = "DATA", help_heading = "Framed")]
     pub(crate) farewell: Option<String>,
 
-    /// PEM file of trust roots: the CA that signed the server (connect), or the
-    /// CA that signs client certificates (listen; asks clients for one).
+    /// PEM file of trust roots: the CA that signed the server, or the server's
+    /// own self-signed certificate (connect; without --ca, the system's roots),
+    /// or the CA that signs client certificates (listen; asks clients for one).
     #[arg(long, value_name = "FILE", help_heading = "TLS")]
     pub(crate) ca: Option<PathBuf>,
     /// ALPN protocols, most preferred first, comma-separated (h2,http/1.1).

@@ -177,13 +177,6 @@ pub(crate) fn for_connect(args: &ConnectArgs) -> Result<Settings, UsageError> {
         .as_ref()
         .map_or_else(Vec::new, |h| h.as_bytes().to_vec());
     if c.tls {
-        let Some(ca) = &c.ca else {
-            return Err(UsageError(
-                "connect --tls needs --ca FILE: the CA certificate (or the server's own \
-                 self-signed certificate) to verify the server against"
-                    .into(),
-            ));
-        };
         let server_name = match (&args.server_name, &addr) {
             (Some(name), _) => name.clone(),
             (None, SockAddr::Inet(a)) => a.ip().to_string(),
@@ -195,12 +188,16 @@ pub(crate) fn for_connect(args: &ConnectArgs) -> Result<Settings, UsageError> {
             }
         };
         let mut files = Files {
-            ca: Some(ca),
+            ca: c.ca.as_deref(),
             ..Files::default()
         };
-        let mut builder = TlsContext::builder()
-            .roots_file(ca)
-            .map_err(|e| file_error(e, &files))?;
+        // Without --ca, the platform's trust roots, as curl uses them.
+        let mut builder = match &c.ca {
+            Some(ca) => TlsContext::builder()
+                .roots_file(ca)
+                .map_err(|e| file_error(e, &files))?,
+            None => TlsContext::builder().system_roots(),
+        };
         if let (Some(cert), Some(key)) = (&args.client_cert, &args.client_key) {
             files.cert = Some(("--client-cert", cert));
             files.key = Some(("--client-key", key));

@@ -139,3 +139,34 @@ fn openssl_s_client_with_a_client_certificate() {
     assert_eq!(tls.opt("alpn"), None, "the server offered no ALPN");
     assert_eq!(server.wait_event("closed").str("reason"), "by_peer");
 }
+
+/// `connect --tls` without `--ca` verifies against the system's trust roots,
+/// as curl does: a server whose certificate no public CA signed is refused in
+/// the handshake as from an unknown issuer (not a usage error).
+#[test]
+fn tether_connect_without_ca_uses_the_system_roots() {
+    let pki = Pki::new();
+    let mut server = Proc::spawn(
+        openssl()
+            .args(["s_server", "-accept", "127.0.0.1:0", "-naccept", "1"])
+            .args(["-ign_eof", "-cert"])
+            .arg(pki.path("server.pem"))
+            .arg("-key")
+            .arg(pki.path("server.key")),
+    );
+    let accept = server.wait_stdout(|l| l.starts_with("ACCEPT"));
+    let port = accept.trim().rsplit(':').next().unwrap().to_string();
+    let out = Proc::spawn(&mut tether(&[
+        "connect",
+        "--tls",
+        "--events",
+        &format!("127.0.0.1:{port}"),
+    ]))
+    .finish(LIMIT);
+    let ev = out.events();
+    let closed = one(&ev, "closed");
+    assert_eq!(closed.str("reason"), "tls_handshake_failed", "{out:#?}");
+    assert!(closed.str("error").contains("unknown issuer"), "{out:#?}");
+    assert_ne!(out.code(), Some(0), "{out:#?}");
+    assert_ne!(out.code(), Some(2), "not a usage error: {out:#?}");
+}

@@ -144,10 +144,6 @@ fn conflicting_and_missing_flags() {
             &["listen --tls needs --cert FILE and --key FILE"],
         ),
         (
-            &["connect", "--tls", "127.0.0.1:1"],
-            &["connect --tls needs --ca FILE"],
-        ),
-        (
             &["connect", "--udp", "unix:/tmp/x.sock"],
             &["--udp", "unix:/tmp/x.sock"],
         ),

@@ -664,8 +664,9 @@ impl TlsContext {
     /// Replace the certificate the context serves with (and presents as a
     /// client, unless it was built with a client certificate of its own or
     /// none), while it is in use: handshakes that start afterwards present the
-    /// new one; connections already made keep theirs. The new chain and key are
-    /// checked as at build time; on an error nothing changes.
+    /// new one; connections already made keep theirs, and so does a client that
+    /// resumes a session made before (resumption sends no certificate). The new
+    /// chain and key are checked as at build time; on an error nothing changes.
     ///
     /// ```
     /// # let (chain, key) = (include_bytes!("../../tests/data/cert.pem"), include_bytes!("../../tests/data/key.pem"));
