@@ -81,13 +81,14 @@ impl<S: 'static> Cx<S> {
     /// it closes, those connections are reset, not handed to the others.
     ///
     /// ```no_run
-    /// use tether::{Admission, Cx, IoMux, PeerInfo, SocketId, SocketUser};
+    /// use tether::{Admission, Closed, Cx, IoMux, PeerInfo, SocketId, SocketUser};
     ///
     /// struct Server;
     /// impl SocketUser for Server {
     ///     fn on_incoming(&mut self, _: &mut Cx, _: SocketId, _: &PeerInfo) -> Admission {
     ///         Admission::Deny // a real server admits its connections here
     ///     }
+    ///     fn on_closed(&mut self, _: &mut Cx, _: SocketId, _: &Closed) {}
     /// }
     ///
     /// // On each of several threads, one loop with its own listener on one port:
