@@ -64,6 +64,10 @@ pub(crate) struct Spec {
     pub(crate) service: Service,
     /// TLS with these certificates (TCP only).
     pub(crate) tls: Option<Arc<Pki>>,
+    /// Event loops, each on its own thread with its own listener on the one
+    /// port (SO_REUSEPORT). Only the tether server takes more than one, and
+    /// only over TCP; the others always run one.
+    pub(crate) loops: usize,
 }
 
 /// Counters every server keeps the same way (relaxed atomics: one add per

@@ -144,6 +144,7 @@ pub(crate) fn server_child(args: &[String]) {
             net: Net::Tcp,
             service: Service::Echo,
             tls: pki,
+            loops: 1,
         },
     );
     println!("addr {}", server.target.text());

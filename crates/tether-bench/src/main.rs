@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! cargo run --release -p tether-bench -- SCENARIO [--quick] [--rounds N] [--secs S]
+//! cargo run --release -p tether-bench -- pingpong --loops 2
 //! ```
 //!
 //! `callgrind-pingpong` is not a scenario but a fixed amount of work for one
@@ -73,6 +74,11 @@ struct Args {
     /// Only the cases whose name contains this ("conns=256 size=64", "up").
     #[arg(long)]
     case: Option<String>,
+    /// pingpong: the tether server runs this many loops, each on its own
+    /// thread with its own listener on the one port (SO_REUSEPORT). mio and
+    /// tokio run one loop whatever this says.
+    #[arg(long, default_value_t = 1)]
+    loops: usize,
     /// callgrind-pingpong: round trips per connection.
     #[arg(long, default_value_t = 100)]
     trips: u64,
@@ -93,6 +99,8 @@ pub(crate) struct Opts {
     pub(crate) idle_conns: usize,
     pub(crate) only: Option<Vec<Kind>>,
     pub(crate) case: Option<String>,
+    /// Loops of the tether server in pingpong.
+    pub(crate) loops: usize,
 }
 
 fn main() {
@@ -152,6 +160,7 @@ fn main() {
         idle_conns: args.idle_conns.unwrap_or(if q { 200 } else { 8000 }).max(1),
         only,
         case: args.case.clone(),
+        loops: args.loops.max(1),
     };
     let limit = sys::raise_nofile_limit();
     eprintln!(

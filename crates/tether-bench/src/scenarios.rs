@@ -62,11 +62,13 @@ fn pingpong_cases(
     net: Net,
     pki: Option<&Arc<Pki>>,
     cases: &[(usize, usize)],
+    loops: usize,
 ) {
     let spec = Spec {
         net,
         service: Service::Echo,
         tls: pki.cloned(),
+        loops,
     };
     let client = pki.map(|p| p.client.clone());
     let name = |&(conns, size): &(usize, usize)| format!("conns={conns} size={size}");
@@ -83,12 +85,14 @@ fn pingpong_cases(
 }
 
 pub(crate) fn pingpong(opts: &Opts) -> Report {
-    let mut report = Report::new(
-        "pingpong",
-        about(opts, "TCP echo, one message in flight per connection"),
-        &THREE,
-        opts.rounds,
-    );
+    let what = match opts.loops {
+        1 => "TCP echo, one message in flight per connection".to_string(),
+        n => format!(
+            "TCP echo, one message in flight per connection; tether runs {n} loops on \
+             {n} threads sharing the port (SO_REUSEPORT), mio and tokio one"
+        ),
+    };
+    let mut report = Report::new("pingpong", about(opts, &what), &THREE, opts.rounds);
     let (conns, sizes): (&[usize], &[usize]) = if opts.quick {
         (&[1, 256], &[64, 16384])
     } else {
@@ -98,7 +102,7 @@ pub(crate) fn pingpong(opts: &Opts) -> Report {
         .iter()
         .flat_map(|&c| sizes.iter().map(move |&s| (c, s)))
         .collect();
-    pingpong_cases(opts, &mut report, Net::Tcp, None, &cases);
+    pingpong_cases(opts, &mut report, Net::Tcp, None, &cases, opts.loops);
     report
 }
 
@@ -117,7 +121,7 @@ pub(crate) fn local(opts: &Opts) -> Report {
     } else {
         &[(1, 64), (1, 16384), (256, 64), (256, 16384)]
     };
-    pingpong_cases(opts, &mut report, Net::Unix, None, cases);
+    pingpong_cases(opts, &mut report, Net::Unix, None, cases, 1);
     report
 }
 
@@ -144,6 +148,7 @@ fn stream_cases(
             net: Net::Tcp,
             service: if up { Service::Sink } else { Service::Source },
             tls: pki.cloned(),
+            loops: 1,
         };
         let server = Server::start(kind, &spec);
         let m = load::stream(
@@ -201,6 +206,7 @@ pub(crate) fn udp(opts: &Opts) -> Report {
         net: Net::Udp,
         service: Service::Echo,
         tls: None,
+        loops: 1,
     };
     let name = |w: &usize| format!("in flight={w}");
     rounds(opts, &THREE, windows, name, |case, &window, kind| {
@@ -251,6 +257,7 @@ fn churn_cases(opts: &Opts, report: &mut Report, pki: Option<&Arc<Pki>>, cases: 
         net: Net::Tcp,
         service: Service::Echo,
         tls: pki.cloned(),
+        loops: 1,
     };
     let client = pki.map(|p| p.client.clone());
     let per_sec = if pki.is_some() {
@@ -349,7 +356,7 @@ pub(crate) fn tls_data(opts: &Opts, pki: &Arc<Pki>) -> Report {
         &[(1, 64), (1, 16384), (256, 64), (256, 16384)]
     };
     stream_cases(opts, &mut report, &THREE, Some(pki), bulk);
-    pingpong_cases(opts, &mut report, Net::Tcp, Some(pki), ping);
+    pingpong_cases(opts, &mut report, Net::Tcp, Some(pki), ping, 1);
     report
 }
 
@@ -364,6 +371,7 @@ pub(crate) fn callgrind_pingpong(kind: Kind, conns: usize, size: usize, trips: u
         net: Net::Tcp,
         service: Service::Echo,
         tls: None,
+        loops: 1,
     };
     let server = Server::start(kind, &spec);
     let m = load::pingpong_trips(&server.target, conns, size, trips);

@@ -1,5 +1,6 @@
 //! The tether server: one `IoMux` on its own thread, the callback API as an
-//! application would use it.
+//! application would use it; or, for `--loops N`, N of them on N threads,
+//! each with its own listener on one port (SO_REUSEPORT).
 #![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
@@ -21,46 +22,94 @@ struct Shared {
 }
 
 pub(crate) fn start(spec: Spec, stats: Arc<Stats>) -> Started {
+    // Many loops share a TCP port; a Unix path or a UDP socket is one loop's.
+    let loops = if spec.net == Net::Tcp {
+        spec.loops.max(1)
+    } else {
+        1
+    };
     let (tx, rx) = mpsc::channel();
     let thread = std::thread::Builder::new()
         .name("tether-server".into())
         .spawn(move || {
-            let mut mux = IoMux::new(Shared {
-                stats,
-                service: spec.service,
-                tls: spec.tls.is_some(),
-            })
-            .expect("tether loop");
-            let target = match spec.net {
-                Net::Udp => {
-                    let s = mux.udp(UdpEcho);
-                    mux.bind(s, "127.0.0.1:0").expect("bind");
-                    Target::Udp(inet(&mux, s))
-                }
-                Net::Tcp | Net::Unix => {
-                    let l = mux.stream(Listener);
-                    let path = (spec.net == Net::Unix).then(unix_path);
-                    let addr = match &path {
-                        Some(p) => format!("unix:{}", p.display()),
-                        None => "127.0.0.1:0".to_string(),
-                    };
-                    mux.bind(l, &addr).expect("bind");
-                    match &spec.tls {
-                        Some(pki) => mux.listen_tls(l, &pki.tether).expect("listen_tls"),
-                        None => mux.listen(l).expect("listen"),
-                    }
-                    match path {
-                        Some(p) => Target::Unix(p),
-                        None => Target::Tcp(inet(&mux, l)),
-                    }
-                }
+            let (target, handle, mut mux) = open(&spec, &stats, loops > 1, None);
+            // The other loops bind the port the first one got.
+            let port = match &target {
+                Target::Tcp(a) => a.port(),
+                _ => 0,
             };
-            tx.send((target, mux.handle())).expect("report");
+            let mut handles = vec![handle];
+            let mut others = Vec::new();
+            for n in 1..loops {
+                let (spec, stats) = (spec.clone(), stats.clone());
+                let (started, up) = mpsc::channel();
+                others.push(
+                    std::thread::Builder::new()
+                        .name(format!("tether-server-{n}"))
+                        .spawn(move || {
+                            let (_, handle, mut mux) = open(&spec, &stats, true, Some(port));
+                            started.send(handle).expect("report");
+                            mux.run().expect("tether loop");
+                        })
+                        .expect("spawn"),
+                );
+                handles.push(up.recv().expect("tether loop started"));
+            }
+            tx.send((target, handles)).expect("report");
             mux.run().expect("tether loop");
+            for other in others {
+                let _ = other.join();
+            }
         })
         .expect("spawn");
-    let (target, handle) = rx.recv().expect("tether server started");
-    (target, Box::new(move || handle.terminate()), thread)
+    let (target, handles) = rx.recv().expect("tether server started");
+    let stop = move || handles.iter().for_each(|h| h.terminate());
+    (target, Box::new(stop), thread)
+}
+
+/// One loop and its listener (with SO_REUSEPORT when `shared`, on `port`
+/// when given, else on a port the system picks).
+fn open(
+    spec: &Spec,
+    stats: &Arc<Stats>,
+    shared: bool,
+    port: Option<u16>,
+) -> (Target, tether::MuxHandle<Shared>, IoMux<Shared>) {
+    let mut mux = IoMux::new(Shared {
+        stats: stats.clone(),
+        service: spec.service,
+        tls: spec.tls.is_some(),
+    })
+    .expect("tether loop");
+    let target = match spec.net {
+        Net::Udp => {
+            let s = mux.udp(UdpEcho);
+            mux.bind(s, "127.0.0.1:0").expect("bind");
+            Target::Udp(inet(&mux, s))
+        }
+        Net::Tcp | Net::Unix => {
+            let l = mux.stream(Listener);
+            let path = (spec.net == Net::Unix).then(unix_path);
+            let addr = match &path {
+                Some(p) => format!("unix:{}", p.display()),
+                None => format!("127.0.0.1:{}", port.unwrap_or(0)),
+            };
+            if shared {
+                mux.set_reuse_port(l, true).expect("reuse port");
+            }
+            mux.bind(l, &addr).expect("bind");
+            match &spec.tls {
+                Some(pki) => mux.listen_tls(l, &pki.tether).expect("listen_tls"),
+                None => mux.listen(l).expect("listen"),
+            }
+            match path {
+                Some(p) => Target::Unix(p),
+                None => Target::Tcp(inet(&mux, l)),
+            }
+        }
+    };
+    let handle = mux.handle();
+    (target, handle, mux)
 }
 
 fn inet(mux: &IoMux<Shared>, s: SocketId) -> SocketAddr {

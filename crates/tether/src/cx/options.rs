@@ -1,5 +1,5 @@
 //! Options of a socket on [`Cx`]: timeouts, idle time, TCP keepalive and
-//! user timeout, and a listener's admission limit.
+//! user timeout, a listener's admission limit, and SO_REUSEPORT before bind.
 
 use std::time::Duration;
 
@@ -57,5 +57,52 @@ impl<S: 'static> Cx<S> {
     /// callback returns (never inside this call).
     pub fn max_connections(&mut self, s: SocketId, max: Option<u32>) -> Result<(), ApiError> {
         self.engine.max_connections(s, max)
+    }
+
+    /// SO_REUSEPORT on a TCP socket, set before its bind: several listeners,
+    /// each with it set, in one process or several of the same user, may
+    /// then bind the same address and port, and the kernel spreads incoming
+    /// connections among them (by a hash of the connection's addresses and
+    /// ports). This is how one loop per core shares one port: each [`IoMux`]
+    /// on its own thread with its own listener. Without it, the second bind
+    /// of a port ends with `Reason::BindFailed` (EADDRINUSE).
+    ///
+    /// It applies to the socket's bind: its own [`bind`](Self::bind), or the
+    /// one [`listen`](Self::listen) makes for an unbound socket; a socket that
+    /// connects without binding makes no use of it. So it is set on a fresh
+    /// stream socket, after [`stream`](Self::stream) and before anything
+    /// else: once the socket has a descriptor (bound, listening, connecting)
+    /// or has closed it is [`ApiError::Refused`] (`Op::SetOption`). It is a
+    /// TCP option: on a UDP socket it is [`ApiError::Unsupported`], and so is
+    /// a later `bind` of the socket to a Local (`unix:`) address, which
+    /// leaves the socket as it was.
+    ///
+    /// A connection waiting in one listener's backlog is that listener's: if
+    /// it closes, those connections are reset, not handed to the others.
+    ///
+    /// ```no_run
+    /// use tether::{Admission, Closed, Cx, IoMux, PeerInfo, SocketId, SocketUser};
+    ///
+    /// struct Server;
+    /// impl SocketUser for Server {
+    ///     fn on_incoming(&mut self, _: &mut Cx, _: SocketId, _: &PeerInfo) -> Admission {
+    ///         Admission::Deny // a real server admits its connections here
+    ///     }
+    ///     fn on_closed(&mut self, _: &mut Cx, _: SocketId, _: &Closed) {}
+    /// }
+    ///
+    /// // On each of several threads, one loop with its own listener on one port:
+    /// let mut mux = IoMux::new(())?;
+    /// let s = mux.stream(Server);
+    /// mux.set_reuse_port(s, true)?;
+    /// mux.bind(s, "0.0.0.0:7000")?;
+    /// mux.listen(s)?;
+    /// mux.run()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// [`IoMux`]: crate::IoMux
+    pub fn set_reuse_port(&mut self, s: SocketId, on: bool) -> Result<(), ApiError> {
+        self.engine.set_reuse_port(s, on)
     }
 }

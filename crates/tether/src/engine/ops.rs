@@ -83,11 +83,15 @@ impl<S: 'static> Engine<S> {
         if slot.life.is_datagram() {
             return self.bind_udp(s, addr);
         }
+        let reuse_port = slot.reuse_port;
+        if reuse_port && matches!(slot.io, Io::None) && slot.life.closed().is_none() {
+            refuse_local_reuse_port(addr)?;
+        }
         slot.life.bind()?;
         let result = SockAddr::parse(addr)
             .map_err(|e| (Reason::AddressInvalid, Error::Address(e)))
             .and_then(|a| {
-                transport::bind(&a)
+                transport::bind(&a, reuse_port)
                     .map(|sock| (sock, Transport::of(&a)))
                     .map_err(open_failure)
             });
@@ -115,9 +119,10 @@ impl<S: 'static> Engine<S> {
             self.settle(s);
             return Ok(());
         }
+        let reuse_port = slot.reuse_port;
         let bound = match std::mem::take(&mut slot.io) {
             Io::Bound(sock, kind) => Ok((sock, kind)),
-            _ => match transport::bind(&transport::tcp::any()) {
+            _ => match transport::bind(&transport::tcp::any(), reuse_port) {
                 Ok(sock) => {
                     self.tasks.push_back(Task::Bound(s));
                     Ok((sock, Transport::Tcp))
@@ -423,6 +428,18 @@ impl<S: 'static> Engine<S> {
     /// The time an operation counts a deadline from (see `Clock::at_call`).
     pub(crate) fn call_time(&self) -> Instant {
         self.clock.at_call(self.running.then_some(self.now))
+    }
+}
+
+/// SO_REUSEPORT is a TCP option: a Local address refuses it before anything
+/// about the socket changes.
+fn refuse_local_reuse_port(addr: &str) -> Result<(), ApiError> {
+    match SockAddr::parse(addr) {
+        Ok(a) if Transport::of(&a) == Transport::Local => Err(ApiError::Unsupported {
+            op: "reuse_port",
+            transport: Transport::Local,
+        }),
+        _ => Ok(()),
     }
 }
 

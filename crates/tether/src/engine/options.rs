@@ -1,5 +1,5 @@
 //! Per-socket options behind `Cx`: timeouts, idle time, TCP keepalive and
-//! user timeout, and a listener's admission limit.
+//! user timeout, a listener's admission limit, and SO_REUSEPORT before bind.
 
 use std::io::{self};
 use std::os::fd::BorrowedFd;
@@ -95,6 +95,32 @@ impl<S: 'static> Engine<S> {
             // runs inside an operation.
             self.tasks.push_back(Task::Accept(s));
         }
+        Ok(())
+    }
+
+    /// SO_REUSEPORT on the descriptor the socket's bind will make (its own
+    /// `bind`, or the one `listen` makes for an unbound socket). Only on a
+    /// fresh stream socket: once it has a descriptor (bound, listening,
+    /// connecting) or has closed it is refused with `Op::SetOption`; on UDP it
+    /// is unsupported, and a later bind to a Local address refuses it.
+    pub(crate) fn set_reuse_port(&mut self, s: SocketId, on: bool) -> Result<(), ApiError> {
+        let slot = self.live(s)?;
+        if slot.life.is_datagram() {
+            return Err(ApiError::Unsupported {
+                op: "reuse_port",
+                transport: Transport::Udp,
+            });
+        }
+        let fresh = matches!(slot.io, Io::None)
+            && slot.life.closed().is_none()
+            && slot.life.state() == tether_proto::State::NotConnected;
+        if !fresh {
+            return Err(ApiError::Refused(tether_proto::Refused {
+                op: tether_proto::Op::SetOption,
+                state: slot.life.state(),
+            }));
+        }
+        slot.reuse_port = on;
         Ok(())
     }
 

@@ -54,6 +54,8 @@ pub(crate) struct Slot<S> {
     pub(crate) shown: State,
     /// Its user wants `on_sent` (asked when the user was given).
     pub(crate) wants_sent: bool,
+    /// SO_REUSEPORT on the descriptor its bind makes (`set_reuse_port`).
+    pub(crate) reuse_port: bool,
     /// Its one deadline on the loop's timer heap, if armed.
     pub(crate) timer: SocketTimer,
 }
@@ -123,6 +125,7 @@ impl<S> Slot<S> {
             shown: State::NotConnected,
             timer: None,
             wants_sent,
+            reuse_port: false,
         }
     }
 

@@ -246,10 +246,12 @@ pub(crate) fn from_os(addr: &OsAddr) -> Option<SockAddr> {
 }
 
 /// Open and bind a socket for `addr`, choosing the transport from it.
-pub(crate) fn bind(addr: &SockAddr) -> Result<socket2::Socket, OpenError> {
+/// `reuse_port` (SO_REUSEPORT) is for TCP only: the layer above never asks it
+/// of a Local address.
+pub(crate) fn bind(addr: &SockAddr, reuse_port: bool) -> Result<socket2::Socket, OpenError> {
     match Transport::of(addr) {
         Transport::Local => local::bind(addr),
-        _ => tcp::bind(addr),
+        _ => tcp::bind(addr, reuse_port),
     }
 }
 

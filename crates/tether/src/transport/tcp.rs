@@ -68,12 +68,20 @@ pub(crate) fn set_user_timeout(
     socket2::SockRef::from(fd).set_tcp_user_timeout(timeout)
 }
 
-pub(crate) fn bind(addr: &SockAddr) -> Result<Socket, OpenError> {
+/// Bind a new TCP socket to `addr`. With `reuse_port`, SO_REUSEPORT is set
+/// before the bind, so that other sockets of the same user that set it too may
+/// bind the same address and port, and the kernel spreads incoming connections
+/// among their listeners.
+pub(crate) fn bind(addr: &SockAddr, reuse_port: bool) -> Result<Socket, OpenError> {
     let addr = inet(addr)?;
     let sock = open(addr)?;
     // A restarted server must be able to bind while old connections sit in
     // TIME_WAIT; this does not let two live listeners share a port.
     sock.set_reuse_address(true).map_err(OpenError::Bind)?;
+    if reuse_port {
+        // Only between creating and binding does it count.
+        sock.set_reuse_port(true).map_err(OpenError::Bind)?;
+    }
     if addr.is_ipv6() && addr.ip().is_unspecified() {
         // "[::]" means every interface, IPv4 included, whatever the sysctl says.
         sock.set_only_v6(false).map_err(OpenError::Bind)?;
