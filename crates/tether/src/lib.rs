@@ -111,7 +111,7 @@ pub use engine::timers::TimerId;
 pub use error::{ApiError, Error};
 pub use handle::{LoopGone, MuxHandle};
 pub use id::SocketId;
-pub use mux::IoMux;
+pub use mux::{IoMux, Turn};
 pub use security::context::{
     ClientCerts, Fingerprint, TlsContext, TlsContextBuilder, TlsError, TlsVersions,
 };
