@@ -212,7 +212,7 @@ impl<S: 'static> IoMux<S> {
     /// What the turn left:
     /// - [`Turn::Running`]: sockets, timers or handles remain; turn again (at
     ///   the latest after [`poll_timeout`](IoMux::poll_timeout), or when the
-    ///   loop's [file descriptor](#impl-AsRawFd-for-IoMux<S>) is readable).
+    ///   loop's file descriptor ([`AsRawFd`]) is readable).
     /// - [`Turn::Idle`]: nothing is left that could ever make a callback run
     ///   (where [`run`](IoMux::run) returns). Opening a socket or setting a
     ///   timer makes it worth turning again.
