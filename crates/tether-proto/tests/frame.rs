@@ -1,4 +1,4 @@
-//! The framed wire format (DESIGN section 5): encoding checked byte for byte
+//! The framed wire format (`tether_proto::frame`): encoding checked byte for byte
 //! against the specification, decoding under every split of the input, the
 //! zero-copy and no-idle-heap promises, every protocol error with its message,
 //! and the frame order for both roles, every state against every frame type.

@@ -1,4 +1,4 @@
-//! The connection lifecycle (DESIGN section 4), state by state.
+//! The connection lifecycle (`Lifecycle`, README "The lifecycle"), state by state.
 //!
 //! One module per public state, each with fixtures that build a [`Lifecycle`] in
 //! that state, and one test per command and input; `properties` drives random

@@ -29,6 +29,131 @@
 //! - **Backpressure is a recv.** Nothing is read while no [`Cx::recv`] is
 //!   pending, and [`Cx::unsent`] says how much waits to be written.
 //!
+//! # The lifecycle
+//!
+//! [`Cx::state`] reads a socket's [`State`] at any time:
+//!
+//! | state | meaning |
+//! |---|---|
+//! | `NotConnected` | created, or gone |
+//! | `Connecting` | connect issued: the transport, then the TLS and framed handshakes |
+//! | `Listening` | a listener |
+//! | `Connected` | both directions open |
+//! | `NoSend` | we shut down our sending side; we still receive |
+//! | `NoRecv` | the peer shut down its sending side; data it sent before may still wait to be received |
+//! | `NoSendRecv` | both sides shut down; received data may still wait |
+//! | `Closing` | [`Cx::close`] was called: flushing, our FIN sent, draining until the peer's end |
+//!
+//! Ways to end, all non-blocking:
+//!
+//! | call | on the wire | queued outgoing data | [`Closed::reason`] |
+//! |---|---|---|---|
+//! | [`Cx::shutdown`] | FIN after the send queue drains | all sent first | — (half-close; state `NoSend`) |
+//! | [`Cx::close`] | FIN after the queue, then read and discard until the peer's FIN; past the linger time (default 30 s, [`Cx::set_linger`]): RST | all sent first | `Normal` / `ByPeer`, or `LingerTimeout` |
+//! | [`Cx::reset`] | RST now (SO_LINGER 0) | dropped, counted in [`Closed::unsent`] | `Reset` |
+//! | [`Cx::discard`] | nothing: TCP_REPAIR where the process may (CAP_NET_ADMIN); else RST | dropped, counted | `Discarded` ([`Closed::discard`] says how, [`DiscardMethod`]) |
+//! | loop stopped ([`Cx::terminate`]) | RST | dropped, counted | `Stopped` |
+//!
+//! The rules: every byte sent before `shutdown`/`close` reaches the peer
+//! before the FIN, or is counted in [`Closed::unsent`];
+//! [`SocketUser::on_peer_shutdown`] comes after the last byte the peer sent;
+//! a socket whose directions are both finished closes by itself;
+//! [`SocketUser::on_closed`] comes exactly once per socket, last, and the id is
+//! stale afterwards; received bytes thrown away are counted in
+//! [`Closed::unread`]; `close` drains the peer instead of letting the kernel
+//! answer unread data with RST; graceful reasons say who began
+//! ([`Reason::Normal`], [`Reason::ByPeer`]), and [`Reason::Lost`] carries the
+//! OS error ([`Closed::error`]). Operations used wrongly return an
+//! [`ApiError`] and change nothing; failures of an operation itself (a
+//! malformed address, a refused connect, an address in use) end the socket
+//! with a [`Reason`] such as `AddressInvalid`, `ConnectRejected` or
+//! `BindFailed`.
+//!
+//! Unix-domain sockets have no RST: [`Cx::reset`] on one closes at once, and
+//! [`Cx::discard`] is such a close ([`DiscardMethod::Close`]).
+//!
+//! # Timeouts, dead peers, admission
+//!
+//! - [`Cx::set_timeouts`] with [`Timeouts`] `{ connect, handshake, idle }`:
+//!   [`Reason::ConnectTimeout`], [`Reason::HandshakeTimeout`] (TLS and framed
+//!   handshakes) and [`Reason::IdleTimeout`] (no data either way: RST, or for
+//!   UDP a discard). On a listener they apply to every connection it takes.
+//!   [`Cx::idle_for`] says how long data has not moved. All deadlines share
+//!   one timer heap with [`Cx::set_timer`] and [`Cx::set_interval`].
+//! - [`Cx::set_keepalive`] ([`Keepalive`]) and [`Cx::set_user_timeout`]: a
+//!   peer that vanished ends as [`Reason::Lost`] (ETIMEDOUT) within the bound.
+//! - [`Cx::max_connections`]: at the limit a listener takes no more until one
+//!   of its connections has closed.
+//! - [`IoMux::with_clock`] runs all of it on a [`TestClock`], so timeout,
+//!   linger and idle behaviour is tested without sleeping.
+//!
+//! # UDP
+//!
+//! [`Cx::udp`] makes a UDP socket; [`Cx::bind`] gives it an address,
+//! [`Cx::send_to`] sends one datagram and [`SocketUser::on_received_from`]
+//! delivers one, with its source, per [`Cx::recv`]. [`Cx::connect`] fixes the
+//! peer: then [`Cx::send`] and [`SocketUser::on_received`], and an ICMP
+//! port-unreachable ends the socket with [`Reason::Lost`]. A datagram longer
+//! than the recv asked for is never cut silently: it arrives in
+//! [`SocketUser::on_truncated`]. A datagram over the largest UDP payload is
+//! [`ApiError::DatagramTooLarge`]. UDP has no connection to end: `close`,
+//! `reset` and `discard` are all a discard ([`Reason::Discarded`]).
+//!
+//! # TLS
+//!
+//! [`TlsContext::builder`] ([`TlsContextBuilder`]) takes our certificate chain
+//! and key, trust roots, the client-certificate policy ([`ClientCerts`]), ALPN
+//! protocols, pinned peer [`Fingerprint`]s and the [`TlsVersions`]; `build`
+//! checks all of it, so a bad PEM or a key that does not match its certificate
+//! is a [`TlsError`] at start-up. Verification is always on.
+//!
+//! - [`Cx::connect_tls`]: the socket is `Connecting` until the handshake is
+//!   over, then [`SocketUser::on_tls_ready`] ([`TlsInfo`]) and
+//!   [`SocketUser::on_connected`].
+//! - [`Cx::listen_tls`]: each connection is announced by
+//!   [`SocketUser::on_accepted`] while its handshake runs, then `on_tls_ready`;
+//!   a failed handshake ends it with [`Reason::TlsHandshakeFailed`].
+//! - [`Cx::start_tls`] ([`TlsRole`]) upgrades a connected stream (StartTLS),
+//!   with what was read ahead fed to the handshake.
+//! - [`SocketUser::on_alpn`] may refuse the negotiated protocol.
+//! - [`Cx::shutdown`] sends close_notify, then FIN; a FIN without close_notify
+//!   is a truncation, [`Reason::Lost`].
+//!
+//! # Framed messages
+//!
+//! [`Cx::set_framing`] makes a stream socket (TCP, TLS, Local) carry messages
+//! instead of bytes, in the wire format specified by `tether_proto::frame`:
+//! `length:u32 BE | type:u8 | payload`, with HELLO (connect data), WELCOME,
+//! REJECT (reason data), DATA and FAREWELL (disconnect data). One `send` is one
+//! message, one `on_received` one message; [`PeerInfo::hello`] carries the
+//! connect data to [`SocketUser::on_incoming`], [`Admission::Reject`] answers
+//! REJECT, [`Cx::shutdown_with`] sends FAREWELL data. A broken rule resets the
+//! connection with [`Reason::ProtocolError`].
+//!
+//! # Logging
+//!
+//! tether logs through [`tracing`](https://docs.rs/tracing) and prints nothing
+//! by itself: install a subscriber, for instance `tracing-subscriber` with its
+//! `env-filter` feature reading `RUST_LOG`:
+//!
+//! ```no_run
+//! tracing_subscriber::fmt()
+//!     .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+//!     .init();
+//! ```
+//!
+//! The targets are `tether::tcp`, `tether::local`, `tether::udp`,
+//! `tether::tls`, `tether::framed` and `tether::timer`; every line carries the
+//! loop (`mux`) and, where there is one, the socket (`socket`).
+//!
+//! # Embedding the loop
+//!
+//! [`IoMux::run`] drives a loop until it is done. A program with an event loop
+//! of its own drives it by [`IoMux::turn`] instead, one turn at a time
+//! ([`Turn`] says what the turn left), and waits on the loop's file descriptor
+//! (`IoMux` implements [`AsRawFd`](std::os::fd::AsRawFd)) for at most
+//! [`IoMux::poll_timeout`] in between.
+//!
 //! # An echo server
 //!
 //! ```no_run
@@ -39,7 +164,10 @@
 //!     fn on_incoming(&mut self, _: &mut Cx, _: SocketId, _: &PeerInfo) -> Admission {
 //!         Admission::Accept(Box::new(Echo))
 //!     }
-//!     fn on_closed(&mut self, _: &mut Cx, _: SocketId, _: &Closed) {}
+//!     fn on_closed(&mut self, _: &mut Cx, _: SocketId, closed: &Closed) {
+//!         // A port in use ends the listener at once: say why.
+//!         eprintln!("listener ended: {} {:?}", closed.reason, closed.error);
+//!     }
 //! }
 //!
 //! struct Echo;
@@ -61,6 +189,35 @@
 //!
 //! let mut mux = IoMux::new(()).unwrap();
 //! mux.listen_on("127.0.0.1:7000", Listener);
+//! mux.run().unwrap();
+//! ```
+//!
+//! # A client
+//!
+//! Connect, send, half-close, and print the reply and how the connection
+//! ended (`examples/client.rs` is the same as a program):
+//!
+//! ```no_run
+//! use tether::{Closed, Cx, IoMux, RecvMode, SocketId, SocketUser};
+//!
+//! struct Client;
+//! impl SocketUser for Client {
+//!     fn on_connected(&mut self, cx: &mut Cx, s: SocketId) {
+//!         cx.send(s, b"hello").unwrap();
+//!         cx.shutdown(s).unwrap(); // FIN after the message; we keep receiving
+//!         cx.recv(s, 4096, RecvMode::Partial).unwrap();
+//!     }
+//!     fn on_received(&mut self, cx: &mut Cx, s: SocketId, data: &[u8]) {
+//!         println!("{}", String::from_utf8_lossy(data));
+//!         cx.recv(s, 4096, RecvMode::Partial).unwrap();
+//!     }
+//!     fn on_closed(&mut self, _: &mut Cx, _: SocketId, closed: &Closed) {
+//!         println!("closed: {} {:?}", closed.reason, closed.error);
+//!     }
+//! }
+//!
+//! let mut mux = IoMux::new(()).unwrap();
+//! mux.connect_to("127.0.0.1:7000", Client);
 //! mux.run().unwrap();
 //! ```
 #![deny(missing_docs)]
@@ -111,7 +268,7 @@ pub use engine::timers::TimerId;
 pub use error::{ApiError, Error};
 pub use handle::{LoopGone, MuxHandle};
 pub use id::SocketId;
-pub use mux::IoMux;
+pub use mux::{IoMux, Turn};
 pub use security::cert_error::CertError;
 pub use security::context::{
     ClientCerts, Fingerprint, TlsContext, TlsContextBuilder, TlsError, TlsVersions,

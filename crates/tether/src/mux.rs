@@ -3,6 +3,7 @@
 
 use std::io::{self, ErrorKind};
 use std::ops::{Deref, DerefMut};
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,6 +16,20 @@ use crate::{Cx, SocketId};
 
 const WAKE: Token = Token(usize::MAX);
 
+/// What one [`IoMux::turn`] left.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Turn {
+    /// Sockets, timers, handles or posted closures remain: turn again.
+    Running,
+    /// Nothing is left that could ever make a callback run: no sockets, no
+    /// timers, no deferred callbacks, no handle held elsewhere. `run` returns
+    /// here.
+    Idle,
+    /// A terminate was carried out: every socket still open was closed with
+    /// `Reason::Stopped`, and the request is used up.
+    Stopped,
+}
+
 /// How many times readiness is taken in before deadlines are judged, while
 /// each taking-in ran callbacks (which may have been slow in their turn). A
 /// bound, so that a peer that never pauses cannot hold the timers off.
@@ -24,6 +39,11 @@ const TAKE_IN_ROUNDS: usize = 8;
 ///
 /// `IoMux` dereferences to [`Cx`], so sockets and timers can be set up before
 /// [`run`](IoMux::run) with the same calls callbacks use.
+///
+/// [`run`](IoMux::run) drives the loop until it is done; a program with an
+/// event loop of its own drives it one [`turn`](IoMux::turn) at a time instead,
+/// waiting on the loop's file descriptor ([`AsRawFd`]) and
+/// [`poll_timeout`](IoMux::poll_timeout) in between.
 ///
 /// ```no_run
 /// use tether::{Admission, Closed, Cx, IoMux, PeerInfo, SocketId, SocketUser};
@@ -67,6 +87,33 @@ impl<S> Deref for IoMux<S> {
 impl<S> DerefMut for IoMux<S> {
     fn deref_mut(&mut self) -> &mut Cx<S> {
         &mut self.cx
+    }
+}
+
+/// The loop's file descriptor (its epoll instance), for a program with an
+/// event loop of its own: register it for readability there, and call
+/// [`IoMux::turn`]`(Some(Duration::ZERO))` when it is readable or when
+/// [`IoMux::poll_timeout`] has passed. It is readable while a socket of the
+/// loop has readiness to take in, a [`MuxHandle`] has posted a closure or
+/// asked a terminate, or a [`TestClock`] the loop reads has moved; deadlines
+/// and timers do not make it readable, which is what `poll_timeout` is for.
+///
+/// The descriptor is the loop's: read nothing from it, and do not close it.
+///
+/// ```
+/// use std::os::fd::AsRawFd;
+/// use std::time::Duration;
+/// use tether::IoMux;
+///
+/// let mut mux = IoMux::new(()).unwrap();
+/// let fd = mux.as_raw_fd(); // register it in the other loop
+/// assert!(fd >= 0);
+/// // ...and when it is readable, or poll_timeout has passed:
+/// mux.turn(Some(Duration::ZERO)).unwrap();
+/// ```
+impl<S> AsRawFd for IoMux<S> {
+    fn as_raw_fd(&self) -> RawFd {
+        self.poll.as_raw_fd()
     }
 }
 
@@ -132,54 +179,165 @@ impl<S: 'static> IoMux<S> {
     ///
     /// A terminate made before `run` was called stops this run at once; the
     /// request is used up when `run` returns, so the loop can be run again.
+    ///
+    /// `run` is [`turn`](IoMux::turn)`(None)` repeated until it returns
+    /// [`Turn::Idle`] or [`Turn::Stopped`]; a program with an event loop of
+    /// its own calls `turn` instead. If waiting fails, every socket is closed
+    /// as on a terminate and the error is returned.
     pub fn run(&mut self) -> io::Result<()> {
+        loop {
+            match self.turn(None) {
+                Ok(Turn::Running) => {}
+                Ok(Turn::Idle | Turn::Stopped) => return Ok(()),
+                Err(e) => {
+                    self.stop();
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// One turn of the loop, for a program that drives it from an event loop
+    /// of its own (a game loop, a GUI toolkit, another reactor): wait up to
+    /// `timeout` for readiness and act on what came, then run the closures
+    /// posted by [`MuxHandle`]s, fire the deadlines and timers that are due,
+    /// and run the callbacks those deferred.
+    ///
+    /// `Some(Duration::ZERO)` polls without blocking; `None` waits for the next
+    /// event or deadline, whichever comes first. The wait is never longer than
+    /// the next deadline, and it is skipped when work is already waiting (a
+    /// deferred callback, a terminate) or when the loop is idle, so `turn(None)`
+    /// cannot block forever on a loop with nothing left.
+    ///
+    /// What the turn left:
+    /// - [`Turn::Running`]: sockets, timers or handles remain; turn again (at
+    ///   the latest after [`poll_timeout`](IoMux::poll_timeout), or when the
+    ///   loop's file descriptor ([`AsRawFd`]) is readable).
+    /// - [`Turn::Idle`]: nothing is left that could ever make a callback run
+    ///   (where [`run`](IoMux::run) returns). Opening a socket or setting a
+    ///   timer makes it worth turning again.
+    /// - [`Turn::Stopped`]: [`Cx::terminate`] or [`MuxHandle::terminate`] was
+    ///   asked (in this turn or before it). As when `run` ends, the closures
+    ///   posted before the request ran and every socket still open was closed
+    ///   with `Reason::Stopped`, each with its `on_closed`, before `turn`
+    ///   returned; the request is used up, so the loop can be used again.
+    ///
+    /// An error is the poll's own (`EINTR` is not one: that turn took in
+    /// nothing); the loop's sockets are left as they were.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tether::{IoMux, Turn};
+    ///
+    /// let mut mux = IoMux::new(0u32).unwrap();
+    /// mux.set_timer(Duration::from_millis(5), |cx| *cx.shared_mut() += 1);
+    /// // A frame loop: a little of everyone's work per frame, never blocking.
+    /// for _frame in 0..1000 {
+    ///     if mux.turn(Some(Duration::ZERO)).unwrap() == Turn::Idle {
+    ///         break;
+    ///     }
+    ///     std::thread::sleep(Duration::from_millis(1)); // the frame's own work
+    /// }
+    /// assert_eq!(*mux.shared(), 1);
+    /// ```
+    pub fn turn(&mut self, timeout: Option<Duration>) -> io::Result<Turn> {
         self.cx.engine.running = true;
-        let result = self.turns();
+        let result = self.step(timeout);
         self.cx.engine.running = false;
-        self.cx.stop_all();
-        self.cx.remote.stop.store(false, Ordering::Release);
+        if let Ok(Turn::Stopped) = result {
+            self.stop();
+        }
         result
     }
 
-    fn turns(&mut self) -> io::Result<()> {
-        loop {
-            // Once after a batch: callbacks may have taken long.
-            self.cx.engine.now = self.cx.engine.clock.now();
-            if self
-                .cx
-                .engine
-                .timers
-                .next_deadline()
-                .is_some_and(|at| at <= self.cx.engine.now)
-            {
-                // What arrived while the loop was busy is taken in before any
-                // deadline is judged: a peer whose data waits unread because
-                // a callback took long is not idle. Again after a taking-in
-                // that ran callbacks: one of them may have been the slow one.
-                for _ in 0..TAKE_IN_ROUNDS {
-                    if self.wait(Some(Duration::ZERO))? == 0 {
-                        break;
-                    }
+    /// How long a program driving the loop by [`turn`](IoMux::turn) may wait
+    /// for the loop's file descriptor before it must turn anyway: `Some(ZERO)`
+    /// when work is waiting (a deferred callback, a posted closure, a
+    /// terminate), the time to the next deadline or timer when there is one,
+    /// `None` when only readiness can give the loop work (the descriptor
+    /// becomes readable for sockets, posted closures and a moved
+    /// [`TestClock`] alike).
+    ///
+    /// On a [`TestClock`], a deadline not yet due is `None`: the clock does not
+    /// move by waiting, and [`TestClock::advance`] makes the descriptor
+    /// readable.
+    pub fn poll_timeout(&mut self) -> Option<Duration> {
+        if self.work_waiting() {
+            return Some(Duration::ZERO);
+        }
+        let next = self.cx.engine.timers.next_deadline();
+        self.cx.engine.clock.sleep_until(next)
+    }
+
+    /// Work a turn must do without waiting for readiness first.
+    fn work_waiting(&self) -> bool {
+        !self.cx.engine.tasks.is_empty()
+            || self.cx.remote.stop.load(Ordering::Acquire)
+            || self.cx.remote.posted.lock().is_ok_and(|p| !p.is_empty())
+    }
+
+    /// The stop request is carried out: every socket is closed, the request
+    /// used up.
+    fn stop(&mut self) {
+        self.cx.stop_all();
+        self.cx.remote.stop.store(false, Ordering::Release);
+    }
+
+    /// One turn: wait, take in, run what is due; and say what is left. Closing
+    /// on a stop is the caller's.
+    fn step(&mut self, timeout: Option<Duration>) -> io::Result<Turn> {
+        // What operations made between turns (or before `run`) deferred comes
+        // before anything new is taken in: a listener's `on_bound` before its
+        // first `on_incoming`.
+        if !self.cx.engine.tasks.is_empty() {
+            self.cx.run_tasks();
+        }
+        if self.cx.remote.stop.load(Ordering::Acquire) {
+            // A terminate asked between turns (or before `run`) stops this
+            // turn before it takes in anything new.
+        } else if self.cx.is_idle() {
+            return Ok(Turn::Idle);
+        } else {
+            let wait = match (self.poll_timeout(), timeout) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            self.wait(wait)?;
+        }
+        // Once after a batch: callbacks may have taken long.
+        self.cx.engine.now = self.cx.engine.clock.now();
+        if self
+            .cx
+            .engine
+            .timers
+            .next_deadline()
+            .is_some_and(|at| at <= self.cx.engine.now)
+        {
+            // What arrived while the loop was busy is taken in before any
+            // deadline is judged: a peer whose data waits unread because a
+            // callback took long is not idle. Again after a taking-in that ran
+            // callbacks: one of them may have been the slow one.
+            for _ in 0..TAKE_IN_ROUNDS {
+                if self.wait(Some(Duration::ZERO))? == 0 {
+                    break;
                 }
             }
-            // After the taking-in: its poll may have taken the waker's event
-            // of a closure posted meanwhile, which must not wait for another.
-            self.run_posted();
-            self.cx.fire_timers();
-            self.cx.run_tasks();
-            if self.cx.remote.stop.load(Ordering::Acquire) {
-                // Closures posted before the stop was asked for run first,
-                // even if both came while a callback of this turn ran.
-                self.run_posted();
-                return Ok(());
-            }
-            if self.cx.is_idle() {
-                return Ok(());
-            }
-            let next = self.cx.engine.timers.next_deadline();
-            let timeout = self.cx.engine.clock.sleep_until(next);
-            self.wait(timeout)?;
         }
+        // After the taking-in: its poll may have taken the waker's event of a
+        // closure posted meanwhile, which must not wait for another.
+        self.run_posted();
+        self.cx.fire_timers();
+        self.cx.run_tasks();
+        if self.cx.remote.stop.load(Ordering::Acquire) {
+            // Closures posted before the stop was asked for run first, even if
+            // both came while a callback of this turn ran.
+            self.run_posted();
+            return Ok(Turn::Stopped);
+        }
+        if self.cx.is_idle() {
+            return Ok(Turn::Idle);
+        }
+        Ok(Turn::Running)
     }
 
     /// Wait up to `timeout` for readiness, and act on what came. Returns the

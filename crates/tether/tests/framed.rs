@@ -1,4 +1,4 @@
-//! Framed messages (DESIGN section 5) over TCP, Local and TLS: connect data
+//! Framed messages (README, "Framed messages") over TCP, Local and TLS: connect data
 //! and the admission that sees it, whole messages, disconnect data both ways,
 //! protocol errors, and the wire format byte for byte against peers written
 //! with plain std::net from the specification alone:

@@ -1,4 +1,4 @@
-//! The lifecycle rules of DESIGN section 4, one test per rule, each over real
+//! The lifecycle rules (README, "The lifecycle"), one test per rule, each over real
 //! loopback sockets of both stream transports (TCP and Local).
 //!
 //! tether is always the accepting side; the other end is a blocking peer written

@@ -1,9 +1,37 @@
-//! The framed wire format (DESIGN section 5): message boundaries, connect data,
-//! an admission answer and disconnect data over any byte stream.
+//! The framed wire format: message boundaries, connect data, an admission
+//! answer and disconnect data over any byte stream. This module is its
+//! specification.
 //!
 //! ```text
 //! frame = length:u32 big-endian | type:u8 | payload    (length counts type + payload, >= 1)
 //! ```
+//!
+//! | field | size | content |
+//! |---|---|---|
+//! | length | 4 bytes, unsigned, big-endian | the bytes after it: 1 (the type) + the payload's length; never 0 |
+//! | type | 1 byte | one of the five types below |
+//! | payload | length − 1 bytes | may be empty; at most the receiver's limit ([`DEFAULT_MAX_PAYLOAD`], 16 MiB, unless configured), and never over [`WIRE_MAX_PAYLOAD`] |
+//!
+//! | type | byte | sent by | payload | when |
+//! |---|---|---|---|---|
+//! | HELLO | 1 | client | connect data | the client's first frame, once |
+//! | WELCOME | 2 | server | accept data | the server's first frame, after the client's HELLO: admitted |
+//! | REJECT | 3 | server | reason data | instead of WELCOME: refused; the server sends nothing more and closes |
+//! | DATA | 4 | both | one message | client: after the server's WELCOME; server: after its WELCOME |
+//! | FAREWELL | 5 | both | disconnect data | its sender's last frame, followed by its half-close (FIN) |
+//!
+//! The rules, which [`Order`] checks for each side:
+//! 1. A client's first frame is HELLO, and it sends nothing more until the
+//!    server's WELCOME.
+//! 2. A server sends nothing before the client's HELLO; its first frame is
+//!    WELCOME or REJECT, and it sends either once.
+//! 3. HELLO, WELCOME and REJECT come only from the side named above.
+//! 4. Nothing follows a REJECT or a FAREWELL from the same side.
+//! 5. A frame breaking any of these, a length of 0, a payload over the limit
+//!    (judged from the 5 header bytes, before any payload is held) or an
+//!    unknown type is a protocol error: the receiver resets the connection.
+//!    A connection that ends (FIN) without FAREWELL after its handshake did
+//!    not end gracefully.
 //!
 //! Three pieces, all sans-IO:
 //! - [`header`] and [`encode`] write frames. [`header`] alone lets a driver send

@@ -46,7 +46,7 @@
 //!   user exists, hears it right after Accepted.
 //! - [`Event::PeerShutdown`], then [`Event::Closed`], always last.
 //!
-//! # Rules (DESIGN section 4)
+//! # Rules
 //!
 //! 1. Nothing is accepted for sending after `shutdown`/`close`, and the FIN goes out
 //!    only after every accepted byte was written (and every handshake is done).

@@ -4,8 +4,8 @@
 use crate::{ApiError, Cx, SocketId};
 
 impl<S: 'static> Cx<S> {
-    /// Make a stream socket framed (DESIGN section 5), before it connects or
-    /// listens. A client sends `hello` as its connect data; a listener's
+    /// Make a stream socket framed (the wire format of `tether_proto::frame`),
+    /// before it connects or listens. A client sends `hello` as its connect data; a listener's
     /// connections inherit the framing, and its `on_incoming` sees each client's
     /// address and connect data before deciding. Messages then move whole:
     /// one `send` is one message, one `on_received` one message (whatever the

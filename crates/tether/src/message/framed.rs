@@ -1,4 +1,4 @@
-//! The message layer (DESIGN section 5) over any stream transport: message
+//! The message layer (the wire format of `tether_proto::frame`) over any stream transport: message
 //! boundaries, connect data with an admission decision that sees it, and
 //! disconnect data both ways.
 //!
