@@ -8,6 +8,7 @@
 
 use std::fmt::Write as _;
 use std::io::Write as _;
+use std::net::SocketAddr;
 use std::time::Instant;
 
 use tether::{Closed, DiscardMethod, PeerInfo, SockAddr, SocketId, State, TlsInfo};
@@ -83,6 +84,17 @@ impl Events {
         self.line(Some(s), "accepted")
             .opt_num("listener", listener.map(|l| u64::from(l.index())))
             .addr("peer", peer)
+    }
+
+    /// `resolved`: the host name of a connect (`name`, as given) resolved;
+    /// `addrs` are its addresses in the order they are tried, separated by
+    /// spaces (every field is flat).
+    pub(crate) fn resolved(&self, s: SocketId, name: &str, addrs: &[SocketAddr]) {
+        let addrs: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
+        self.line(Some(s), "resolved")
+            .str("name", name)
+            .str("addrs", &addrs.join(" "))
+            .write();
     }
 
     /// `connected`: a connect completed.

@@ -65,13 +65,15 @@ const CONNECT_EXAMPLES: &str = "\
 Examples:
   printf 'GET / HTTP/1.0\\r\\n\\r\\n' | tether connect 192.0.2.10:80
   tether connect --events unix:/run/app.sock < request.bin
+  tether connect --events localhost:7000
   tether connect --tls --ca ca.pem --alpn h2,http/1.1 127.0.0.1:8443
   tether connect --tls --ca ca.pem --server-name localhost unix:/tmp/tls.sock
   printf 'one\\ntwo\\n' | tether connect --framed --hello me --farewell bye 127.0.0.1:7000
   echo ping | tether connect --udp 127.0.0.1:5353
   tether connect --on-eof reset --events 127.0.0.1:7000 < /dev/null
 
-Addresses: 1.2.3.4:80, [::1]:80, unix:/path, unix:@abstract (no host names: no DNS).
+Addresses: 1.2.3.4:80, [::1]:80, unix:/path, unix:rel/path, unix:@abstract, or a host
+name (localhost:7000), resolved without blocking, its addresses raced (IPv6 first).
 Exit status: 0 graceful end (normal, by_peer), 1 any other end, 2 usage error.";
 
 const LISTEN_EXAMPLES: &str = "\
@@ -85,7 +87,8 @@ Examples:
   tether listen --framed --reject 'full, come back later' 127.0.0.1:7000
   tether listen --udp --echo 127.0.0.1:5353
 
-Port 0 lets the system pick; --events reports it in the 'bound' event.
+Port 0 lets the system pick; --events reports it in the 'bound' event. A host
+name is resolved before listening, to its first address.
 Exit status: 0 graceful end (normal, by_peer), 1 any other end, 2 usage error.";
 
 /// What stdin's end does to the connection.
@@ -119,8 +122,8 @@ impl OnEof {
 /// The flags `connect` and `listen` share.
 #[derive(Args, Debug)]
 pub(crate) struct Common {
-    /// Where to connect or listen: 1.2.3.4:80, [::1]:80, unix:/path or
-    /// unix:@abstract.
+    /// Where to connect or listen: 1.2.3.4:80, [::1]:80, unix:/path,
+    /// unix:@abstract, or a host name such as localhost:7000.
     #[arg(value_name = "ADDR")]
     pub(crate) addr: String,
 
@@ -203,7 +206,7 @@ pub(crate) struct ConnectArgs {
     #[arg(long, value_name = "FILE", help_heading = "TLS")]
     pub(crate) client_key: Option<PathBuf>,
     /// The name to verify the server's certificate against, sent as SNI
-    /// (default: the IP address of ADDR).
+    /// (default: the host name or IP address of ADDR).
     #[arg(long, value_name = "NAME", help_heading = "TLS")]
     pub(crate) server_name: Option<String>,
 }

@@ -5,7 +5,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use tether::{ClientCerts, SockAddr, Timeouts, TlsContext, TlsContextBuilder, TlsError};
+use tether::{
+    ClientCerts, Destination, SockAddr, Timeouts, TlsContext, TlsContextBuilder, TlsError,
+};
 
 use crate::{Common, ConnectArgs, ListenArgs, OnEof};
 
@@ -86,8 +88,8 @@ fn needs(given: bool, flag: &str, other: &str, why: &str) -> Result<(), UsageErr
     }
 }
 
-fn common(c: &Common) -> Result<(Settings, SockAddr), UsageError> {
-    let addr = SockAddr::parse(&c.addr).map_err(|e| UsageError(e.to_string()))?;
+fn common(c: &Common) -> Result<(Settings, Destination), UsageError> {
+    let addr = Destination::parse(&c.addr).map_err(|e| UsageError(e.to_string()))?;
     if !c.framed {
         needs(
             c.farewell.is_some(),
@@ -102,7 +104,7 @@ fn common(c: &Common) -> Result<(Settings, SockAddr), UsageError> {
         needs(c.alpn.is_some(), "--alpn", "--tls", tls)?;
     }
     let kind = if c.udp {
-        if addr.is_local() {
+        if matches!(&addr, Destination::Addr(a) if a.is_local()) {
             return Err(UsageError(format!(
                 "--udp needs an ip:port address, not {:?}",
                 c.addr
@@ -146,6 +148,11 @@ struct Files<'a> {
 pub(crate) fn for_connect(args: &ConnectArgs) -> Result<Settings, UsageError> {
     let c = &args.common;
     let (mut settings, addr) = common(c)?;
+    // A UDP socket's peer is one address: a name's first, resolved before the
+    // loop runs. A stream connect resolves on its own, off the loop.
+    if let (true, Destination::Name { host, port }) = (c.udp, &addr) {
+        settings.addr = resolve_first(host, *port)?;
+    }
     if !c.framed {
         needs(
             args.hello.is_some(),
@@ -179,7 +186,12 @@ pub(crate) fn for_connect(args: &ConnectArgs) -> Result<Settings, UsageError> {
     if c.tls {
         let server_name = match (&args.server_name, &addr) {
             (Some(name), _) => name.clone(),
-            (None, SockAddr::Inet(a)) => a.ip().to_string(),
+            (None, Destination::Addr(SockAddr::Inet(a))) => a.ip().to_string(),
+            // The name as given; a name-scoped IPv6 address without its scope.
+            (None, Destination::Name { host, .. }) => host
+                .split_once('%')
+                .map_or(host.as_str(), |(ip, _)| ip)
+                .to_owned(),
             (None, _) => {
                 return Err(UsageError(format!(
                 "--tls over {:?} needs --server-name NAME: the name on the server's certificate",
@@ -214,7 +226,11 @@ pub(crate) fn for_connect(args: &ConnectArgs) -> Result<Settings, UsageError> {
 /// The settings of `tether listen`.
 pub(crate) fn for_listen(args: &ListenArgs) -> Result<Settings, UsageError> {
     let c = &args.common;
-    let (mut settings, _) = common(c)?;
+    let (mut settings, addr) = common(c)?;
+    // A listener binds one address: a name's first, resolved before the loop runs.
+    if let Destination::Name { host, port } = &addr {
+        settings.addr = resolve_first(host, *port)?;
+    }
     if !c.framed {
         needs(
             args.reject.is_some(),
@@ -351,4 +367,18 @@ fn bad_pem(what: &str, detail: &str) -> String {
         detail
     };
     format!("the {what} {verb} not valid PEM: {why}")
+}
+
+/// The first address `host` resolves to, as an address string: for what takes
+/// no name (binding, a UDP peer), resolved at the start, before the loop runs.
+pub(crate) fn resolve_first(host: &str, port: u16) -> Result<String, UsageError> {
+    use std::net::ToSocketAddrs;
+    let first = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| UsageError(format!("cannot resolve {host:?}: {e}")))?
+        .next();
+    match first {
+        Some(a) => Ok(a.to_string()),
+        None => Err(UsageError(format!("{host:?} has no address"))),
+    }
 }

@@ -31,6 +31,12 @@ pub(crate) fn ev_connected(cx: &Cx<App>, s: SocketId) {
     }
 }
 
+pub(crate) fn ev_resolved(cx: &Cx<App>, s: SocketId, addrs: &[std::net::SocketAddr]) {
+    if let Some(e) = events(cx) {
+        e.resolved(s, &cx.shared().set.addr, addrs);
+    }
+}
+
 pub(crate) fn ev_accepted(cx: &Cx<App>, s: SocketId) {
     if let Some(e) = events(cx) {
         e.accepted(s, cx.shared().listener, cx.peer_addr(s));

@@ -18,7 +18,9 @@ use tether::{
 
 use crate::app::{App, Role, READ};
 use crate::options::Kind;
-use crate::report::{describe, ev_accepted, ev_closed, ev_connected, ev_state, events, finish};
+use crate::report::{
+    describe, ev_accepted, ev_closed, ev_connected, ev_resolved, ev_state, events, finish,
+};
 use crate::stdio::{ack, flush_stdin, output};
 
 /// The one connection whose bytes stdin and stdout carry.
@@ -26,6 +28,10 @@ use crate::stdio::{ack, flush_stdin, output};
 pub(crate) struct Relay;
 
 impl SocketUser<App> for Relay {
+    fn on_resolved(&mut self, cx: &mut Cx<App>, s: SocketId, addrs: &[SocketAddr]) {
+        ev_resolved(cx, s, addrs);
+    }
+
     fn on_connected(&mut self, cx: &mut Cx<App>, s: SocketId) {
         ev_connected(cx, s);
     }

@@ -320,3 +320,52 @@ fn linger_bounds_a_close_the_peer_never_answers() {
     assert_eq!(one(&ev, "closed").str("reason"), "linger_timeout");
     assert_eq!(peer.join(), (true, b"x".to_vec()));
 }
+
+/// A host name: `localhost` resolves (off the loop) and connects, and
+/// `--events` says what it resolved to before `connected`.
+#[test]
+fn a_host_name_resolves_and_connects() {
+    let (l, addr) = tcp_listener();
+    let port = addr.rsplit_once(':').unwrap().1.to_string();
+    let peer = Peer::spawn(move || {
+        let (mut c, _) = l.accept().unwrap();
+        c.set_read_timeout(Some(LIMIT)).unwrap();
+        let mut got = Vec::new();
+        c.read_to_end(&mut got).unwrap();
+        c.write_all(&got).unwrap();
+    });
+    let name = format!("localhost:{port}");
+    let out = run(&["connect", "--events", &name], b"hello");
+    peer.join();
+    assert_eq!(out.code(), Some(0), "{out:#?}");
+    assert_eq!(out.stdout, "hello");
+    let ev = out.events();
+    let names: Vec<&str> = ev.iter().map(|e| e.name()).collect();
+    let at = |n: &str| names.iter().position(|x| *x == n).unwrap();
+    assert!(at("resolved") < at("connected"), "{names:?}");
+    let resolved = one(&ev, "resolved");
+    assert_eq!(resolved.str("name"), name);
+    assert!(
+        resolved.str("addrs").split(' ').any(|a| a == addr),
+        "{}",
+        resolved.line
+    );
+    assert_eq!(one(&ev, "connected").str("peer"), addr);
+}
+
+/// A name that does not resolve ends the connection as `resolve_failed`,
+/// with the resolver's error.
+#[test]
+fn a_name_that_does_not_resolve() {
+    let out = run(&["connect", "--events", "no-such-host.invalid:80"], b"");
+    assert_eq!(out.code(), Some(1), "{out:#?}");
+    let ev = out.events();
+    assert!(named(&ev, "resolved").is_empty());
+    let closed = one(&ev, "closed");
+    assert_eq!(closed.str("reason"), "resolve_failed");
+    assert!(
+        closed.opt("error").is_some_and(|e| !e.is_empty()),
+        "{}",
+        closed.line
+    );
+}

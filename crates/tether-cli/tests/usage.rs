@@ -156,11 +156,12 @@ fn conflicting_and_missing_flags() {
 #[test]
 fn bad_addresses() {
     for (addr, says) in [
-        ("localhost:80", &["\"localhost:80\"", "host name"][..]),
+        ("localhost", &["\"localhost\"", "port"][..]),
         ("1.2.3.4", &["\"1.2.3.4\"", "port"]),
         ("1.2.3.4:99999", &["99999"]),
         ("::1:80", &["::1:80"]),
-        ("unix:relative.sock", &["relative"]),
+        ("unix:@", &["abstract"]),
+        ("local host:80", &["\"local host:80\"", "IP"]),
         ("tcp://1.2.3.4:80", &["scheme"]),
         ("", &["empty"]),
     ] {

@@ -2,9 +2,10 @@
 //!
 //! The parser is deliberately strict and never touches the network or the
 //! filesystem: an address string either names exactly one socket address or
-//! is rejected with an error that says why. Host names are refused rather
-//! than resolved, because resolution is I/O and would make the result depend
-//! on the moment and machine it ran on.
+//! is rejected with an error that says why. [`SockAddr`] is an address that
+//! needs no lookup; [`Destination`] is what a connect may also take: a host
+//! name (or an IPv6 address scoped by interface name) with a port, which the
+//! driver resolves, because resolution is I/O and this crate does none.
 
 use std::error::Error;
 use std::fmt;
@@ -17,6 +18,12 @@ use std::str::FromStr;
 /// `sun_path` is 108 bytes on Linux; a path needs one of them for its NUL
 /// terminator and an abstract name needs one for its leading NUL.
 const MAX_UNIX_LEN: usize = 107;
+
+/// Longest host name DNS allows, in bytes.
+const MAX_HOST_LEN: usize = 253;
+
+/// Longest interface name (`IFNAMSIZ` less its NUL).
+const MAX_IFNAME_LEN: usize = 15;
 
 /// An address tether can bind or connect to.
 ///
@@ -46,9 +53,13 @@ impl SockAddr {
     ///
     /// * `1.2.3.4:80`: IPv4 as a strict dotted quad, then a port.
     /// * `[::1]:80`, `[fe80::1%2]:80`: IPv6 always in brackets, with an
-    ///   optional numeric scope id. Interface names as scope ids would need a
-    ///   system lookup, so they are rejected.
-    /// * `unix:/path`: an absolute Unix socket path of at most 107 bytes.
+    ///   optional numeric scope id. An interface name as scope id
+    ///   (`[fe80::1%lo]:80`) needs a system lookup: it is a
+    ///   [`AddrError::HostName`] here and a [`Destination::Name`] for
+    ///   [`Destination::parse`].
+    /// * `unix:/path`: a Unix socket path of at most 107 bytes; a relative
+    ///   one (`unix:echo.sock`) is relative to the working directory, as
+    ///   `nc -U` takes it.
     /// * `unix:@name`: a Linux abstract socket name of at most 107 bytes.
     ///
     /// Ports are decimal from 0 to 65535 without sign or leading zeros, so
@@ -122,11 +133,6 @@ fn parse_unix(s: &str, rest: &str) -> Result<SockAddr, AddrError> {
     if rest.contains('\0') {
         return err(AddrError::NulInPath);
     }
-    // A string check rather than `Path::is_absolute`, which on Windows would
-    // demand a drive letter and so disagree with Unix socket semantics.
-    if !rest.starts_with('/') {
-        return err(AddrError::RelativePath);
-    }
     if rest.len() > MAX_UNIX_LEN {
         return err(AddrError::PathTooLong);
     }
@@ -142,7 +148,12 @@ fn parse_inet(s: &str) -> Result<SocketAddr, AddrError> {
         if inside.is_empty() || inside.contains('[') {
             return err(AddrError::BadBrackets);
         }
-        let ip = parse_ipv6(inside).ok_or_else(|| AddrError::BadIp(s.to_owned()))?;
+        // Scoped by an interface name: well formed, but a name.
+        let ip = match parse_ipv6(inside) {
+            Some(ip) => Some(ip),
+            None if is_scoped_by_name(inside) => None,
+            None => return err(AddrError::BadIp),
+        };
         if after.is_empty() {
             return err(AddrError::MissingPort);
         }
@@ -150,6 +161,9 @@ fn parse_inet(s: &str) -> Result<SocketAddr, AddrError> {
             return err(AddrError::BadBrackets);
         };
         let port = parse_port(port).ok_or_else(|| AddrError::BadPort(s.to_owned()))?;
+        let Some(ip) = ip else {
+            return err(AddrError::HostName);
+        };
         return Ok(SocketAddr::V6(SocketAddrV6::new(ip.0, port, 0, ip.1)));
     }
     if s.contains(['[', ']']) {
@@ -185,11 +199,7 @@ fn host_error(s: &str, host: &str) -> Option<AddrError> {
     if host.parse::<Ipv4Addr>().is_ok() {
         return None;
     }
-    let is_digits_and_dots = host.bytes().all(|b| b.is_ascii_digit() || b == b'.');
-    let is_host_name = host
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
-    Some(if !is_digits_and_dots && is_host_name {
+    Some(if is_host_name(host) {
         AddrError::HostName(s.to_owned())
     } else {
         AddrError::BadIp(s.to_owned())
@@ -203,6 +213,31 @@ fn parse_ipv6(s: &str) -> Option<(Ipv6Addr, u32)> {
         None => (s, 0),
     };
     Some((addr.parse().ok()?, scope))
+}
+
+/// `addr%name`: an IPv6 address scoped by an interface name, which only the
+/// system can turn into an index.
+fn is_scoped_by_name(s: &str) -> bool {
+    s.split_once('%').is_some_and(|(addr, scope)| {
+        addr.parse::<Ipv6Addr>().is_ok()
+            && !scope.is_empty()
+            && scope.len() <= MAX_IFNAME_LEN
+            && !scope.bytes().all(|b| b.is_ascii_digit())
+            && scope
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+    })
+}
+
+/// A host name as DNS and `/etc/hosts` spell them: letters, digits, `-`,
+/// `_` and `.`, not all digits and dots (that is a malformed IPv4 address).
+fn is_host_name(host: &str) -> bool {
+    !host.is_empty()
+        && host.len() <= MAX_HOST_LEN
+        && !host.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
 }
 
 fn parse_port(s: &str) -> Option<u16> {
@@ -272,8 +307,9 @@ pub enum AddrError {
     /// The input starts with a scheme other than `unix:` (for example
     /// `tcp://` or `Unix:`); schemes are case-sensitive.
     UnknownScheme(String),
-    /// The host is a name such as `localhost`; tether never resolves host
-    /// names, because that is DNS I/O and this crate does none.
+    /// The host is a name such as `localhost` (or an IPv6 address scoped by
+    /// an interface name), which only a lookup turns into an address:
+    /// [`SockAddr::parse`] refuses it, [`Destination::parse`] takes it.
     HostName(String),
     /// The input has a port but nothing before the colon, as in `:80`.
     MissingHost(String),
@@ -290,8 +326,8 @@ pub enum AddrError {
     EmptyPath,
     /// The input is exactly `unix:@`, with no abstract name.
     EmptyAbstractName,
-    /// The Unix socket path is relative; only absolute paths are accepted,
-    /// so an address means the same from any working directory.
+    /// The Unix socket path is relative. No longer returned: a relative
+    /// path is taken relative to the working directory.
     RelativePath(String),
     /// The path or abstract name is longer than 107 bytes, which does not
     /// fit in `sun_path`.
@@ -316,8 +352,8 @@ impl fmt::Display for AddrError {
             ),
             AddrError::HostName(s) => write!(
                 f,
-                "address {s:?} contains a host name, which tether does not resolve (no DNS); \
-                 give an IP address such as 127.0.0.1:80 instead"
+                "address {s:?} contains a host name, which needs resolving; only a connect \
+                 takes one, anything else needs an IP address such as 127.0.0.1:80"
             ),
             AddrError::MissingHost(s) => write!(
                 f,
@@ -351,8 +387,7 @@ impl fmt::Display for AddrError {
             }
             AddrError::RelativePath(s) => write!(
                 f,
-                "address {s:?} has a relative path; Unix socket paths must start with '/' \
-                 so they mean the same from any working directory"
+                "address {s:?} has a relative path, which is not accepted here"
             ),
             AddrError::PathTooLong(s) => write!(
                 f,
@@ -369,3 +404,100 @@ impl fmt::Display for AddrError {
 }
 
 impl Error for AddrError {}
+
+/// Where a connect goes: an address, or a name the driver resolves first.
+///
+/// Its [`Display`](fmt::Display) form is the one [`Destination::parse`]
+/// accepts.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Destination {
+    /// An address that needs no lookup.
+    Addr(SockAddr),
+    /// A host name (`db.internal`, `localhost`) or an IPv6 address scoped by
+    /// an interface name (`fe80::1%eth0`, written in brackets), and a port.
+    Name {
+        /// The name, without brackets.
+        host: String,
+        /// The port.
+        port: u16,
+    },
+}
+
+impl Destination {
+    /// Parses what [`SockAddr::parse`] accepts, and also `host:port` with a
+    /// host name (`localhost:7000`, `db.internal:5432`) and
+    /// `[ipv6%interface]:port` (`[fe80::1%lo]:7000`).
+    ///
+    /// ```
+    /// use tether_proto::addr::{Destination, SockAddr};
+    ///
+    /// let name = Destination::parse("localhost:7000").unwrap();
+    /// assert_eq!(name, Destination::Name { host: "localhost".into(), port: 7000 });
+    /// assert_eq!(name.to_string(), "localhost:7000");
+    /// assert_eq!(
+    ///     Destination::parse("unix:echo.sock").unwrap(),
+    ///     Destination::Addr(SockAddr::Unix("echo.sock".into()))
+    /// );
+    /// ```
+    pub fn parse(s: &str) -> Result<Destination, AddrError> {
+        match SockAddr::parse(s) {
+            Ok(addr) => Ok(Destination::Addr(addr)),
+            Err(AddrError::HostName(_)) => parse_name(s),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The host name, if this is a name.
+    pub fn host(&self) -> Option<&str> {
+        match self {
+            Destination::Addr(_) => None,
+            Destination::Name { host, .. } => Some(host),
+        }
+    }
+}
+
+/// `s` is a name as `SockAddr::parse` saw it; now its port.
+fn parse_name(s: &str) -> Result<Destination, AddrError> {
+    let (host, port) = match s.strip_prefix('[') {
+        // Only a name-scoped IPv6 address is a bracketed name.
+        Some(bracketed) => match bracketed.split_once("]:") {
+            Some((inside, port)) => (inside, port),
+            None => return Err(AddrError::MissingPort(s.to_owned())),
+        },
+        None => match s.split_once(':') {
+            Some((host, port)) if is_host_name(host) => (host, port),
+            Some(_) => return Err(AddrError::BadIp(s.to_owned())),
+            None => return Err(AddrError::MissingPort(s.to_owned())),
+        },
+    };
+    let port = parse_port(port).ok_or_else(|| AddrError::BadPort(s.to_owned()))?;
+    Ok(Destination::Name {
+        host: host.to_owned(),
+        port,
+    })
+}
+
+impl FromStr for Destination {
+    type Err = AddrError;
+
+    /// Same as [`Destination::parse`].
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Destination::parse(s)
+    }
+}
+
+impl fmt::Display for Destination {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Destination::Addr(addr) => write!(f, "{addr}"),
+            Destination::Name { host, port } if host.contains(':') => write!(f, "[{host}]:{port}"),
+            Destination::Name { host, port } => write!(f, "{host}:{port}"),
+        }
+    }
+}
+
+impl From<SockAddr> for Destination {
+    fn from(addr: SockAddr) -> Self {
+        Destination::Addr(addr)
+    }
+}

@@ -24,7 +24,7 @@ pub mod frame;
 pub mod lifecycle;
 pub mod timeouts;
 
-pub use addr::{AddrError, SockAddr};
+pub use addr::{AddrError, Destination, SockAddr};
 pub use frame::{Decoder, Frame, FrameError, FrameType, Order, Role};
 pub use lifecycle::{Action, Event, Handshake, Lifecycle, Op, Reason, Refused, State};
 pub use timeouts::{Stage, Timeouts};

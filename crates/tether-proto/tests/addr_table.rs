@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use tether_proto::{AddrError, SockAddr};
+use tether_proto::{AddrError, Destination, SockAddr};
 
 type Row = (String, Result<SockAddr, AddrError>);
 
@@ -102,7 +102,12 @@ fn rows() -> Vec<Row> {
         err("1.2.3.4 :80", AddrError::BadIp),
         err("[::g]:80", AddrError::BadIp),
         err("[1.2.3.4]:80", AddrError::BadIp),
-        err("[fe80::1%eth0]:80", AddrError::BadIp),
+        // Scoped by an interface name: a name only a lookup resolves.
+        err("[fe80::1%eth0]:80", AddrError::HostName),
+        err("[fe80::1%lo]:7000", AddrError::HostName),
+        err("[fe80::1%eth0]", AddrError::MissingPort),
+        err("[fe80::1%eth0]80", AddrError::BadBrackets),
+        err("[fe80::1%eth/0]:80", AddrError::BadIp),
         err("[fe80::1%]:80", AddrError::BadIp),
         // Brackets and bare IPv6.
         err("[::1:80", AddrError::BadBrackets),
@@ -118,9 +123,11 @@ fn rows() -> Vec<Row> {
         // Unix paths and abstract names.
         err("unix:", |_| AddrError::EmptyPath),
         err("unix:@", |_| AddrError::EmptyAbstractName),
-        err("unix:relative", AddrError::RelativePath),
-        err("unix:relative/path", AddrError::RelativePath),
-        err("unix:./sock", AddrError::RelativePath),
+        // Relative paths are relative to the working directory.
+        ok("unix:relative", SockAddr::Unix("relative".into())),
+        ok("unix:relative/path", SockAddr::Unix("relative/path".into())),
+        ok("unix:./sock", SockAddr::Unix("./sock".into())),
+        ok("unix:echo.sock", SockAddr::Unix("echo.sock".into())),
         err(&format!("unix:{path_108}"), AddrError::PathTooLong),
         err(&format!("unix:@{name_108}"), AddrError::PathTooLong),
         err("unix:/tmp/a\0b", AddrError::NulInPath),
@@ -163,6 +170,79 @@ fn table() {
                     ),
                 }
             }
+        }
+    }
+}
+
+fn name(host: &str, port: u16) -> Result<Destination, AddrError> {
+    Ok(Destination::Name {
+        host: host.to_owned(),
+        port,
+    })
+}
+
+/// `Destination::parse` takes what `SockAddr::parse` takes, and names too.
+#[test]
+fn destinations() {
+    let rows: Vec<(&str, Result<Destination, AddrError>)> = vec![
+        ("localhost:7000", name("localhost", 7000)),
+        ("db.internal:5432", name("db.internal", 5432)),
+        ("my-host:0", name("my-host", 0)),
+        ("no-such-host.invalid:80", name("no-such-host.invalid", 80)),
+        ("[fe80::1%lo]:7000", name("fe80::1%lo", 7000)),
+        ("[fe80::1%eth0]:80", name("fe80::1%eth0", 80)),
+        (
+            "1.2.3.4:80",
+            Ok(Destination::Addr(SockAddr::Inet(
+                "1.2.3.4:80".parse().unwrap(),
+            ))),
+        ),
+        (
+            "[fe80::1%2]:80",
+            Ok(Destination::Addr(SockAddr::Inet(
+                "[fe80::1%2]:80".parse().unwrap(),
+            ))),
+        ),
+        (
+            "unix:echo.sock",
+            Ok(Destination::Addr(SockAddr::Unix("echo.sock".into()))),
+        ),
+        ("localhost", Err(AddrError::MissingPort("localhost".into()))),
+        ("localhost:", Err(AddrError::BadPort("localhost:".into()))),
+        (
+            "localhost:http",
+            Err(AddrError::BadPort("localhost:http".into())),
+        ),
+        (
+            "localhost:65536",
+            Err(AddrError::BadPort("localhost:65536".into())),
+        ),
+        (
+            "local host:80",
+            Err(AddrError::BadIp("local host:80".into())),
+        ),
+        ("999.1.1.1:80", Err(AddrError::BadIp("999.1.1.1:80".into()))),
+        (
+            "[fe80::1%eth0]",
+            Err(AddrError::MissingPort("[fe80::1%eth0]".into())),
+        ),
+        (
+            "tcp://localhost:80",
+            Err(AddrError::UnknownScheme("tcp://localhost:80".into())),
+        ),
+        ("", Err(AddrError::Empty)),
+    ];
+    for (input, expected) in rows {
+        let got = Destination::parse(input);
+        assert_eq!(got, expected, "parse({input:?})");
+        assert_eq!(
+            input.parse::<Destination>(),
+            expected,
+            "from_str({input:?})"
+        );
+        if let Ok(d) = got {
+            assert_eq!(d.to_string(), input, "display of {input:?}");
+            assert_eq!(d.host().is_some(), matches!(d, Destination::Name { .. }));
         }
     }
 }

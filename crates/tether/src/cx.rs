@@ -72,8 +72,21 @@ impl<S: 'static> Cx<S> {
         clock: Clock,
         shared: S,
     ) -> Self {
+        let mut engine = Engine::new(registry, clock);
+        // The resolver's answers come back as posted closures.
+        let to_loop = Arc::clone(&remote);
+        engine.post = Some(Arc::new(move |answer| {
+            if !to_loop.gone.load(Ordering::Acquire) {
+                to_loop
+                    .posted
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(answer);
+                let _ = to_loop.waker.wake();
+            }
+        }));
         Cx {
-            engine: Engine::new(registry, clock),
+            engine,
             remote,
             shared,
         }
@@ -109,9 +122,23 @@ impl<S: 'static> Cx<S> {
         self.engine.listen(s)
     }
 
-    /// Connect to `addr` (`ip:port`, `[v6]:port`, `unix:/path`, `unix:@name`; host
-    /// names are not resolved). `on_connected` follows, or `on_closed` with
-    /// `ConnectRejected` (nothing listening), `ConnectFailed` or `AddressInvalid`.
+    /// Connect to `addr`: `ip:port`, `[v6]:port`, `unix:/path` (or a path
+    /// relative to the working directory), `unix:@name`, or a host name with a
+    /// port (`db.internal:5432`, `[fe80::1%eth0]:80`). `on_connected` follows,
+    /// or `on_closed` with `ConnectRejected` (nothing listening),
+    /// `ConnectFailed`, `ResolveFailed` (the resolver's error in
+    /// `Closed::error`) or `AddressInvalid`.
+    ///
+    /// A name is resolved off the loop, on a few helper threads the process
+    /// shares, and never blocks it; then its addresses race (Happy Eyeballs,
+    /// RFC 8305): IPv6 first, the families alternating, the next address tried
+    /// beside the last one once [`CONNECTION_ATTEMPT_DELAY`](crate::CONNECTION_ATTEMPT_DELAY)
+    /// passed without it connecting (or at once when it failed). The first to
+    /// connect is the socket's connection and the others are closed unseen;
+    /// if all fail, the socket ends with the last failure's reason.
+    /// `on_resolved` tells the addresses. The connect timeout covers the lookup
+    /// and the race. A socket bound before connecting to a name tries only
+    /// the first address of its family.
     pub fn connect(&mut self, s: SocketId, addr: &str) -> Result<(), ApiError> {
         self.engine.connect(s, addr)
     }

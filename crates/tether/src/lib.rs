@@ -264,6 +264,7 @@ pub struct ReadmeDoctests;
 
 pub use clock::TestClock;
 pub use cx::{Cx, LoopStats, MAX_EXACT_RECV};
+pub use engine::dial::CONNECTION_ATTEMPT_DELAY;
 pub use engine::timers::TimerId;
 pub use error::{ApiError, Error};
 pub use handle::{LoopGone, MuxHandle};
@@ -275,7 +276,7 @@ pub use security::context::{
 };
 pub use security::info::{TlsInfo, TlsRole, TlsVersion};
 pub use tether_proto::timeouts::Timeouts;
-pub use tether_proto::{AddrError, Op, Reason, Refused, SockAddr, State};
+pub use tether_proto::{AddrError, Destination, Op, Reason, Refused, SockAddr, State};
 pub use transport::tcp::Keepalive;
 pub use transport::Transport;
 pub use user::{Admission, Closed, DiscardMethod, PeerInfo, RecvMode, SocketUser};

@@ -38,6 +38,14 @@ use crate::{Cx, Error, SocketId};
 /// ```
 #[allow(unused_variables)]
 pub trait SocketUser<S = ()> {
+    /// A connect to a host name (`localhost:7000`) resolved: `addrs` are its
+    /// addresses in the order they are tried (Happy Eyeballs: IPv6 first, the
+    /// families alternating, the next one started if the last did not connect
+    /// within [`CONNECTION_ATTEMPT_DELAY`](crate::CONNECTION_ATTEMPT_DELAY)).
+    /// `on_connected` or `on_closed` follows, once, for the socket as a whole.
+    /// Not called for a literal address.
+    fn on_resolved(&mut self, cx: &mut Cx<S>, s: SocketId, addrs: &[SocketAddr]) {}
+
     /// A connect completed.
     fn on_connected(&mut self, cx: &mut Cx<S>, s: SocketId) {}
 

@@ -132,9 +132,10 @@ fn mode(path: &Path) -> u32 {
 #[test]
 fn connect_to_unusable_address_is_address_invalid() {
     for (addr, why) in [
-        ("localhost:80", "host name"),
+        ("localhost", "no port"),
         ("1.2.3.4", "no port"),
-        ("unix:relative", "relative path"),
+        ("unix:@", "abstract"),
+        ("local host:80", "invalid IP"),
         ("[::1:80", "brackets"),
     ] {
         let (events, done) = fails(|m, s| m.connect(s, addr));
@@ -152,6 +153,14 @@ fn connect_to_unusable_address_is_address_invalid() {
         );
         assert_eq!(events.len(), 1, "{addr}: only on_closed: {events:?}");
     }
+}
+
+/// Only a connect resolves names: a bind needs an address.
+#[test]
+fn bind_to_a_host_name_is_address_invalid() {
+    let (_, done) = fails(|m, s| m.bind(s, "localhost:0"));
+    assert_eq!(done.reason, Reason::AddressInvalid);
+    assert!(message(&done).contains("host name"), "{done:?}");
 }
 
 #[test]

@@ -244,6 +244,35 @@ fn server_certificate_from_an_untrusted_ca_fails_the_handshake() {
     assert_failed(&log.of(a), true, "TLS: received fatal alert: UnknownCA");
 }
 
+/// A host name is resolved and, with no server name given, is the name the
+/// server is verified as and the SNI it receives.
+#[test]
+fn a_host_name_is_the_default_server_name() {
+    let pki = Pki::new();
+    let mut m = mux();
+    let (_l, addr) = listen_tls(&mut m, &pki.server_ctx(), common::echo_listener());
+    let port = addr.rsplit_once(':').unwrap().1;
+    let c = m.stream(ping_client());
+    m.connect_tls(c, &format!("localhost:{port}"), "", &pki.client_ctx())
+        .unwrap();
+    let log = finish(m, &[c]);
+    let a = log.accepted()[0];
+    let (_ci, si) = assert_pinged(&log, c, a);
+    assert_eq!(si.server_name.as_deref(), Some("localhost"));
+}
+
+/// A `unix:` address holds no name to verify the server as.
+#[test]
+fn no_default_server_name_for_a_unix_address() {
+    let pki = Pki::new();
+    let mut m = mux();
+    let c = m.stream(Rec::quiet());
+    assert_eq!(
+        m.connect_tls(c, "unix:@nothing", "", &pki.client_ctx()),
+        Err(ApiError::BadServerName(String::new()))
+    );
+}
+
 #[test]
 fn wrong_server_name_fails_the_handshake() {
     let pki = Pki::new();

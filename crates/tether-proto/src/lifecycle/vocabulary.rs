@@ -101,6 +101,9 @@ pub enum Reason {
     HandshakeTimeout,
     /// No data moved either way for the idle time: reset (UDP: discarded).
     IdleTimeout,
+    /// The host name to connect to did not resolve to any address; the
+    /// resolver's error is in `Closed::error`.
+    ResolveFailed,
 }
 
 impl Reason {
@@ -132,6 +135,7 @@ impl Reason {
             Reason::ConnectTimeout => "connect_timeout",
             Reason::HandshakeTimeout => "handshake_timeout",
             Reason::IdleTimeout => "idle_timeout",
+            Reason::ResolveFailed => "resolve_failed",
         }
     }
 }

@@ -12,6 +12,11 @@ impl<S: 'static> Cx<S> {
     /// SNI; a DNS name or an IP address). `on_tls_ready`, then `on_connected`,
     /// follow once the handshake is over; a failed handshake ends the socket
     /// with `Reason::TlsHandshakeFailed` and the rustls error.
+    ///
+    /// An empty `server_name` means the name `addr` holds: its host name
+    /// (`db.internal:5432` is verified as `db.internal`, not as the address
+    /// it resolved to) or its IP address; a `unix:` address has none, so
+    /// there an empty name is `ApiError::BadServerName`.
     pub fn connect_tls(
         &mut self,
         s: SocketId,

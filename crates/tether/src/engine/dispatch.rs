@@ -34,6 +34,11 @@ impl<S: 'static> Cx<S> {
                         self.call(s, |u, cx| u.on_bound(cx, s, &local));
                     }
                 }
+                Task::Resolved(s) => {
+                    if let Some(addrs) = self.engine.announced.remove(&s) {
+                        self.call(s, |u, cx| u.on_resolved(cx, s, &addrs));
+                    }
+                }
                 Task::Connected(s) => {
                     self.call(s, |u, cx| u.on_connected(cx, s));
                 }
@@ -93,6 +98,7 @@ impl<S: 'static> Cx<S> {
         if slot.life.closed().is_none() {
             return;
         }
+        self.engine.end_dial(s);
         let mut slot = self.engine.slots.remove(s.idx as usize);
         self.engine.timers.disarm_socket(&mut slot.timer);
         let end = slot.end.take().map(|b| *b).unwrap_or_default();

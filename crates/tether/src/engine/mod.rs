@@ -10,6 +10,9 @@
 mod accept;
 pub(crate) mod datagram;
 mod deadlines;
+pub(crate) mod dial;
+#[cfg(test)]
+mod dial_tests;
 mod dispatch;
 pub(crate) mod failure;
 mod framed;
@@ -25,15 +28,18 @@ pub(crate) mod timers;
 pub(crate) mod tls;
 mod write;
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
 use std::time::Instant;
 
 use slab::Slab;
 
 use crate::clock::Clock;
+use crate::engine::dial::{Dial, Post};
 use crate::engine::slot::Slot;
 use crate::engine::task::Task;
 use crate::engine::timers::Timers;
+use crate::SocketId;
 
 /// Size of the shared read buffer: a Partial recv is answered with at most this
 /// much, and an Exact recv up to this size is served from it without a copy.
@@ -61,6 +67,12 @@ pub(crate) struct Engine<S> {
     pub(crate) wakeups: u64,
     /// Inside `IoMux::run`.
     pub(crate) running: bool,
+    /// Connects to a host name, resolving or racing their addresses.
+    pub(crate) dials: HashMap<SocketId, Box<Dial>>,
+    /// What names resolved to, until their `on_resolved` runs.
+    pub(crate) announced: HashMap<SocketId, Vec<SocketAddr>>,
+    /// How the resolver's answers reach this loop.
+    pub(crate) post: Option<Post<S>>,
 }
 
 impl<S> Engine<S> {
@@ -78,6 +90,9 @@ impl<S> Engine<S> {
             mux_id: crate::log::next_mux_id(),
             wakeups: 0,
             running: false,
+            dials: HashMap::new(),
+            announced: HashMap::new(),
+            post: None,
         }
     }
 }

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use tether_proto::frame::Role;
-use tether_proto::{Lifecycle, Op, Reason, Refused, SockAddr, State};
+use tether_proto::{Destination, Lifecycle, Op, Reason, Refused, SockAddr, State};
 
 use crate::engine::failure::open_failure;
 use crate::engine::io::{Io, Listening};
@@ -148,9 +148,10 @@ impl<S: 'static> Engine<S> {
         Ok(())
     }
 
-    /// Connect to `addr` (`ip:port`, `[v6]:port`, `unix:/path`, `unix:@name`; host
-    /// names are not resolved). `on_connected` follows, or `on_closed` with
-    /// `ConnectRejected` (nothing listening), `ConnectFailed` or `AddressInvalid`.
+    /// Connect to `addr` (`ip:port`, `[v6]:port`, `unix:/path`, `unix:@name`, or
+    /// a host name with a port, resolved off the loop; see `engine/dial.rs`).
+    /// `on_connected` follows, or `on_closed` with `ConnectRejected` (nothing
+    /// listening), `ConnectFailed`, `ResolveFailed` or `AddressInvalid`.
     pub(crate) fn connect(&mut self, s: SocketId, addr: &str) -> Result<(), ApiError> {
         self.connect_with(s, addr, None)
     }
@@ -194,9 +195,15 @@ impl<S: 'static> Engine<S> {
             Io::Bound(sock, _) => Some(sock),
             _ => None,
         };
-        let result = SockAddr::parse(addr)
-            .map_err(|e| (Reason::AddressInvalid, Error::Address(e)))
-            .and_then(|a| transport::connect(&a, bound).map_err(open_failure));
+        let result = match Destination::parse(addr) {
+            Ok(Destination::Addr(a)) => transport::connect(&a, bound).map_err(open_failure),
+            Ok(Destination::Name { host, port }) => {
+                self.connect_name(s, &host, port, bound);
+                self.settle(s);
+                return Ok(());
+            }
+            Err(e) => Err((Reason::AddressInvalid, Error::Address(e))),
+        };
         match result {
             Ok(mut stream) => match stream.register(&self.registry, s.token()) {
                 Ok(()) => {

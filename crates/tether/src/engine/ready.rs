@@ -4,6 +4,7 @@ use std::io::{self, ErrorKind};
 
 use tether_proto::{Handshake, Reason};
 
+use crate::engine::dial::ATTEMPT_BIT;
 use crate::engine::failure::connect_reason;
 use crate::engine::io::Io;
 use crate::engine::slot::find;
@@ -103,6 +104,14 @@ impl<S: 'static> Engine<S> {
 
 impl<S: 'static> Cx<S> {
     pub(crate) fn on_ready(&mut self, s: SocketId, event: &mio::event::Event) {
+        if s.idx & ATTEMPT_BIT != 0 {
+            // One of the addresses a connect to a name is racing.
+            let s = SocketId {
+                idx: s.idx & !ATTEMPT_BIT,
+                gen: s.gen,
+            };
+            return self.engine.attempt_ready(s);
+        }
         let Some(slot) = self.engine.slot(s) else {
             return;
         };

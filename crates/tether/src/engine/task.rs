@@ -11,6 +11,8 @@ use crate::SocketId;
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Task {
     Bound(SocketId),
+    /// A host name resolved: `on_resolved` with what `Engine::announced` holds.
+    Resolved(SocketId),
     Connected(SocketId),
     Accepted(SocketId),
     Sent(SocketId),

@@ -1,7 +1,7 @@
 //! The security layer in the engine: the handshake's progress, its end
 //! (ALPN, `on_tls_ready`, held data let go), and records out.
 
-use tether_proto::{Handshake, Lifecycle, Op, Reason, Refused, State};
+use tether_proto::{Destination, Handshake, Lifecycle, Op, Reason, Refused, SockAddr, State};
 
 use crate::engine::io::Io;
 use crate::engine::settle::send_fin;
@@ -154,6 +154,20 @@ impl<S: 'static> Engine<S> {
                 "this TLS context cannot connect: it has no trust roots or pins",
             ));
         }
+        // No name given: the one the address holds (a host name, or the IP
+        // address itself; a name-scoped IPv6 address without its scope).
+        let implied = match Destination::parse(addr) {
+            Ok(Destination::Name { host, .. }) => host
+                .split_once('%')
+                .map_or(host.clone(), |(ip, _)| ip.to_owned()),
+            Ok(Destination::Addr(SockAddr::Inet(a))) => a.ip().to_string(),
+            _ => String::new(),
+        };
+        let server_name = if server_name.is_empty() {
+            implied.as_str()
+        } else {
+            server_name
+        };
         let session = Tls::client(ctx, server_name)
             .map_err(|_| ApiError::BadServerName(server_name.to_string()))?;
         self.connect_with(s, addr, Some(Box::new(session)))

@@ -4,10 +4,12 @@
 //!
 //! TCP and Local sockets behave alike once open, so the layers above see one
 //! [`Stream`] and one [`Listener`] type; what differs (how an address is
-//! opened and bound) lives in `tcp.rs` and `local.rs`; UDP's in `udp.rs`.
+//! opened and bound) lives in `tcp.rs` and `local.rs`; UDP's in `udp.rs`;
+//! host names are resolved off the loop in `resolve.rs`.
 
 pub(crate) mod kind;
 pub(crate) mod local;
+pub(crate) mod resolve;
 pub(crate) mod send_queue;
 pub(crate) mod tcp;
 pub(crate) mod udp;
@@ -147,6 +149,16 @@ impl Stream {
         match self {
             Stream::Tcp(s) => registry.register(s, token, interest),
             Stream::Local(s) => registry.register(s, token, interest),
+        }
+    }
+
+    /// Move to another token; readiness the socket has now is reported again
+    /// under it.
+    pub(crate) fn reregister(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        match self {
+            Stream::Tcp(s) => registry.reregister(s, token, interest),
+            Stream::Local(s) => registry.reregister(s, token, interest),
         }
     }
 }
