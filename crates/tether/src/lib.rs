@@ -271,10 +271,10 @@ pub use handle::{LoopGone, MuxHandle};
 pub use id::SocketId;
 pub use mux::{IoMux, Turn};
 pub use security::cert_error::CertError;
-pub use security::context::{
-    ClientCerts, Fingerprint, TlsContext, TlsContextBuilder, TlsError, TlsVersions,
-};
+pub use security::context::{ClientCerts, TlsContext, TlsContextBuilder, TlsVersions};
+pub use security::fingerprint::Fingerprint;
 pub use security::info::{TlsInfo, TlsRole, TlsVersion};
+pub use security::tls_error::TlsError;
 pub use tether_proto::timeouts::Timeouts;
 pub use tether_proto::{AddrError, Destination, Op, Reason, Refused, SockAddr, State};
 pub use transport::tcp::Keepalive;

@@ -1,6 +1,6 @@
 //! What a TLS handshake settled, and which side a StartTLS upgrade takes.
 
-use crate::security::context::Fingerprint;
+use crate::security::fingerprint::Fingerprint;
 
 /// The TLS protocol version a handshake settled on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

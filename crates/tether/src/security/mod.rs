@@ -3,6 +3,9 @@
 
 pub(crate) mod cert_error;
 pub(crate) mod context;
+pub(crate) mod fingerprint;
+mod identity;
 pub(crate) mod info;
 pub(crate) mod tls;
+pub(crate) mod tls_error;
 pub(crate) mod verify;

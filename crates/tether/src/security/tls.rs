@@ -10,7 +10,8 @@ use rustls::pki_types::ServerName;
 use tether_proto::Reason;
 
 use crate::security::cert_error::CertError;
-use crate::security::context::{Fingerprint, TlsContext};
+use crate::security::context::TlsContext;
+use crate::security::fingerprint::Fingerprint;
 use crate::security::info::{TlsInfo, TlsVersion};
 use crate::transport::send_queue::SendQueue;
 use crate::transport::{Read, Stream};
