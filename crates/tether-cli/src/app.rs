@@ -48,4 +48,6 @@ pub(crate) struct App {
     pub(crate) ending: bool,
     pub(crate) stdout_failed: bool,
     pub(crate) exit: u8,
+    /// SIGINT and SIGTERM: what they have to end.
+    pub(crate) stop: crate::signals::Stop,
 }

@@ -12,6 +12,7 @@ mod events;
 mod options;
 mod relay;
 mod report;
+mod signals;
 mod stdin;
 mod stdio;
 mod users;

@@ -8,6 +8,7 @@ use tether::{ApiError, IoMux, RecvMode};
 use crate::app::{App, Role, READ};
 use crate::events::Events;
 use crate::options::{Kind, Settings, UsageError};
+use crate::signals;
 use crate::stdin;
 use crate::stdio::stdin_ended;
 use crate::users::{Datagrams, Listener, Relay};
@@ -111,6 +112,9 @@ pub(crate) fn listen(set: Settings) -> Result<u8, UsageError> {
         };
         let _ = mux.max_connections(l, max);
         mux.shared_mut().listener = Some(l);
+        if role == Role::Serve {
+            mux.shared_mut().stop.open.insert(l);
+        }
     }
     if role != Role::Serve {
         start_stdin(&mut mux);
@@ -135,6 +139,7 @@ fn new_loop(set: Settings, role: Role) -> Option<IoMux<App>> {
         ending: false,
         stdout_failed: false,
         exit: 1,
+        stop: Default::default(),
     };
     match IoMux::new(app) {
         Ok(mux) => Some(mux),
@@ -154,6 +159,7 @@ fn start_stdin(mux: &mut IoMux<App>) {
 }
 
 fn run(mut mux: IoMux<App>) -> u8 {
+    signals::watch(&mut mux);
     if let Err(e) = mux.run() {
         eprintln!("tether: the event loop failed: {e}");
         return 1;

@@ -21,6 +21,7 @@ use crate::options::Kind;
 use crate::report::{
     describe, ev_accepted, ev_closed, ev_connected, ev_resolved, ev_state, events, finish,
 };
+use crate::signals;
 use crate::stdio::{ack, flush_stdin, output};
 
 /// The one connection whose bytes stdin and stdout carry.
@@ -96,6 +97,7 @@ impl SocketUser<App> for Echo {
             let _ = cx.set_linger(s, linger);
         }
         let _ = cx.recv(s, READ, RecvMode::Partial);
+        signals::opened(cx, s);
     }
 
     fn on_state(&mut self, cx: &mut Cx<App>, s: SocketId, from: State, to: State) {
@@ -133,6 +135,7 @@ impl SocketUser<App> for Echo {
 
     fn on_closed(&mut self, cx: &mut Cx<App>, s: SocketId, closed: &Closed) {
         ev_closed(cx, s, closed);
+        signals::closed(cx, s, closed);
     }
 }
 
@@ -171,6 +174,7 @@ impl SocketUser<App> for Listener {
 
     fn on_closed(&mut self, cx: &mut Cx<App>, s: SocketId, closed: &Closed) {
         ev_closed(cx, s, closed);
+        signals::closed(cx, s, closed);
         if matches!(closed.reason, Reason::Normal | Reason::Stopped) {
             return;
         }
