@@ -181,6 +181,11 @@ impl Proc {
         self.wait_event("bound").str("local").to_string()
     }
 
+    /// The child's process id (to send it signals).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Has it exited (without waiting)?
     pub fn exited(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(Some(_)))
