@@ -47,6 +47,10 @@ pub(crate) struct App {
     /// UDP: we ended the socket, because stdin ended.
     pub(crate) ending: bool,
     pub(crate) stdout_failed: bool,
+    /// stdout was closed: the peer finished sending, or its reader went away.
+    pub(crate) stdout_closed: bool,
+    /// A chunk of stdin was handed to the connection and not yet acknowledged.
+    pub(crate) in_flight: bool,
     pub(crate) exit: u8,
     /// SIGINT and SIGTERM: what they have to end.
     pub(crate) stop: crate::signals::Stop,

@@ -232,6 +232,15 @@ pub(crate) struct ListenArgs {
         value_parser = clap::value_parser!(u32).range(1..)
     )]
     pub(crate) max_conns: Option<u32>,
+    /// Serve one client after another (nc -k), each relayed to stdin and
+    /// stdout in turn; runs until killed. stdin goes to the current client;
+    /// after stdin's end, each later client gets --on-eof at once.
+    #[arg(
+        long,
+        help_heading = "Serving",
+        conflicts_with_all = ["echo", "reject", "udp"]
+    )]
+    pub(crate) keep_open: bool,
     /// Refuse every client with this reason data (REJECT); runs until killed.
     #[arg(long, value_name = "DATA", help_heading = "Framed")]
     pub(crate) reject: Option<String>,

@@ -48,6 +48,8 @@ pub(crate) struct Settings {
     pub(crate) reject: Option<Vec<u8>>,
     pub(crate) echo: bool,
     pub(crate) max_conns: Option<u32>,
+    /// `listen --keep-open`: one client after another.
+    pub(crate) keep_open: bool,
     pub(crate) timeouts: Timeouts,
     pub(crate) linger: Option<Duration>,
     pub(crate) on_eof: OnEof,
@@ -125,6 +127,7 @@ fn common(c: &Common) -> Result<(Settings, Destination), UsageError> {
         reject: None,
         echo: false,
         max_conns: None,
+        keep_open: false,
         timeouts: Timeouts {
             idle: c.idle_timeout,
             ..Timeouts::default()
@@ -264,6 +267,7 @@ pub(crate) fn for_listen(args: &ListenArgs) -> Result<Settings, UsageError> {
     )?;
     settings.echo = args.echo;
     settings.max_conns = args.max_conns;
+    settings.keep_open = args.keep_open;
     settings.reject = args.reject.as_ref().map(|r| r.as_bytes().to_vec());
     if c.tls {
         let (Some(cert), Some(key)) = (&args.cert, &args.key) else {

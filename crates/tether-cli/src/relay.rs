@@ -138,6 +138,8 @@ fn new_loop(set: Settings, role: Role) -> Option<IoMux<App>> {
         taken: false,
         ending: false,
         stdout_failed: false,
+        stdout_closed: false,
+        in_flight: false,
         exit: 1,
         stop: Default::default(),
     };

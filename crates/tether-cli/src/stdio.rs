@@ -2,7 +2,7 @@
 //! (and acknowledged to its thread once it went), `--on-eof` carried out when
 //! stdin ends, received bytes written out.
 
-use std::io::Write as _;
+use std::io::{ErrorKind, Write as _};
 use std::time::Duration;
 
 use tether::{ApiError, Cx, SocketId, State};
@@ -31,6 +31,10 @@ impl stdin::Sink for App {
 
 /// A chunk (or line) of stdin, posted by its thread.
 pub(crate) fn stdin_chunk(cx: &mut Cx<App>, chunk: Vec<u8>) {
+    if cx.shared().stdout_closed && cx.shared().ack.is_none() {
+        // stdout's reader went away: stdin is no longer relayed.
+        return;
+    }
     cx.shared_mut().held = Some(chunk);
     flush_stdin(cx);
 }
@@ -61,6 +65,9 @@ pub(crate) fn flush_stdin(cx: &mut Cx<App>) {
                 return;
             }
         };
+        if sent.is_ok() {
+            cx.shared_mut().in_flight = true;
+        }
         if let Err(e) = sent {
             if !matches!(e, ApiError::StaleSocket(_)) {
                 warn(
@@ -75,20 +82,21 @@ pub(crate) fn flush_stdin(cx: &mut Cx<App>) {
     }
     if app.stdin_ended && !app.eof_applied {
         app.eof_applied = true;
-        on_eof(cx, s);
+        on_eof(cx, s, true);
     }
 }
 
 /// The chunk of stdin went out: the thread may read the next.
 pub(crate) fn ack(cx: &mut Cx<App>) {
+    cx.shared_mut().in_flight = false;
     if let Some(ack) = &cx.shared().ack {
         let _ = ack.send(());
     }
 }
 
-/// stdin ended: do what --on-eof says (unless the connection is already
-/// ending some other way).
-fn on_eof(cx: &mut Cx<App>, s: SocketId) {
+/// stdin ended, or (`from_stdin` false) stdout's reader went away: do what
+/// --on-eof says (unless the connection is already ending some other way).
+fn on_eof(cx: &mut Cx<App>, s: SocketId, from_stdin: bool) {
     if matches!(cx.state(s), State::Closing | State::NotConnected) {
         return;
     }
@@ -96,7 +104,7 @@ fn on_eof(cx: &mut Cx<App>, s: SocketId) {
         let set = &cx.shared().set;
         (set.on_eof, set.kind, cx.shared().role, set.linger)
     };
-    if let Some(e) = events(cx) {
+    if let Some(e) = events(cx).filter(|_| from_stdin) {
         e.stdin_eof(s, action.as_str());
     }
     let farewell = cx.shared().set.farewell.clone();
@@ -155,9 +163,11 @@ fn quiet_wait(cx: &mut Cx<App>, s: SocketId, wait: Duration) {
 // ----- output -----
 
 /// Received bytes to stdout: as they are, or (framed, UDP) one message per
-/// line. If stdout is gone, the connection is closed and the exit status is 1.
+/// line. If stdout's reader went away (EPIPE), the connection ends as
+/// --on-eof says, quietly; any other failure closes the connection and makes
+/// the exit status 1.
 pub(crate) fn output(cx: &mut Cx<App>, s: SocketId, data: &[u8]) {
-    if cx.shared().stdout_failed {
+    if cx.shared().stdout_failed || cx.shared().stdout_closed {
         return;
     }
     let by_line = cx.shared().set.kind.by_line();
@@ -173,9 +183,52 @@ pub(crate) fn output(cx: &mut Cx<App>, s: SocketId, data: &[u8]) {
         })
         .and_then(|()| out.flush());
     drop(out);
-    if let Err(e) = written {
-        cx.shared_mut().stdout_failed = true;
-        warn(cx, Some(s), &format!("cannot write to stdout: {e}"));
-        let _ = cx.close(s);
+    match written {
+        Ok(()) => {}
+        Err(e) if e.kind() == ErrorKind::BrokenPipe => stdout_gone(cx, s),
+        Err(e) => {
+            cx.shared_mut().stdout_failed = true;
+            warn(cx, Some(s), &format!("cannot write to stdout: {e}"));
+            let _ = cx.close(s);
+        }
+    }
+}
+
+/// The peer finished sending and all it sent is written: close stdout, so
+/// that whoever reads it sees its end (the next in a pipeline, a fifo).
+pub(crate) fn close_stdout(cx: &mut Cx<App>, s: SocketId) {
+    if cx.shared().stdout_closed || cx.shared().stdout_failed {
+        return;
+    }
+    cx.shared_mut().stdout_closed = true;
+    let _ = std::io::stdout().lock().flush();
+    // fd 1 becomes /dev/null: the old one, the reader's pipe, is closed.
+    let closed = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/null")
+        .and_then(|null| rustix::stdio::dup2_stdout(&null).map_err(std::io::Error::from));
+    if let Err(e) = closed {
+        warn(cx, Some(s), &format!("cannot close stdout: {e}"));
+    }
+}
+
+/// stdout's reader went away (`tether connect ... | head`): that is how a
+/// pipeline ends. stdin is no longer relayed, the connection ends as
+/// --on-eof says, and what still arrives is dropped.
+fn stdout_gone(cx: &mut Cx<App>, s: SocketId) {
+    let app = cx.shared_mut();
+    app.stdout_closed = true;
+    app.held = None;
+    // The stdin thread stops at its next chunk.
+    app.ack = None;
+    let keep_open = app.set.keep_open;
+    let listener = app.listener;
+    if !app.eof_applied {
+        app.eof_applied = true;
+        on_eof(cx, s, false);
+    }
+    // listen --keep-open: no one is left to relay later clients to.
+    if let (true, Some(l)) = (keep_open, listener) {
+        let _ = cx.close(l);
     }
 }

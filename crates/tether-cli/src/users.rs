@@ -22,7 +22,7 @@ use crate::report::{
     describe, ev_accepted, ev_closed, ev_connected, ev_resolved, ev_state, events, finish,
 };
 use crate::signals;
-use crate::stdio::{ack, flush_stdin, output};
+use crate::stdio::{ack, close_stdout, flush_stdin, output};
 
 /// The one connection whose bytes stdin and stdout carry.
 #[derive(Debug)]
@@ -48,7 +48,8 @@ impl SocketUser<App> for Relay {
         app.conn = Some(s);
         app.peer_label = label;
         // One connection: stop listening (a unix: socket file goes away).
-        if let Some(l) = app.listener {
+        // --keep-open listens on, taking the next client after this one.
+        if let (false, Some(l)) = (app.set.keep_open, app.listener) {
             let _ = cx.close(l);
         }
         flush_stdin(cx);
@@ -77,11 +78,43 @@ impl SocketUser<App> for Relay {
         if let Some(e) = events(cx) {
             e.peer_shutdown(s, farewell);
         }
+        // All the peer sent is written: stdout's reader sees the end too
+        // (--keep-open keeps it for the next client).
+        if !cx.shared().set.keep_open {
+            close_stdout(cx, s);
+        }
     }
 
     fn on_closed(&mut self, cx: &mut Cx<App>, s: SocketId, closed: &Closed) {
         let graceful = closed.reason.is_graceful();
-        finish(cx, s, closed, graceful);
+        let app = cx.shared();
+        if app.set.keep_open && !app.stdout_closed {
+            next_client(cx, s, closed, graceful);
+        } else {
+            finish(cx, s, closed, graceful);
+        }
+    }
+}
+
+/// `listen --keep-open`: this client's connection ended; stdin (what is left
+/// of it) goes to the next.
+fn next_client(cx: &mut Cx<App>, s: SocketId, closed: &Closed, graceful: bool) {
+    ev_closed(cx, s, closed);
+    if !graceful && cx.shared().events.is_none() {
+        eprintln!(
+            "tether: connection from {} ended: {}",
+            cx.shared().peer_label,
+            describe(closed)
+        );
+    }
+    let app = cx.shared_mut();
+    app.conn = None;
+    app.taken = false;
+    app.eof_applied = false;
+    app.peer_label.clear();
+    // A chunk that went to this connection is done with: read the next.
+    if app.in_flight {
+        ack(cx);
     }
 }
 
