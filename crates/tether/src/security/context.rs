@@ -90,6 +90,7 @@ impl fmt::Debug for TlsContextBuilder {
             .field("pins", &self.pins)
             .field("client_certs", &self.client_certs)
             .field("versions", &self.versions)
+            .field("insecure", &self.insecure)
             .finish_non_exhaustive()
     }
 }
@@ -238,6 +239,16 @@ impl TlsContextBuilder {
     /// pins are ignored. The handshake signature is still checked against the
     /// certificate presented, but nothing says whose it is, so anyone in the
     /// path can read and change the connection. This is curl's `-k`.
+    ///
+    /// ```
+    /// use tether::TlsContext;
+    ///
+    /// // No roots, no pins: without this, `TlsError::Empty`.
+    /// assert!(TlsContext::builder().build().is_err());
+    /// let ctx = TlsContext::builder().insecure_no_verification().build()?;
+    /// assert_eq!(ctx.root_count(), 0);
+    /// # Ok::<(), tether::TlsError>(())
+    /// ```
     pub fn insecure_no_verification(mut self) -> Self {
         self.insecure = true;
         self
