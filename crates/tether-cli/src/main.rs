@@ -72,6 +72,9 @@ Examples:
   printf 'one\\ntwo\\n' | tether connect --framed --hello me --farewell bye 127.0.0.1:7000
   echo ping | tether connect --udp 127.0.0.1:5353
   tether connect --on-eof reset --events 127.0.0.1:7000 < /dev/null
+  tether connect --connect-timeout 5 --keepalive 60,10,5 --user-timeout 30 192.0.2.10:7000
+  tether connect --tls --pin \"$(openssl x509 -in server.pem -noout -fingerprint -sha256 | cut -d= -f2)\" 127.0.0.1:8443
+  tether connect --tls --insecure --log tether::tls=debug 127.0.0.1:8443
 
 Addresses: 1.2.3.4:80, [::1]:80, unix:/path, unix:rel/path, unix:@abstract, or a host
 name (localhost:7000), resolved without blocking, its addresses raced (IPv6 first).
@@ -87,6 +90,7 @@ Examples:
   tether listen --framed --echo --farewell 'see you' 127.0.0.1:7000
   tether listen --framed --reject 'full, come back later' 127.0.0.1:7000
   tether listen --udp --echo 127.0.0.1:5353
+  tether listen --echo --keepalive 30 --user-timeout 20 127.0.0.1:7000
 
 Port 0 lets the system pick; --events reports it in the 'bound' event. A host
 name is resolved before listening, to its first address.
@@ -146,8 +150,9 @@ pub(crate) struct Common {
     pub(crate) farewell: Option<String>,
 
     /// PEM file of trust roots: the CA that signed the server, or the server's
-    /// own self-signed certificate (connect; without --ca, the system's roots),
-    /// or the CA that signs client certificates (listen; asks clients for one).
+    /// own self-signed certificate (connect; `system` or no --ca: the system's
+    /// roots), or the CA that signs client certificates (listen; asks clients
+    /// for one).
     #[arg(long, value_name = "FILE", help_heading = "TLS")]
     pub(crate) ca: Option<PathBuf>,
     /// ALPN protocols, most preferred first, comma-separated (h2,http/1.1).
@@ -175,6 +180,29 @@ pub(crate) struct Common {
         help_heading = "Ending"
     )]
     pub(crate) linger: Option<Duration>,
+    /// TCP keepalive: probe after IDLE seconds without traffic, then every
+    /// INTERVAL seconds (default: IDLE), giving up after COUNT unanswered
+    /// probes (default 3) with reason lost. On listen, every connection
+    /// taken inherits it.
+    #[arg(
+        long,
+        value_name = "IDLE[,INTERVAL,COUNT]",
+        value_parser = options::keepalive,
+        allow_negative_numbers = true,
+        help_heading = "Ending"
+    )]
+    pub(crate) keepalive: Option<tether::Keepalive>,
+    /// TCP_USER_TIMEOUT: give the connection up (reason lost) when sent data
+    /// stays unacknowledged for SECS. On listen, every connection taken
+    /// inherits it.
+    #[arg(
+        long,
+        value_name = "SECS",
+        value_parser = options::positive_secs,
+        allow_negative_numbers = true,
+        help_heading = "Ending"
+    )]
+    pub(crate) user_timeout: Option<Duration>,
     /// What stdin's end does.
     #[arg(
         long,
@@ -188,6 +216,10 @@ pub(crate) struct Common {
     /// Print every lifecycle event as one JSON object per line on stderr.
     #[arg(long, help_heading = "Output")]
     pub(crate) events: bool,
+    /// Library log lines on stderr, by tracing target and level
+    /// (tether::tls=debug,tether::tcp=trace); without it, RUST_LOG.
+    #[arg(long, value_name = "FILTER", help_heading = "Output")]
+    pub(crate) log: Option<String>,
 }
 
 /// `tether connect`.
@@ -195,6 +227,17 @@ pub(crate) struct Common {
 pub(crate) struct ConnectArgs {
     #[command(flatten)]
     pub(crate) common: Common,
+
+    /// Give up a connect still not up after SECS (exit 1, reason
+    /// connect_timeout), as nc -w.
+    #[arg(
+        long,
+        value_name = "SECS",
+        value_parser = options::positive_secs,
+        allow_negative_numbers = true,
+        help_heading = "Ending"
+    )]
+    pub(crate) connect_timeout: Option<Duration>,
 
     /// Connect data sent in the HELLO; the listener sees it before admitting us.
     #[arg(long, value_name = "DATA", help_heading = "Framed")]
@@ -210,6 +253,14 @@ pub(crate) struct ConnectArgs {
     /// (default: the host name or IP address of ADDR).
     #[arg(long, value_name = "NAME", help_heading = "TLS")]
     pub(crate) server_name: Option<String>,
+    /// Accept only a server certificate with this SHA-256 fingerprint (hex,
+    /// with or without colons). Without --ca, the pin alone is the trust.
+    #[arg(long, value_name = "SHA256", help_heading = "TLS")]
+    pub(crate) pin: Option<String>,
+    /// Do not verify the server's certificate at all (debugging only; a
+    /// warning is printed), as curl -k.
+    #[arg(long, help_heading = "TLS", conflicts_with_all = ["ca", "pin"])]
+    pub(crate) insecure: bool,
 }
 
 /// `tether listen`.
@@ -261,6 +312,15 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return clap_error(e),
     };
+    let filter = match &cli.command {
+        Command::Connect(a) => a.common.log.clone(),
+        Command::Listen(a) => a.common.log.clone(),
+        Command::Demo(_) => None,
+    };
+    if let Err(message) = init_log(filter) {
+        eprintln!("tether: {message}");
+        return ExitCode::from(USAGE);
+    }
     let run = match cli.command {
         Command::Demo(options) => return demo::run(&options),
         Command::Connect(args) => options::for_connect(&args).and_then(relay::connect),
@@ -273,6 +333,28 @@ fn main() -> ExitCode {
             ExitCode::from(USAGE)
         }
     }
+}
+
+/// Library log lines (tracing) on stderr: `--log FILTER`, else `RUST_LOG`,
+/// else none.
+fn init_log(filter: Option<String>) -> Result<(), String> {
+    use tracing_subscriber::EnvFilter;
+    let filter = match filter {
+        Some(text) => EnvFilter::builder()
+            .parse(&text)
+            .map_err(|e| format!("--log {text:?}: {e}"))?,
+        None => match std::env::var("RUST_LOG") {
+            Ok(text) if !text.is_empty() => EnvFilter::builder()
+                .parse(&text)
+                .map_err(|e| format!("RUST_LOG {text:?}: {e}"))?,
+            _ => return Ok(()),
+        },
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    Ok(())
 }
 
 /// Help and version go out as clap writes them; an error becomes one line

@@ -6,7 +6,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use tether::{
-    ClientCerts, Destination, SockAddr, Timeouts, TlsContext, TlsContextBuilder, TlsError,
+    ClientCerts, Destination, Fingerprint, Keepalive, SockAddr, Timeouts, TlsContext,
+    TlsContextBuilder, TlsError,
 };
 
 use crate::{Common, ConnectArgs, ListenArgs, OnEof};
@@ -51,6 +52,8 @@ pub(crate) struct Settings {
     /// `listen --keep-open`: one client after another.
     pub(crate) keep_open: bool,
     pub(crate) timeouts: Timeouts,
+    pub(crate) keepalive: Option<Keepalive>,
+    pub(crate) user_timeout: Option<Duration>,
     pub(crate) linger: Option<Duration>,
     pub(crate) on_eof: OnEof,
     pub(crate) events: bool,
@@ -61,6 +64,53 @@ pub(crate) struct Settings {
 pub(crate) struct Tls {
     pub(crate) ctx: TlsContext,
     pub(crate) server_name: String,
+    /// `--insecure`: the server's certificate is not verified.
+    pub(crate) insecure: bool,
+}
+
+/// Unanswered keepalive probes before giving up, when `--keepalive` does not
+/// say.
+pub(crate) const KEEPALIVE_COUNT: u32 = 3;
+
+/// `--keepalive IDLE[,INTERVAL,COUNT]`: seconds, seconds, probes. INTERVAL
+/// defaults to IDLE, COUNT to [`KEEPALIVE_COUNT`].
+pub(crate) fn keepalive(text: &str) -> Result<Keepalive, String> {
+    let parts: Vec<&str> = text.split(',').collect();
+    if parts.len() > 3 {
+        return Err(format!(
+            "expected IDLE[,INTERVAL,COUNT], such as 60 or 60,10,5, not {text:?}"
+        ));
+    }
+    // The kernel counts keepalive times in whole seconds.
+    let whole = |what: &str, part: &str| -> Result<Duration, String> {
+        match part.trim().parse::<u32>() {
+            Ok(n) if (1..=i32::MAX as u32).contains(&n) => Ok(Duration::from_secs(n.into())),
+            _ => Err(format!(
+                "{what}: expected a whole number of seconds, 1 or more, not {part:?}"
+            )),
+        }
+    };
+    let idle = whole("IDLE", parts[0])?;
+    let interval = match parts.get(1) {
+        Some(p) => whole("INTERVAL", p)?,
+        None => idle,
+    };
+    let count = match parts.get(2) {
+        Some(p) => match p.trim().parse::<u32>() {
+            Ok(n) if (1..=127).contains(&n) => n,
+            _ => {
+                return Err(format!(
+                    "COUNT: expected a number of probes from 1 to 127, not {p:?}"
+                ))
+            }
+        },
+        None => KEEPALIVE_COUNT,
+    };
+    Ok(Keepalive {
+        idle,
+        interval,
+        count,
+    })
 }
 
 /// `--idle-timeout`: a positive number of seconds.
@@ -80,6 +130,9 @@ pub(crate) fn secs(text: &str) -> Result<Duration, String> {
     }
     Duration::try_from_secs_f64(value).map_err(|_| bad())
 }
+
+/// `--ca system`: the platform's trust roots (connect).
+const SYSTEM: &str = "system";
 
 /// A flag that only means something with another.
 fn needs(given: bool, flag: &str, other: &str, why: &str) -> Result<(), UsageError> {
@@ -132,6 +185,8 @@ fn common(c: &Common) -> Result<(Settings, Destination), UsageError> {
             idle: c.idle_timeout,
             ..Timeouts::default()
         },
+        keepalive: c.keepalive,
+        user_timeout: c.user_timeout,
         linger: c.linger,
         on_eof: c.on_eof,
         events: c.events,
@@ -169,7 +224,16 @@ pub(crate) fn for_connect(args: &ConnectArgs) -> Result<Settings, UsageError> {
         needs(args.client_cert.is_some(), "--client-cert", "--tls", tls)?;
         needs(args.client_key.is_some(), "--client-key", "--tls", tls)?;
         needs(args.server_name.is_some(), "--server-name", "--tls", tls)?;
+        needs(args.pin.is_some(), "--pin", "--tls", tls)?;
+        needs(args.insecure, "--insecure", "--tls", tls)?;
     }
+    let pin = match &args.pin {
+        Some(text) => Some(
+            text.parse::<Fingerprint>()
+                .map_err(|e| UsageError(format!("--pin: {e}")))?,
+        ),
+        None => None,
+    };
     needs(
         args.client_cert.is_some() && args.client_key.is_none(),
         "--client-cert",
@@ -182,6 +246,7 @@ pub(crate) fn for_connect(args: &ConnectArgs) -> Result<Settings, UsageError> {
         "--client-cert FILE",
         "the certificate the key belongs to",
     )?;
+    settings.timeouts.connect = args.connect_timeout;
     settings.hello = args
         .hello
         .as_ref()
@@ -202,17 +267,24 @@ pub(crate) fn for_connect(args: &ConnectArgs) -> Result<Settings, UsageError> {
             )))
             }
         };
+        let system = c.ca.as_deref() == Some(Path::new(SYSTEM));
         let mut files = Files {
-            ca: c.ca.as_deref(),
+            ca: c.ca.as_deref().filter(|_| !system),
             ..Files::default()
         };
-        // Without --ca, the platform's trust roots, as curl uses them.
-        let mut builder = match &c.ca {
-            Some(ca) => TlsContext::builder()
+        // Without --ca, the platform's trust roots, as curl uses them; with
+        // --pin alone, the pin is the trust; with --insecure, nothing is.
+        let mut builder = match (&files.ca, &pin, args.insecure) {
+            (_, _, true) => TlsContext::builder().insecure_no_verification(),
+            (Some(ca), _, _) => TlsContext::builder()
                 .roots_file(ca)
                 .map_err(|e| file_error(e, &files))?,
-            None => TlsContext::builder().system_roots(),
+            (None, Some(_), false) if !system => TlsContext::builder(),
+            (None, _, false) => TlsContext::builder().system_roots(),
         };
+        if let Some(pin) = pin {
+            builder = builder.pin(pin);
+        }
         if let (Some(cert), Some(key)) = (&args.client_cert, &args.client_key) {
             files.cert = Some(("--client-cert", cert));
             files.key = Some(("--client-key", key));
@@ -221,7 +293,11 @@ pub(crate) fn for_connect(args: &ConnectArgs) -> Result<Settings, UsageError> {
                 .map_err(|e| file_error(e, &files))?;
         }
         let ctx = finish(builder, c, &files)?;
-        settings.tls = Some(Tls { ctx, server_name });
+        settings.tls = Some(Tls {
+            ctx,
+            server_name,
+            insecure: args.insecure,
+        });
     }
     Ok(settings)
 }
@@ -299,6 +375,7 @@ pub(crate) fn for_listen(args: &ListenArgs) -> Result<Settings, UsageError> {
         settings.tls = Some(Tls {
             ctx,
             server_name: String::new(),
+            insecure: false,
         });
     }
     Ok(settings)
@@ -384,5 +461,38 @@ pub(crate) fn resolve_first(host: &str, port: u16) -> Result<String, UsageError>
     match first {
         Some(a) => Ok(a.to_string()),
         None => Err(UsageError(format!("{host:?} has no address"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keepalive_parts_and_defaults() {
+        let k = keepalive("60").unwrap();
+        let s = Duration::from_secs;
+        assert_eq!(
+            (k.idle, k.interval, k.count),
+            (s(60), s(60), KEEPALIVE_COUNT)
+        );
+        let k = keepalive("60,10").unwrap();
+        assert_eq!(
+            (k.idle, k.interval, k.count),
+            (s(60), s(10), KEEPALIVE_COUNT)
+        );
+        let k = keepalive("30,5,9").unwrap();
+        assert_eq!((k.idle, k.interval, k.count), (s(30), s(5), 9));
+    }
+
+    #[test]
+    fn keepalive_errors() {
+        for bad in [
+            "", "0", "-1", "1.5", "x", "60,", "60,0", "60,10,0", "60,10,x", "1,2,3,4",
+        ] {
+            assert!(keepalive(bad).is_err(), "{bad:?} was accepted");
+        }
+        assert!(keepalive("60,10,x").unwrap_err().contains("COUNT"));
+        assert!(keepalive("1.5").unwrap_err().contains("IDLE"));
     }
 }

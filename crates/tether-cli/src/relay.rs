@@ -3,7 +3,7 @@
 //! [`users`](crate::users); what stdin and stdout carry, in
 //! [`stdio`](crate::stdio).
 
-use tether::{ApiError, IoMux, RecvMode};
+use tether::{ApiError, Cx, IoMux, RecvMode, SocketId};
 
 use crate::app::{App, Role, READ};
 use crate::events::Events;
@@ -22,6 +22,14 @@ pub(crate) fn connect(set: Settings) -> Result<u8, UsageError> {
         let set = &mux.shared().set;
         (set.addr.clone(), set.kind, set.timeouts, set.linger)
     };
+    if mux.shared().set.tls.as_ref().is_some_and(|t| t.insecure) {
+        let warning = "--insecure: the server's certificate is not verified; \
+                       anyone in the path can read and change this connection";
+        match &mux.shared().events {
+            Some(events) => events.warning(None, warning),
+            None => eprintln!("tether: warning: {warning}"),
+        }
+    }
     let s = if kind == Kind::Udp {
         let s = mux.udp(Datagrams);
         let _ = mux.set_timeouts(s, timeouts);
@@ -57,6 +65,7 @@ pub(crate) fn connect(set: Settings) -> Result<u8, UsageError> {
                 let _ = mux.connect(s, &addr);
             }
         }
+        tcp_options(&mut mux, s);
         s
     };
     let _ = mux.recv(s, READ, RecvMode::Partial);
@@ -105,6 +114,7 @@ pub(crate) fn listen(set: Settings) -> Result<u8, UsageError> {
             }
         }
         let _ = mux.set_timeouts(l, timeouts);
+        tcp_options(&mut mux, l);
         let max = if role == Role::Serve {
             max_conns
         } else {
@@ -120,6 +130,23 @@ pub(crate) fn listen(set: Settings) -> Result<u8, UsageError> {
         start_stdin(&mut mux);
     }
     Ok(run(mux))
+}
+
+/// `--keepalive` and `--user-timeout`, once the socket has its descriptor:
+/// after connect to an address or listen (a listener's connections inherit
+/// them), and again once connected (a host name has no descriptor until it is
+/// resolved). On a unix: socket they do not apply, and are left unset.
+pub(crate) fn tcp_options(cx: &mut Cx<App>, s: SocketId) {
+    let (keepalive, user_timeout) = {
+        let set = &cx.shared().set;
+        (set.keepalive, set.user_timeout)
+    };
+    if keepalive.is_some() {
+        let _ = cx.set_keepalive(s, keepalive);
+    }
+    if user_timeout.is_some() {
+        let _ = cx.set_user_timeout(s, user_timeout);
+    }
 }
 
 fn new_loop(set: Settings, role: Role) -> Option<IoMux<App>> {

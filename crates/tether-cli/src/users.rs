@@ -34,6 +34,7 @@ impl SocketUser<App> for Relay {
     }
 
     fn on_connected(&mut self, cx: &mut Cx<App>, s: SocketId) {
+        crate::relay::tcp_options(cx, s);
         ev_connected(cx, s);
     }
 

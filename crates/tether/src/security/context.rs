@@ -6,8 +6,9 @@
 //! client certificates against. Everything is checked when the context is built,
 //! so a bad file is an error at start-up, not at the first connection.
 //!
-//! Verification is on by default and cannot be turned off: a client context
-//! needs trust roots or a pinned fingerprint, and nothing falls back to plaintext.
+//! Verification is on by default: a client context needs trust roots or a
+//! pinned fingerprint, and nothing falls back to plaintext. Only the explicit,
+//! debugging-only `insecure_no_verification` turns it off.
 
 use std::fmt;
 use std::path::Path;
@@ -76,6 +77,8 @@ pub struct TlsContextBuilder {
     client_certs: ClientCerts,
     alpn: Vec<Vec<u8>>,
     versions: TlsVersions,
+    /// A client that accepts any server certificate.
+    insecure: bool,
 }
 
 impl fmt::Debug for TlsContextBuilder {
@@ -87,6 +90,7 @@ impl fmt::Debug for TlsContextBuilder {
             .field("pins", &self.pins)
             .field("client_certs", &self.client_certs)
             .field("versions", &self.versions)
+            .field("insecure", &self.insecure)
             .finish_non_exhaustive()
     }
 }
@@ -230,6 +234,26 @@ impl TlsContextBuilder {
         self
     }
 
+    /// **For debugging only**: as a client, accept any server certificate,
+    /// whoever signed it, for whatever name, however expired; trust roots and
+    /// pins are ignored. The handshake signature is still checked against the
+    /// certificate presented, but nothing says whose it is, so anyone in the
+    /// path can read and change the connection. This is curl's `-k`.
+    ///
+    /// ```
+    /// use tether::TlsContext;
+    ///
+    /// // No roots, no pins: without this, `TlsError::Empty`.
+    /// assert!(TlsContext::builder().build().is_err());
+    /// let ctx = TlsContext::builder().insecure_no_verification().build()?;
+    /// assert_eq!(ctx.root_count(), 0);
+    /// # Ok::<(), tether::TlsError>(())
+    /// ```
+    pub fn insecure_no_verification(mut self) -> Self {
+        self.insecure = true;
+        self
+    }
+
     /// Whether a server asks clients for certificates.
     pub fn client_certs(mut self, policy: ClientCerts) -> Self {
         self.client_certs = policy;
@@ -271,7 +295,7 @@ impl TlsContextBuilder {
         roots.extend(self.anchors.iter().cloned());
         let roots = Arc::new(roots);
         let trusts = !roots.is_empty() || !self.pins.is_empty();
-        if self.key.is_none() && !trusts {
+        if self.key.is_none() && !trusts && !self.insecure {
             return Err(TlsError::Empty);
         }
         let identity: Option<Slot> = match &self.key {
@@ -311,9 +335,15 @@ impl TlsContextBuilder {
             }
             None => None,
         };
-        let client = if trusts {
-            let verifier = PinnedServer::new(&roots, &self.roots, &self.pins, &provider)
-                .map_err(|e| TlsError::BadRoot(e.to_string()))?;
+        let client = if trusts || self.insecure {
+            // Insecure: no roots and no pins, so any certificate is accepted;
+            // the handshake signature is still verified against it.
+            let verifier = if self.insecure {
+                PinnedServer::new(&Arc::new(RootCertStore::empty()), &[], &[], &provider)
+            } else {
+                PinnedServer::new(&roots, &self.roots, &self.pins, &provider)
+            }
+            .map_err(|e| TlsError::BadRoot(e.to_string()))?;
             let presented = match &self.client_identity {
                 ClientIdentity::Same => identity.clone(),
                 ClientIdentity::Own(chain, key) => Some(Arc::new(RwLock::new(certified(
