@@ -1,6 +1,7 @@
 //! The state the loop shares with every callback of `connect` and `listen`
 //! and with the stdin thread.
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::mpsc::Sender;
 
@@ -53,5 +54,15 @@ pub(crate) struct App {
     pub(crate) in_flight: bool,
     pub(crate) exit: u8,
     /// SIGINT and SIGTERM: what they have to end.
-    pub(crate) stop: crate::signals::Stop,
+    pub(crate) stop: Stop,
+}
+
+/// What the loop keeps for the signals.
+#[derive(Debug, Default)]
+pub(crate) struct Stop {
+    /// Signals received so far.
+    pub(crate) signals: u8,
+    /// `listen --echo` and `--reject`: the listener and the connections it
+    /// handed out, while open.
+    pub(crate) open: HashSet<SocketId>,
 }

@@ -3,7 +3,7 @@
 //! [`users`](crate::users); what stdin and stdout carry, in
 //! [`stdio`](crate::stdio).
 
-use tether::{ApiError, Cx, IoMux, RecvMode, SocketId};
+use tether::{ApiError, IoMux, RecvMode};
 
 use crate::app::{App, Role, READ};
 use crate::events::Events;
@@ -11,7 +11,7 @@ use crate::options::{Kind, Settings, UsageError};
 use crate::signals;
 use crate::stdin;
 use crate::stdio::stdin_ended;
-use crate::users::{Datagrams, Listener, Relay};
+use crate::users::{tcp_options, Datagrams, Listener, Relay};
 
 /// `tether connect`: the exit status.
 pub(crate) fn connect(set: Settings) -> Result<u8, UsageError> {
@@ -130,23 +130,6 @@ pub(crate) fn listen(set: Settings) -> Result<u8, UsageError> {
         start_stdin(&mut mux);
     }
     Ok(run(mux))
-}
-
-/// `--keepalive` and `--user-timeout`, once the socket has its descriptor:
-/// after connect to an address or listen (a listener's connections inherit
-/// them), and again once connected (a host name has no descriptor until it is
-/// resolved). On a unix: socket they do not apply, and are left unset.
-pub(crate) fn tcp_options(cx: &mut Cx<App>, s: SocketId) {
-    let (keepalive, user_timeout) = {
-        let set = &cx.shared().set;
-        (set.keepalive, set.user_timeout)
-    };
-    if keepalive.is_some() {
-        let _ = cx.set_keepalive(s, keepalive);
-    }
-    if user_timeout.is_some() {
-        let _ = cx.set_user_timeout(s, user_timeout);
-    }
 }
 
 fn new_loop(set: Settings, role: Role) -> Option<IoMux<App>> {

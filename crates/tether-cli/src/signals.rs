@@ -8,24 +8,12 @@
 //! The signals are read on a thread of their own (signal-hook), which posts
 //! each one to the loop.
 
-use std::collections::HashSet;
-
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use tether::{Closed, Cx, IoMux, SocketId};
 
 use crate::app::{App, Role};
 use crate::options::Kind;
-
-/// What the loop keeps for the signals.
-#[derive(Debug, Default)]
-pub(crate) struct Stop {
-    /// Signals received so far.
-    pub(crate) signals: u8,
-    /// `listen --echo` and `--reject`: the listener and the connections it
-    /// handed out, while open.
-    pub(crate) open: HashSet<SocketId>,
-}
 
 /// Start the thread that turns SIGINT and SIGTERM into graceful ends.
 pub(crate) fn watch(mux: &mut IoMux<App>) {

@@ -34,7 +34,7 @@ impl SocketUser<App> for Relay {
     }
 
     fn on_connected(&mut self, cx: &mut Cx<App>, s: SocketId) {
-        crate::relay::tcp_options(cx, s);
+        tcp_options(cx, s);
         ev_connected(cx, s);
     }
 
@@ -282,5 +282,22 @@ impl SocketUser<App> for Datagrams {
         // UDP ends only by a discard: ours after stdin's end is the orderly one.
         let graceful = closed.reason == Reason::Discarded && cx.shared().ending;
         finish(cx, s, closed, graceful);
+    }
+}
+
+/// `--keepalive` and `--user-timeout`, once the socket has its descriptor:
+/// after connect to an address or listen (a listener's connections inherit
+/// them), and again once connected (a host name has no descriptor until it is
+/// resolved). On a unix: socket they do not apply, and are left unset.
+pub(crate) fn tcp_options(cx: &mut Cx<App>, s: SocketId) {
+    let (keepalive, user_timeout) = {
+        let set = &cx.shared().set;
+        (set.keepalive, set.user_timeout)
+    };
+    if keepalive.is_some() {
+        let _ = cx.set_keepalive(s, keepalive);
+    }
+    if user_timeout.is_some() {
+        let _ = cx.set_user_timeout(s, user_timeout);
     }
 }
