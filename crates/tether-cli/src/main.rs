@@ -270,7 +270,7 @@ pub(crate) struct ListenArgs {
     pub(crate) common: Common,
 
     /// Serve any number of clients at once, sending back what each sends
-    /// (stdin is not read); runs until killed.
+    /// (stdin is not read); runs until interrupted (Ctrl-C or SIGTERM end it gracefully).
     #[arg(long, help_heading = "Serving", conflicts_with = "on_eof")]
     pub(crate) echo: bool,
     /// With --echo: at most N connections at once; the rest wait in the
@@ -284,7 +284,7 @@ pub(crate) struct ListenArgs {
     )]
     pub(crate) max_conns: Option<u32>,
     /// Serve one client after another (nc -k), each relayed to stdin and
-    /// stdout in turn; runs until killed. stdin goes to the current client;
+    /// stdout in turn; runs until interrupted (Ctrl-C or SIGTERM end it gracefully). stdin goes to the current client;
     /// after stdin's end, each later client gets --on-eof at once.
     #[arg(
         long,
@@ -292,7 +292,7 @@ pub(crate) struct ListenArgs {
         conflicts_with_all = ["echo", "reject", "udp"]
     )]
     pub(crate) keep_open: bool,
-    /// Refuse every client with this reason data (REJECT); runs until killed.
+    /// Refuse every client with this reason data (REJECT); runs until interrupted (Ctrl-C or SIGTERM end it gracefully).
     #[arg(long, value_name = "DATA", help_heading = "Framed")]
     pub(crate) reject: Option<String>,
 
