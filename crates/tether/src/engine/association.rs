@@ -284,7 +284,8 @@ impl<S: 'static> Engine<S> {
         match &mut slot.io {
             Io::Association(a) => {
                 let (listener, peer) = (a.listener, a.peer);
-                if let Some(Io::UdpListener(l)) = find(&mut self.slots, listener).map(|l| &mut l.io) {
+                if let Some(Io::UdpListener(l)) = find(&mut self.slots, listener).map(|l| &mut l.io)
+                {
                     if l.peers.get(&peer) == Some(&s) {
                         l.peers.remove(&peer);
                     }

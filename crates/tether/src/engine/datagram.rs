@@ -241,7 +241,11 @@ impl<S> Engine<S> {
     }
 }
 
-pub(crate) fn send_one(sock: &mio::net::UdpSocket, to: Option<SocketAddr>, data: &[u8]) -> io::Result<()> {
+pub(crate) fn send_one(
+    sock: &mio::net::UdpSocket,
+    to: Option<SocketAddr>,
+    data: &[u8],
+) -> io::Result<()> {
     loop {
         let sent = match to {
             Some(to) => sock.send_to(data, to),
