@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use common::*;
 use tether::{
-    ApiError, DiscardMethod, IoMux, Reason, RecvMode, SockAddr, SocketId, State, TestClock,
-    Timeouts,
+    ApiError, DiscardMethod, IoMux, Op, Reason, RecvMode, Refused, SockAddr, SocketId, State,
+    TestClock, Timeouts,
 };
 
 const LIMIT: Duration = Duration::from_secs(20);
@@ -288,9 +288,12 @@ fn closing_the_listener_ends_every_association() {
         let refused = sc.look(move |cx| cx.recv(l, 10, RecvMode::Partial));
         assert!(matches!(refused, Err(ApiError::Unsupported { .. })));
         sc.look(move |cx| cx.close(l).unwrap());
-        for s in [first, second] {
-            sc.next(&rx, |(id, e)| *id == s && matches!(e, Ev::Closed(_)));
-        }
+        // In either order.
+        let (one, _) = sc.next(&rx, |(_, e)| matches!(e, Ev::Closed(_)));
+        let (other, _) = sc.next(&rx, |(_, e)| matches!(e, Ev::Closed(_)));
+        let mut ended = [one, other];
+        ended.sort_by_key(|s| [first, second].iter().position(|x| x == s));
+        assert_eq!(ended, [first, second]);
         sc.look(move |cx| {
             let log = cx.shared();
             for s in [l, first, second] {
@@ -301,4 +304,31 @@ fn closing_the_listener_ends_every_association() {
             assert_eq!(log.closed(second).unread, 2);
         });
     });
+}
+
+/// `listen` takes a bound, unconnected UDP socket, once.
+#[test]
+fn listen_needs_a_bound_unconnected_udp_socket() {
+    let mut m = mux();
+    let fresh = m.udp(Rec::quiet());
+    let refused = |m: &IoMux<Log>, s| {
+        Err(ApiError::Refused(Refused {
+            op: Op::Listen,
+            state: m.state(s),
+        }))
+    };
+    assert_eq!(m.listen(fresh), refused(&m, fresh));
+    let connected = m.udp(Rec::quiet());
+    m.connect(connected, "127.0.0.1:9").unwrap();
+    assert_eq!(m.listen(connected), refused(&m, connected));
+    let (l, _) = udp_listener(&mut m, Rec::quiet());
+    assert_eq!(m.listen(l), refused(&m, l));
+    assert_eq!(m.state(l), State::Connected, "a UDP listener stays open");
+    assert!(matches!(
+        m.connect(l, "127.0.0.1:9"),
+        Err(ApiError::Refused(Refused {
+            op: Op::Connect,
+            ..
+        }))
+    ));
 }

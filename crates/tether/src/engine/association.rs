@@ -330,6 +330,14 @@ impl<S: 'static> Engine<S> {
 impl<S: 'static> Cx<S> {
     /// A UDP listener's readiness: room to write, datagrams to dispatch.
     pub(crate) fn udp_listener_ready(&mut self, s: SocketId, event: &mio::event::Event) {
+        if event.is_error() {
+            // Unconnected: an ICMP error concerns no peer in particular.
+            if let Some(Io::UdpListener(l)) = self.engine.slot(s).map(|slot| &slot.io) {
+                if let Ok(Some(e)) | Err(e) = l.sock.take_error() {
+                    io_log!(debug, Target::Udp, self.engine.mux_id, socket = %s, error = %e, "ICMP error ignored");
+                }
+            }
+        }
         if event.is_writable() {
             self.engine.flush_datagrams(s);
             self.engine.flush_associations(s);
@@ -343,10 +351,7 @@ impl<S: 'static> Cx<S> {
     /// it to the listener's user as a new peer's.
     fn pump_udp_listener(&mut self, listener: SocketId) {
         let mut buf = std::mem::take(&mut self.engine.rbuf);
-        loop {
-            let Some(slot) = self.engine.slot_mut(listener) else {
-                break;
-            };
+        while let Some(slot) = self.engine.slot_mut(listener) {
             if slot.life.closed().is_some() {
                 break;
             }
