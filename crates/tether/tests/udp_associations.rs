@@ -332,3 +332,41 @@ fn listen_needs_a_bound_unconnected_udp_socket() {
         }))
     ));
 }
+
+/// An association's queue holds 64 datagrams; those beyond are dropped and
+/// count as unread when it ends.
+#[test]
+fn a_full_association_queue_drops_and_counts() {
+    let clock = TestClock::new();
+    let mut mux = mux_on(&clock);
+    let (tx, rx) = mpsc::channel();
+    // Its recv starts only once every datagram was read.
+    let user = move || {
+        Some(told(&tx, |cx, s, ev| {
+            if matches!(ev, Ev::Received(_)) {
+                cx.recv(s, 2048, RecvMode::Partial).unwrap();
+            }
+        }))
+    };
+    let (_l, addr) = udp_listener(&mut mux, Rec::listener(user));
+    run_script(&mut mux, &clock, move |sc| {
+        let a = peer();
+        for i in 0..70u8 {
+            a.send_to(&[i; 10], addr).unwrap();
+        }
+        let (s, _) = sc.next(&rx, |(_, e)| *e == Ev::Accepted);
+        sc.look(move |cx| cx.recv(s, 2048, RecvMode::Partial).unwrap());
+        for i in 0..64u8 {
+            let (_, ev) = sc.next(&rx, |(_, e)| matches!(e, Ev::Received(_)));
+            assert_eq!(ev, Ev::Received(vec![i; 10]));
+        }
+        sc.settle();
+        sc.look(move |cx| cx.close(s).unwrap());
+        let (_, ev) = sc.next(&rx, |(id, e)| *id == s && !matches!(e, Ev::Sent));
+        let Ev::Closed(done) = ev else {
+            panic!("more than 64 datagrams: {ev:?}")
+        };
+        assert_eq!(done.reason, Reason::Discarded);
+        assert_eq!(done.unread, 60, "6 datagrams of 10 bytes dropped");
+    });
+}
