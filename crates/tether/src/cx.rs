@@ -118,6 +118,28 @@ impl<S: 'static> Cx<S> {
 
     /// Listen. An unbound socket first binds to every interface (IPv4 and IPv6)
     /// on a port the system picks, reported by `on_bound`.
+    ///
+    /// On a bound, unconnected UDP socket (otherwise [`ApiError::Refused`]) it
+    /// makes a UDP listener, which gives each peer an association of its own.
+    /// The first datagram from a new address goes to the listener's
+    /// [`on_incoming`](crate::SocketUser::on_incoming) (with
+    /// [`PeerInfo::peer`](crate::PeerInfo::peer) set); admitted, it opens an
+    /// association: a socket with its own user (`on_accepted` first), already
+    /// `Connected`, whose `send` goes to that peer through the listener's
+    /// socket and whose `recv` is answered by `on_received` with that peer's
+    /// datagrams only, the one that opened it first. Datagrams wait for its
+    /// recv in a queue of at most 64; beyond, they are dropped and counted in
+    /// its `Closed::unread`, as are those still queued when it ends. It has its
+    /// own timeouts and `idle_for`, and every end of it is a discard
+    /// (`Reason::Discarded`, or `IdleTimeout`); its `local_addr` is the
+    /// listener's, and it has no descriptor of its own (`as_fd` is `None`).
+    /// Denied, the datagram is dropped, and the peer's next datagram is offered
+    /// again (denials are not remembered). At the listener's
+    /// [`max_connections`](Cx::max_connections) datagrams from new peers are
+    /// dropped without asking, counted and logged (`tether::udp`). The listener
+    /// itself stays an open UDP socket (it may still `send_to`), its user
+    /// never sees a datagram of a live association, `recv` on it is
+    /// [`ApiError::Unsupported`], and its end ends every association.
     pub fn listen(&mut self, s: SocketId) -> Result<(), ApiError> {
         self.engine.listen(s)
     }

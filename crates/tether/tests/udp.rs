@@ -702,7 +702,6 @@ fn stream_operations_are_unsupported_on_udp() {
     for s in [fresh, s] {
         let state = m.state(s);
         assert_eq!(m.shutdown(s), unsupported("shutdown", Transport::Udp));
-        assert_eq!(m.listen(s), unsupported("listen", Transport::Udp));
         assert_eq!(
             m.recv(s, 10, RecvMode::Exact),
             unsupported("exact recv", Transport::Udp)

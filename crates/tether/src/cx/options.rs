@@ -55,6 +55,9 @@ impl<S: 'static> Cx<S> {
     /// application reacts to each end before the next connection starts.
     /// Raising the limit takes the waiting connections once the current
     /// callback returns (never inside this call).
+    ///
+    /// On a UDP listener it bounds its live associations: at the limit,
+    /// datagrams from new peers are dropped (counted and logged), not kept.
     pub fn max_connections(&mut self, s: SocketId, max: Option<u32>) -> Result<(), ApiError> {
         self.engine.max_connections(s, max)
     }

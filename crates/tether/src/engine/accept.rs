@@ -203,6 +203,9 @@ impl<S: 'static> Cx<S> {
     /// A connection this listener took has closed and its `on_closed` has
     /// returned: one more may be taken.
     pub(crate) fn release_admission(&mut self, listener: SocketId) {
+        if self.engine.release_association(listener) {
+            return;
+        }
         let Some(slot) = find(&mut self.engine.slots, listener) else {
             return;
         };

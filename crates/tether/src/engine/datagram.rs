@@ -51,12 +51,15 @@ impl<S: 'static> Engine<S> {
         let Some(slot) = find(&mut self.slots, s) else {
             return Err(ApiError::StaleSocket(s));
         };
+        if matches!(slot.io, Io::Association(_)) {
+            return self.send_association(s, to, data);
+        }
         slot.life.check_send()?;
-        let Io::Udp(sock, peer) = &slot.io else {
+        let Some((sock, peer)) = slot.io.udp() else {
             return Err(ApiError::NoPeer);
         };
         let connected = peer.is_some();
-        let dest = match (to, peer.as_deref().copied()) {
+        let dest = match (to, peer) {
             (Some(to), _) => to,
             (None, Some(peer)) => peer,
             (None, None) => return Err(ApiError::NoPeer),
@@ -101,7 +104,7 @@ impl<S: 'static> Engine<S> {
         let Some(slot) = find(&mut self.slots, s) else {
             return;
         };
-        let (Io::Udp(sock, peer), Some(q)) = (&slot.io, slot.outq.as_mut()) else {
+        let (Some((sock, peer)), Some(q)) = (slot.io.udp(), slot.outq.as_mut()) else {
             return;
         };
         let mut lost = None;
@@ -166,6 +169,10 @@ impl<S: 'static> Cx<S> {
     pub(crate) fn pump_datagram(&mut self, s: SocketId) {
         let mut buf = std::mem::take(&mut self.engine.rbuf);
         while let Some(slot) = find(&mut self.engine.slots, s) {
+            if matches!(slot.io, Io::Association(_)) {
+                self.pump_association(s);
+                break;
+            }
             let (Io::Udp(sock, peer), Some(want)) = (&slot.io, slot.want) else {
                 break;
             };
@@ -234,7 +241,11 @@ impl<S> Engine<S> {
     }
 }
 
-fn send_one(sock: &mio::net::UdpSocket, to: Option<SocketAddr>, data: &[u8]) -> io::Result<()> {
+pub(crate) fn send_one(
+    sock: &mio::net::UdpSocket,
+    to: Option<SocketAddr>,
+    data: &[u8],
+) -> io::Result<()> {
     loop {
         let sent = match to {
             Some(to) => sock.send_to(data, to),
@@ -311,6 +322,13 @@ impl<S: 'static> Engine<S> {
 
     pub(crate) fn connect_udp(&mut self, s: SocketId, addr: &str) -> Result<(), ApiError> {
         let slot = self.live(s)?;
+        if matches!(slot.io, Io::UdpListener(_) | Io::Association(_)) {
+            // A listener's peers are its associations'; an association's is fixed.
+            return Err(ApiError::Refused(tether_proto::Refused {
+                op: tether_proto::Op::Connect,
+                state: slot.life.state(),
+            }));
+        }
         let unbound = matches!(slot.io, Io::None);
         slot.life.connect()?;
         let peer = match SockAddr::parse(addr) {

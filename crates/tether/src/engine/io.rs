@@ -7,6 +7,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use socket2::SockRef;
 use tether_proto::SockAddr;
 
+use crate::engine::association::{Association, UdpListening};
 use crate::transport::{from_os, Listener, Stream, Transport};
 use crate::TlsContext;
 
@@ -27,6 +28,10 @@ pub(crate) enum Io {
     /// A UDP socket, and the peer `connect` fixed, if any (boxed: an address
     /// is larger than everything else a socket holds here, and rarely set).
     Udp(mio::net::UdpSocket, Option<Box<std::net::SocketAddr>>),
+    /// A UDP socket that listens: it reads for all its associations.
+    UdpListener(Box<UdpListening>),
+    /// One peer of a UDP listener, served through the listener's socket.
+    Association(Box<Association>),
 }
 
 impl Io {
@@ -48,6 +53,9 @@ impl Io {
                 Listener::Local(l, _) => l.as_fd(),
             }),
             Io::Udp(u, _) => Some(u.as_fd()),
+            Io::UdpListener(l) => Some(l.sock.as_fd()),
+            // Its descriptor is its listener's.
+            Io::Association(_) => None,
         }
     }
 
@@ -58,7 +66,17 @@ impl Io {
             Io::Listener(l) => Some(l.listener.kind()),
             Io::Stream(Stream::Tcp(_)) => Some(Transport::Tcp),
             Io::Stream(Stream::Local(_)) => Some(Transport::Local),
-            Io::Udp(..) => Some(Transport::Udp),
+            Io::Udp(..) | Io::UdpListener(_) | Io::Association(_) => Some(Transport::Udp),
+        }
+    }
+
+    /// A UDP socket's descriptor and the peer `connect` fixed, if any (a UDP
+    /// listener's own sends go to the addresses they name).
+    pub(crate) fn udp(&self) -> Option<(&mio::net::UdpSocket, Option<std::net::SocketAddr>)> {
+        match self {
+            Io::Udp(sock, peer) => Some((sock, peer.as_deref().copied())),
+            Io::UdpListener(l) => Some((&l.sock, None)),
+            _ => None,
         }
     }
 
@@ -67,6 +85,9 @@ impl Io {
     }
 
     pub(crate) fn peer_addr(&self) -> Option<SockAddr> {
+        if let Io::Association(a) = self {
+            return Some(SockAddr::Inet(a.peer));
+        }
         from_os(&SockRef::from(&self.fd()?).peer_addr().ok()?)
     }
 }

@@ -8,6 +8,7 @@
 //! method of `Cx`, which owns the engine and lends itself to the callback.
 
 mod accept;
+pub(crate) mod association;
 pub(crate) mod datagram;
 mod deadlines;
 pub(crate) mod dial;

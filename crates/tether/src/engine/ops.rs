@@ -112,7 +112,9 @@ impl<S: 'static> Engine<S> {
     pub(crate) fn listen(&mut self, s: SocketId) -> Result<(), ApiError> {
         let stopping = self.stopping;
         let slot = self.live(s)?;
-        unsupported_on_udp(slot, "listen")?;
+        if slot.life.is_datagram() {
+            return self.listen_udp(s);
+        }
         slot.life.listen()?;
         if stopping {
             self.fail(s, Reason::Stopped, None);
@@ -247,6 +249,13 @@ impl<S: 'static> Engine<S> {
         if mode == RecvMode::Exact {
             unsupported_on_udp(slot, "exact recv")?;
         }
+        if matches!(slot.io, Io::UdpListener(_)) {
+            // Its datagrams go to its associations, or to on_incoming.
+            return Err(ApiError::Unsupported {
+                op: "recv on a UDP listener",
+                transport: Transport::Udp,
+            });
+        }
         // The state's refusal comes first, then the recv's own misuse; the
         // lifecycle is asked once on the path that succeeds.
         let misuse = if slot.want.is_some() {
@@ -359,7 +368,12 @@ impl<S: 'static> Engine<S> {
     /// The local address, once bound or connected; `None` for an unnamed Unix
     /// socket or a stale id.
     pub(crate) fn local_addr(&self, s: SocketId) -> Option<SockAddr> {
-        self.slot(s)?.io.local_addr()
+        let slot = self.slot(s)?;
+        if let Io::Association(a) = &slot.io {
+            // An association's address is its listener's.
+            return self.slot(a.listener)?.io.local_addr();
+        }
+        slot.io.local_addr()
     }
 
     /// The socket's transport: fixed at creation for UDP, by the first address

@@ -82,6 +82,9 @@ impl<S: 'static> Engine<S> {
         s: SocketId,
         max: Option<u32>,
     ) -> Result<(), ApiError> {
+        if self.max_associations(s, max) {
+            return Ok(());
+        }
         let slot = self.live(s)?;
         let Io::Listener(listening) = &mut slot.io else {
             return Err(ApiError::Refused(tether_proto::Refused {

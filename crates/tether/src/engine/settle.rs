@@ -28,6 +28,7 @@ impl<S: 'static> Engine<S> {
 
     #[inline(never)]
     fn settle_changes(&mut self, s: SocketId) {
+        self.unlink_udp(s);
         let Some(slot) = find(&mut self.slots, s) else {
             return;
         };
@@ -171,6 +172,9 @@ fn abort<S>(slot: &mut Slot<S>, discard: bool) {
         // Nobody is told of a UDP socket's end. Sent datagrams are counted by
         // tether's own queue; those waiting to be received are read and counted.
         Io::Udp(sock, _) => (0, sys::drain_datagrams(sock), DiscardMethod::Silent),
+        Io::UdpListener(l) => (0, sys::drain_datagrams(&l.sock), DiscardMethod::Silent),
+        // Its datagrams wait in its own queue, not the kernel's.
+        Io::Association(a) => (0, a.unread(), DiscardMethod::Silent),
         _ => return,
     };
     // Decrypted bytes nobody took are unread too (the kernel's count of a TLS
