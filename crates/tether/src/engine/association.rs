@@ -24,7 +24,7 @@ use std::net::SocketAddr;
 use tether_proto::{Lifecycle, Op, Reason, Refused, SockAddr};
 
 use crate::engine::datagram::send_one;
-use crate::engine::io::Io;
+use crate::engine::io::{Association, Io, UdpListening};
 use crate::engine::slot::find;
 use crate::engine::task::{queue_sent, Task};
 use crate::engine::Engine;
@@ -35,46 +35,6 @@ use crate::{Admission, ApiError, Cx, Error, PeerInfo, SocketId, SocketUser};
 
 /// Datagrams an association holds for its recv; more are dropped.
 pub(crate) const QUEUE_MAX: usize = 64;
-
-/// A listening UDP socket: its descriptor and its associations.
-#[derive(Debug)]
-pub(crate) struct UdpListening {
-    pub(crate) sock: mio::net::UdpSocket,
-    /// Each live association, by its peer's address.
-    pub(crate) peers: HashMap<SocketAddr, SocketId>,
-    /// Admission: at most this many associations open at once.
-    pub(crate) max: Option<u32>,
-    /// Associations whose `on_closed` has not returned yet.
-    pub(crate) live: u32,
-    /// Datagrams from new peers dropped at the admission limit.
-    pub(crate) refused: u64,
-    /// Associations with datagrams waiting for room in the kernel.
-    pub(crate) waiting: Vec<SocketId>,
-}
-
-impl UdpListening {
-    fn full(&self) -> bool {
-        self.max.is_some_and(|max| self.live >= max)
-    }
-}
-
-/// One peer of a UDP listener.
-#[derive(Debug)]
-pub(crate) struct Association {
-    pub(crate) listener: SocketId,
-    pub(crate) peer: SocketAddr,
-    /// Datagrams received and not yet asked for, oldest first.
-    pub(crate) queue: VecDeque<Box<[u8]>>,
-    /// Bytes of datagrams dropped because the queue was full.
-    pub(crate) dropped: u64,
-}
-
-impl Association {
-    /// Bytes received for it and never delivered.
-    pub(crate) fn unread(&self) -> u64 {
-        self.dropped + self.queue.iter().map(|d| d.len() as u64).sum::<u64>()
-    }
-}
 
 impl<S: 'static> Engine<S> {
     /// `listen` on a UDP socket: it must be bound and not connected.

@@ -1,15 +1,17 @@
 //! What a socket holds, from created to closed: nothing yet, a bound
 //! socket, a stream, a listener (with what its connections inherit), a UDP
-//! socket, or the memory of the transport it was.
+//! socket, a UDP listener and its per-peer associations, or the memory of
+//! the transport it was.
 
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
 use std::os::fd::{AsFd, BorrowedFd};
 
 use socket2::SockRef;
 use tether_proto::SockAddr;
 
-use crate::engine::association::{Association, UdpListening};
 use crate::transport::{from_os, Listener, Stream, Transport};
-use crate::TlsContext;
+use crate::{SocketId, TlsContext};
 
 /// What a socket holds, from created to closed.
 #[derive(Debug, Default)]
@@ -127,5 +129,45 @@ impl Listening {
     /// At the admission limit: leave connections in the kernel's backlog.
     pub(crate) fn full(&self) -> bool {
         self.max.is_some_and(|max| self.live >= max)
+    }
+}
+
+/// A listening UDP socket: its descriptor and its associations.
+#[derive(Debug)]
+pub(crate) struct UdpListening {
+    pub(crate) sock: mio::net::UdpSocket,
+    /// Each live association, by its peer's address.
+    pub(crate) peers: HashMap<SocketAddr, SocketId>,
+    /// Admission: at most this many associations open at once.
+    pub(crate) max: Option<u32>,
+    /// Associations whose `on_closed` has not returned yet.
+    pub(crate) live: u32,
+    /// Datagrams from new peers dropped at the admission limit.
+    pub(crate) refused: u64,
+    /// Associations with datagrams waiting for room in the kernel.
+    pub(crate) waiting: Vec<SocketId>,
+}
+
+impl UdpListening {
+    pub(crate) fn full(&self) -> bool {
+        self.max.is_some_and(|max| self.live >= max)
+    }
+}
+
+/// One peer of a UDP listener.
+#[derive(Debug)]
+pub(crate) struct Association {
+    pub(crate) listener: SocketId,
+    pub(crate) peer: SocketAddr,
+    /// Datagrams received and not yet asked for, oldest first.
+    pub(crate) queue: VecDeque<Box<[u8]>>,
+    /// Bytes of datagrams dropped because the queue was full.
+    pub(crate) dropped: u64,
+}
+
+impl Association {
+    /// Bytes received for it and never delivered.
+    pub(crate) fn unread(&self) -> u64 {
+        self.dropped + self.queue.iter().map(|d| d.len() as u64).sum::<u64>()
     }
 }
