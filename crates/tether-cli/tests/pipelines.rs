@@ -209,7 +209,8 @@ fn keep_open_serves_one_client_after_another() {
     let addr = p.bound();
     p.write(b"hello first\n");
     p.close_stdin();
-    for (n, line) in ["one\n", "two\n"].iter().enumerate() {
+    // The third client is served after the second ended: it keeps listening.
+    for (n, line) in ["one\n", "two\n", "three\n"].iter().enumerate() {
         let mut c = TcpStream::connect(&addr).unwrap();
         c.set_read_timeout(Some(LIMIT)).unwrap();
         c.write_all(line.as_bytes()).unwrap();
@@ -220,13 +221,16 @@ fn keep_open_serves_one_client_after_another() {
         assert_eq!(got, expected);
         p.wait_stdout(|out| out.contains(line.trim_end()));
     }
-    std::thread::sleep(Duration::from_millis(100));
+    // Each connection's end is printed once it is over on tether's side.
+    for _ in 0..3 {
+        p.wait_event("closed");
+    }
     assert!(!p.exited(), "--keep-open ended by itself");
     let out = p.kill();
-    assert_eq!(out.stdout, "one\ntwo\n");
+    assert_eq!(out.stdout, "one\ntwo\nthree\n");
     assert_eq!(
         out.events().iter().filter(|e| e.name() == "closed").count(),
-        2,
+        3,
         "{}",
         out.stderr
     );
