@@ -2839,6 +2839,203 @@ mod datagram {
 
 /// A dialed connection with a security layer (TLS client): Connecting waits
 /// for the transport, then for the security handshake.
+/// A datagram socket with a security layer (DTLS): a client that connects and
+/// runs its handshake with the one peer, and a listener's association whose
+/// handshake runs from its first datagram. Once secured, `close` sends the
+/// close_notify (the driver's "FIN") and ends `Normal` without waiting for the
+/// peer; the peer's close_notify ends it `ByPeer`; every other end is a
+/// discard, as on any datagram socket.
+mod datagram_security {
+    use super::*;
+
+    /// Bound (or not), given DTLS, connected to its peer: handshaking.
+    fn handshaking(bound: bool) -> Lifecycle {
+        let mut l = Lifecycle::datagram();
+        if bound {
+            l.bind().unwrap();
+        }
+        assert_eq!(l.set_security(), Ok(()));
+        assert_refused(&mut l, Op::SetSecurity, Lifecycle::set_security);
+        l.connect().unwrap();
+        assert_eq!(l.handshake(), Some(Handshake::Transport));
+        l.connected();
+        assert_eq!(l.handshake(), Some(Handshake::Security));
+        assert_eq!(l.state(), State::Connecting);
+        assert_eq!(l.stage(), Some(Stage::Handshaking));
+        assert!(l.wire_up() && l.holds_output());
+        assert_quiet(&mut l);
+        l
+    }
+
+    /// A client whose handshake is done (its events drained).
+    fn secured_client() -> Lifecycle {
+        let mut l = handshaking(true);
+        l.secured();
+        assert_eq!(events(&mut l), [Event::Secured, Event::Connected]);
+        assert_eq!(actions(&mut l), []);
+        l
+    }
+
+    /// An association whose handshake is done (its events drained).
+    fn secured_association() -> Lifecycle {
+        let mut l = Lifecycle::datagram_accepted(true);
+        assert_eq!(events(&mut l), [Event::Accepted]);
+        l.secured();
+        assert_eq!(events(&mut l), [Event::Secured]);
+        assert_eq!(actions(&mut l), []);
+        l
+    }
+
+    #[test]
+    fn security_is_set_before_connect_only() {
+        let mut l = handshaking(false);
+        assert_refused(&mut l, Op::SetSecurity, Lifecycle::set_security);
+        assert_refused(&mut l, Op::Connect, Lifecycle::connect);
+        let mut l = secured_client();
+        assert_refused(&mut l, Op::SetSecurity, Lifecycle::set_security);
+        // The session is with this peer: no connecting again to another.
+        assert_refused(&mut l, Op::Connect, Lifecycle::connect);
+    }
+
+    #[test]
+    fn client_output_waits_for_the_handshake() {
+        let mut l = handshaking(true);
+        l.send(10).unwrap();
+        assert!(l.holds_output());
+        l.secured();
+        assert_eq!(events(&mut l), [Event::Secured, Event::Connected]);
+        assert_eq!(
+            (l.state(), l.stage()),
+            (State::Connected, Some(Stage::Open))
+        );
+        assert!(!l.holds_output());
+        assert_eq!(l.unsent(), 10);
+        l.wrote(10);
+        assert_eq!(l.unsent(), 0);
+    }
+
+    #[test]
+    fn association_is_accepted_while_its_handshake_runs() {
+        let mut l = Lifecycle::datagram_accepted(true);
+        assert!(l.is_datagram());
+        assert_eq!(l.state(), State::Connecting);
+        assert_eq!(l.handshake(), Some(Handshake::Security));
+        assert_eq!(l.stage(), Some(Stage::Handshaking));
+        assert_eq!(events(&mut l), [Event::Accepted]);
+        l.secured();
+        assert_eq!(events(&mut l), [Event::Secured]);
+        assert_eq!(l.state(), State::Connected);
+        assert_quiet(&mut l);
+    }
+
+    #[test]
+    fn plain_association_is_open_at_once() {
+        let mut l = Lifecycle::datagram_accepted(false);
+        assert_eq!(l.state(), State::Connected);
+        assert_eq!(l.handshake(), None);
+        assert_eq!(events(&mut l), [Event::Accepted]);
+        // No graceful end without a session: close is a discard.
+        l.close(t0(), LINGER).unwrap();
+        assert_eq!(actions(&mut l), [Action::Discard]);
+        assert_eq!(events(&mut l), [Event::Closed(Reason::Discarded)]);
+    }
+
+    #[test]
+    fn close_sends_close_notify_after_the_queue_and_ends_normal() {
+        for mut l in [secured_client(), secured_association()] {
+            l.send(7).unwrap();
+            l.close(t0(), LINGER).unwrap();
+            assert_eq!(l.state(), State::Closing);
+            assert_eq!(actions(&mut l), [Action::ArmTimer(deadline())]);
+            assert_refused(&mut l, Op::Send, |l| l.send(1));
+            assert_refused(&mut l, Op::Recv, |l| l.check_recv());
+            l.wrote(7);
+            assert_eq!(actions(&mut l), [Action::SendFin]);
+            assert_quiet(&mut l);
+            l.fin_sent();
+            assert_eq!(actions(&mut l), [Action::Release]);
+            assert_eq!(events(&mut l), [Event::Closed(Reason::Normal)]);
+            assert_eq!((l.unsent(), l.unread()), (0, 0));
+            assert_gone(&mut l, Reason::Normal);
+        }
+    }
+
+    #[test]
+    fn input_while_closing_is_unread() {
+        let mut l = secured_association();
+        l.read(5);
+        l.close(t0(), LINGER).unwrap();
+        l.read(3);
+        assert_eq!(l.unread(), 8);
+    }
+
+    #[test]
+    fn close_notify_that_cannot_go_out_in_time_is_a_discard() {
+        let mut l = secured_client();
+        l.send(4).unwrap();
+        l.close(t0(), LINGER).unwrap();
+        assert_eq!(actions(&mut l), [Action::ArmTimer(deadline())]);
+        l.timeout(just_before_deadline());
+        assert_quiet(&mut l);
+        l.timeout(deadline());
+        assert_eq!(actions(&mut l), [Action::Discard]);
+        assert_eq!(events(&mut l), [Event::Closed(Reason::LingerTimeout)]);
+        assert_eq!(l.unsent(), 4);
+    }
+
+    #[test]
+    fn close_during_the_handshake_is_a_discard() {
+        let mut l = handshaking(true);
+        l.send(3).unwrap();
+        l.close(t0(), LINGER).unwrap();
+        assert_eq!(actions(&mut l), [Action::Discard]);
+        assert_eq!(events(&mut l), [Event::Closed(Reason::Discarded)]);
+        assert_eq!(l.unsent(), 3);
+    }
+
+    #[test]
+    fn peer_close_notify_ends_it_by_peer_once_delivered() {
+        for mut l in [secured_client(), secured_association()] {
+            l.send(2).unwrap();
+            l.recv().unwrap();
+            l.read(6);
+            l.fin_known();
+            assert_eq!(l.state(), State::NoRecv);
+            assert_quiet(&mut l);
+            l.delivered(6);
+            l.eof();
+            assert_eq!(actions(&mut l), [Action::Release]);
+            assert_eq!(events(&mut l), [Event::Closed(Reason::ByPeer)]);
+            assert_eq!((l.unsent(), l.unread()), (2, 0));
+        }
+    }
+
+    #[test]
+    fn reset_discard_and_timeouts_are_discards() {
+        let mut l = secured_client();
+        l.reset().unwrap();
+        assert_eq!(actions(&mut l), [Action::Discard]);
+        assert_eq!(events(&mut l), [Event::Closed(Reason::Discarded)]);
+        let mut l = handshaking(false);
+        l.expire(Reason::HandshakeTimeout);
+        assert_eq!(actions(&mut l), [Action::Discard]);
+        assert_eq!(events(&mut l), [Event::Closed(Reason::HandshakeTimeout)]);
+        let mut l = secured_association();
+        l.expire(Reason::IdleTimeout);
+        assert_eq!(actions(&mut l), [Action::Discard]);
+        assert_eq!(events(&mut l), [Event::Closed(Reason::IdleTimeout)]);
+    }
+
+    #[test]
+    fn failed_handshake_releases_with_its_reason() {
+        let mut l = Lifecycle::datagram_accepted(true);
+        assert_eq!(events(&mut l), [Event::Accepted]);
+        l.fail(Reason::TlsHandshakeFailed);
+        assert_eq!(actions(&mut l), [Action::Release]);
+        assert_eq!(events(&mut l), [Event::Closed(Reason::TlsHandshakeFailed)]);
+    }
+}
+
 mod connecting_security {
     use super::*;
 
@@ -3008,9 +3205,10 @@ mod connecting_security {
         let mut l = Lifecycle::new();
         l.listen().unwrap();
         assert_refused(&mut l, Op::SetSecurity, Lifecycle::set_security);
+        // A datagram socket takes security (DTLS), never framing.
         let mut l = Lifecycle::datagram();
-        assert_refused(&mut l, Op::SetSecurity, Lifecycle::set_security);
         assert_refused(&mut l, Op::SetFraming, |l| l.set_message(Role::Client));
+        assert_eq!(l.set_security(), Ok(()));
     }
 }
 

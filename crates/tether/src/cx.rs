@@ -1,5 +1,6 @@
 //! [`Cx`]: what callbacks act through.
 
+mod dtls;
 mod framed;
 mod options;
 mod tls;

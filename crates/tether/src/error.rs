@@ -146,6 +146,10 @@ pub enum Error {
     Address(AddrError),
     /// The TLS library's error: a handshake or record-layer failure.
     Tls(rustls::Error),
+    /// The DTLS library's error: a handshake that failed or timed out, a
+    /// record it could not process; or a peer without the certificate the
+    /// context requires.
+    Dtls(String),
     /// The peer's certificate was refused in the handshake: expired, not for
     /// the name asked, from an unknown issuer... (what was a
     /// `rustls::Error::InvalidCertificate` is reported as this instead).
@@ -171,6 +175,7 @@ impl fmt::Display for Error {
             Error::AddressMismatch(why) => f.write_str(why),
             Error::Tls(e) => write!(f, "TLS: {e}"),
             Error::Certificate(e) => write!(f, "TLS: {e}"),
+            Error::Dtls(why) => write!(f, "DTLS: {why}"),
             Error::TlsRole(why) => f.write_str(why),
             Error::ServerName(name) => write!(f, "{name:?} is not a valid TLS server name"),
             Error::Frame(e) => write!(f, "protocol error: {e}"),

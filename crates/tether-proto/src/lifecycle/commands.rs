@@ -24,12 +24,14 @@ impl Lifecycle {
         }
     }
 
-    /// Give the connection a security layer (TLS): once its transport is up,
-    /// it waits for [`secured`](Self::secured). Only before connecting or
-    /// listening, once, and not on a datagram socket (its bind opens it with no
-    /// peer to run a handshake with).
+    /// Give the connection a security layer (TLS, or DTLS on a datagram
+    /// socket): once its transport is up, it waits for
+    /// [`secured`](Self::secured). Only before connecting or listening, and
+    /// once. A datagram socket takes it bound or not, before its `connect`
+    /// (the peer it connects to is the one the handshake runs with).
     pub fn set_security(&mut self) -> Result<(), Refused> {
-        if !self.configurable() || self.has(F_SECURITY) {
+        let datagram = self.is_datagram() && matches!(self.phase, Phase::Idle | Phase::Open);
+        if !(self.configurable() || datagram) || self.has(F_SECURITY) {
             return Err(self.refuse(Op::SetSecurity));
         }
         self.flags |= F_SECURITY;
@@ -70,8 +72,8 @@ impl Lifecycle {
         match self.phase {
             // A datagram socket connects within the call (the driver reports
             // `connected` or `fail` at once), and may connect again to another
-            // peer.
-            Phase::Idle | Phase::Open if self.is_datagram() => {
+            // peer (not once a security handshake ran with the first).
+            Phase::Idle | Phase::Open if self.is_datagram() && !self.has(F_SECURED) => {
                 self.phase = Phase::Connecting;
                 self.flags &= !F_WIRE;
                 Ok(())
@@ -158,8 +160,18 @@ impl Lifecycle {
 
     /// Close gracefully: send what is queued, then the FIN, then drain the peer
     /// until its FIN; past `now + linger`, reset instead.
+    ///
+    /// A datagram socket has no FIN and is discarded, unless its security
+    /// handshake is done (DTLS): then its FIN is the close_notify, sent after
+    /// what is queued, and nothing is awaited from the peer (DTLS has no
+    /// half-close), so the socket ends [`Reason::Normal`] once it is written.
     pub fn close(&mut self, now: Instant, linger: Duration) -> Result<(), Refused> {
         if self.is_datagram() {
+            if self.has(F_SECURED) && self.phase == Phase::Open && self.closing.is_none() {
+                self.recv = RecvSide::Finished;
+                self.begin_close(now, linger);
+                return Ok(());
+            }
             return self.abort(Op::Close, Reason::Discarded, A_DISCARD);
         }
         match self.phase {

@@ -170,8 +170,19 @@ impl Lifecycle {
     /// counted as unread. (During a handshake the end of the stream is the
     /// handshake's failure, which the driver reports with [`fail`](Self::fail);
     /// it is ignored here.)
+    ///
+    /// On a datagram socket (DTLS: the peer's close_notify, reported once the
+    /// datagrams before it were delivered) the peer's end ends the socket
+    /// ([`Reason::ByPeer`]): there is no half-close to keep sending in.
     pub fn eof(&mut self) {
         if self.phase != Phase::Open || self.recv == RecvSide::Finished {
+            return;
+        }
+        if self.is_datagram() {
+            self.began.get_or_insert(Side::Peer);
+            self.recv = RecvSide::Finished;
+            self.send = SendSide::Finished;
+            self.maybe_finish();
             return;
         }
         self.began.get_or_insert(Side::Peer);
@@ -232,7 +243,12 @@ impl Lifecycle {
     pub fn timeout(&mut self, now: Instant) {
         match self.closing {
             Some(deadline) if self.live() && now >= deadline => {
-                self.finish(Reason::LingerTimeout, A_RESET);
+                let action = if self.is_datagram() {
+                    A_DISCARD
+                } else {
+                    A_RESET
+                };
+                self.finish(Reason::LingerTimeout, action);
             }
             _ => {}
         }

@@ -265,6 +265,17 @@ impl Lifecycle {
         self.has(F_DATAGRAM)
     }
 
+    /// A datagram socket's per-peer association taken by a UDP listener: open at
+    /// once ([`State::Connected`]) or, with a security layer (DTLS), connecting
+    /// while its handshake runs ([`Handshake::Security`]). Its user exists from
+    /// the start: [`Event::Accepted`] is pending. It ends as a datagram socket
+    /// does (see [`Lifecycle::datagram`]), gracefully only once secured.
+    pub fn datagram_accepted(security: bool) -> Self {
+        let mut l = Self::accepted_with(security, false);
+        l.flags |= F_DATAGRAM;
+        l
+    }
+
     /// A plain connection taken from a listener: already [`State::Connected`],
     /// with [`Event::Accepted`] pending (never [`Event::Connected`]).
     pub fn accepted() -> Self {

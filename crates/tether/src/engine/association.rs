@@ -24,17 +24,15 @@ use std::net::SocketAddr;
 use tether_proto::{Lifecycle, Op, Reason, Refused, SockAddr};
 
 use crate::engine::datagram::send_one;
-use crate::engine::io::{Association, Io, UdpListening};
+use crate::engine::io::{Association, Inbox, Io, UdpListening, QUEUE_MAX};
 use crate::engine::slot::find;
 use crate::engine::task::{queue_sent, Task};
 use crate::engine::Engine;
 use crate::log::Target;
+use crate::security::dtls::Session;
 use crate::transport::send_queue::SendQueue;
 use crate::transport::udp;
 use crate::{Admission, ApiError, Cx, Error, PeerInfo, SocketId, SocketUser};
-
-/// Datagrams an association holds for its recv; more are dropped.
-pub(crate) const QUEUE_MAX: usize = 64;
 
 impl<S: 'static> Engine<S> {
     /// `listen` on a UDP socket: it must be bound and not connected.
@@ -56,6 +54,7 @@ impl<S: 'static> Engine<S> {
             live: 0,
             refused: 0,
             waiting: Vec::new(),
+            dtls: None,
         }));
         io_log!(debug, Target::Udp, self.mux_id, socket = %s, "listening");
         Ok(())
@@ -63,27 +62,36 @@ impl<S: 'static> Engine<S> {
 
     /// The association the listener admitted for `peer`, holding the datagram
     /// that opened it; `on_accepted` follows.
-    fn open_association(
+    pub(crate) fn open_association(
         &mut self,
         listener: SocketId,
         peer: SocketAddr,
         user: Box<dyn SocketUser<S>>,
-        first: &[u8],
-    ) {
+        first: Result<&[u8], Box<Session>>,
+    ) -> Option<SocketId> {
         let open = self
             .slot(listener)
             .is_some_and(|l| l.life.closed().is_none() && matches!(l.io, Io::UdpListener(_)));
         if !open || self.stopping {
-            return;
+            return None;
         }
-        let mut life = Lifecycle::datagram();
-        // Open at once: the listener's bind is its bind.
-        let _ = life.bind();
+        // Open at once (the listener's bind is its bind), or handshaking.
+        let life = Lifecycle::datagram_accepted(first.is_err());
+        let (inbox, dtls) = match first {
+            Ok(first) => (
+                Inbox {
+                    queue: VecDeque::from([Box::from(first)]),
+                    dropped: 0,
+                },
+                None,
+            ),
+            Err(session) => (Inbox::default(), Some(session)),
+        };
         let io = Io::Association(Box::new(Association {
             listener,
             peer,
-            queue: VecDeque::from([Box::from(first)]),
-            dropped: 0,
+            inbox,
+            dtls,
         }));
         let s = self.insert(Some(user), io, life);
         if let Some(slot) = find(&mut self.slots, s) {
@@ -96,23 +104,21 @@ impl<S: 'static> Engine<S> {
         }
         io_log!(debug, Target::Udp, self.mux_id, socket = %s, %listener, %peer, "association");
         self.settle(s);
-        self.tasks.push_back(Task::Accepted(s));
+        Some(s)
     }
 
     /// A datagram from an association's peer: queued for its recv.
-    fn queue_for(&mut self, s: SocketId, data: &[u8]) {
+    pub(crate) fn queue_for(&mut self, s: SocketId, data: &[u8]) {
         let Some(slot) = find(&mut self.slots, s) else {
             return;
         };
-        let Io::Association(a) = &mut slot.io else {
+        let Some((inbox, _)) = slot.io.inbox() else {
             return;
         };
-        if a.queue.len() >= QUEUE_MAX {
-            a.dropped += data.len() as u64;
-            io_log!(debug, Target::Udp, self.mux_id, socket = %s, len = data.len(), "association queue full: datagram dropped");
+        if !inbox.push(data) {
+            io_log!(debug, Target::Udp, self.mux_id, socket = %s, len = data.len(), max = QUEUE_MAX, "queue full: datagram dropped");
             return;
         }
-        a.queue.push_back(Box::from(data));
         slot.active = self.now;
         slot.readable = true;
         if slot.want.is_some() {
@@ -329,7 +335,15 @@ impl<S: 'static> Cx<S> {
                 }
             };
             if let Some(&a) = l.peers.get(&from) {
-                self.engine.queue_for(a, &buf[..len]);
+                if l.dtls.is_some() {
+                    self.engine.dtls_input(a, &buf[..len]);
+                } else {
+                    self.engine.queue_for(a, &buf[..len]);
+                }
+                continue;
+            }
+            if l.dtls.is_some() {
+                self.dtls_hello(listener, from, &buf[..len]);
                 continue;
             }
             if l.full() {
@@ -346,12 +360,12 @@ impl<S: 'static> Cx<S> {
             match admission {
                 Some(Admission::Accept(user)) => {
                     self.engine
-                        .open_association(listener, from, user, &buf[..len]);
+                        .open_association(listener, from, user, Ok(&buf[..len]));
                 }
                 Some(Admission::AcceptWith(user, data)) => {
                     io_log!(warn, Target::Udp, self.engine.mux_id, socket = %listener, len = data.len(), "accept data needs a framed listener: not sent");
                     self.engine
-                        .open_association(listener, from, user, &buf[..len]);
+                        .open_association(listener, from, user, Ok(&buf[..len]));
                 }
                 _ => {
                     io_log!(debug, Target::Udp, self.engine.mux_id, socket = %listener, peer = %from, "denied: datagram dropped");
@@ -361,21 +375,23 @@ impl<S: 'static> Cx<S> {
         self.engine.rbuf = buf;
     }
 
-    /// Answer an association's pending recv with its oldest queued datagram.
+    /// Answer the pending recv of a socket that queues its datagrams (an
+    /// association, a DTLS client) with its oldest one. Once a DTLS peer's
+    /// close_notify came, the last delivery ends the socket.
     pub(crate) fn pump_association(&mut self, s: SocketId) {
         let now = self.engine.now;
         let Some(slot) = find(&mut self.engine.slots, s) else {
             return;
         };
-        let (Io::Association(a), Some(want)) = (&mut slot.io, slot.want) else {
+        let Some(want) = slot.want else { return };
+        let Some((inbox, from)) = slot.io.inbox() else {
             return;
         };
-        let Some(data) = a.queue.pop_front() else {
+        let Some(data) = inbox.queue.pop_front() else {
             slot.readable = false;
             return;
         };
-        let from = a.peer;
-        slot.readable = !a.queue.is_empty();
+        slot.readable = !inbox.queue.is_empty();
         slot.want = None;
         slot.active = now;
         let len = data.len();
@@ -390,5 +406,6 @@ impl<S: 'static> Cx<S> {
                 u.on_received(cx, s, &data)
             }
         });
+        self.engine.end_if_told(s);
     }
 }

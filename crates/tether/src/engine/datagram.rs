@@ -51,6 +51,9 @@ impl<S: 'static> Engine<S> {
         let Some(slot) = find(&mut self.slots, s) else {
             return Err(ApiError::StaleSocket(s));
         };
+        if slot.io.dtls().is_some() {
+            return self.send_dtls(s, to, data);
+        }
         if matches!(slot.io, Io::Association(_)) {
             return self.send_association(s, to, data);
         }
@@ -169,7 +172,7 @@ impl<S: 'static> Cx<S> {
     pub(crate) fn pump_datagram(&mut self, s: SocketId) {
         let mut buf = std::mem::take(&mut self.engine.rbuf);
         while let Some(slot) = find(&mut self.engine.slots, s) {
-            if matches!(slot.io, Io::Association(_)) {
+            if matches!(slot.io, Io::Association(_) | Io::DtlsClient(_)) {
                 self.pump_association(s);
                 break;
             }

@@ -42,10 +42,17 @@ impl<S: 'static> Engine<S> {
         let Some(slot) = find(&mut self.slots, s) else {
             return;
         };
-        let (Some(d), Some(stage)) = (slot.timeouts.as_ref(), slot.life.stage()) else {
-            return;
+        let timeout = match (slot.timeouts.as_ref(), slot.life.stage()) {
+            (Some(d), Some(stage)) => d.config.deadline(stage, d.since, slot.active),
+            _ => None,
         };
-        if let Some(at) = d.config.deadline(stage, d.since, slot.active) {
+        // A DTLS handshake's retransmission shares the socket's one timer.
+        let retransmit = slot.io.dtls().and_then(|d| d.deadline());
+        let at = match (timeout, retransmit) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if let Some(at) = at {
             self.timers.arm_socket(&mut slot.timer, s, at);
         }
     }
@@ -67,5 +74,7 @@ impl<S: 'static> Engine<S> {
             }
         }
         self.settle(s);
+        self.dtls_tick(s, now);
+        self.arm(s);
     }
 }

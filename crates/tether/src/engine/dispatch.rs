@@ -48,8 +48,10 @@ impl<S: 'static> Cx<S> {
                         .engine
                         .slot(s)
                         .filter(|slot| slot.life.closed().is_none())
-                        .and_then(|slot| slot.tls.as_ref())
-                        .map(|tls| tls.info());
+                        .and_then(|slot| match &slot.tls {
+                            Some(tls) => Some(tls.info()),
+                            None => slot.io.dtls().map(|d| d.info()),
+                        });
                     if let Some(info) = info {
                         self.call(s, |u, cx| u.on_tls_ready(cx, s, &info));
                     }

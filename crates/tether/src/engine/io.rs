@@ -10,8 +10,9 @@ use std::os::fd::{AsFd, BorrowedFd};
 use socket2::SockRef;
 use tether_proto::SockAddr;
 
+use crate::security::dtls::Session;
 use crate::transport::{from_os, Listener, Stream, Transport};
-use crate::{SocketId, TlsContext};
+use crate::{DtlsContext, SocketId, TlsContext};
 
 /// What a socket holds, from created to closed.
 #[derive(Debug, Default)]
@@ -34,6 +35,8 @@ pub(crate) enum Io {
     UdpListener(Box<UdpListening>),
     /// One peer of a UDP listener, served through the listener's socket.
     Association(Box<Association>),
+    /// A UDP socket connected to one peer over DTLS.
+    DtlsClient(Box<DtlsClient>),
 }
 
 impl Io {
@@ -56,6 +59,7 @@ impl Io {
             }),
             Io::Udp(u, _) => Some(u.as_fd()),
             Io::UdpListener(l) => Some(l.sock.as_fd()),
+            Io::DtlsClient(c) => Some(c.sock.as_fd()),
             // Its descriptor is its listener's.
             Io::Association(_) => None,
         }
@@ -68,7 +72,9 @@ impl Io {
             Io::Listener(l) => Some(l.listener.kind()),
             Io::Stream(Stream::Tcp(_)) => Some(Transport::Tcp),
             Io::Stream(Stream::Local(_)) => Some(Transport::Local),
-            Io::Udp(..) | Io::UdpListener(_) | Io::Association(_) => Some(Transport::Udp),
+            Io::Udp(..) | Io::UdpListener(_) | Io::Association(_) | Io::DtlsClient(_) => {
+                Some(Transport::Udp)
+            }
         }
     }
 
@@ -89,6 +95,9 @@ impl Io {
     pub(crate) fn peer_addr(&self) -> Option<SockAddr> {
         if let Io::Association(a) = self {
             return Some(SockAddr::Inet(a.peer));
+        }
+        if let Io::DtlsClient(c) = self {
+            return Some(SockAddr::Inet(c.peer));
         }
         from_os(&SockRef::from(&self.fd()?).peer_addr().ok()?)
     }
@@ -146,7 +155,34 @@ pub(crate) struct UdpListening {
     pub(crate) refused: u64,
     /// Associations with datagrams waiting for room in the kernel.
     pub(crate) waiting: Vec<SocketId>,
+    /// On a DTLS listener: its context, and the handshakes of peers that
+    /// have not answered their cookie challenge yet.
+    pub(crate) dtls: Option<Box<DtlsGate>>,
 }
+
+/// A DTLS listener's context and the peers it challenged.
+pub(crate) struct DtlsGate {
+    pub(crate) ctx: DtlsContext,
+    /// Sessions that sent a HelloVerifyRequest and wait for the ClientHello
+    /// with its cookie, by peer; at most [`PENDING_MAX`], the oldest dropped.
+    pub(crate) pending: HashMap<SocketAddr, Box<Session>>,
+    /// `pending`'s peers, oldest first.
+    pub(crate) order: VecDeque<SocketAddr>,
+    /// Datagrams from unknown peers that were no ClientHello.
+    pub(crate) ignored: u64,
+}
+
+impl std::fmt::Debug for DtlsGate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DtlsGate")
+            .field("pending", &self.pending.len())
+            .field("ignored", &self.ignored)
+            .finish()
+    }
+}
+
+/// Cookie challenges a DTLS listener keeps open at once.
+pub(crate) const PENDING_MAX: usize = 256;
 
 impl UdpListening {
     pub(crate) fn full(&self) -> bool {
@@ -155,19 +191,96 @@ impl UdpListening {
 }
 
 /// One peer of a UDP listener.
-#[derive(Debug)]
 pub(crate) struct Association {
     pub(crate) listener: SocketId,
     pub(crate) peer: SocketAddr,
-    /// Datagrams received and not yet asked for, oldest first.
+    pub(crate) inbox: Inbox,
+    /// Its DTLS session, on a DTLS listener.
+    pub(crate) dtls: Option<Box<Session>>,
+}
+
+impl std::fmt::Debug for Association {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Association")
+            .field("listener", &self.listener)
+            .field("peer", &self.peer)
+            .field("dtls", &self.dtls.is_some())
+            .finish()
+    }
+}
+
+/// A UDP socket speaking DTLS with the one peer it connected to.
+pub(crate) struct DtlsClient {
+    pub(crate) sock: mio::net::UdpSocket,
+    pub(crate) peer: SocketAddr,
+    pub(crate) inbox: Inbox,
+    pub(crate) session: Session,
+    /// The name the server's certificate is verified against.
+    pub(crate) server_name: String,
+}
+
+impl std::fmt::Debug for DtlsClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DtlsClient")
+            .field("peer", &self.peer)
+            .finish()
+    }
+}
+
+/// Datagrams received for a socket and not yet asked for, oldest first: at
+/// most [`QUEUE_MAX`]; beyond, dropped and counted.
+#[derive(Debug, Default)]
+pub(crate) struct Inbox {
     pub(crate) queue: VecDeque<Box<[u8]>>,
     /// Bytes of datagrams dropped because the queue was full.
     pub(crate) dropped: u64,
 }
 
-impl Association {
+/// Datagrams an inbox holds for its recv; more are dropped.
+pub(crate) const QUEUE_MAX: usize = 64;
+
+impl Inbox {
+    /// Keep `data` for a recv; false if the queue was full and it was dropped.
+    pub(crate) fn push(&mut self, data: &[u8]) -> bool {
+        if self.queue.len() >= QUEUE_MAX {
+            self.dropped += data.len() as u64;
+            return false;
+        }
+        self.queue.push_back(Box::from(data));
+        true
+    }
+
     /// Bytes received for it and never delivered.
     pub(crate) fn unread(&self) -> u64 {
         self.dropped + self.queue.iter().map(|d| d.len() as u64).sum::<u64>()
+    }
+}
+
+impl Io {
+    /// The inbox and peer of a socket that queues its datagrams (an
+    /// association, a DTLS client).
+    pub(crate) fn inbox(&mut self) -> Option<(&mut Inbox, SocketAddr)> {
+        match self {
+            Io::Association(a) => Some((&mut a.inbox, a.peer)),
+            Io::DtlsClient(c) => Some((&mut c.inbox, c.peer)),
+            _ => None,
+        }
+    }
+
+    /// The DTLS session, on a DTLS socket.
+    pub(crate) fn dtls(&self) -> Option<&Session> {
+        match self {
+            Io::Association(a) => a.dtls.as_deref(),
+            Io::DtlsClient(c) => Some(&c.session),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn dtls_mut(&mut self) -> Option<&mut Session> {
+        match self {
+            Io::Association(a) => a.dtls.as_deref_mut(),
+            Io::DtlsClient(c) => Some(&mut c.session),
+            _ => None,
+        }
     }
 }

@@ -15,6 +15,7 @@ pub(crate) mod dial;
 #[cfg(test)]
 mod dial_tests;
 mod dispatch;
+mod dtls;
 pub(crate) mod failure;
 mod framed;
 pub(crate) mod io;
@@ -57,6 +58,8 @@ pub(crate) struct Engine<S> {
     pub(crate) timers: Timers<S>,
     /// The read buffer all sockets share; callbacks get slices of it.
     pub(crate) rbuf: Vec<u8>,
+    /// DTLS records waiting to be written (reused).
+    pub(crate) wire: dtls::Wire,
     /// The loop's time, read at its fixed points (see `Cx::now`).
     pub(crate) now: Instant,
     pub(crate) clock: Clock,
@@ -94,6 +97,7 @@ impl<S> Engine<S> {
             dials: HashMap::new(),
             announced: HashMap::new(),
             post: None,
+            wire: Default::default(),
         }
     }
 }

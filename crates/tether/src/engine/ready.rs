@@ -119,6 +119,7 @@ impl<S: 'static> Cx<S> {
             Io::Listener(..) => self.pump_accept(s),
             Io::Udp(..) => self.engine.on_udp_ready(s, event),
             Io::UdpListener(..) => self.udp_listener_ready(s, event),
+            Io::DtlsClient(..) => self.dtls_client_ready(s, event),
             Io::Stream(_) => {
                 // Read now if nothing this readiness caused waits before it
                 // (the loop runs each event's tasks before the next event):

@@ -33,6 +33,7 @@ impl<S: 'static> Engine<S> {
             return;
         };
         let mut flush = false;
+        let mut close_notify = false;
         while let Some(action) = slot.life.poll_action() {
             match action {
                 Action::ArmTimer(at) => self.timers.arm_socket(&mut slot.timer, s, at),
@@ -57,6 +58,7 @@ impl<S: 'static> Engine<S> {
                         }
                     }
                 }
+                Action::SendFin if slot.io.dtls().is_some() => close_notify = true,
                 Action::SendFin => send_fin(slot, self.mux_id, s),
                 Action::Reset => abort(slot, false),
                 Action::Discard => abort(slot, true),
@@ -70,6 +72,10 @@ impl<S: 'static> Engine<S> {
                     if let (true, Io::Stream(stream @ Stream::Tcp(_))) = (lost, &slot.io) {
                         let unsent = sys::pending_out(stream);
                         slot.end().kernel_unsent = unsent;
+                    }
+                    // Datagrams a DTLS socket decrypted and nobody asked for.
+                    if let Some(unread) = slot.io.inbox().map(|(i, _)| i.unread()) {
+                        slot.end().kernel_unread = unread;
                     }
                     drop(slot.io.close());
                 }
@@ -115,6 +121,9 @@ impl<S: 'static> Engine<S> {
         }
         if flush {
             self.flush(s);
+        }
+        if close_notify {
+            self.dtls_close_notify(s);
         }
     }
 }
@@ -174,7 +183,12 @@ fn abort<S>(slot: &mut Slot<S>, discard: bool) {
         Io::Udp(sock, _) => (0, sys::drain_datagrams(sock), DiscardMethod::Silent),
         Io::UdpListener(l) => (0, sys::drain_datagrams(&l.sock), DiscardMethod::Silent),
         // Its datagrams wait in its own queue, not the kernel's.
-        Io::Association(a) => (0, a.unread(), DiscardMethod::Silent),
+        Io::Association(a) => (0, a.inbox.unread(), DiscardMethod::Silent),
+        Io::DtlsClient(c) => (
+            0,
+            c.inbox.unread() + sys::drain_datagrams(&c.sock),
+            DiscardMethod::Silent,
+        ),
         _ => return,
     };
     // Decrypted bytes nobody took are unread too (the kernel's count of a TLS

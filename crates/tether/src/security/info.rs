@@ -10,14 +10,20 @@ pub enum TlsVersion {
     Tls12,
     /// TLS 1.3.
     Tls13,
+    /// DTLS 1.2.
+    Dtls12,
+    /// DTLS 1.3.
+    Dtls13,
 }
 
 impl TlsVersion {
-    /// `TLSv1.2` or `TLSv1.3`, as OpenSSL writes them.
+    /// `TLSv1.2`, `TLSv1.3`, `DTLSv1.2` or `DTLSv1.3`, as OpenSSL writes them.
     pub fn as_str(self) -> &'static str {
         match self {
             TlsVersion::Tls12 => "TLSv1.2",
             TlsVersion::Tls13 => "TLSv1.3",
+            TlsVersion::Dtls12 => "DTLSv1.2",
+            TlsVersion::Dtls13 => "DTLSv1.3",
         }
     }
 }
@@ -35,7 +41,8 @@ impl std::fmt::Display for TlsVersion {
 pub struct TlsInfo {
     /// The protocol version.
     pub version: TlsVersion,
-    /// The cipher suite, by its IANA name (`TLS13_AES_256_GCM_SHA384`).
+    /// The cipher suite, by its IANA name (`TLS13_AES_256_GCM_SHA384`); empty
+    /// on DTLS, whose library does not say which it chose.
     pub cipher_suite: &'static str,
     /// The ALPN protocol, if one was negotiated.
     pub alpn: Option<Vec<u8>>,
@@ -43,6 +50,9 @@ pub struct TlsInfo {
     pub peer_fingerprint: Option<Fingerprint>,
     /// On a server: the name the client asked for (SNI), if any.
     pub server_name: Option<String>,
+    /// On DTLS with SRTP wanted ([`DtlsContextBuilder::srtp`](crate::DtlsContextBuilder::srtp)):
+    /// the SRTP profile negotiated.
+    pub srtp_profile: Option<crate::SrtpProfile>,
 }
 
 /// Which side of the handshake a StartTLS upgrade takes.

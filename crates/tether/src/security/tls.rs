@@ -321,6 +321,7 @@ impl Tls {
                 .and_then(|chain| chain.first())
                 .map(|leaf| Fingerprint::of(leaf)),
             server_name,
+            srtp_profile: None,
         }
     }
 }

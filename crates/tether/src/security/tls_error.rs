@@ -40,6 +40,12 @@ pub enum TlsError {
     BadAlpn(String),
     /// rustls refused the configuration.
     Rustls(rustls::Error),
+    /// Not an SRTP protection profile tether knows.
+    BadSrtpProfile(String),
+    /// The DTLS library refused the configuration.
+    Dtls(String),
+    /// DTLS signs with ECDSA only (P-256 or P-384): the key is of another kind.
+    DtlsKey,
     /// [`TlsContext::set_certificate`](crate::TlsContext::set_certificate) on a context built without a
     /// certificate: it does not serve, so there is nothing to replace.
     NoCertificate,
@@ -73,6 +79,14 @@ impl fmt::Display for TlsError {
                 "{p:?} is not a valid ALPN protocol name (1 to 255 bytes)"
             ),
             TlsError::Rustls(e) => write!(f, "TLS configuration refused: {e}"),
+            TlsError::BadSrtpProfile(p) => write!(
+                f,
+                "{p:?} is not an SRTP profile (SRTP_AES128_CM_SHA1_80, SRTP_AEAD_AES_128_GCM, SRTP_AEAD_AES_256_GCM)"
+            ),
+            TlsError::Dtls(why) => write!(f, "DTLS configuration refused: {why}"),
+            TlsError::DtlsKey => f.write_str(
+                "DTLS needs an ECDSA P-256 or P-384 certificate and key (RSA and Ed25519 are not supported)",
+            ),
             TlsError::NoCertificate => f.write_str(
                 "this TLS context has no certificate to replace: build it with one to serve",
             ),

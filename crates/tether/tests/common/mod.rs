@@ -144,6 +144,16 @@ impl Rec {
         }
     }
 
+    /// This user, whose hook then also runs `extra`.
+    pub fn also(mut self, mut extra: impl FnMut(&mut Cx<Log>, SocketId, &Ev) + 'static) -> Rec {
+        let mut hook = std::mem::replace(&mut self.hook, Box::new(|_, _, _| {}));
+        self.hook = Box::new(move |cx, s, ev| {
+            hook(cx, s, ev);
+            extra(cx, s, ev);
+        });
+        self
+    }
+
     /// A listener that admits each peer with the user `make` returns (None: deny).
     pub fn listener(make: impl FnMut() -> Option<Rec> + 'static) -> Rec {
         Rec {
