@@ -61,7 +61,13 @@ pub(crate) struct Link {
 
 impl Link {
     pub(crate) fn new(imp: Impairment, rng: Prng) -> Self {
-        Link { imp, rng, queue: BinaryHeap::new(), held: None, seq: 0 }
+        Link {
+            imp,
+            rng,
+            queue: BinaryHeap::new(),
+            held: None,
+            seq: 0,
+        }
     }
 
     /// Takes in one datagram arriving at `now`, decides its fate and queues
@@ -94,7 +100,10 @@ impl Link {
             if let Some(&extra) = dues.get(1) {
                 self.push(extra, data.to_vec());
             }
-            self.held = Some(Held { due: dues[0], data: data.to_vec() });
+            self.held = Some(Held {
+                due: dues[0],
+                data: data.to_vec(),
+            });
             return;
         }
         let mut last = now;
@@ -110,7 +119,11 @@ impl Link {
 
     fn push(&mut self, due: Instant, data: Vec<u8>) {
         self.seq += 1;
-        self.queue.push(Reverse(Pending { due, seq: self.seq, data }));
+        self.queue.push(Reverse(Pending {
+            due,
+            seq: self.seq,
+            data,
+        }));
     }
 
     /// When something next becomes due (a queued datagram, or the release of
@@ -126,7 +139,11 @@ impl Link {
 
     /// The next datagram due at `now`, if any.
     pub(crate) fn pop_due(&mut self, now: Instant) -> Option<Vec<u8>> {
-        if self.held.as_ref().is_some_and(|h| h.due + REORDER_HOLD_MAX <= now) {
+        if self
+            .held
+            .as_ref()
+            .is_some_and(|h| h.due + REORDER_HOLD_MAX <= now)
+        {
             let held = self.held.take().expect("checked above");
             self.push(now, held.data);
         }
@@ -142,7 +159,9 @@ mod tests {
     use super::*;
 
     fn drain(link: &mut Link, now: Instant) -> Vec<u8> {
-        std::iter::from_fn(|| link.pop_due(now)).map(|d| d[0]).collect()
+        std::iter::from_fn(|| link.pop_due(now))
+            .map(|d| d[0])
+            .collect()
     }
 
     #[test]
@@ -155,7 +174,13 @@ mod tests {
         }
         assert_eq!(drain(&mut link, t), (0..10).collect::<Vec<_>>());
         assert_eq!(link.next_due(), None);
-        assert_eq!(stats, DirStats { received: 10, ..DirStats::default() });
+        assert_eq!(
+            stats,
+            DirStats {
+                received: 10,
+                ..DirStats::default()
+            }
+        );
     }
 
     #[test]
@@ -204,7 +229,10 @@ mod tests {
             for i in 0..50u8 {
                 link.accept(&[i], t, cut_first && i < 10, &mut stats);
             }
-            drain(&mut link, t).into_iter().filter(|&i| i >= 10).collect::<Vec<_>>()
+            drain(&mut link, t)
+                .into_iter()
+                .filter(|&i| i >= 10)
+                .collect::<Vec<_>>()
         };
         assert_eq!(run(false), run(true));
     }

@@ -5,7 +5,8 @@
 pub struct DirStats {
     /// Datagrams taken in by the relay on this direction's input.
     pub received: u64,
-    /// Datagrams sent out (duplicate copies included).
+    /// Datagrams sent out (duplicate copies included). Counted just before
+    /// the send, so anything the peer has received is already counted.
     pub forwarded: u64,
     /// Datagrams dropped: by loss, by a cut (at arrival or at release), for
     /// want of a client address, or because the send failed.

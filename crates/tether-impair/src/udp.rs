@@ -111,10 +111,19 @@ impl UdpRelay {
         let addr = front.local_addr()?;
         let shared = Arc::new(Shared::default());
         let mut root = Prng::new(seed);
-        let mut relay = UdpRelay { front: addr, shared, threads: Vec::new() };
+        let mut relay = UdpRelay {
+            front: addr,
+            shared,
+            threads: Vec::new(),
+        };
 
         let links = [
-            (Dir::ToTarget, front.try_clone()?, back.try_clone()?, to_target),
+            (
+                Dir::ToTarget,
+                front.try_clone()?,
+                back.try_clone()?,
+                to_target,
+            ),
             (Dir::ToClient, back, front, to_client),
         ];
         for (dir, input, output, imp) in links {
@@ -197,39 +206,43 @@ fn run(dir: Dir, input: &UdpSocket, output: &UdpSocket, mut link: Link, shared: 
         if input.set_read_timeout(Some(wait)).is_err() {
             continue;
         }
-        match input.recv_from(&mut buf) {
-            Ok((n, from)) => {
-                if let Dir::ToTarget = dir {
-                    *shared.client.lock().unwrap_or_else(PoisonError::into_inner) = Some(from);
-                }
-                let cut = shared.cut.load(Ordering::SeqCst);
-                shared.update(dir, |s| link.accept(&buf[..n], Instant::now(), cut, s));
+        // Errors are timeouts, or ICMP errors reported on the connected back
+        // socket (target not yet listening): nothing to relay, carry on.
+        if let Ok((n, from)) = input.recv_from(&mut buf) {
+            if let Dir::ToTarget = dir {
+                *shared.client.lock().unwrap_or_else(PoisonError::into_inner) = Some(from);
             }
-            // Timeouts, and ICMP errors reported on the connected back socket
-            // (target not yet listening): nothing to relay, carry on.
-            Err(_) => {}
+            let cut = shared.cut.load(Ordering::SeqCst);
+            shared.update(dir, |s| link.accept(&buf[..n], Instant::now(), cut, s));
         }
     }
 }
 
 /// Sends one due datagram, or counts it dropped (cut, no client yet, error).
+///
+/// Counted as forwarded *before* the send, so a datagram the peer has
+/// received is always in the counters already; a failed send moves it to
+/// dropped.
 fn send(dir: Dir, output: &UdpSocket, data: &[u8], shared: &Shared) {
-    let sent = if shared.cut.load(Ordering::SeqCst) {
-        false
-    } else {
-        match dir {
-            Dir::ToTarget => output.send(data).is_ok(),
-            Dir::ToClient => {
-                let client = *shared.client.lock().unwrap_or_else(PoisonError::into_inner);
-                client.is_some_and(|c| output.send_to(data, c).is_ok())
-            }
-        }
+    if shared.cut.load(Ordering::SeqCst) {
+        return shared.update(dir, |s| s.dropped += 1);
+    }
+    let to = match dir {
+        Dir::ToTarget => None,
+        Dir::ToClient => match *shared.client.lock().unwrap_or_else(PoisonError::into_inner) {
+            Some(client) => Some(client),
+            None => return shared.update(dir, |s| s.dropped += 1),
+        },
     };
-    shared.update(dir, |s| {
-        if sent {
-            s.forwarded += 1;
-        } else {
+    shared.update(dir, |s| s.forwarded += 1);
+    let sent = match to {
+        None => output.send(data),
+        Some(client) => output.send_to(data, client),
+    };
+    if sent.is_err() {
+        shared.update(dir, |s| {
+            s.forwarded -= 1;
             s.dropped += 1;
-        }
-    });
+        });
+    }
 }
