@@ -19,7 +19,8 @@
 //!   unsent or unread. This crate moves bytes and readiness in and carries out
 //!   what the state machine asks.
 //! - **A stack of layers.** A socket is a transport (TCP, Local, UDP), an
-//!   optional security layer (TLS, [`TlsContext`]) and an optional message
+//!   optional security layer (TLS, [`TlsContext`]; DTLS on UDP,
+//!   [`DtlsContext`]) and an optional message
 //!   layer (framed messages). Each imports nothing from the one above it.
 //! - **No callback inside an operation.** [`Cx`]'s operations return at once;
 //!   what they cause is reported by callbacks that run after the current one
@@ -118,6 +119,19 @@
 //! - [`SocketUser::on_alpn`] may refuse the negotiated protocol.
 //! - [`Cx::shutdown`] sends close_notify, then FIN; a FIN without close_notify
 //!   is a truncation, [`Reason::Lost`].
+//!
+//! # DTLS and DTLS-SRTP
+//!
+//! [`DtlsContext::builder`] takes a PEM certificate (ECDSA) or makes a
+//! self-signed one, whose [`DtlsContext::fingerprint`] a WebRTC peer pins;
+//! trust is by pins or roots. [`Cx::connect_dtls`] runs a DTLS 1.2 handshake
+//! on a UDP socket; [`Cx::listen_dtls`] makes a bound UDP socket a DTLS
+//! listener whose peers, once they returned the cookie challenge, go through
+//! `on_incoming` and become associations. One `send` is one record (at most
+//! [`DtlsContext::max_record`] bytes); retransmissions run on the loop's timer
+//! heap. `close` sends close_notify ([`Reason::Normal`]); the peer's ends it
+//! [`Reason::ByPeer`]. With SRTP profiles ([`DtlsContextBuilder::srtp`]),
+//! [`Cx::srtp_keying_material`] returns the RFC 5764 keys ([`SrtpKeys`]).
 //!
 //! # Framed messages
 //!

@@ -9,13 +9,15 @@ mod common;
 use std::cell::RefCell;
 use std::net::{SocketAddr, UdpSocket};
 use std::rc::Rc;
+use std::sync::mpsc;
 use std::time::Duration;
 
 use common::*;
 use tether::{
     ApiError, DtlsContext, Fingerprint, IoMux, Reason, RecvMode, SocketId, SrtpKeys, SrtpProfile,
-    State, TlsVersion,
+    State, TestClock, Timeouts, TlsVersion,
 };
+use tether_impair::{Impairment, UdpRelay};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -244,4 +246,140 @@ fn fingerprint_of_the_generated_certificate_is_stable_and_parses() {
         ctx.fingerprint(),
         "a fresh certificate each time"
     );
+}
+
+/// Datagrams waiting on `sock`, counted without blocking.
+fn pending_datagrams(sock: &UdpSocket) -> usize {
+    sock.set_nonblocking(true).unwrap();
+    let mut buf = [0u8; 2048];
+    let mut n = 0;
+    while sock.recv_from(&mut buf).is_ok() {
+        n += 1;
+    }
+    n
+}
+
+#[test]
+fn a_silent_server_gets_retransmitted_hellos_then_the_handshake_times_out() {
+    let clock = TestClock::new();
+    let mut m = mux_on(&clock);
+    let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap();
+    let ctx = DtlsContext::builder()
+        .insecure_no_verification()
+        .retransmit(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    let c = m.udp(told(&tx, |_, _, _| {}));
+    let handshake = Timeouts {
+        handshake: Some(Duration::from_secs(3)),
+        ..Timeouts::default()
+    };
+    m.set_timeouts(c, handshake).unwrap();
+    m.connect_dtls(c, &addr.to_string(), &ctx).unwrap();
+    run_script(&mut m, &clock, move |sc| {
+        sc.settle();
+        // The first ClientHello went at connect; the retransmissions go when
+        // the loop's clock says, not the wall's.
+        let mut hello = [0u8; 2048];
+        silent
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let (n, _) = silent.recv_from(&mut hello).expect("a ClientHello");
+        assert_eq!(
+            (hello[0], hello[13]),
+            (22, 1),
+            "a handshake record, a ClientHello"
+        );
+        assert!(n > 100);
+        assert_eq!(
+            pending_datagrams(&silent),
+            0,
+            "no retransmission before its time"
+        );
+        sc.advance(Duration::from_millis(200));
+        silent.set_nonblocking(false).unwrap();
+        silent.recv_from(&mut hello).expect("the ClientHello again");
+        assert_eq!(hello[13], 1);
+        sc.advance(Duration::from_millis(2799));
+        assert_eq!(sc.look(move |cx| cx.state(c)), State::Connecting);
+        sc.advance(Duration::from_millis(1));
+        let (_, ev) = sc.next(&rx, |(_, e)| matches!(e, Ev::Closed(_)));
+        let Ev::Closed(done) = ev else { unreachable!() };
+        assert_eq!(done.reason, Reason::HandshakeTimeout);
+    });
+}
+
+#[test]
+fn handshake_and_echo_survive_loss_duplication_and_reordering() {
+    for seed in [1, 2, 3] {
+        let server_ctx = DtlsContext::builder()
+            .retransmit(Duration::from_millis(50))
+            .build()
+            .unwrap();
+        let client_ctx = DtlsContext::builder()
+            .pin(server_ctx.fingerprint())
+            .retransmit(Duration::from_millis(50))
+            .build()
+            .unwrap();
+        let mut m = mux();
+        let (_, addr) = listener(&mut m, &server_ctx, Rec::listener(|| Some(echo())));
+        let bad = Impairment::none()
+            .loss(0.2)
+            .duplicate(0.2)
+            .reorder(0.3)
+            .delay(Duration::from_millis(2), Duration::from_millis(3));
+        let relay = UdpRelay::start(addr, seed, bad, bad).unwrap();
+        let sent: Vec<Vec<u8>> = (0..40u8).map(|i| vec![i; 16 + i as usize]).collect();
+        let to_send = sent.clone();
+        let c = m.udp(Rec::with(move |cx, s, ev| match ev {
+            Ev::Connected => {
+                for d in &to_send {
+                    cx.send(s, d).unwrap();
+                }
+                cx.recv(s, 2048, RecvMode::Partial).unwrap();
+                // Whatever the relay let through has come back by then.
+                cx.set_timer(Duration::from_millis(300), move |cx| {
+                    let _ = cx.close(s);
+                });
+            }
+            Ev::Received(_) => cx.recv(s, 2048, RecvMode::Partial).unwrap(),
+            _ => {}
+        }));
+        m.connect_dtls(c, &relay.addr().to_string(), &client_ctx)
+            .unwrap();
+        run_until(&mut m, LIMIT, move |log| log.is_closed(c));
+        let log = m.shared();
+        assert!(!log.timed_out, "seed {seed}: {:#?}", log.of(c));
+        assert!(
+            log.of(c).contains(&Ev::Connected),
+            "seed {seed}: handshake done"
+        );
+        assert_eq!(log.closed(c).reason, Reason::Normal);
+        let got: Vec<Vec<u8>> = log
+            .of(c)
+            .into_iter()
+            .filter_map(|e| match e {
+                Ev::Received(d) => Some(d),
+                _ => None,
+            })
+            .collect();
+        // Lost records stay lost (DTLS does not resend data), duplicates are
+        // dropped by its replay window, and what arrives is intact.
+        assert!(!got.is_empty(), "seed {seed}: some echoes came back");
+        for d in &got {
+            assert!(sent.contains(d), "seed {seed}: a record changed: {d:?}");
+            assert_eq!(
+                got.iter().filter(|x| *x == d).count(),
+                1,
+                "seed {seed}: a duplicate"
+            );
+        }
+        let stats = relay.stats();
+        assert!(
+            stats.to_target.dropped + stats.to_client.dropped > 0,
+            "seed {seed}: the relay dropped some"
+        );
+    }
 }

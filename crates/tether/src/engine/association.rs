@@ -384,6 +384,10 @@ impl<S: 'static> Cx<S> {
             return;
         };
         let Some(want) = slot.want else { return };
+        if slot.life.handshake().is_some() {
+            // A DTLS peer's records wait for the handshake's end (on_tls_ready).
+            return;
+        }
         let Some((inbox, from)) = slot.io.inbox() else {
             return;
         };

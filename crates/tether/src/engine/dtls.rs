@@ -167,12 +167,13 @@ impl<S: 'static> Engine<S> {
             Io::DtlsClient(c) => drain(&mut c.session, wire, &mut c.inbox, &mut delivered),
             _ => return,
         };
-        if delivered && slot.want.is_some() {
-            slot.readable = true;
-            self.tasks.push_back(Task::Read(s));
-        }
+        // on_tls_ready comes before the first record is delivered.
         if connected {
             self.tasks.push_back(Task::TlsReady(s));
+        }
+        if delivered && slot.want.is_some() && slot.life.handshake().is_none() {
+            slot.readable = true;
+            self.tasks.push_back(Task::Read(s));
         }
         if peer_closed && !slot.life.fin_seen() {
             io_log!(debug, Target::Tls, self.mux_id, socket = %s, "close_notify received");
@@ -318,6 +319,11 @@ impl<S: 'static> Engine<S> {
         }
         io_log!(debug, Target::Tls, self.mux_id, socket = %s, "DTLS handshake done");
         slot.life.secured();
+        // Records that came with the handshake's last flight wait for on_tls_ready.
+        let arrived = slot.io.inbox().is_some_and(|(i, _)| !i.queue.is_empty());
+        if arrived && slot.want.is_some() {
+            self.tasks.push_back(Task::Read(s));
+        }
         let held = slot.outq.take();
         self.settle(s);
         if let Some(mut q) = held {
@@ -474,10 +480,7 @@ impl<S: 'static> Cx<S> {
             return;
         }
         let mut buf = std::mem::take(&mut self.engine.rbuf);
-        loop {
-            let Some(Io::DtlsClient(c)) = self.engine.slot(s).map(|slot| &slot.io) else {
-                break;
-            };
+        while let Some(Io::DtlsClient(c)) = self.engine.slot(s).map(|slot| &slot.io) {
             match c.sock.recv(&mut buf) {
                 Ok(len) => self.engine.dtls_input(s, &buf[..len]),
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
