@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use common::*;
 use tether::{
-    ApiError, DtlsContext, Fingerprint, IoMux, Reason, RecvMode, SocketId, SrtpKeys, SrtpProfile,
-    State, TestClock, Timeouts, TlsVersion,
+    ApiError, ClientCerts, DtlsContext, Fingerprint, IoMux, Reason, RecvMode, SocketId, SrtpKeys,
+    SrtpProfile, State, TestClock, Timeouts, TlsVersion,
 };
 use tether_impair::{Impairment, UdpRelay};
 
@@ -382,4 +382,82 @@ fn handshake_and_echo_survive_loss_duplication_and_reordering() {
             "seed {seed}: the relay dropped some"
         );
     }
+}
+
+#[test]
+fn mutual_pins_each_side_knows_the_other_by_fingerprint() {
+    let ca = common::pki::Ca::new("dtls identities");
+    let (server_id, client_id, stranger) = (ca.server(), ca.client("peer"), ca.client("other"));
+    let server_ctx = DtlsContext::builder()
+        .certificate_pem(server_id.cert_pem.as_bytes(), server_id.key_pem.as_bytes())
+        .unwrap()
+        .pin(Fingerprint::of(&client_id.der))
+        .client_certs(ClientCerts::Required)
+        .build()
+        .unwrap();
+    let context = |id: &common::pki::Identity| {
+        DtlsContext::builder()
+            .certificate_pem(id.cert_pem.as_bytes(), id.key_pem.as_bytes())
+            .unwrap()
+            .pin(Fingerprint::of(&server_id.der))
+            .build()
+            .unwrap()
+    };
+    let mut m = mux();
+    let (_, addr) = listener(&mut m, &server_ctx, Rec::listener(|| Some(echo())));
+    let good = m.udp(client(vec![b"known".to_vec()]));
+    m.connect_dtls(good, &addr.to_string(), &context(&client_id))
+        .unwrap();
+    run_until(&mut m, LIMIT, move |log| log.is_closed(good));
+    let log = m.shared();
+    assert_eq!(log.closed(good).reason, Reason::Normal);
+    let a = log.accepted()[0];
+    let info = tls_ready(log, a).expect("the server's on_tls_ready");
+    assert_eq!(info.peer_fingerprint, Some(Fingerprint::of(&client_id.der)));
+    assert_eq!(
+        tls_ready(log, good).unwrap().peer_fingerprint,
+        Some(Fingerprint::of(&server_id.der))
+    );
+    // A client with another certificate is refused by the server: its
+    // association ends in the handshake, never opened. (A loop that ran to
+    // its end closed its sockets: a new one.)
+    let mut m = mux();
+    let (_, addr) = listener(&mut m, &server_ctx, Rec::listener(|| Some(echo())));
+    let bad = m.udp(Rec::quiet());
+    m.connect_dtls(bad, &addr.to_string(), &context(&stranger))
+        .unwrap();
+    run_until(&mut m, LIMIT, move |log| {
+        log.accepted().first().is_some_and(|a| log.is_closed(*a))
+    });
+    let log = m.shared();
+    assert!(!log.timed_out, "{:#?}", log.events);
+    let refused = log.accepted()[0];
+    let done = log.closed(refused);
+    assert_eq!(done.reason, Reason::TlsHandshakeFailed);
+    assert!(done.error.unwrap().contains("pinned"));
+    assert!(tls_ready(log, refused).is_none());
+}
+
+#[test]
+fn a_record_larger_than_the_mtu_allows_is_refused_at_send() {
+    let ctx = DtlsContext::builder()
+        .insecure_no_verification()
+        .mtu(600)
+        .build()
+        .unwrap();
+    let max = ctx.max_record();
+    assert!(max > 500 && max < 600, "{max}");
+    let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut m = mux();
+    let c = m.udp(Rec::quiet());
+    m.connect_dtls(c, &silent.local_addr().unwrap().to_string(), &ctx)
+        .unwrap();
+    assert_eq!(
+        m.send(c, &vec![0; max + 1]),
+        Err(ApiError::DatagramTooLarge { len: max + 1, max })
+    );
+    assert_eq!(m.unsent(c), 0, "a refused send changes nothing");
+    // One that fits waits for the handshake.
+    assert_eq!(m.send(c, &vec![0; max]), Ok(()));
+    assert_eq!(m.unsent(c), max as u64);
 }
