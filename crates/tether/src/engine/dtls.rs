@@ -382,6 +382,18 @@ fn drain(
     (session.take_connected(), session.peer_closed())
 }
 
+/// Keep a peer's handshake until its next datagram, dropping the oldest kept
+/// beyond [`PENDING_MAX`].
+fn park(gate: &mut DtlsGate, from: SocketAddr, session: Box<Session>) {
+    gate.pending.insert(from, session);
+    gate.order.push_back(from);
+    while gate.order.len() > PENDING_MAX {
+        if let Some(oldest) = gate.order.pop_front() {
+            gate.pending.remove(&oldest);
+        }
+    }
+}
+
 impl<S: 'static> Cx<S> {
     /// A datagram from a peer a DTLS listener has no association with. Only
     /// a ClientHello is looked at. Its first one is answered with a cookie
@@ -422,20 +434,19 @@ impl<S: 'static> Cx<S> {
                 let _ = send_one(sock, Some(from), record);
             }
             wire.clear();
-            gate.pending.insert(from, session);
-            gate.order.push_back(from);
-            while gate.order.len() > PENDING_MAX {
-                if let Some(oldest) = gate.order.pop_front() {
-                    gate.pending.remove(&oldest);
-                }
-            }
+            park(gate, from, session);
             return;
         }
         // The cookie came back: the peer is at its address.
         if l.full() {
             l.refused += 1;
             self.engine.wire.clear();
-            io_log!(warn, Target::Udp, self.engine.mux_id, socket = %listener, peer = %from, "at max_connections: DTLS peer dropped");
+            // Kept: the peer's next retransmission asks again, and is admitted
+            // once there is room.
+            if let Some(gate) = l.dtls.as_deref_mut() {
+                park(gate, from, session);
+            }
+            io_log!(warn, Target::Udp, self.engine.mux_id, socket = %listener, peer = %from, "at max_connections: DTLS peer waits");
             return;
         }
         let info = PeerInfo {
