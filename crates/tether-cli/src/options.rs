@@ -29,7 +29,6 @@ pub(crate) enum Kind {
     Dtls,
 }
 
-
 impl Kind {
     /// One line of stdin is one message, and each message received is printed
     /// as one line.
@@ -185,7 +184,10 @@ fn common(c: &Common) -> Result<(Settings, Destination), UsageError> {
         "SRTP keys come from a DTLS handshake",
     )?;
     let kind = if c.dtls {
-        if !matches!(&addr, Destination::Addr(SockAddr::Inet(_)) | Destination::Name { .. }) {
+        if !matches!(
+            &addr,
+            Destination::Addr(SockAddr::Inet(_)) | Destination::Name { .. }
+        ) {
             return Err(UsageError(format!(
                 "--dtls needs an ip:port address, not {:?}",
                 c.addr

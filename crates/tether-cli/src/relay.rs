@@ -182,7 +182,9 @@ fn certificate(mux: &IoMux<App>) {
     match &app.events {
         Some(e) => e.certificate(&fingerprint, generated),
         None if generated && app.role != Role::Connect => {
-            eprintln!("tether: DTLS certificate made for this run, SHA-256 fingerprint {fingerprint}")
+            eprintln!(
+                "tether: DTLS certificate made for this run, SHA-256 fingerprint {fingerprint}"
+            )
         }
         None => {}
     }
