@@ -208,7 +208,11 @@ impl SocketUser<App> for Listener {
     fn on_closed(&mut self, cx: &mut Cx<App>, s: SocketId, closed: &Closed) {
         ev_closed(cx, s, closed);
         signals::closed(cx, s, closed);
-        if matches!(closed.reason, Reason::Normal | Reason::Stopped) {
+        // A UDP (DTLS) listener we closed ends as a discard.
+        let dtls = cx.shared().set.kind == Kind::Dtls;
+        if matches!(closed.reason, Reason::Normal | Reason::Stopped)
+            || (dtls && closed.reason == Reason::Discarded)
+        {
             return;
         }
         // It could not listen (or accept any more): nothing left to do.

@@ -344,3 +344,43 @@ fn dtls_usage_errors() {
     );
     assert_ne!(out.code(), Some(2), "{out:#?}");
 }
+
+/// SIGINT to `listen --dtls --echo` with a client on: the association ends
+/// with close_notify (the client's end is by_peer, exit 0), then the
+/// listener; the command exits 0.
+#[test]
+fn sigint_ends_a_dtls_echo_server_gracefully() {
+    let mut server = Proc::spawn(&mut tether(&[
+        "listen",
+        "--dtls",
+        "--echo",
+        "--events",
+        "127.0.0.1:0",
+    ]));
+    let fp = server
+        .wait_event("certificate")
+        .str("fingerprint")
+        .to_string();
+    let addr = server.bound();
+    let mut client = Proc::spawn(&mut tether(&[
+        "connect", "--dtls", "--pin", &fp, "--events", &addr,
+    ]));
+    client.write(b"before\n");
+    client.wait_stdout(|l| l == "before\n");
+    let status = Command::new("kill")
+        .args(["-INT", &server.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = server.wait(LIMIT);
+    assert!(!out.killed, "{out:#?}");
+    assert_eq!(out.code(), Some(0), "{out:#?}");
+    let ev = out.events();
+    let closed = named(&ev, "closed");
+    assert_eq!(closed.len(), 2, "{ev:#?}");
+    assert_eq!(closed[0].str("reason"), "normal", "the association first");
+    // stdin still open: the client ends by the server's close_notify.
+    let out = client.wait(LIMIT);
+    assert_eq!(out.code(), Some(0), "{out:#?}");
+    assert_eq!(last_closed(&out.events()).str("reason"), "by_peer");
+}
