@@ -11,7 +11,9 @@ use std::io::Write as _;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use tether::{Closed, DiscardMethod, PeerInfo, SockAddr, SocketId, State, TlsInfo};
+use tether::{
+    Closed, DiscardMethod, Fingerprint, PeerInfo, SockAddr, SocketId, SrtpKeys, State, TlsInfo,
+};
 
 /// The event writer: knows when the command started.
 #[derive(Debug)]
@@ -105,15 +107,41 @@ impl Events {
             .write();
     }
 
-    /// `tls`: what the handshake settled.
-    pub(crate) fn tls(&self, s: SocketId, info: &TlsInfo) {
+    /// `tls`: what the handshake settled. `local_fingerprint` is our own
+    /// certificate's (DTLS; `null` for TLS), `srtp_profile` the DTLS-SRTP
+    /// profile (`null` when none).
+    pub(crate) fn tls(&self, s: SocketId, info: &TlsInfo, local: Option<Fingerprint>) {
+        self.tls_line(s, info, local).write();
+    }
+
+    fn tls_line(&self, s: SocketId, info: &TlsInfo, local: Option<Fingerprint>) -> Line {
         let fingerprint = info.peer_fingerprint.map(|f| f.to_hex());
+        let local = local.map(|f| f.to_hex());
         self.line(Some(s), "tls")
             .str("version", info.version.as_str())
             .str("cipher_suite", info.cipher_suite)
             .data("alpn", info.alpn.as_deref())
             .opt_str("peer_fingerprint", fingerprint.as_deref())
+            .opt_str("local_fingerprint", local.as_deref())
             .opt_str("server_name", info.server_name.as_deref())
+            .opt_str("srtp_profile", info.srtp_profile.map(|p| p.as_str()))
+    }
+
+    /// `keying_material`: the SRTP keys a DTLS-SRTP handshake exported
+    /// (client key, server key, client salt, server salt), as hex.
+    pub(crate) fn keying_material(&self, s: SocketId, keys: &SrtpKeys) {
+        self.line(Some(s), "keying_material")
+            .str("profile", keys.profile().as_str())
+            .hex("material_hex", keys.as_bytes())
+            .write();
+    }
+
+    /// `certificate`: our DTLS certificate, at the start: its SHA-256
+    /// fingerprint (hex) and whether it was made for this run.
+    pub(crate) fn certificate(&self, fingerprint: &Fingerprint, generated: bool) {
+        self.line(None, "certificate")
+            .str("fingerprint", &fingerprint.to_hex())
+            .bool("generated", generated)
             .write();
     }
 
@@ -214,21 +242,33 @@ impl Line {
         }
     }
 
+    /// A boolean field.
+    fn bool(mut self, key: &str, value: bool) -> Line {
+        self.key(key);
+        self.buf.push_str(if value { "true" } else { "false" });
+        self
+    }
+
+    /// Bytes as a hex text field.
+    fn hex(mut self, key: &str, bytes: &[u8]) -> Line {
+        self.key(key);
+        self.buf.push('"');
+        for b in bytes {
+            let _ = write!(self.buf, "{b:02x}");
+        }
+        self.buf.push('"');
+        self
+    }
+
     /// A data field: text when UTF-8, else hex under `<key>_hex`; `null` when
     /// absent.
-    fn data(mut self, key: &str, value: Option<&[u8]>) -> Line {
+    fn data(self, key: &str, value: Option<&[u8]>) -> Line {
         match value.map(std::str::from_utf8) {
             None => self.opt_str(key, None),
             Some(Ok(text)) => self.str(key, text),
             Some(Err(_)) => {
                 let bytes = value.unwrap_or_default();
-                self.key(&format!("{key}_hex"));
-                self.buf.push('"');
-                for b in bytes {
-                    let _ = write!(self.buf, "{b:02x}");
-                }
-                self.buf.push('"');
-                self
+                self.hex(&format!("{key}_hex"), bytes)
             }
         }
     }

@@ -75,6 +75,8 @@ Examples:
   tether connect --connect-timeout 5 --keepalive 60,10,5 --user-timeout 30 192.0.2.10:7000
   tether connect --tls --pin \"$(openssl x509 -in server.pem -noout -fingerprint -sha256 | cut -d= -f2)\" 127.0.0.1:8443
   tether connect --tls --insecure --log tether::tls=debug 127.0.0.1:8443
+  tether connect --dtls --pin 5E:0F:...:9A --srtp SRTP_AES128_CM_SHA1_80 --events 127.0.0.1:4433
+  tether connect --dtls --ca ca.pem --server-name localhost 127.0.0.1:4433
 
 Addresses: 1.2.3.4:80, [::1]:80, unix:/path, unix:rel/path, unix:@abstract, or a host
 name (localhost:7000), resolved without blocking, its addresses raced (IPv6 first).
@@ -90,6 +92,8 @@ Examples:
   tether listen --framed --echo --farewell 'see you' 127.0.0.1:7000
   tether listen --framed --reject 'full, come back later' 127.0.0.1:7000
   tether listen --udp --echo 127.0.0.1:5353
+  tether listen --dtls --echo --events 127.0.0.1:4433
+  tether listen --dtls --cert ec.pem --key ec.key --srtp SRTP_AES128_CM_SHA1_80 127.0.0.1:4433
   tether listen --echo --keepalive 30 --user-timeout 20 127.0.0.1:7000
 
 Port 0 lets the system pick; --events reports it in the 'bound' event. A host
@@ -139,6 +143,13 @@ pub(crate) struct Common {
     /// TLS over TCP or a unix: socket.
     #[arg(long, help_heading = "Transport")]
     pub(crate) tls: bool,
+    /// DTLS 1.2 over UDP (implies --udp): each line of stdin is one record in
+    /// one datagram, each record received one line. Without --cert (listen)
+    /// or --client-cert (connect), a self-signed ECDSA certificate is made
+    /// for the run; its SHA-256 fingerprint is printed (a `certificate`
+    /// event with --events) for the peer to --pin.
+    #[arg(long, help_heading = "Transport", conflicts_with_all = ["tls", "framed"])]
+    pub(crate) dtls: bool,
     /// Framed messages (length-prefixed, with connect and disconnect data):
     /// each line of stdin is one message, each message received one line.
     #[arg(long, help_heading = "Transport")]
@@ -151,13 +162,19 @@ pub(crate) struct Common {
 
     /// PEM file of trust roots: the CA that signed the server, or the server's
     /// own self-signed certificate (connect; `system` or no --ca: the system's
-    /// roots), or the CA that signs client certificates (listen; asks clients
-    /// for one).
+    /// roots; with --dtls, a file is needed), or the CA that signs client
+    /// certificates (listen; asks clients for one). With --tls or --dtls.
     #[arg(long, value_name = "FILE", help_heading = "TLS")]
     pub(crate) ca: Option<PathBuf>,
     /// ALPN protocols, most preferred first, comma-separated (h2,http/1.1).
     #[arg(long, value_name = "a,b", help_heading = "TLS")]
     pub(crate) alpn: Option<String>,
+    /// DTLS-SRTP (with --dtls): the SRTP protection profiles accepted,
+    /// comma-separated: SRTP_AES128_CM_SHA1_80, SRTP_AEAD_AES_128_GCM,
+    /// SRTP_AEAD_AES_256_GCM (any case). The exported keys are printed in a
+    /// `keying_material` event with --events.
+    #[arg(long, value_name = "PROFILE[,PROFILE]", help_heading = "TLS")]
+    pub(crate) srtp: Option<String>,
 
     /// End the connection with a reset (exit 1, reason idle_timeout) after SECS
     /// with no data either way.
@@ -243,7 +260,8 @@ pub(crate) struct ConnectArgs {
     #[arg(long, value_name = "DATA", help_heading = "Framed")]
     pub(crate) hello: Option<String>,
 
-    /// Our certificate chain (PEM), for servers that ask for one.
+    /// Our certificate chain (PEM), for servers that ask for one (with
+    /// --dtls: an ECDSA key; without it, a self-signed one is made).
     #[arg(long, value_name = "FILE", help_heading = "TLS")]
     pub(crate) client_cert: Option<PathBuf>,
     /// The private key of --client-cert (PEM).
@@ -255,6 +273,7 @@ pub(crate) struct ConnectArgs {
     pub(crate) server_name: Option<String>,
     /// Accept only a server certificate with this SHA-256 fingerprint (hex,
     /// with or without colons). Without --ca, the pin alone is the trust.
+    /// With --dtls, one of --pin, --ca or --insecure is required.
     #[arg(long, value_name = "SHA256", help_heading = "TLS")]
     pub(crate) pin: Option<String>,
     /// Do not verify the server's certificate at all (debugging only; a
@@ -289,14 +308,15 @@ pub(crate) struct ListenArgs {
     #[arg(
         long,
         help_heading = "Serving",
-        conflicts_with_all = ["echo", "reject", "udp"]
+        conflicts_with_all = ["echo", "reject", "udp", "dtls"]
     )]
     pub(crate) keep_open: bool,
     /// Refuse every client with this reason data (REJECT); runs until interrupted (Ctrl-C or SIGTERM end it gracefully).
     #[arg(long, value_name = "DATA", help_heading = "Framed")]
     pub(crate) reject: Option<String>,
 
-    /// Our certificate chain (PEM): required with --tls.
+    /// Our certificate chain (PEM): required with --tls; with --dtls (ECDSA
+    /// keys only) optional, else a self-signed one is made for the run.
     #[arg(long, value_name = "FILE", help_heading = "TLS")]
     pub(crate) cert: Option<PathBuf>,
     /// The private key of --cert (PEM).

@@ -6,8 +6,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use tether::{
-    ClientCerts, Destination, Fingerprint, Keepalive, SockAddr, Timeouts, TlsContext,
-    TlsContextBuilder, TlsError,
+    ClientCerts, Destination, DtlsContext, DtlsContextBuilder, Fingerprint, Keepalive, SockAddr,
+    SrtpProfile, Timeouts, TlsContext, TlsContextBuilder, TlsError,
 };
 
 use crate::{Common, ConnectArgs, ListenArgs, OnEof};
@@ -25,6 +25,8 @@ pub(crate) enum Kind {
     Framed,
     /// UDP datagrams: one line, one datagram.
     Udp,
+    /// DTLS over UDP: one line, one record in one datagram.
+    Dtls,
 }
 
 impl Kind {
@@ -41,6 +43,7 @@ pub(crate) struct Settings {
     pub(crate) addr: String,
     pub(crate) kind: Kind,
     pub(crate) tls: Option<Tls>,
+    pub(crate) dtls: Option<Dtls>,
     /// Connect data (framed connect).
     pub(crate) hello: Vec<u8>,
     /// Disconnect data (framed).
@@ -64,6 +67,15 @@ pub(crate) struct Settings {
 pub(crate) struct Tls {
     pub(crate) ctx: TlsContext,
     pub(crate) server_name: String,
+    /// `--insecure`: the server's certificate is not verified.
+    pub(crate) insecure: bool,
+}
+
+/// DTLS settings: the context (with our certificate, made for the run when
+/// none was given).
+#[derive(Debug)]
+pub(crate) struct Dtls {
+    pub(crate) ctx: DtlsContext,
     /// `--insecure`: the server's certificate is not verified.
     pub(crate) insecure: bool,
 }
@@ -153,12 +165,36 @@ fn common(c: &Common) -> Result<(Settings, Destination), UsageError> {
             "only framed connections carry disconnect data",
         )?;
     }
-    if !c.tls {
+    if !c.tls && !c.dtls {
         let tls = "it is a TLS setting";
-        needs(c.ca.is_some(), "--ca", "--tls", tls)?;
-        needs(c.alpn.is_some(), "--alpn", "--tls", tls)?;
+        needs(c.ca.is_some(), "--ca", "--tls or --dtls", tls)?;
     }
-    let kind = if c.udp {
+    if !c.tls {
+        needs(
+            c.alpn.is_some(),
+            "--alpn",
+            "--tls",
+            "it is a TLS setting (DTLS here carries no ALPN)",
+        )?;
+    }
+    needs(
+        c.srtp.is_some() && !c.dtls,
+        "--srtp",
+        "--dtls",
+        "SRTP keys come from a DTLS handshake",
+    )?;
+    let kind = if c.dtls {
+        if !matches!(
+            &addr,
+            Destination::Addr(SockAddr::Inet(_)) | Destination::Name { .. }
+        ) {
+            return Err(UsageError(format!(
+                "--dtls needs an ip:port address, not {:?}",
+                c.addr
+            )));
+        }
+        Kind::Dtls
+    } else if c.udp {
         if matches!(&addr, Destination::Addr(a) if a.is_local()) {
             return Err(UsageError(format!(
                 "--udp needs an ip:port address, not {:?}",
@@ -175,6 +211,7 @@ fn common(c: &Common) -> Result<(Settings, Destination), UsageError> {
         addr: c.addr.clone(),
         kind,
         tls: None,
+        dtls: None,
         hello: Vec::new(),
         farewell: c.farewell.as_ref().map(|f| f.as_bytes().to_vec()),
         reject: None,
@@ -208,7 +245,7 @@ pub(crate) fn for_connect(args: &ConnectArgs) -> Result<Settings, UsageError> {
     let (mut settings, addr) = common(c)?;
     // A UDP socket's peer is one address: a name's first, resolved before the
     // loop runs. A stream connect resolves on its own, off the loop.
-    if let (true, Destination::Name { host, port }) = (c.udp, &addr) {
+    if let (true, Destination::Name { host, port }) = (c.udp || c.dtls, &addr) {
         settings.addr = resolve_first(host, *port)?;
     }
     if !c.framed {
@@ -219,13 +256,14 @@ pub(crate) fn for_connect(args: &ConnectArgs) -> Result<Settings, UsageError> {
             "only framed connections carry connect data",
         )?;
     }
-    if !c.tls {
+    if !c.tls && !c.dtls {
         let tls = "it is a TLS setting";
-        needs(args.client_cert.is_some(), "--client-cert", "--tls", tls)?;
-        needs(args.client_key.is_some(), "--client-key", "--tls", tls)?;
-        needs(args.server_name.is_some(), "--server-name", "--tls", tls)?;
-        needs(args.pin.is_some(), "--pin", "--tls", tls)?;
-        needs(args.insecure, "--insecure", "--tls", tls)?;
+        let either = "--tls or --dtls";
+        needs(args.client_cert.is_some(), "--client-cert", either, tls)?;
+        needs(args.client_key.is_some(), "--client-key", either, tls)?;
+        needs(args.server_name.is_some(), "--server-name", either, tls)?;
+        needs(args.pin.is_some(), "--pin", either, tls)?;
+        needs(args.insecure, "--insecure", either, tls)?;
     }
     let pin = match &args.pin {
         Some(text) => Some(
@@ -299,7 +337,147 @@ pub(crate) fn for_connect(args: &ConnectArgs) -> Result<Settings, UsageError> {
             insecure: args.insecure,
         });
     }
+    if c.dtls {
+        settings.dtls = Some(dtls_connect(args, &addr, pin)?);
+    }
     Ok(settings)
+}
+
+/// The DTLS context of `connect --dtls`: a client must verify the server by
+/// --pin, --ca FILE, or not at all (--insecure).
+fn dtls_connect(
+    args: &ConnectArgs,
+    addr: &Destination,
+    pin: Option<Fingerprint>,
+) -> Result<Dtls, UsageError> {
+    let c = &args.common;
+    if c.ca.as_deref() == Some(Path::new(SYSTEM)) {
+        return Err(UsageError(
+            "--dtls cannot use the system's trust roots (--ca system): give --pin SHA256, \
+             --ca FILE or --insecure"
+                .into(),
+        ));
+    }
+    if pin.is_none() && c.ca.is_none() && !args.insecure {
+        return Err(UsageError(
+            "connect --dtls needs --pin SHA256, --ca FILE or --insecure: a DTLS client must \
+             verify the server (a generated certificate is trusted by its fingerprint, \
+             which the server prints)"
+                .into(),
+        ));
+    }
+    let mut files = Files {
+        ca: c.ca.as_deref(),
+        ..Files::default()
+    };
+    let mut builder = DtlsContext::builder();
+    if args.insecure {
+        builder = builder.insecure_no_verification();
+    }
+    if let Some(ca) = &c.ca {
+        builder = builder.roots_file(ca).map_err(|e| file_error(e, &files))?;
+    }
+    if let Some(pin) = pin {
+        builder = builder.pin(pin);
+    }
+    match (&args.server_name, addr) {
+        (Some(name), _) => builder = builder.server_name(name),
+        (None, Destination::Name { host, .. }) => builder = builder.server_name(host),
+        _ => {}
+    }
+    if let (Some(cert), Some(key)) = (&args.client_cert, &args.client_key) {
+        files.cert = Some(("--client-cert", cert));
+        files.key = Some(("--client-key", key));
+        builder = builder
+            .certificate_files(cert, key)
+            .map_err(|e| file_error(e, &files))?;
+    }
+    let ctx = finish_dtls(builder, c, &files)?;
+    Ok(Dtls {
+        ctx,
+        insecure: args.insecure,
+    })
+}
+
+/// The DTLS context of `listen --dtls`: our certificate (or one made for the
+/// run) and, with --ca, the CA of client certificates.
+fn dtls_listen(args: &ListenArgs) -> Result<Dtls, UsageError> {
+    let c = &args.common;
+    let files = Files {
+        cert: args.cert.as_deref().map(|p| ("--cert", p)),
+        key: args.key.as_deref().map(|p| ("--key", p)),
+        ca: c.ca.as_deref(),
+    };
+    let mut builder = DtlsContext::builder();
+    match (&args.cert, &args.key) {
+        (Some(cert), Some(key)) => {
+            builder = builder
+                .certificate_files(cert, key)
+                .map_err(|e| file_error(e, &files))?;
+        }
+        (None, None) => {}
+        (Some(_), None) => {
+            return Err(UsageError(
+                "--cert needs --key FILE: the certificate's private key".into(),
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(UsageError(
+                "--key needs --cert FILE: the certificate the key belongs to".into(),
+            ))
+        }
+    }
+    if let Some(ca) = &c.ca {
+        builder = builder
+            .roots_file(ca)
+            .map_err(|e| file_error(e, &files))?
+            .client_certs(if args.require_client_cert {
+                ClientCerts::Required
+            } else {
+                ClientCerts::Optional
+            });
+    }
+    let ctx = finish_dtls(builder, c, &files)?;
+    Ok(Dtls {
+        ctx,
+        insecure: false,
+    })
+}
+
+/// `--srtp PROFILE[,PROFILE]`: the profiles, each named as RFC 5764 and
+/// OpenSSL name them.
+pub(crate) fn srtp_profiles(list: &str) -> Result<Vec<SrtpProfile>, UsageError> {
+    let valid = || {
+        SrtpProfile::ALL
+            .iter()
+            .rev()
+            .map(|p| p.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    list.split(',')
+        .map(|name| {
+            name.trim().parse::<SrtpProfile>().map_err(|_| {
+                UsageError(format!(
+                    "--srtp: unknown SRTP profile {name:?}; valid names: {}",
+                    valid()
+                ))
+            })
+        })
+        .collect()
+}
+
+/// Add the SRTP profiles and build the DTLS context.
+fn finish_dtls(
+    builder: DtlsContextBuilder,
+    c: &Common,
+    files: &Files<'_>,
+) -> Result<DtlsContext, UsageError> {
+    let mut builder = builder;
+    if let Some(list) = &c.srtp {
+        builder = builder.srtp(&srtp_profiles(list)?);
+    }
+    builder.build().map_err(|e| file_error(e, files))
 }
 
 /// The settings of `tether listen`.
@@ -318,14 +496,15 @@ pub(crate) fn for_listen(args: &ListenArgs) -> Result<Settings, UsageError> {
             "only framed connections carry reason data",
         )?;
     }
-    if !c.tls {
+    if !c.tls && !c.dtls {
         let tls = "it is a TLS setting";
-        needs(args.cert.is_some(), "--cert", "--tls", tls)?;
-        needs(args.key.is_some(), "--key", "--tls", tls)?;
+        let either = "--tls or --dtls";
+        needs(args.cert.is_some(), "--cert", either, tls)?;
+        needs(args.key.is_some(), "--key", either, tls)?;
         needs(
             args.require_client_cert,
             "--require-client-cert",
-            "--tls",
+            either,
             tls,
         )?;
     }
@@ -377,6 +556,9 @@ pub(crate) fn for_listen(args: &ListenArgs) -> Result<Settings, UsageError> {
             server_name: String::new(),
             insecure: false,
         });
+    }
+    if c.dtls {
+        settings.dtls = Some(dtls_listen(args)?);
     }
     Ok(settings)
 }

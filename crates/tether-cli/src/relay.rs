@@ -22,7 +22,9 @@ pub(crate) fn connect(set: Settings) -> Result<u8, UsageError> {
         let set = &mux.shared().set;
         (set.addr.clone(), set.kind, set.timeouts, set.linger)
     };
-    if mux.shared().set.tls.as_ref().is_some_and(|t| t.insecure) {
+    let insecure = mux.shared().set.tls.as_ref().is_some_and(|t| t.insecure)
+        || mux.shared().set.dtls.as_ref().is_some_and(|d| d.insecure);
+    if insecure {
         let warning = "--insecure: the server's certificate is not verified; \
                        anyone in the path can read and change this connection";
         match &mux.shared().events {
@@ -34,6 +36,17 @@ pub(crate) fn connect(set: Settings) -> Result<u8, UsageError> {
         let s = mux.udp(Datagrams);
         let _ = mux.set_timeouts(s, timeouts);
         let _ = mux.connect(s, &addr);
+        s
+    } else if kind == Kind::Dtls {
+        certificate(&mux);
+        let s = mux.udp(Relay);
+        let _ = mux.set_timeouts(s, timeouts);
+        let ctx = mux.shared().set.dtls.as_ref().map(|d| d.ctx.clone());
+        if let Some(ctx) = ctx {
+            if let Err(e) = mux.connect_dtls(s, &addr, &ctx) {
+                return Err(UsageError(format!("--dtls: {e}")));
+            }
+        }
         s
     } else {
         let s = mux.stream(Relay);
@@ -95,6 +108,32 @@ pub(crate) fn listen(set: Settings) -> Result<u8, UsageError> {
         let _ = mux.set_timeouts(s, timeouts);
         let _ = mux.recv(s, READ, RecvMode::Partial);
         mux.shared_mut().conn = Some(s);
+    } else if kind == Kind::Dtls {
+        certificate(&mux);
+        // One UDP socket; each peer that completes the cookie exchange is an
+        // association of its own. The listener's end ends them all, so it
+        // stays open while they run: `listen` takes one peer by its limit.
+        let l = mux.udp(Listener);
+        let _ = mux.bind(l, &addr);
+        let ctx = mux.shared().set.dtls.as_ref().map(|d| d.ctx.clone());
+        if let Some(ctx) = ctx {
+            if let Err(e) = mux.listen_dtls(l, &ctx) {
+                if !matches!(e, ApiError::Refused(_)) {
+                    return Err(UsageError(format!("--dtls: {e}")));
+                }
+            }
+        }
+        let _ = mux.set_timeouts(l, timeouts);
+        let max = if role == Role::Serve {
+            max_conns
+        } else {
+            Some(1)
+        };
+        let _ = mux.max_connections(l, max);
+        mux.shared_mut().listener = Some(l);
+        if role == Role::Serve {
+            mux.shared_mut().stop.open.insert(l);
+        }
     } else {
         let l = mux.stream(Listener);
         if kind == Kind::Framed {
@@ -130,6 +169,25 @@ pub(crate) fn listen(set: Settings) -> Result<u8, UsageError> {
         start_stdin(&mut mux);
     }
     Ok(run(mux))
+}
+
+/// `--dtls`: our certificate's fingerprint, for the peer to pin: a
+/// `certificate` event with --events; else, for a certificate made for the
+/// run, a line on stderr when listening.
+fn certificate(mux: &IoMux<App>) {
+    let app = mux.shared();
+    let Some(dtls) = &app.set.dtls else { return };
+    let fingerprint = dtls.ctx.fingerprint();
+    let generated = dtls.ctx.is_self_signed();
+    match &app.events {
+        Some(e) => e.certificate(&fingerprint, generated),
+        None if generated && app.role != Role::Connect => {
+            eprintln!(
+                "tether: DTLS certificate made for this run, SHA-256 fingerprint {fingerprint}"
+            )
+        }
+        None => {}
+    }
 }
 
 fn new_loop(set: Settings, role: Role) -> Option<IoMux<App>> {

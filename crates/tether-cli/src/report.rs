@@ -1,7 +1,7 @@
 //! What the command tells: `--events` lines, warnings, and how the
 //! command's connection ended (with the exit status it decides).
 
-use tether::{Closed, Cx, Reason, SocketId, State};
+use tether::{Closed, Cx, Reason, SocketId, State, TlsInfo};
 
 use crate::app::{App, Role};
 use crate::events::Events;
@@ -40,6 +40,16 @@ pub(crate) fn ev_resolved(cx: &Cx<App>, s: SocketId, addrs: &[std::net::SocketAd
 pub(crate) fn ev_accepted(cx: &Cx<App>, s: SocketId) {
     if let Some(e) = events(cx) {
         e.accepted(s, cx.shared().listener, cx.peer_addr(s));
+    }
+}
+
+/// `tls`, and with DTLS-SRTP `keying_material` after it.
+pub(crate) fn ev_tls(cx: &Cx<App>, s: SocketId, info: &TlsInfo) {
+    let Some(e) = events(cx) else { return };
+    let local = cx.shared().set.dtls.as_ref().map(|d| d.ctx.fingerprint());
+    e.tls(s, info, local);
+    if let Some(keys) = cx.srtp_keying_material(s) {
+        e.keying_material(s, &keys);
     }
 }
 

@@ -54,6 +54,14 @@ pub(crate) fn closed(cx: &mut Cx<App>, s: SocketId, closed: &Closed) {
     if !closed.reason.is_graceful() && Some(s) != app.listener {
         app.exit = 1;
     }
+    // DTLS: the listener is closed after its associations (its end would
+    // end them without their close_notify).
+    if let Some(l) = app.listener.filter(|_| app.set.kind == Kind::Dtls) {
+        if app.stop.open.len() == 1 && app.stop.open.contains(&l) {
+            let _ = cx.close(l);
+            return;
+        }
+    }
     if app.stop.open.is_empty() && app.conn.is_none() {
         cx.terminate();
     }
@@ -77,8 +85,11 @@ fn first(cx: &mut Cx<App>) {
         app.exit = 0;
     }
     let (listener, conn, udp) = (app.listener, app.conn, app.set.kind == Kind::Udp);
+    let dtls = app.set.kind == Kind::Dtls;
     let open: Vec<SocketId> = app.stop.open.iter().copied().collect();
-    if let Some(l) = listener {
+    // DTLS: the listener last (see `closed`), unless nothing else is open.
+    let alone = open.iter().all(|s| Some(*s) == listener);
+    if let Some(l) = listener.filter(|_| !dtls || alone) {
         let _ = cx.close(l);
     }
     for s in open {

@@ -109,7 +109,7 @@ fn on_eof(cx: &mut Cx<App>, s: SocketId, from_stdin: bool) {
     }
     let farewell = cx.shared().set.farewell.clone();
     let done = match (kind, action) {
-        (Kind::Udp, OnEof::HalfClose) => {
+        (Kind::Udp | Kind::Dtls, OnEof::HalfClose) => {
             // UDP has no half-close: wait for replies until quiet.
             let wait = linger.or((role == Role::Connect).then_some(UDP_WAIT));
             if let Some(wait) = wait {
@@ -117,7 +117,7 @@ fn on_eof(cx: &mut Cx<App>, s: SocketId, from_stdin: bool) {
             }
             Ok(())
         }
-        (Kind::Udp, action) => {
+        (Kind::Udp | Kind::Dtls, action) => {
             cx.shared_mut().ending = true;
             match action {
                 OnEof::Reset => cx.reset(s),

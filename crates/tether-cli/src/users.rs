@@ -19,7 +19,7 @@ use tether::{
 use crate::app::{App, Role, READ};
 use crate::options::Kind;
 use crate::report::{
-    describe, ev_accepted, ev_closed, ev_connected, ev_resolved, ev_state, events, finish,
+    describe, ev_accepted, ev_closed, ev_connected, ev_resolved, ev_state, ev_tls, events, finish,
 };
 use crate::signals;
 use crate::stdio::{ack, close_stdout, flush_stdin, output};
@@ -50,7 +50,10 @@ impl SocketUser<App> for Relay {
         app.peer_label = label;
         // One connection: stop listening (a unix: socket file goes away).
         // --keep-open listens on, taking the next client after this one.
-        if let (false, Some(l)) = (app.set.keep_open, app.listener) {
+        // A DTLS listener stays: its end would end this association too;
+        // its limit of one keeps others out.
+        let dtls = app.set.kind == Kind::Dtls;
+        if let (false, false, Some(l)) = (app.set.keep_open, dtls, app.listener) {
             let _ = cx.close(l);
         }
         flush_stdin(cx);
@@ -61,9 +64,7 @@ impl SocketUser<App> for Relay {
     }
 
     fn on_tls_ready(&mut self, cx: &mut Cx<App>, s: SocketId, info: &TlsInfo) {
-        if let Some(e) = events(cx) {
-            e.tls(s, info);
-        }
+        ev_tls(cx, s, info);
     }
 
     fn on_received(&mut self, cx: &mut Cx<App>, s: SocketId, data: &[u8]) {
@@ -139,9 +140,7 @@ impl SocketUser<App> for Echo {
     }
 
     fn on_tls_ready(&mut self, cx: &mut Cx<App>, s: SocketId, info: &TlsInfo) {
-        if let Some(e) = events(cx) {
-            e.tls(s, info);
-        }
+        ev_tls(cx, s, info);
     }
 
     fn on_received(&mut self, cx: &mut Cx<App>, s: SocketId, data: &[u8]) {
@@ -209,7 +208,11 @@ impl SocketUser<App> for Listener {
     fn on_closed(&mut self, cx: &mut Cx<App>, s: SocketId, closed: &Closed) {
         ev_closed(cx, s, closed);
         signals::closed(cx, s, closed);
-        if matches!(closed.reason, Reason::Normal | Reason::Stopped) {
+        // A UDP (DTLS) listener we closed ends as a discard.
+        let dtls = cx.shared().set.kind == Kind::Dtls;
+        if matches!(closed.reason, Reason::Normal | Reason::Stopped)
+            || (dtls && closed.reason == Reason::Discarded)
+        {
             return;
         }
         // It could not listen (or accept any more): nothing left to do.
