@@ -461,3 +461,151 @@ fn a_record_larger_than_the_mtu_allows_is_refused_at_send() {
     assert_eq!(m.send(c, &vec![0; max]), Ok(()));
     assert_eq!(m.unsent(c), max as u64);
 }
+
+/// A DTLS listener on loopback in a loop on `clock`, whose associations run
+/// `hook` and tell `tx` of every callback.
+fn told_listener(
+    m: &mut IoMux<Log>,
+    ctx: &DtlsContext,
+    tx: &mpsc::Sender<(SocketId, Ev)>,
+    hook: fn(&mut tether::Cx<Log>, SocketId, &Ev),
+) -> (SocketId, SocketAddr) {
+    let tx = tx.clone();
+    listener(m, ctx, Rec::listener(move || Some(told(&tx, hook))))
+}
+
+#[test]
+fn an_idle_dtls_association_times_out_on_the_loop_clock() {
+    let clock = TestClock::new();
+    let mut m = mux_on(&clock);
+    let server_ctx = DtlsContext::builder().build().unwrap();
+    let client_ctx = DtlsContext::builder()
+        .pin(server_ctx.fingerprint())
+        .build()
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    let (l, addr) = told_listener(&mut m, &server_ctx, &tx, |cx, s, ev| {
+        if *ev == Ev::Accepted {
+            let idle = Timeouts {
+                idle: Some(Duration::from_secs(5)),
+                ..Timeouts::default()
+            };
+            cx.set_timeouts(s, idle).unwrap();
+            cx.recv(s, 2048, RecvMode::Partial).unwrap();
+        }
+    });
+    let c = m.udp(told(&tx, |cx, s, ev| {
+        if *ev == Ev::Connected {
+            cx.send(s, b"ping").unwrap();
+        }
+    }));
+    m.connect_dtls(c, &addr.to_string(), &client_ctx).unwrap();
+    run_script(&mut m, &clock, move |sc| {
+        let (a, _) = sc.next(&rx, |(id, e)| *id != c && matches!(e, Ev::Received(_)));
+        sc.advance(Duration::from_secs(3));
+        assert_eq!(
+            sc.look(move |cx| cx.idle_for(a)),
+            Some(Duration::from_secs(3))
+        );
+        sc.advance(Duration::from_millis(1999));
+        assert_eq!(sc.look(move |cx| cx.state(a)), State::Connected);
+        sc.advance(Duration::from_millis(1));
+        let (_, ev) = sc.next(&rx, |(id, e)| *id == a && matches!(e, Ev::Closed(_)));
+        let Ev::Closed(done) = ev else { unreachable!() };
+        assert_eq!(done.reason, Reason::IdleTimeout);
+        // The listener and the client live on.
+        assert_eq!(sc.look(move |cx| cx.state(l)), State::Connected);
+        assert_eq!(sc.look(move |cx| cx.state(c)), State::Connected);
+    });
+}
+
+#[test]
+fn max_connections_holds_a_second_peer_until_the_first_ends() {
+    let clock = TestClock::new();
+    let mut m = mux_on(&clock);
+    let server_ctx = DtlsContext::builder().build().unwrap();
+    let client_ctx = DtlsContext::builder()
+        .pin(server_ctx.fingerprint())
+        .retransmit(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    let (l, addr) = told_listener(&mut m, &server_ctx, &tx, |cx, s, ev| {
+        if *ev == Ev::Accepted {
+            cx.recv(s, 2048, RecvMode::Partial).unwrap();
+        }
+    });
+    m.max_connections(l, Some(1)).unwrap();
+    let first = m.udp(told(&tx, |_, _, _| {}));
+    m.connect_dtls(first, &addr.to_string(), &client_ctx)
+        .unwrap();
+    run_script(&mut m, &clock, move |sc| {
+        sc.next(&rx, |(id, e)| *id == first && *e == Ev::Connected);
+        let ctx = client_ctx.clone();
+        let second = sc.look(move |cx| {
+            let s = cx.udp(Rec::quiet());
+            cx.connect_dtls(s, &addr.to_string(), &ctx).unwrap();
+            s
+        });
+        // Its retransmissions (after about 100 and 300 ms: the DTLS library
+        // doubles the wait, with jitter) come and go; it is not let in while
+        // the first lives.
+        for _ in 0..3 {
+            sc.advance(Duration::from_millis(150));
+        }
+        assert_eq!(sc.look(move |cx| cx.state(second)), State::Connecting);
+        assert_eq!(sc.look(move |cx| cx.shared().accepted().len()), 1);
+        // The first ends (close_notify): the second's next ClientHello gets in.
+        sc.look(move |cx| cx.close(first).unwrap());
+        sc.next(&rx, |(id, e)| *id != first && matches!(e, Ev::Closed(_)));
+        let mut state_now = (State::Connecting, 1);
+        for _ in 0..30 {
+            sc.advance(Duration::from_millis(100));
+            state_now = sc.look(move |cx| (cx.state(second), cx.shared().accepted().len()));
+            if state_now.0 == State::Connected {
+                break;
+            }
+        }
+        let (state, accepted) = state_now;
+        let seen = sc.look(move |cx| cx.shared().of(second));
+        assert_eq!((state, accepted), (State::Connected, 2), "{seen:?}");
+    });
+}
+
+#[test]
+fn a_close_right_after_the_handshake_ends_the_association_by_peer() {
+    // The client's close_notify can come with the handshake's last flight,
+    // before the server's side has opened: it must still end the association.
+    let server_ctx = DtlsContext::builder().build().unwrap();
+    let client_ctx = DtlsContext::builder()
+        .pin(server_ctx.fingerprint())
+        .build()
+        .unwrap();
+    let mut m = mux();
+    let (_, addr) = listener(&mut m, &server_ctx, Rec::listener(|| Some(echo())));
+    let clients: Vec<SocketId> = (0..20)
+        .map(|_| {
+            let c = m.udp(Rec::with(|cx, s, ev| {
+                if *ev == Ev::Connected {
+                    cx.close(s).unwrap();
+                }
+            }));
+            m.connect_dtls(c, &addr.to_string(), &client_ctx).unwrap();
+            c
+        })
+        .collect();
+    let all = clients.clone();
+    run_until(&mut m, LIMIT, move |log| {
+        all.iter().all(|c| log.is_closed(*c))
+            && log.accepted().len() == 20
+            && log.accepted().iter().all(|a| log.is_closed(*a))
+    });
+    let log = m.shared();
+    assert!(!log.timed_out, "{:#?}", log.events);
+    for c in clients {
+        assert_eq!(log.closed(c).reason, Reason::Normal);
+    }
+    for a in log.accepted() {
+        assert_eq!(log.closed(a).reason, Reason::ByPeer);
+    }
+}

@@ -114,7 +114,7 @@ fn openssl_client_to_a_tether_listener_with_srtp() {
             Ev::TlsReady(i) => Some(i),
             _ => None,
         })
-        .expect("on_tls_ready");
+        .unwrap_or_else(|| panic!("no on_tls_ready: {:#?}", log.of(a)));
     assert_eq!(info.version, TlsVersion::Dtls12);
     assert_eq!(info.srtp_profile, Some(SrtpProfile::Aes128CmSha1_80));
     let keys = keys.borrow();

@@ -167,10 +167,6 @@ impl<S: 'static> Engine<S> {
             Io::DtlsClient(c) => drain(&mut c.session, wire, &mut c.inbox, &mut delivered),
             _ => return,
         };
-        // on_tls_ready comes before the first record is delivered.
-        if connected {
-            self.tasks.push_back(Task::TlsReady(s));
-        }
         if delivered && slot.want.is_some() && slot.life.handshake().is_none() {
             slot.readable = true;
             self.tasks.push_back(Task::Read(s));
@@ -180,6 +176,11 @@ impl<S: 'static> Engine<S> {
             slot.life.fin_known();
         }
         self.write_wire(s);
+        if connected {
+            // At once (it runs no callback), so on_tls_ready is queued ahead
+            // of any recv's delivery that a callback queued meanwhile.
+            self.dtls_ready(s);
+        }
         self.end_if_told(s);
         self.arm(s);
         self.settle(s);
@@ -299,7 +300,7 @@ impl<S: 'static> Engine<S> {
 
     /// The handshake is over: check the peer's certificate (and the SRTP
     /// profile), then open, and let the held datagrams go.
-    pub(crate) fn dtls_ready(&mut self, s: SocketId) {
+    fn dtls_ready(&mut self, s: SocketId) {
         let Some(slot) = find(&mut self.slots, s) else {
             return;
         };
@@ -319,13 +320,16 @@ impl<S: 'static> Engine<S> {
         }
         io_log!(debug, Target::Tls, self.mux_id, socket = %s, "DTLS handshake done");
         slot.life.secured();
-        // Records that came with the handshake's last flight wait for on_tls_ready.
-        let arrived = slot.io.inbox().is_some_and(|(i, _)| !i.queue.is_empty());
-        if arrived && slot.want.is_some() {
-            self.tasks.push_back(Task::Read(s));
-        }
         let held = slot.outq.take();
+        // on_tls_ready (queued by settle) comes first; then the records that
+        // came with the handshake's last flight.
         self.settle(s);
+        if let Some(slot) = find(&mut self.slots, s) {
+            let arrived = slot.io.inbox().is_some_and(|(i, _)| !i.queue.is_empty());
+            if arrived && slot.want.is_some() {
+                self.tasks.push_back(Task::Read(s));
+            }
+        }
         if let Some(mut q) = held {
             while let Some((_, data)) = q.front_datagram() {
                 let data = data.to_vec();
@@ -407,6 +411,14 @@ impl<S: 'static> Cx<S> {
         else {
             return;
         };
+        if l.full() {
+            // At the admission limit nothing is looked at, so a peer's
+            // handshake stays where it was: its next ClientHello (a
+            // retransmission) is taken once there is room.
+            l.refused += 1;
+            io_log!(debug, Target::Udp, self.engine.mux_id, socket = %listener, peer = %from, "at max_connections: DTLS datagram dropped");
+            return;
+        }
         let UdpListening { sock, dtls, .. } = &mut **l;
         let Some(gate) = dtls.as_deref_mut() else {
             return;
@@ -438,17 +450,6 @@ impl<S: 'static> Cx<S> {
             return;
         }
         // The cookie came back: the peer is at its address.
-        if l.full() {
-            l.refused += 1;
-            self.engine.wire.clear();
-            // Kept: the peer's next retransmission asks again, and is admitted
-            // once there is room.
-            if let Some(gate) = l.dtls.as_deref_mut() {
-                park(gate, from, session);
-            }
-            io_log!(warn, Target::Udp, self.engine.mux_id, socket = %listener, peer = %from, "at max_connections: DTLS peer waits");
-            return;
-        }
         let info = PeerInfo {
             peer: Some(SockAddr::Inet(from)),
             hello: None,

@@ -88,9 +88,7 @@ impl<S: 'static> Cx<S> {
         let Some(slot) = find(&mut self.engine.slots, s) else {
             return;
         };
-        let Some(tls) = slot.tls.as_ref() else {
-            return self.engine.dtls_ready(s);
-        };
+        let Some(tls) = slot.tls.as_ref() else { return };
         if slot.life.handshake() != Some(Handshake::Security) {
             return;
         }
