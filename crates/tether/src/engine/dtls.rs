@@ -474,10 +474,7 @@ impl<S: 'static> Cx<S> {
             return;
         }
         let mut buf = std::mem::take(&mut self.engine.rbuf);
-        loop {
-            let Some(Io::DtlsClient(c)) = self.engine.slot(s).map(|slot| &slot.io) else {
-                break;
-            };
+        while let Some(Io::DtlsClient(c)) = self.engine.slot(s).map(|slot| &slot.io) {
             match c.sock.recv(&mut buf) {
                 Ok(len) => self.engine.dtls_input(s, &buf[..len]),
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
