@@ -122,9 +122,10 @@ impl SocketUser<Arc<Stats>> for Assoc {
     }
 }
 
-/// Wait (a little) until the server has seen every association end.
+/// Wait (half a second at most) until the server has seen every association
+/// end: a client's close_notify should end it (`ByPeer`).
 fn quiesce(stats: &Stats) -> u64 {
-    let deadline = std::time::Instant::now() + Duration::from_secs(1);
+    let deadline = std::time::Instant::now() + Duration::from_millis(500);
     loop {
         let (accepted, closed) = (Stats::get(&stats.accepted), Stats::get(&stats.closed));
         if closed >= accepted || std::time::Instant::now() > deadline {
