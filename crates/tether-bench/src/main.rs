@@ -12,6 +12,7 @@
 #![deny(unsafe_code)]
 
 mod common;
+mod dtls;
 mod idle;
 mod load;
 mod report;
@@ -32,7 +33,7 @@ use clap::Parser;
 use crate::load::Window;
 use crate::servers::Kind;
 
-const SCENARIOS: [&str; 8] = [
+const SCENARIOS: [&str; 9] = [
     "pingpong",
     "stream",
     "local",
@@ -40,6 +41,7 @@ const SCENARIOS: [&str; 8] = [
     "churn",
     "tls-handshake",
     "tls-data",
+    "dtls",
     "idle-memory",
 ];
 
@@ -47,7 +49,7 @@ const SCENARIOS: [&str; 8] = [
 #[derive(Parser, Debug)]
 #[command(name = "tether-bench")]
 struct Args {
-    /// pingpong, stream, local, udp, churn, tls-handshake, tls-data,
+    /// pingpong, stream, local, udp, churn, tls-handshake, tls-data, dtls,
     /// idle-memory, or all; or callgrind-pingpong: a fixed number of plain
     /// TCP round trips against one server (--only, default tether), untimed,
     /// for callgrind.sh.
@@ -186,6 +188,7 @@ fn main() {
             "churn" => scenarios::churn(&opts),
             "tls-handshake" => scenarios::tls_handshake(&opts, &pki),
             "tls-data" => scenarios::tls_data(&opts, &pki),
+            "dtls" => dtls::dtls(&opts),
             "idle-memory" => idle::idle_memory(&opts),
             _ => unreachable!(),
         };

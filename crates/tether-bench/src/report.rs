@@ -28,6 +28,8 @@ pub(crate) struct Report {
     kinds: Vec<Kind>,
     rounds: usize,
     cases: Vec<Case>,
+    /// Column names other than the servers' (see `labels`).
+    labels: Vec<(Kind, &'static str)>,
 }
 
 /// Median, minimum, maximum.
@@ -80,6 +82,35 @@ impl Report {
             kinds: kinds.to_vec(),
             rounds,
             cases: Vec::new(),
+            labels: Vec::new(),
+        }
+    }
+
+    /// Name the columns otherwise than by server, for a report whose columns
+    /// are not servers (`dtls` compares DTLS with plain UDP, both tether):
+    /// the ratios are then `label(tether)/label(other)`.
+    pub(crate) fn labels(mut self, labels: &[(Kind, &'static str)]) -> Self {
+        self.labels = labels.to_vec();
+        self
+    }
+
+    fn name(&self, k: Kind) -> &'static str {
+        self.labels
+            .iter()
+            .find(|(l, _)| *l == k)
+            .map_or(k.name(), |(_, n)| n)
+    }
+
+    /// The ratio column's header and the JSON key of the ratio.
+    fn ratio_names(&self, other: Kind) -> (String, String) {
+        if self.labels.is_empty() {
+            (
+                format!("t/{}", other.name()),
+                format!("tether_over_{}", other.name()),
+            )
+        } else {
+            let (t, o) = (self.name(Kind::Tether), self.name(other));
+            (format!("{t}/{o}"), format!("{t}_over_{o}"))
         }
     }
 
@@ -176,10 +207,10 @@ impl Report {
             }
         }
         let mut header = vec!["case".to_string(), "figure".to_string()];
-        header.extend(self.kinds.iter().map(|k| k.name().to_string()));
+        header.extend(self.kinds.iter().map(|k| self.name(*k).to_string()));
         for other in [Kind::Mio, Kind::Tokio, Kind::Std] {
             if self.kinds.contains(&other) && self.kinds.contains(&Kind::Tether) {
-                header.push(format!("t/{}", other.name()));
+                header.push(self.ratio_names(other).0);
             }
         }
         let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
@@ -239,7 +270,7 @@ impl Report {
                     let _ = write!(
                         s,
                         ",\"{}\":{{\"median\":{},\"min\":{},\"max\":{}}}",
-                        k.name(),
+                        self.name(*k),
                         json_num(m),
                         json_num(lo),
                         json_num(hi)
@@ -247,7 +278,7 @@ impl Report {
                 }
                 for other in [Kind::Mio, Kind::Tokio, Kind::Std] {
                     if let Some(r) = Self::ratio(fig, other) {
-                        let _ = write!(s, ",\"tether_over_{}\":{}", other.name(), json_num(r));
+                        let _ = write!(s, ",\"{}\":{}", self.ratio_names(other).1, json_num(r));
                     }
                 }
                 s.push('}');

@@ -47,7 +47,7 @@ fn rounds<C>(
     }
 }
 
-fn about(opts: &Opts, what: &str) -> String {
+pub(crate) fn about(opts: &Opts, what: &str) -> String {
     format!(
         "{what}; {:.2} s measured after {:.2} s warm-up",
         opts.window.measure.as_secs_f64(),

@@ -14,6 +14,7 @@ use crate::common::Target;
 use crate::sys;
 use crate::tlsio::{client_session, Sock, Wire};
 
+pub(crate) mod assoc;
 mod bulk;
 mod connections;
 mod pingpong;
