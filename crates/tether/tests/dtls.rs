@@ -609,3 +609,53 @@ fn a_close_right_after_the_handshake_ends_the_association_by_peer() {
         assert_eq!(log.closed(a).reason, Reason::ByPeer);
     }
 }
+
+#[test]
+fn records_nobody_asked_for_count_as_unread_and_the_peer_end_waits_for_them() {
+    let clock = TestClock::new();
+    let mut m = mux_on(&clock);
+    let server_ctx = DtlsContext::builder().build().unwrap();
+    let client_ctx = DtlsContext::builder()
+        .pin(server_ctx.fingerprint())
+        .build()
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    // Associations that never recv.
+    let (_, addr) = told_listener(&mut m, &server_ctx, &tx, |_, _, _| {});
+    let c = m.udp(told(&tx, |cx, s, ev| {
+        if *ev == Ev::Connected {
+            for d in [&b"one"[..], b"two!", b"three"] {
+                cx.send(s, d).unwrap();
+            }
+            cx.close(s).unwrap();
+        }
+    }));
+    m.connect_dtls(c, &addr.to_string(), &client_ctx).unwrap();
+    run_script(&mut m, &clock, move |sc| {
+        let (a, _) = sc.next(&rx, |(id, e)| *id != c && *e == Ev::Accepted);
+        let (_, ev) = sc.next(&rx, |(id, e)| *id == c && matches!(e, Ev::Closed(_)));
+        let Ev::Closed(done) = ev else { unreachable!() };
+        assert_eq!((done.reason, done.unsent), (Reason::Normal, 0));
+        // Wait for the association to have read all of it: its state shows
+        // the peer's end (close_notify came) while its records wait.
+        let mut state = State::Connecting;
+        for _ in 0..200 {
+            state = sc.look(move |cx| cx.state(a));
+            if state == State::NoRecv {
+                break;
+            }
+            sc.advance(Duration::from_millis(1));
+        }
+        assert_eq!(
+            state,
+            State::NoRecv,
+            "the peer's end is known, not yet reported"
+        );
+        sc.look(move |cx| cx.close(a).unwrap());
+        let (_, ev) = sc.next(&rx, |(id, e)| *id == a && matches!(e, Ev::Closed(_)));
+        let Ev::Closed(done) = ev else { unreachable!() };
+        // The peer ended first: a graceful end it began.
+        assert_eq!(done.reason, Reason::ByPeer);
+        assert_eq!(done.unread, 3 + 4 + 5, "the three records nobody asked for");
+    });
+}
