@@ -124,8 +124,8 @@
 //!
 //! [`DtlsContext::builder`] takes a PEM certificate (ECDSA) or makes a
 //! self-signed one, whose [`DtlsContext::fingerprint`] a WebRTC peer pins;
-//! trust is by pins or roots. [`Cx::connect_dtls`] runs a DTLS 1.2 handshake
-//! on a UDP socket; [`Cx::listen_dtls`] makes a bound UDP socket a DTLS
+//! trust is by pins or roots; it speaks DTLS 1.2, 1.3 or both
+//! ([`DtlsVersions`]). [`Cx::connect_dtls`] runs a handshake on a UDP socket; [`Cx::listen_dtls`] makes a bound UDP socket a DTLS
 //! listener whose peers, once they returned the cookie challenge, go through
 //! `on_incoming` and become associations. One `send` is one record (at most
 //! [`DtlsContext::max_record`] bytes); retransmissions run on the loop's timer
@@ -286,7 +286,7 @@ pub use id::SocketId;
 pub use mux::{IoMux, Turn};
 pub use security::cert_error::CertError;
 pub use security::context::{ClientCerts, TlsContext, TlsContextBuilder, TlsVersions};
-pub use security::dtls_context::{DtlsContext, DtlsContextBuilder, DEFAULT_DTLS_MTU};
+pub use security::dtls_context::{DtlsContext, DtlsContextBuilder, DtlsVersions, DEFAULT_DTLS_MTU};
 pub use security::fingerprint::Fingerprint;
 pub use security::info::{TlsInfo, TlsRole, TlsVersion};
 pub use security::srtp::{SrtpKeys, SrtpProfile};

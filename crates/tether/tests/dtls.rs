@@ -659,3 +659,126 @@ fn records_nobody_asked_for_count_as_unread_and_the_peer_end_waits_for_them() {
         assert_eq!(done.unread, 3 + 4 + 5, "the three records nobody asked for");
     });
 }
+
+#[test]
+fn dtls_13_and_version_choice() {
+    use tether::DtlsVersions;
+    // (server, client, what they settle on)
+    let cases = [
+        (
+            DtlsVersions::Dtls13,
+            DtlsVersions::Dtls13,
+            TlsVersion::Dtls13,
+        ),
+        (DtlsVersions::Both, DtlsVersions::Dtls13, TlsVersion::Dtls13),
+        (DtlsVersions::Both, DtlsVersions::Dtls12, TlsVersion::Dtls12),
+        (DtlsVersions::Both, DtlsVersions::Both, TlsVersion::Dtls13),
+    ];
+    for (server, client_v, want) in cases {
+        let server_ctx = DtlsContext::builder()
+            .versions(server)
+            .srtp(&SrtpProfile::ALL)
+            .build()
+            .unwrap();
+        let client_ctx = DtlsContext::builder()
+            .versions(client_v)
+            .pin(server_ctx.fingerprint())
+            .srtp(&SrtpProfile::ALL)
+            .build()
+            .unwrap();
+        let keys = Rc::new(RefCell::new(Vec::new()));
+        let k = keys.clone();
+        let mut m = mux();
+        let (l, addr) = listener(
+            &mut m,
+            &server_ctx,
+            Rec::listener(move || Some(keeping_keys(echo(), &k))),
+        );
+        let c = m.udp(keeping_keys(
+            client(vec![b"v".to_vec(), vec![3; 900]]),
+            &keys,
+        ));
+        m.connect_dtls(c, &addr.to_string(), &client_ctx).unwrap();
+        run_until(&mut m, LIMIT, move |log| {
+            log.is_closed(c) && log.accepted().iter().all(|a| log.is_closed(*a))
+        });
+        let log = m.shared();
+        let case = format!("{server:?} server, {client_v:?} client");
+        assert!(!log.timed_out, "{case}: {:#?}", log.events);
+        assert_eq!(log.closed(c).reason, Reason::Normal, "{case}");
+        assert_eq!(log.received(c), [&b"v"[..], &[3; 900]].concat(), "{case}");
+        assert_eq!(tls_ready(log, c).unwrap().version, want, "{case}");
+        let a = log.accepted()[0];
+        assert_eq!(tls_ready(log, a).unwrap().version, want, "{case}");
+        // One admission, after the cookie round trip.
+        assert_eq!(
+            log.of(l)
+                .iter()
+                .filter(|e| matches!(e, Ev::Incoming(_)))
+                .count(),
+            1
+        );
+        let keys = keys.borrow();
+        assert_eq!(keys.len(), 2, "{case}");
+        assert_eq!(keys[0], keys[1], "{case}");
+    }
+}
+
+#[test]
+fn a_client_hello_from_an_address_that_does_not_answer_gets_a_challenge_and_no_admission() {
+    use tether::DtlsVersions;
+    for (version, challenge_type) in [(DtlsVersions::Dtls12, 3u8), (DtlsVersions::Dtls13, 2u8)] {
+        // A real ClientHello, caught by a socket that never answers.
+        let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
+        silent
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let ctx = DtlsContext::builder()
+            .versions(version)
+            .insecure_no_verification()
+            .build()
+            .unwrap();
+        let mut catcher = mux();
+        let c = catcher.udp(Rec::quiet());
+        catcher
+            .connect_dtls(c, &silent.local_addr().unwrap().to_string(), &ctx)
+            .unwrap();
+        let mut hello = vec![0u8; 2048];
+        let (n, _) = silent
+            .recv_from(&mut hello)
+            .expect("the client's ClientHello");
+        hello.truncate(n);
+        // Replayed from another address (a spoofer's, which reads what comes).
+        let server_ctx = DtlsContext::builder().versions(version).build().unwrap();
+        let mut m = mux();
+        let (l, addr) = listener(&mut m, &server_ctx, Rec::listener(|| Some(echo())));
+        let spoofer = UdpSocket::bind("127.0.0.1:0").unwrap();
+        spoofer.set_nonblocking(true).unwrap();
+        spoofer.send_to(&hello, addr).unwrap();
+        let answers = Rc::new(RefCell::new(Vec::new()));
+        let got = answers.clone();
+        let reader = spoofer.try_clone().unwrap();
+        run_until(&mut m, LIMIT, move |_| {
+            let mut buf = [0u8; 2048];
+            while let Ok((n, _)) = reader.recv_from(&mut buf) {
+                got.borrow_mut().push(buf[..n].to_vec());
+            }
+            !got.borrow().is_empty()
+        });
+        let answers = answers.borrow();
+        assert_eq!(answers.len(), 1, "{version:?}: one challenge");
+        for a in answers.iter() {
+            assert_eq!(
+                (a[0], a[13]),
+                (22, challenge_type),
+                "{version:?}: a cookie challenge"
+            );
+        }
+        let log = m.shared();
+        assert!(
+            log.of(l).iter().all(|e| !matches!(e, Ev::Incoming(_))),
+            "{version:?}"
+        );
+        assert!(log.accepted().is_empty());
+    }
+}

@@ -207,8 +207,21 @@ pub(crate) fn is_client_hello(datagram: &[u8]) -> bool {
     datagram.len() > 25 && datagram[0] == 22 && datagram[13] == 1
 }
 
-/// Is this (a session's first answer to a ClientHello) a HelloVerifyRequest,
-/// the cookie challenge, rather than the server's first flight?
+/// The random of a DTLS 1.3 ServerHello that is a HelloRetryRequest (RFC 8446
+/// section 4.1.3: SHA-256 of "HelloRetryRequest").
+const RETRY_RANDOM: [u8; 32] = [
+    0xcf, 0x21, 0xad, 0x74, 0xe5, 0x9a, 0x61, 0x11, 0xbe, 0x1d, 0x8c, 0x02, 0x1e, 0x65, 0xb8, 0x91,
+    0xc2, 0xa2, 0x11, 0x16, 0x7a, 0xbb, 0x8c, 0x5e, 0x07, 0x9e, 0x09, 0xe2, 0xc8, 0xa8, 0x33, 0x9c,
+];
+
+/// Is this (a session's first answer to a ClientHello) the cookie challenge
+/// — a DTLS 1.2 HelloVerifyRequest (handshake type 3), or a DTLS 1.3
+/// HelloRetryRequest (a ServerHello, type 2, with the retry random after its
+/// 13-byte record header, 12-byte handshake header and 2-byte version) —
+/// rather than the server's first flight?
 pub(crate) fn is_hello_verify(datagram: &[u8]) -> bool {
-    datagram.len() > 13 && datagram[0] == 22 && datagram[13] == 3
+    let handshake = datagram.len() > 13 && datagram[0] == 22;
+    let hvr = handshake && datagram[13] == 3;
+    let hrr = handshake && datagram[13] == 2 && datagram.get(27..59) == Some(&RETRY_RANDOM[..]);
+    hvr || hrr
 }

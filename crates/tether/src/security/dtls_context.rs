@@ -38,6 +38,20 @@ pub const DEFAULT_DTLS_MTU: usize = 1200;
 /// less).
 const RECORD_OVERHEAD: usize = 37;
 
+/// Which DTLS versions a context speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum DtlsVersions {
+    /// DTLS 1.2 only (the default): what OpenSSL, browsers and SIP phones speak.
+    #[default]
+    Dtls12,
+    /// DTLS 1.3 only.
+    Dtls13,
+    /// Either: a server answers in the version the ClientHello asks for, a
+    /// client offers both and takes the server's choice.
+    Both,
+}
+
 /// Builds a [`DtlsContext`]; see [`DtlsContext::builder`].
 #[derive(Default)]
 pub struct DtlsContextBuilder {
@@ -50,6 +64,7 @@ pub struct DtlsContextBuilder {
     mtu: Option<usize>,
     retransmit: Option<Duration>,
     server_name: Option<String>,
+    versions: DtlsVersions,
 }
 
 impl fmt::Debug for DtlsContextBuilder {
@@ -167,6 +182,12 @@ impl DtlsContextBuilder {
         self
     }
 
+    /// Which DTLS versions to speak ([`DtlsVersions::Dtls12`] by default).
+    pub fn versions(mut self, versions: DtlsVersions) -> Self {
+        self.versions = versions;
+        self
+    }
+
     /// The name a client verifies the server's certificate against with
     /// trust roots (by default the host or IP address it connects to).
     pub fn server_name(mut self, name: &str) -> Self {
@@ -239,6 +260,7 @@ impl DtlsContextBuilder {
                 srtp: self.srtp,
                 max_record: mtu.saturating_sub(RECORD_OVERHEAD),
                 server_name: self.server_name,
+                versions: self.versions,
             }),
         })
     }
@@ -293,6 +315,7 @@ struct Inner {
     srtp: Vec<SrtpProfile>,
     max_record: usize,
     server_name: Option<String>,
+    versions: DtlsVersions,
 }
 
 impl fmt::Debug for DtlsContext {
@@ -342,11 +365,12 @@ impl DtlsContext {
     }
 
     pub(crate) fn session(&self, client: bool, now: std::time::Instant) -> dimpl::Dtls {
-        let mut dtls = dimpl::Dtls::new_12(
-            self.inner.config.clone(),
-            self.inner.certificate.clone(),
-            now,
-        );
+        let (config, cert) = (self.inner.config.clone(), self.inner.certificate.clone());
+        let mut dtls = match self.inner.versions {
+            DtlsVersions::Dtls12 => dimpl::Dtls::new_12(config, cert, now),
+            DtlsVersions::Dtls13 => dimpl::Dtls::new_13(config, cert, now),
+            DtlsVersions::Both => dimpl::Dtls::new_auto(config, cert, now),
+        };
         dtls.set_active(client);
         dtls
     }
