@@ -34,12 +34,28 @@ use crate::{Admission, ApiError, Cx, DtlsContext, Error, PeerInfo, SocketId};
 pub(crate) struct Wire {
     bytes: Vec<u8>,
     ends: Vec<usize>,
+    /// What sessions are polled into (grown on the library's request).
+    poll: Vec<u8>,
 }
 
 impl Wire {
-    fn push(&mut self, record: &[u8]) {
-        self.bytes.extend_from_slice(record);
-        self.ends.push(self.bytes.len());
+    /// Everything `session` has: its records onto the wire, its plaintext
+    /// into `inbox` (none: dropped). True if a datagram was queued.
+    fn take(&mut self, session: &mut Session, mut inbox: Option<&mut Inbox>) -> bool {
+        let Wire { bytes, ends, poll } = self;
+        let mut queued = false;
+        session.drain(poll, |out| match out {
+            Out::Packet(p) => {
+                bytes.extend_from_slice(p);
+                ends.push(bytes.len());
+            }
+            Out::Data(d) => {
+                if let Some(inbox) = inbox.as_deref_mut() {
+                    queued |= inbox.push(d);
+                }
+            }
+        });
+        queued
     }
 
     fn records(&self) -> impl Iterator<Item = &[u8]> {
@@ -287,12 +303,7 @@ impl<S: 'static> Engine<S> {
             io_log!(debug, Target::Tls, self.mux_id, socket = %s, error = %e, "DTLS record refused");
             return;
         }
-        let wire = &mut self.wire;
-        session.drain(|out| {
-            if let Out::Packet(p) = out {
-                wire.push(p);
-            }
-        });
+        self.wire.take(session, None);
         slot.life.wrote(data.len());
         slot.active = self.now;
         queue_sent(&mut self.tasks, slot.wants_sent, s, 1);
@@ -351,12 +362,7 @@ impl<S: 'static> Engine<S> {
             return;
         };
         session.close();
-        let wire = &mut self.wire;
-        session.drain(|out| {
-            if let Out::Packet(p) = out {
-                wire.push(p);
-            }
-        });
+        self.wire.take(session, None);
         self.write_wire(s);
         if let Some(slot) = find(&mut self.slots, s) {
             slot.life.fin_sent();
@@ -379,10 +385,7 @@ fn drain(
     inbox: &mut Inbox,
     delivered: &mut bool,
 ) -> (bool, bool) {
-    session.drain(|out| match out {
-        Out::Packet(p) => wire.push(p),
-        Out::Data(d) => *delivered |= inbox.push(d),
-    });
+    *delivered |= wire.take(session, Some(inbox));
     (session.take_connected(), session.peer_closed())
 }
 
@@ -437,9 +440,8 @@ impl<S: 'static> Cx<S> {
             return;
         }
         let wire = &mut self.engine.wire;
-        let mut plain = Inbox::default();
-        let mut delivered = false;
-        drain(&mut session, wire, &mut plain, &mut delivered);
+        // Nothing but handshake records before the handshake's end.
+        wire.take(&mut session, None);
         let challenged = wire.records().next().is_some_and(is_hello_verify);
         if challenged || wire.records().next().is_none() {
             for record in wire.records() {

@@ -29,8 +29,6 @@ pub(crate) enum Out<'a> {
 pub(crate) struct Session {
     dtls: dimpl::Dtls,
     ctx: DtlsContext,
-    /// The buffer records are polled into (grown on the library's request).
-    buf: Vec<u8>,
     /// When the library wants [`tick`](Self::tick) next.
     deadline: Option<Instant>,
     /// The handshake completed (reported once by [`take_connected`](Self::take_connected)).
@@ -48,7 +46,6 @@ impl Session {
         Session {
             dtls: ctx.session(client, now),
             ctx: ctx.clone(),
-            buf: Vec::new(),
             deadline: None,
             connected: false,
             reported: false,
@@ -100,16 +97,17 @@ impl Session {
 
     /// Hand everything the session has to `out`, in order, and note the
     /// rest (the handshake's end, the peer's certificate, SRTP keys, the
-    /// peer's close_notify, the next deadline).
-    pub(crate) fn drain(&mut self, mut out: impl FnMut(Out<'_>)) {
-        if self.buf.is_empty() {
-            self.buf.resize(self.ctx.max_record() + 256, 0);
+    /// peer's close_notify, the next deadline). `buf` is the loop's, shared
+    /// by every session, so an idle one holds no buffer of its own.
+    pub(crate) fn drain(&mut self, buf: &mut Vec<u8>, mut out: impl FnMut(Out<'_>)) {
+        if buf.is_empty() {
+            buf.resize(self.ctx.max_record() + 256, 0);
         }
         loop {
-            match self.dtls.poll_output(&mut self.buf) {
+            match self.dtls.poll_output(buf) {
                 Output::Packet(p) => out(Out::Packet(p)),
                 Output::ApplicationData(d) => out(Out::Data(d)),
-                Output::BufferTooSmall { needed } => self.buf.resize(needed, 0),
+                Output::BufferTooSmall { needed } => buf.resize(needed, 0),
                 Output::Timeout(at) => {
                     self.deadline = Some(at);
                     break;
