@@ -72,16 +72,6 @@ fn client(msgs: Vec<Vec<u8>>) -> Rec {
     })
 }
 
-/// `user`, and on `on_tls_ready` the socket's SRTP keys pushed to `keys`.
-fn keeping_keys(user: Rec, keys: &Rc<RefCell<Vec<SrtpKeys>>>) -> Rec {
-    let keys = keys.clone();
-    user.also(move |cx, s, ev| {
-        if let Ev::TlsReady(_) = ev {
-            keys.borrow_mut().extend(cx.srtp_keying_material(s));
-        }
-    })
-}
-
 #[test]
 fn pinned_peers_exchange_records_and_export_the_same_srtp_keys() {
     let server_ctx = DtlsContext::builder()

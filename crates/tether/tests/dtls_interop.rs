@@ -10,11 +10,12 @@ mod tls_support;
 
 use std::cell::RefCell;
 use std::net::UdpSocket;
+use std::path::Path;
 use std::process::Command;
 use std::rc::Rc;
 
-use common::{inet, mux, run_until, Ev, Rec};
-use tether::{DtlsContext, Reason, RecvMode, SrtpKeys, SrtpProfile, TlsVersion};
+use common::{inet, keeping_keys, mux, run_until, Ev, Rec};
+use tether::{DtlsContext, Reason, RecvMode, SrtpProfile, TlsVersion};
 use tls_support::*;
 
 const PROFILE: &str = "SRTP_AES128_CM_SHA1_80";
@@ -32,13 +33,33 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn keeping_keys(user: Rec, keys: &Rc<RefCell<Vec<SrtpKeys>>>) -> Rec {
-    let keys = keys.clone();
-    user.also(move |cx, s, ev| {
-        if let Ev::TlsReady(_) = ev {
-            keys.borrow_mut().extend(cx.srtp_keying_material(s));
-        }
-    })
+/// `openssl s_server -dtls1_2` for one client, on a free port, with the PEM
+/// files in `dir` (and SRTP with `-keymatexport` if `srtp`), once it is
+/// ready; and its port.
+fn s_server(dir: &Path, srtp: bool) -> (u16, Proc) {
+    let port = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut cmd = Command::new(openssl());
+    cmd.args(["s_server", "-dtls1_2", "-naccept", "1", "-accept"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("-cert")
+        .arg(dir.join("server.pem"))
+        .arg("-key")
+        .arg(dir.join("server.key"));
+    if srtp {
+        cmd.args(["-use_srtp", PROFILE]).args([
+            "-keymatexport",
+            "EXTRACTOR-dtls_srtp",
+            "-keymatexportlen",
+            "60",
+        ]);
+    }
+    let mut server = Proc::spawn(&mut cmd);
+    server.wait_line(LIMIT, |l| l.starts_with("ACCEPT"));
+    (port, server)
 }
 
 #[test]
@@ -131,28 +152,7 @@ fn tether_client_to_openssl_server_with_srtp() {
     let pki = Pki::new();
     let dir = tempfile::tempdir().unwrap();
     pki.write_files(dir.path());
-    let port = UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut server = Proc::spawn(
-        Command::new(openssl())
-            .args(["s_server", "-dtls1_2", "-naccept", "1", "-accept"])
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("-cert")
-            .arg(dir.path().join("server.pem"))
-            .arg("-key")
-            .arg(dir.path().join("server.key"))
-            .args(["-use_srtp", PROFILE])
-            .args([
-                "-keymatexport",
-                "EXTRACTOR-dtls_srtp",
-                "-keymatexportlen",
-                "60",
-            ]),
-    );
-    server.wait_line(LIMIT, |l| l.starts_with("ACCEPT"));
+    let (port, server) = s_server(dir.path(), true);
     let ctx = DtlsContext::builder()
         .roots_pem(pki.ca.cert_pem.as_bytes())
         .unwrap()
@@ -195,21 +195,7 @@ fn a_server_certificate_from_another_ca_is_refused() {
     let other = Pki::new();
     let dir = tempfile::tempdir().unwrap();
     pki.write_files(dir.path());
-    let port = UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut server = Proc::spawn(
-        Command::new(openssl())
-            .args(["s_server", "-dtls1_2", "-naccept", "1", "-accept"])
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("-cert")
-            .arg(dir.path().join("server.pem"))
-            .arg("-key")
-            .arg(dir.path().join("server.key")),
-    );
-    server.wait_line(LIMIT, |l| l.starts_with("ACCEPT"));
+    let (port, server) = s_server(dir.path(), false);
     let ctx = DtlsContext::builder()
         .roots_pem(other.ca.cert_pem.as_bytes())
         .unwrap()

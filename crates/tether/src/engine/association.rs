@@ -23,7 +23,7 @@ use std::net::SocketAddr;
 
 use tether_proto::{Lifecycle, Op, Reason, Refused, SockAddr};
 
-use crate::engine::datagram::send_one;
+use crate::engine::datagram::{fits, send_one};
 use crate::engine::io::{Association, Inbox, Io, UdpListening, QUEUE_MAX};
 use crate::engine::slot::find;
 use crate::engine::task::{queue_sent, Task};
@@ -147,13 +147,7 @@ impl<S: 'static> Engine<S> {
                 transport: crate::transport::Transport::Udp,
             });
         }
-        let max = udp::max_payload(&peer);
-        if data.len() > max {
-            return Err(ApiError::DatagramTooLarge {
-                len: data.len(),
-                max,
-            });
-        }
+        fits(data, udp::max_payload(&peer))?;
         slot.life.send(data.len())?;
         let queued = slot.outq.is_some();
         if !queued {

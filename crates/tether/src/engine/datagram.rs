@@ -67,13 +67,7 @@ impl<S: 'static> Engine<S> {
             (None, Some(peer)) => peer,
             (None, None) => return Err(ApiError::NoPeer),
         };
-        let max = udp::max_payload(&dest);
-        if data.len() > max {
-            return Err(ApiError::DatagramTooLarge {
-                len: data.len(),
-                max,
-            });
-        }
+        fits(data, udp::max_payload(&dest))?;
         slot.life.send(data.len())?;
         if slot.outq.is_none() {
             match send_one(sock, to, data) {
@@ -244,6 +238,19 @@ impl<S> Engine<S> {
     }
 }
 
+/// One datagram is sent whole or not at all: longer than `max`, it is
+/// refused at the call.
+#[inline]
+pub(crate) fn fits(data: &[u8], max: usize) -> Result<(), ApiError> {
+    if data.len() > max {
+        return Err(ApiError::DatagramTooLarge {
+            len: data.len(),
+            max,
+        });
+    }
+    Ok(())
+}
+
 pub(crate) fn send_one(
     sock: &mio::net::UdpSocket,
     to: Option<SocketAddr>,
@@ -292,13 +299,7 @@ impl<S: 'static> Engine<S> {
             });
         }
         // Refused before a fresh socket is bound for it: misuse changes nothing.
-        let max = udp::max_payload(&to);
-        if data.len() > max {
-            return Err(ApiError::DatagramTooLarge {
-                len: data.len(),
-                max,
-            });
-        }
+        fits(data, udp::max_payload(&to))?;
         if matches!(slot.io, Io::None) && slot.life.closed().is_none() {
             // Like sendto(2) on an unbound socket: take an ephemeral port.
             slot.life.bind()?;

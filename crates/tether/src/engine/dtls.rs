@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use tether_proto::{Destination, Handshake, Reason, SockAddr};
 
-use crate::engine::datagram::send_one;
+use crate::engine::datagram::{fits, send_one};
 use crate::engine::io::{DtlsClient, DtlsGate, Inbox, Io, UdpListening, PENDING_MAX};
 use crate::engine::slot::find;
 use crate::engine::task::{queue_sent, Task};
@@ -272,13 +272,7 @@ impl<S: 'static> Engine<S> {
                 transport: crate::Transport::Udp,
             });
         }
-        let max = session.context().max_record();
-        if data.len() > max {
-            return Err(ApiError::DatagramTooLarge {
-                len: data.len(),
-                max,
-            });
-        }
+        fits(data, session.context().max_record())?;
         slot.life.send(data.len())?;
         if slot.life.holds_output() {
             slot.outq

@@ -20,7 +20,7 @@ use rustls::RootCertStore;
 
 use super::fingerprint::Fingerprint;
 use super::identity::{
-    certificates, certified, current, identity, read_file, ClientCert, ServerCert, Slot,
+    certified, current, identity, read_file, roots, ClientCert, ServerCert, Slot,
 };
 use super::tls_error::TlsError;
 use super::verify::{PinnedClient, PinnedServer};
@@ -185,14 +185,7 @@ impl TlsContextBuilder {
     /// whom a server trusts to sign client certificates. May be called again to
     /// add more.
     pub fn roots_pem(mut self, pem: &[u8]) -> Result<Self, TlsError> {
-        let roots = certificates(pem, "trust roots")?;
-        if roots.is_empty() {
-            return Err(TlsError::BadPem {
-                what: "trust roots",
-                detail: "no CERTIFICATE section found".into(),
-            });
-        }
-        self.roots.extend(roots);
+        self.roots.extend(roots(pem)?);
         Ok(self)
     }
 

@@ -21,7 +21,7 @@ use rustls::RootCertStore;
 
 use super::context::ClientCerts;
 use super::fingerprint::Fingerprint;
-use super::identity::{certificates, certified, identity, read_file};
+use super::identity::{certified, identity, read_file, roots};
 use super::srtp::SrtpProfile;
 use super::tls::tls_error;
 use super::tls_error::TlsError;
@@ -115,14 +115,7 @@ impl DtlsContextBuilder {
     /// peer's certificate alone, without its chain, so the peer's certificate
     /// must be signed by a root directly (or be one).
     pub fn roots_pem(mut self, pem: &[u8]) -> Result<Self, TlsError> {
-        let roots = certificates(pem, "trust roots")?;
-        if roots.is_empty() {
-            return Err(TlsError::BadPem {
-                what: "trust roots",
-                detail: "no CERTIFICATE section found".into(),
-            });
-        }
-        self.roots.extend(roots);
+        self.roots.extend(roots(pem)?);
         Ok(self)
     }
 

@@ -33,6 +33,18 @@ pub(super) fn certificates(
         })
 }
 
+/// Trust roots from PEM: at least one certificate.
+pub(super) fn roots(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let roots = certificates(pem, "trust roots")?;
+    if roots.is_empty() {
+        return Err(TlsError::BadPem {
+            what: "trust roots",
+            detail: "no CERTIFICATE section found".into(),
+        });
+    }
+    Ok(roots)
+}
+
 /// A chain and key from PEM.
 pub(super) fn identity(
     chain: &[u8],

@@ -554,3 +554,18 @@ pub fn told(
         let _ = tx.send((s, ev.clone()));
     })
 }
+
+// ----- appended for the DTLS tests -----
+
+/// `user`, and on `on_tls_ready` the socket's SRTP keys pushed to `keys`.
+pub fn keeping_keys(
+    user: Rec,
+    keys: &std::rc::Rc<std::cell::RefCell<Vec<tether::SrtpKeys>>>,
+) -> Rec {
+    let keys = keys.clone();
+    user.also(move |cx, s, ev| {
+        if let Ev::TlsReady(_) = ev {
+            keys.borrow_mut().extend(cx.srtp_keying_material(s));
+        }
+    })
+}
