@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use common::*;
 use tether::{
-    ApiError, ClientCerts, DtlsContext, Fingerprint, IoMux, Reason, RecvMode, SocketId, SrtpKeys,
+    ApiError, ClientCerts, DtlsContext, Fingerprint, IoMux, Reason, RecvMode, SocketId,
     SrtpProfile, State, TestClock, Timeouts, TlsVersion,
 };
 use tether_impair::{Impairment, UdpRelay};
