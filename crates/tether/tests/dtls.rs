@@ -205,16 +205,32 @@ fn garbage_to_a_listener_costs_nothing_and_changes_nothing() {
         d[0] = (i % 30) as u8; // some look like records, none a ClientHello
         junk.send_to(&d, addr).unwrap();
     }
+    // And some that look like a ClientHello (a handshake record whose first
+    // message is type 1) but are not one: the DTLS library refuses them.
+    for i in 0..50u8 {
+        let mut d = vec![i; 120];
+        (d[0], d[13]) = (22, 1);
+        junk.send_to(&d, addr).unwrap();
+    }
     // A real client after the garbage is served.
     let client_ctx = DtlsContext::builder()
         .pin(ctx.fingerprint())
         .build()
         .unwrap();
-    let c = mux.udp(client(vec![b"after".to_vec()]));
+    // Handshakes the listener keeps for unanswered challenges, seen when the
+    // real client's handshake is over.
+    let pending = Rc::new(std::cell::Cell::new(usize::MAX));
+    let seen = pending.clone();
+    let c = mux.udp(client(vec![b"after".to_vec()]).also(move |cx, _, ev| {
+        if *ev == Ev::Connected {
+            seen.set(cx.dtls_pending(l));
+        }
+    }));
     mux.connect_dtls(c, &addr.to_string(), &client_ctx).unwrap();
     run_until(&mut mux, LIMIT, move |log| log.is_closed(c));
     let log = mux.shared();
     assert_eq!(log.closed(c).reason, Reason::Normal);
+    assert_eq!(pending.get(), 0, "nothing kept for the garbage");
     let incoming = log
         .of(l)
         .iter()
@@ -748,13 +764,22 @@ fn a_client_hello_from_an_address_that_does_not_answer_gets_a_challenge_and_no_a
         let answers = Rc::new(RefCell::new(Vec::new()));
         let got = answers.clone();
         let reader = spoofer.try_clone().unwrap();
-        run_until(&mut m, LIMIT, move |_| {
+        // Once the challenge came back: what the listener keeps meanwhile
+        // (the one challenged handshake), looked at from the loop itself.
+        let pending = Rc::new(std::cell::Cell::new(0));
+        let seen = pending.clone();
+        m.set_interval(Duration::from_millis(1), move |cx| {
             let mut buf = [0u8; 2048];
             while let Ok((n, _)) = reader.recv_from(&mut buf) {
                 got.borrow_mut().push(buf[..n].to_vec());
             }
-            !got.borrow().is_empty()
+            if !got.borrow().is_empty() {
+                seen.set(cx.dtls_pending(l));
+                cx.terminate();
+            }
         });
+        run_for(&mut m, LIMIT);
+        assert!(!m.shared().timed_out, "{version:?}: no answer");
         let answers = answers.borrow();
         assert_eq!(answers.len(), 1, "{version:?}: one challenge");
         for a in answers.iter() {
@@ -764,6 +789,7 @@ fn a_client_hello_from_an_address_that_does_not_answer_gets_a_challenge_and_no_a
                 "{version:?}: a cookie challenge"
             );
         }
+        assert_eq!(pending.get(), 1, "{version:?}: one pending challenge");
         let log = m.shared();
         assert!(
             log.of(l).iter().all(|e| !matches!(e, Ev::Incoming(_))),

@@ -39,6 +39,14 @@ impl<S: 'static> Cx<S> {
         self.engine.listen_dtls(s, ctx)
     }
 
+    /// Peers a DTLS listener has sent a cookie challenge and that have not
+    /// completed it yet: what a flood of spoofed ClientHellos can cost it (at
+    /// most 256 such handshakes are kept, the oldest dropped first). 0 on any
+    /// other socket.
+    pub fn dtls_pending(&self, s: SocketId) -> usize {
+        self.engine.dtls_pending(s)
+    }
+
     /// The SRTP master keys and salts a DTLS-SRTP handshake exported (RFC
     /// 5764), once `on_tls_ready` came; `None` on a socket without SRTP.
     pub fn srtp_keying_material(&self, s: SocketId) -> Option<SrtpKeys> {

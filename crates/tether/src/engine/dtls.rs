@@ -364,6 +364,13 @@ impl<S: 'static> Engine<S> {
         self.settle(s);
     }
 
+    pub(crate) fn dtls_pending(&self, s: SocketId) -> usize {
+        match self.slot(s).map(|slot| &slot.io) {
+            Some(Io::UdpListener(l)) => l.dtls.as_ref().map_or(0, |g| g.pending.len()),
+            _ => 0,
+        }
+    }
+
     /// The SRTP keys a DTLS-SRTP handshake exported.
     pub(crate) fn srtp_keying_material(&self, s: SocketId) -> Option<SrtpKeys> {
         self.slot(s)?.io.dtls()?.srtp_keys().cloned()
@@ -436,8 +443,14 @@ impl<S: 'static> Cx<S> {
         let wire = &mut self.engine.wire;
         // Nothing but handshake records before the handshake's end.
         wire.take(&mut session, None);
-        let challenged = wire.records().next().is_some_and(is_hello_verify);
-        if challenged || wire.records().next().is_none() {
+        let silent = wire.records().next().is_none();
+        if silent && !known {
+            // Not a ClientHello after all (the library dropped it as noise):
+            // nothing is kept.
+            gate.ignored += 1;
+            return;
+        }
+        if silent || wire.records().next().is_some_and(is_hello_verify) {
             for record in wire.records() {
                 let _ = send_one(sock, Some(from), record);
             }
