@@ -14,6 +14,9 @@
 //!   framed connection in both directions.
 //! - [`addr`]: parsing of the addresses tether accepts.
 //! - [`frame`]: the framed wire format (encoder, streaming decoder, frame order).
+//! - [`http`]: a server-side HTTP/1.1 codec (request decoder, response
+//!   encoder, keep-alive rules), with limits on what a client can make a
+//!   server hold.
 //! - [`timeouts`]: per-connection timeouts (connect, handshake, idle); the
 //!   lifecycle says which [`Stage`] applies.
 #![deny(missing_docs)]
@@ -21,6 +24,7 @@
 
 pub mod addr;
 pub mod frame;
+pub mod http;
 pub mod lifecycle;
 pub mod timeouts;
 
