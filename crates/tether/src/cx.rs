@@ -2,6 +2,7 @@
 
 mod dtls;
 mod framed;
+mod http;
 mod options;
 mod tls;
 mod udp;
@@ -61,6 +62,10 @@ impl<S> fmt::Debug for Cx<S> {
             .finish_non_exhaustive()
     }
 }
+
+/// Why the application's close, reset, discard and shutdown are refused in
+/// HTTP mode.
+const OWNS_END: &str = "in HTTP mode the connection ends by itself, after its response";
 
 /// The largest Exact recv: its bytes are gathered in memory until all arrived,
 /// so a length read off the wire must not be able to ask for more than this.
@@ -179,13 +184,26 @@ impl<S: 'static> Cx<S> {
     /// One `on_received` answers one recv. Nothing is read while no recv is
     /// pending: that is how a slow consumer holds back a fast peer.
     pub fn recv(&mut self, s: SocketId, n: usize, mode: RecvMode) -> Result<(), ApiError> {
+        self.http_owns(
+            s,
+            "in HTTP mode the layer reads: requests come to on_request",
+        )?;
         self.engine.recv(s, n, mode)
+    }
+
+    /// Refuse what HTTP mode does itself.
+    fn http_owns(&self, s: SocketId, why: &'static str) -> Result<(), ApiError> {
+        if self.engine.is_http(s) {
+            return Err(ApiError::Http(why));
+        }
+        Ok(())
     }
 
     // ----- ending -----
     /// Half-close: once everything queued is sent, send FIN. Receiving goes on;
     /// the state becomes `NoSend`.
     pub fn shutdown(&mut self, s: SocketId) -> Result<(), ApiError> {
+        self.http_owns(s, OWNS_END)?;
         self.engine.shutdown(s)
     }
 
@@ -194,6 +212,7 @@ impl<S: 'static> Cx<S> {
     /// linger time (`set_linger`, 30 s by default) the connection is reset and
     /// closes with `LingerTimeout`. A listener or unconnected socket closes now.
     pub fn close(&mut self, s: SocketId) -> Result<(), ApiError> {
+        self.http_owns(s, OWNS_END)?;
         self.engine.close(s)
     }
 
@@ -202,6 +221,7 @@ impl<S: 'static> Cx<S> {
     /// A Local socket has no RST: it closes at once, and its peer sees
     /// ECONNRESET only if it had sent bytes we never read, else a plain end.
     pub fn reset(&mut self, s: SocketId) -> Result<(), ApiError> {
+        self.http_owns(s, OWNS_END)?;
         self.engine.reset(s)
     }
 
@@ -209,6 +229,7 @@ impl<S: 'static> Cx<S> {
     /// may use it, else an RST (TCP) or a plain close (Local); `Closed::discard`
     /// says which happened.
     pub fn discard(&mut self, s: SocketId) -> Result<(), ApiError> {
+        self.http_owns(s, OWNS_END)?;
         self.engine.discard(s)
     }
 

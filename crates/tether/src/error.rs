@@ -63,6 +63,9 @@ pub enum ApiError {
     /// The system refused a socket option (an out-of-range value); the value
     /// is the OS error number.
     SocketOption(i32),
+    /// HTTP mode refused the operation; the message says why (the layer owns
+    /// the end and the reading, no request waits for a response, ...).
+    Http(&'static str),
     /// The kernel refused this one datagram (an unreachable destination, a
     /// broadcast address without permission, ...). The socket stays open; the
     /// value is the OS error number.
@@ -87,6 +90,7 @@ impl fmt::Display for ApiError {
                 )
             }
             ApiError::TlsActive => f.write_str("the socket already speaks TLS"),
+            ApiError::Http(why) => f.write_str(why),
             ApiError::MessageTooLarge { len, max } => {
                 write!(
                     f,

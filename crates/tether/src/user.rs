@@ -122,6 +122,23 @@ pub trait SocketUser<S = ()> {
         true
     }
 
+    /// HTTP mode: a request came. Answer it with
+    /// [`Cx::respond`](crate::Cx::respond), now or later; the next request of
+    /// the connection comes only after this one's response. By default the
+    /// answer is `404 Not Found`.
+    fn on_request(&mut self, cx: &mut Cx<S>, s: SocketId, request: &crate::Request)
+    where
+        S: 'static,
+    {
+        let _ = cx.respond(s, crate::Response::new(404));
+    }
+
+    /// HTTP mode: the next part of a request body longer than
+    /// [`HttpOptions::buffer`](crate::HttpOptions::buffer), as it is read;
+    /// `last` with the end of the body. A body the application does not want
+    /// need not be read: once the response is out, what is left is thrown away.
+    fn on_request_body(&mut self, cx: &mut Cx<S>, s: SocketId, data: &[u8], last: bool) {}
+
     /// Exactly once per socket, last of all its callbacks. The id is stale from
     /// now on.
     fn on_closed(&mut self, cx: &mut Cx<S>, s: SocketId, closed: &Closed);

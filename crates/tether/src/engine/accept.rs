@@ -59,6 +59,13 @@ impl<S: 'static> Engine<S> {
                     io_log!(debug, slot.log_target(), self.mux_id, socket = %s, %listener, "accepted");
                 }
                 self.settle(s);
+                let http = match self.slot(listener).map(|l| &l.io) {
+                    Some(Io::Listener(l)) => l.http,
+                    _ => None,
+                };
+                if let Some(opts) = http {
+                    self.start_http(s, opts);
+                }
             }
             Err(e) => {
                 self.fail(s, Reason::AcceptFailed, Error::Io(e));

@@ -66,6 +66,7 @@ impl<S: 'static> Cx<S> {
                 Task::Sent(s) => {
                     self.call(s, |u, cx| u.on_sent(cx, s));
                 }
+                Task::PeerShutdown(s) if self.engine.is_http(s) => self.http_peer_end(s),
                 Task::PeerShutdown(s) => {
                     let farewell = self
                         .engine
@@ -84,6 +85,7 @@ impl<S: 'static> Cx<S> {
                 }
                 Task::Read(s) => self.pump(s),
                 Task::Accept(s) => self.pump_accept(s),
+                Task::Http(s) => self.http_step(s),
                 Task::Closed(s) => self.finish(s),
                 Task::State(s, from, to) => {
                     self.call(s, |u, cx| u.on_state(cx, s, from, to));
@@ -101,6 +103,7 @@ impl<S: 'static> Cx<S> {
             return;
         }
         self.engine.end_dial(s);
+        self.engine.end_http(s);
         let mut slot = self.engine.slots.remove(s.idx as usize);
         self.engine.timers.disarm_socket(&mut slot.timer);
         let end = slot.end.take().map(|b| *b).unwrap_or_default();

@@ -112,6 +112,8 @@ pub(crate) struct Listening {
     pub(crate) max: Option<u32>,
     /// Taken connections whose `on_closed` has not returned yet.
     pub(crate) live: u32,
+    /// HTTP mode for every connection it takes.
+    pub(crate) http: Option<crate::HttpOptions>,
 }
 
 impl std::fmt::Debug for Listening {
@@ -132,6 +134,7 @@ impl Listening {
             tls: None,
             max: None,
             live: 0,
+            http: None,
         })
     }
 

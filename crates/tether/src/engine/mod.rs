@@ -18,6 +18,7 @@ mod dispatch;
 mod dtls;
 pub(crate) mod failure;
 mod framed;
+pub(crate) mod http;
 pub(crate) mod io;
 mod ops;
 mod options;
@@ -60,6 +61,8 @@ pub(crate) struct Engine<S> {
     pub(crate) rbuf: Vec<u8>,
     /// DTLS records waiting to be written (reused).
     pub(crate) wire: dtls::Wire,
+    /// The sockets in HTTP mode, and their layer's state.
+    pub(crate) http: HashMap<SocketId, http::HttpSlot>,
     /// The loop's time, read at its fixed points (see `Cx::now`).
     pub(crate) now: Instant,
     pub(crate) clock: Clock,
@@ -98,6 +101,7 @@ impl<S> Engine<S> {
             announced: HashMap::new(),
             post: None,
             wire: Default::default(),
+            http: HashMap::new(),
         }
     }
 }

@@ -187,7 +187,11 @@ impl<S: 'static> Cx<S> {
 
     /// Hand the answer of its recv (already taken off the socket) to the user.
     fn deliver(&mut self, s: SocketId, data: &[u8]) {
-        self.call(s, |u, cx| u.on_received(cx, s, data));
+        if self.engine.is_http(s) {
+            self.http_received(s, data);
+        } else {
+            self.call(s, |u, cx| u.on_received(cx, s, data));
+        }
         // The peer's FIN may have come with these last bytes.
         if self
             .engine

@@ -29,6 +29,8 @@ pub(crate) enum Task {
     Secured(SocketId),
     /// Take the listener's waiting connections (its limit was raised).
     Accept(SocketId),
+    /// HTTP mode: decode what is buffered (a response went out).
+    Http(SocketId),
 }
 
 /// `n` sends of the socket reached the kernel: their `on_sent`, if its user

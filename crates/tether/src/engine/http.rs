@@ -1,0 +1,493 @@
+//! HTTP mode in the engine: requests read and decoded, delivered one at a
+//! time, responses written in order, and the connection ended by the layer.
+//!
+//! The layer reads through the socket's own recv (so a TLS session's
+//! plaintext, and the lifecycle's accounting, are as for any stream), keeps
+//! what the decoder has not consumed, and delivers the next request only once
+//! the last one's response is out: responses go in request order by
+//! construction. The end is the layer's: after a response that does not keep
+//! the connection open it calls the lifecycle's `close` — the FIN after the
+//! response's last byte, then reading and discarding until the client's end
+//! or the linger time (the lingering close nginx and Apache do), so a client
+//! still sending a body the handler never read gets its response rather than
+//! a reset. The application's `close`, `reset` and `discard` are refused
+//! meanwhile.
+
+use std::time::Duration;
+
+use tether_proto::http::{self, BodyKind, HttpError, Item, ResponseBody as Framing};
+
+use crate::engine::task::Task;
+use crate::engine::timers::TimerId;
+use crate::engine::Engine;
+use crate::log::Target;
+use crate::message::http::{HttpConn, Outgoing, Phase};
+use tether_proto::{Op, Refused, State};
+
+use crate::engine::io::Io;
+use crate::{ApiError, Cx, HttpOptions, RecvMode, Request, Response, ResponseBody, SocketId};
+
+/// How much one read of the layer asks for.
+const READ: usize = 16 * 1024;
+
+/// How long a client may take to send a request's head when the socket has
+/// no handshake timeout of its own.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A connection in HTTP mode, as the engine keeps it.
+pub(crate) struct HttpSlot {
+    pub(crate) conn: Box<HttpConn>,
+    /// The deadline for a request's head (408), while one is awaited.
+    timer: Option<TimerId>,
+}
+
+impl<S: 'static> Engine<S> {
+    /// Put a connected (or accepted) stream in HTTP mode.
+    pub(crate) fn start_http(&mut self, s: SocketId, opts: HttpOptions) {
+        self.http.insert(
+            s,
+            HttpSlot {
+                conn: Box::new(HttpConn::new(opts)),
+                timer: None,
+            },
+        );
+        io_log!(debug, Target::Tcp, self.mux_id, socket = %s, keep_open = opts.keep_open, "HTTP mode");
+        self.arm_head_timer(s);
+        self.http_read(s);
+    }
+
+    pub(crate) fn is_http(&self, s: SocketId) -> bool {
+        !self.http.is_empty() && self.http.contains_key(&s)
+    }
+
+    /// The socket closed: its layer goes.
+    pub(crate) fn end_http(&mut self, s: SocketId) {
+        if let Some(timer) = self.http.remove(&s).and_then(|h| h.timer) {
+            self.timers.cancel(timer);
+        }
+    }
+
+    /// `set_http`: on a listener, for every connection it takes; on an open
+    /// stream, from now.
+    pub(crate) fn set_http(&mut self, s: SocketId, opts: HttpOptions) -> Result<(), ApiError> {
+        let already = self.is_http(s);
+        let slot = self.live(s)?;
+        if slot.life.is_datagram() {
+            return Err(ApiError::Unsupported {
+                op: "HTTP mode",
+                transport: crate::Transport::Udp,
+            });
+        }
+        if slot.framed.is_some() {
+            return Err(ApiError::Http("a framed socket cannot be in HTTP mode"));
+        }
+        if let Io::Listener(l) = &mut slot.io {
+            l.http = Some(opts);
+            return Ok(());
+        }
+        if slot.want.is_some() {
+            return Err(ApiError::RecvPending);
+        }
+        if already {
+            return Err(ApiError::Http("the socket is in HTTP mode already"));
+        }
+        if !matches!(slot.life.state(), State::Connected | State::Connecting) {
+            return Err(ApiError::Refused(Refused {
+                op: Op::Recv,
+                state: slot.life.state(),
+            }));
+        }
+        self.start_http(s, opts);
+        Ok(())
+    }
+
+    /// A request's head is awaited: it must come within the socket's
+    /// handshake timeout (30 s without one), else 408.
+    fn arm_head_timer(&mut self, s: SocketId) {
+        let wait = self
+            .slot(s)
+            .and_then(|slot| slot.timeouts.as_ref())
+            .and_then(|d| d.config.handshake)
+            .unwrap_or(HEAD_TIMEOUT);
+        let at = self.call_time() + wait;
+        let gen = s.gen;
+        let id = self.timers.add(
+            at,
+            None,
+            Box::new(move |cx: &mut Cx<S>| cx.http_head_late(SocketId { idx: s.idx, gen })),
+        );
+        if let Some(old) = self.http.get_mut(&s).and_then(|h| h.timer.replace(id)) {
+            self.timers.cancel(old);
+        }
+    }
+
+    /// Ask for more input if the layer wants it and none is asked for.
+    fn http_read(&mut self, s: SocketId) {
+        let wants = self.http.get(&s).is_some_and(|h| h.conn.wants_input());
+        let asked = self.slot(s).is_some_and(|slot| slot.want.is_some());
+        if wants
+            && !asked
+            && self
+                .slot(s)
+                .is_some_and(|slot| slot.life.check_recv().is_ok())
+        {
+            let _ = self.recv(s, READ, RecvMode::Partial);
+        }
+    }
+
+    /// The layer's own end of the connection: the lingering close.
+    fn http_close(&mut self, s: SocketId) {
+        if let Some(h) = self.http.get_mut(&s) {
+            h.conn.phase = Phase::Done;
+        }
+        self.cancel_head_timer(s);
+        let now = self.call_time();
+        if let Some(slot) = crate::engine::slot::find(&mut self.slots, s) {
+            if slot.life.closed().is_none() {
+                let linger = slot.linger();
+                let _ = slot.life.close(now, linger);
+                slot.want = None;
+            }
+        }
+        self.settle(s);
+    }
+
+    fn cancel_head_timer(&mut self, s: SocketId) {
+        if let Some(id) = self.http.get_mut(&s).and_then(|h| h.timer.take()) {
+            self.timers.cancel(id);
+        }
+    }
+
+    /// Write a response head (and a whole body), and decide what follows.
+    pub(crate) fn respond(&mut self, s: SocketId, response: Response) -> Result<(), ApiError> {
+        let Some(h) = self.http.get_mut(&s) else {
+            return Err(ApiError::Http("the socket is not in HTTP mode"));
+        };
+        let c = &mut h.conn;
+        if c.phase != Phase::Serving {
+            return Err(ApiError::Http("no request waits for a response"));
+        }
+        let head_request = c.head_request;
+        let framing = match &response.body {
+            ResponseBody::Bytes(b) => Framing::Length(b.len() as u64),
+            ResponseBody::Length(n) => Framing::Length(*n),
+            ResponseBody::Chunked => Framing::Chunked,
+        };
+        let keep = http::keep_alive(c.opts.keep_open, c.client_keep_alive, response.status);
+        let headers: Vec<(&str, &[u8])> = response
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_slice()))
+            .collect();
+        let mut out = Vec::with_capacity(256);
+        let must_close = http::encode_head(
+            &mut out,
+            response.status,
+            &headers,
+            framing,
+            &http_date(),
+            !keep,
+            c.version,
+            head_request,
+        );
+        let keep = keep && !must_close;
+        c.keep = keep;
+        let body_allowed = http::body_allowed(response.status, head_request);
+        let streamed = match (&response.body, body_allowed) {
+            (ResponseBody::Bytes(b), true) => {
+                out.extend_from_slice(b);
+                None
+            }
+            (ResponseBody::Length(n), true) if *n > 0 => Some(Outgoing::Length(*n)),
+            (ResponseBody::Chunked, true) => Some(Outgoing::Chunked),
+            _ => None,
+        };
+        c.outgoing = streamed;
+        c.phase = if streamed.is_some() {
+            Phase::Streaming
+        } else {
+            Phase::Serving
+        };
+        self.send(s, &out)?;
+        if streamed.is_none() {
+            self.http_done(s);
+        }
+        Ok(())
+    }
+
+    /// Part of a streamed response body.
+    pub(crate) fn send_body(&mut self, s: SocketId, data: &[u8]) -> Result<(), ApiError> {
+        let Some(h) = self.http.get_mut(&s) else {
+            return Err(ApiError::Http("the socket is not in HTTP mode"));
+        };
+        match h.conn.outgoing {
+            Some(Outgoing::Length(left)) => {
+                if data.len() as u64 > left {
+                    return Err(ApiError::Http(
+                        "more body than the response's Content-Length",
+                    ));
+                }
+                let left = left - data.len() as u64;
+                h.conn.outgoing = Some(Outgoing::Length(left));
+                self.send(s, data)?;
+                if left == 0 {
+                    self.http_done(s);
+                }
+                Ok(())
+            }
+            Some(Outgoing::Chunked) => {
+                let mut out = Vec::with_capacity(data.len() + 16);
+                http::encode_chunk(&mut out, data);
+                self.send(s, &out)
+            }
+            None => Err(ApiError::Http("no response body is being sent")),
+        }
+    }
+
+    /// The end of a chunked response body.
+    pub(crate) fn end_body(&mut self, s: SocketId) -> Result<(), ApiError> {
+        let Some(h) = self.http.get_mut(&s) else {
+            return Err(ApiError::Http("the socket is not in HTTP mode"));
+        };
+        match h.conn.outgoing {
+            Some(Outgoing::Chunked) => {
+                let mut out = Vec::with_capacity(8);
+                http::encode_last_chunk(&mut out);
+                self.send(s, &out)?;
+                self.http_done(s);
+                Ok(())
+            }
+            Some(Outgoing::Length(_)) => Err(ApiError::Http(
+                "a response with a Content-Length ends with its last byte",
+            )),
+            None => Err(ApiError::Http("no response body is being sent")),
+        }
+    }
+
+    /// The response is out (queued in order): close, or wait for the next
+    /// request (after throwing away what is left of this one's body).
+    fn http_done(&mut self, s: SocketId) {
+        let Some(h) = self.http.get_mut(&s) else {
+            return;
+        };
+        let c = &mut h.conn;
+        c.outgoing = None;
+        if !c.keep {
+            self.http_close(s);
+            return;
+        }
+        c.phase = Phase::Head;
+        c.body_in_parts = false;
+        self.arm_head_timer(s);
+        // What is left of the body is read and dropped before the next head.
+        self.tasks.push_back(Task::Http(s));
+        self.http_read(s);
+    }
+}
+
+/// The time for a `Date` header: the wall clock's, which the loop's clock
+/// (monotonic, maybe a test's) cannot give.
+fn http_date() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    http::http_date(secs)
+}
+
+impl<S: 'static> Cx<S> {
+    /// Bytes the layer's recv got: decode and deliver.
+    pub(crate) fn http_received(&mut self, s: SocketId, data: &[u8]) {
+        if let Some(h) = self.engine.http.get_mut(&s) {
+            h.conn.input.extend_from_slice(data);
+        }
+        self.http_step(s);
+    }
+
+    /// Decode what is buffered, delivering at most one request.
+    pub(crate) fn http_step(&mut self, s: SocketId) {
+        loop {
+            let Some(h) = self.engine.http.get_mut(&s) else {
+                return;
+            };
+            let c = &mut h.conn;
+            let reading = match c.phase {
+                Phase::Head | Phase::Body => true,
+                Phase::Serving | Phase::Streaming => !c.body_read,
+                Phase::Done => false,
+            };
+            if !reading {
+                break;
+            }
+            let input = std::mem::take(&mut c.input);
+            let step = c.decoder.decode(&input);
+            let (used, item) = match step {
+                Ok(step) => step,
+                Err(e) => {
+                    c.input = input;
+                    self.http_refuse(s, &e);
+                    return;
+                }
+            };
+            let mut rest = input;
+            let keep_going = match item {
+                Item::NeedMore => {
+                    rest.drain(..used);
+                    c.input = rest;
+                    false
+                }
+                Item::Head(head) => {
+                    rest.drain(..used);
+                    c.input = rest;
+                    c.client_keep_alive = head.keep_alive;
+                    c.head_request = head.is_head();
+                    c.version = head.version;
+                    c.body_read = head.body == BodyKind::None;
+                    let expect = head.expect_continue && !c.body_read;
+                    c.request = Some(Request {
+                        method: head.method,
+                        target: head.target,
+                        version: head.version,
+                        headers: head.headers,
+                        body: Vec::new(),
+                        body_complete: c.body_read,
+                    });
+                    c.phase = Phase::Body;
+                    if expect {
+                        let _ = self.engine.send(s, http::CONTINUE);
+                    }
+                    true
+                }
+                Item::Body { start, len } => {
+                    let part = &rest[start..start + len];
+                    if c.body_in_parts {
+                        let part = part.to_vec();
+                        rest.drain(..used);
+                        c.input = rest;
+                        self.call(s, |u, cx| u.on_request_body(cx, s, &part, false));
+                        true
+                    } else if c.phase == Phase::Body {
+                        let req = c.request.as_mut().expect("a request is being read");
+                        req.body.extend_from_slice(part);
+                        let full = req.body.len() >= c.opts.buffer;
+                        rest.drain(..used);
+                        c.input = rest;
+                        if full {
+                            // Deliver what came; the rest follows in parts.
+                            c.body_in_parts = true;
+                            self.deliver_request(s);
+                        }
+                        true
+                    } else {
+                        // A body nobody reads any more: dropped.
+                        rest.drain(..used);
+                        c.input = rest;
+                        true
+                    }
+                }
+                Item::End => {
+                    rest.drain(..used);
+                    c.input = rest;
+                    c.body_read = true;
+                    let in_parts = c.body_in_parts;
+                    if c.phase == Phase::Body {
+                        if let Some(req) = c.request.as_mut() {
+                            req.body_complete = true;
+                        }
+                        self.deliver_request(s);
+                    } else if in_parts {
+                        self.call(s, |u, cx| u.on_request_body(cx, s, &[], true));
+                    }
+                    // The next request waits for this one's response.
+                    self.engine
+                        .http
+                        .get(&s)
+                        .is_some_and(|h| h.conn.phase == Phase::Head)
+                }
+            };
+            if !keep_going {
+                break;
+            }
+        }
+        self.engine.http_read(s);
+    }
+
+    /// Hand the request read to the user.
+    fn deliver_request(&mut self, s: SocketId) {
+        let Some(h) = self.engine.http.get_mut(&s) else {
+            return;
+        };
+        let Some(request) = h.conn.request.take() else {
+            return;
+        };
+        h.conn.phase = Phase::Serving;
+        self.engine.cancel_head_timer(s);
+        self.call(s, |u, cx| u.on_request(cx, s, &request));
+    }
+
+    /// A request the layer will not serve: answer with its status, and end.
+    fn http_refuse(&mut self, s: SocketId, e: &HttpError) {
+        io_log!(debug, Target::Tcp, self.engine.mux_id, socket = %s, error = %e, status = e.status(), "bad request");
+        self.error_response(s, e.status());
+    }
+
+    /// A response the layer makes itself (400, 408, 413, 431, 501), then the
+    /// close. Only where nothing else was answered for the current request.
+    fn error_response(&mut self, s: SocketId, status: u16) {
+        let Some(h) = self.engine.http.get_mut(&s) else {
+            return;
+        };
+        let c = &mut h.conn;
+        let answerable = matches!(c.phase, Phase::Head | Phase::Body | Phase::Serving);
+        if answerable {
+            let mut out = Vec::with_capacity(128);
+            http::encode_head(
+                &mut out,
+                status,
+                &[],
+                Framing::Length(0),
+                &http_date(),
+                true,
+                c.version,
+                false,
+            );
+            let _ = self.engine.send(s, &out);
+        }
+        self.engine.http_close(s);
+    }
+
+    /// The head timer fired: a request's head (or its buffered body) is
+    /// still awaited — 408, and the end; an idle kept-open connection just ends.
+    pub(crate) fn http_head_late(&mut self, s: SocketId) {
+        let Some(h) = self.engine.http.get_mut(&s) else {
+            return;
+        };
+        h.timer = None;
+        match h.conn.phase {
+            Phase::Head if h.conn.input.is_empty() && h.conn.decoder.is_idle() => {
+                self.engine.http_close(s)
+            }
+            Phase::Head | Phase::Body => self.error_response(s, 408),
+            _ => {}
+        }
+    }
+
+    /// The client ended its side: between requests that is its goodbye;
+    /// within one, the request is cut short.
+    pub(crate) fn http_peer_end(&mut self, s: SocketId) {
+        let Some(h) = self.engine.http.get(&s) else {
+            return;
+        };
+        match h.conn.phase {
+            Phase::Head if h.conn.input.is_empty() => self.engine.http_close(s),
+            Phase::Head | Phase::Body => self.error_response(s, 400),
+            // The response will still go out; the layer closes after it.
+            Phase::Serving | Phase::Streaming => {
+                if let Some(h) = self.engine.http.get_mut(&s) {
+                    h.conn.keep = false;
+                    h.conn.body_read = true;
+                }
+            }
+            Phase::Done => {}
+        }
+    }
+}

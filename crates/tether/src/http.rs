@@ -1,0 +1,166 @@
+//! HTTP mode's vocabulary: the options of a socket in HTTP mode, the request
+//! it delivers and the response the application gives.
+//!
+//! In HTTP mode a stream socket (TCP, TLS, Local) carries HTTP/1.1: the
+//! layer parses each request (with `httparse`, within [`HttpLimits`]), hands
+//! it to [`SocketUser::on_request`](crate::SocketUser::on_request), writes the
+//! [`Response`] given to [`Cx::respond`](crate::Cx::respond), and ends the
+//! connection itself: after every response unless
+//! [`HttpOptions::keep_open`], and then by HTTP/1.1's keep-alive rules.
+
+pub use tether_proto::http::{Limits as HttpLimits, Version as HttpVersion};
+
+/// How a socket in HTTP mode behaves.
+///
+/// ```
+/// use tether::HttpOptions;
+///
+/// let opts = HttpOptions::default().keep_open(true);
+/// assert!(opts.keep_open && opts.limits.head == 16 * 1024);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HttpOptions {
+    /// Keep the connection open after a response (keep-alive, "httpnoclose"),
+    /// where HTTP/1.1's rules allow. `false` (the default): close after every
+    /// response, saying `Connection: close`.
+    pub keep_open: bool,
+    /// What a client may send: the size of a request head, the number of
+    /// headers, the size of a body.
+    pub limits: HttpLimits,
+    /// Body bytes delivered with the request itself; a longer body comes in
+    /// parts, to [`SocketUser::on_request_body`](crate::SocketUser::on_request_body),
+    /// as it is read.
+    pub buffer: usize,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        HttpOptions {
+            keep_open: false,
+            limits: HttpLimits::default(),
+            buffer: 64 * 1024,
+        }
+    }
+}
+
+impl HttpOptions {
+    /// Keep connections open between requests (or not).
+    pub fn keep_open(mut self, keep_open: bool) -> Self {
+        self.keep_open = keep_open;
+        self
+    }
+
+    /// The limits on what a client sends.
+    pub fn limits(mut self, limits: HttpLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Body bytes delivered with the request.
+    pub fn buffer(mut self, bytes: usize) -> Self {
+        self.buffer = bytes;
+        self
+    }
+}
+
+/// A request, as [`SocketUser::on_request`](crate::SocketUser::on_request)
+/// gets it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Request {
+    /// `GET`, `POST`, ...
+    pub method: String,
+    /// The request target, as sent (`/index.html?x=1`).
+    pub target: String,
+    /// The client's HTTP version.
+    pub version: HttpVersion,
+    /// The headers, in order, names as sent.
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// The body, or its first part when it is longer than
+    /// [`HttpOptions::buffer`].
+    pub body: Vec<u8>,
+    /// True when `body` is all of it; otherwise the rest follows in
+    /// `on_request_body`.
+    pub body_complete: bool,
+}
+
+impl Request {
+    /// The first header called `name` (any case).
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_slice())
+    }
+}
+
+/// How a response's body is given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ResponseBody {
+    /// All of it, now.
+    Bytes(Vec<u8>),
+    /// This many bytes, sent afterwards with [`Cx::send_body`](crate::Cx::send_body).
+    Length(u64),
+    /// Sent afterwards with [`Cx::send_body`](crate::Cx::send_body), in
+    /// chunks, ended by [`Cx::end_body`](crate::Cx::end_body).
+    Chunked,
+}
+
+/// A response for [`Cx::respond`](crate::Cx::respond). The layer sets `Date`,
+/// `Content-Length` (or `Transfer-Encoding`) and `Connection`; headers of
+/// those names given here are left out.
+///
+/// ```
+/// use tether::{Response, ResponseBody};
+///
+/// let r = Response::new(200).header("Content-Type", "text/plain").body("hello\n");
+/// assert_eq!(r.body, ResponseBody::Bytes(b"hello\n".to_vec()));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Response {
+    /// The status code.
+    pub status: u16,
+    /// Headers, in order.
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// The body.
+    pub body: ResponseBody,
+}
+
+impl Response {
+    /// A response with `status` and no body.
+    pub fn new(status: u16) -> Response {
+        Response {
+            status,
+            headers: Vec::new(),
+            body: ResponseBody::Bytes(Vec::new()),
+        }
+    }
+
+    /// Add a header.
+    pub fn header(mut self, name: &str, value: impl AsRef<[u8]>) -> Response {
+        self.headers
+            .push((name.to_string(), value.as_ref().to_vec()));
+        self
+    }
+
+    /// The whole body.
+    pub fn body(mut self, body: impl AsRef<[u8]>) -> Response {
+        self.body = ResponseBody::Bytes(body.as_ref().to_vec());
+        self
+    }
+
+    /// A body of `len` bytes sent afterwards with `send_body`.
+    pub fn streamed(mut self, len: u64) -> Response {
+        self.body = ResponseBody::Length(len);
+        self
+    }
+
+    /// A chunked body sent afterwards with `send_body` and `end_body`.
+    pub fn chunked(mut self) -> Response {
+        self.body = ResponseBody::Chunked;
+        self
+    }
+}

@@ -1,0 +1,359 @@
+//! HTTP mode on real sockets, with real clients: `curl`, Python's
+//! `http.client`, and a raw-socket client for pipelining, malformed requests
+//! and the lingering close. Every connection's `Closed` is checked.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::Command;
+use std::time::Duration;
+
+use common::{inet, mux, run_until, Done, Log};
+use tether::{
+    Admission, ApiError, Closed, Cx, HttpLimits, HttpOptions, IoMux, PeerInfo, Reason, Request,
+    Response, SocketId, SocketUser,
+};
+
+const LIMIT: Duration = Duration::from_secs(20);
+
+/// What the test server saw, in the loop's log: requests as "METHOD target
+/// body-length complete", closes as `Closed`.
+#[derive(Clone, Copy)]
+struct App {
+    /// How the handler answers.
+    kind: Kind,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    /// 200 with "hello {target}\n", or 404 for /missing, 204 for /empty.
+    Hello,
+    /// 200 with the body's length; tries `close` first (which is refused).
+    Length,
+}
+
+impl SocketUser<Log> for App {
+    fn on_incoming(&mut self, _: &mut Cx<Log>, _: SocketId, _: &PeerInfo) -> Admission<Log> {
+        Admission::Accept(Box::new(*self))
+    }
+
+    fn on_request(&mut self, cx: &mut Cx<Log>, s: SocketId, r: &Request) {
+        let line = format!(
+            "{} {} {} {}",
+            r.method,
+            r.target,
+            r.body.len(),
+            r.body_complete
+        );
+        cx.shared_mut()
+            .events
+            .push((s, common::Ev::Received(line.into_bytes())));
+        let response = match (self.kind, r.target.as_str()) {
+            (Kind::Hello, "/missing") => Response::new(404).body("no\n"),
+            (Kind::Hello, "/empty") => Response::new(204),
+            (Kind::Hello, t) => Response::new(200)
+                .header("Content-Type", "text/plain")
+                .body(format!("hello {t}\n")),
+            (Kind::Length, _) => {
+                assert!(matches!(cx.close(s), Err(ApiError::Http(_))));
+                assert!(matches!(cx.reset(s), Err(ApiError::Http(_))));
+                Response::new(200).body(format!("{}\n", r.body.len()))
+            }
+        };
+        cx.respond(s, response).unwrap();
+    }
+
+    fn on_closed(&mut self, cx: &mut Cx<Log>, s: SocketId, closed: &Closed) {
+        cx.shared_mut()
+            .events
+            .push((s, common::Ev::Closed(Done::from(closed))));
+    }
+}
+
+/// A loop with an HTTP listener on loopback.
+fn server(kind: Kind, opts: HttpOptions) -> (IoMux<Log>, SocketId, SocketAddr) {
+    let mut m = mux();
+    let l = m.listen_on("127.0.0.1:0", App { kind });
+    m.set_http(l, opts).unwrap();
+    let addr = inet(&m, l);
+    (m, l, addr)
+}
+
+/// The requests the server saw, in order.
+fn requests(log: &Log) -> Vec<String> {
+    log.events
+        .iter()
+        .filter_map(|(_, e)| match e {
+            common::Ev::Received(d) => Some(String::from_utf8_lossy(d).into_owned()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The connections that closed, and how (the listener, stopped with the
+/// loop, left out).
+fn closes(log: &Log) -> Vec<Done> {
+    log.events
+        .iter()
+        .filter_map(|(_, e)| match e {
+            common::Ev::Closed(d) if d.reason != Reason::Stopped => Some(d.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Run `client` on a thread while the loop serves, until `n` connections
+/// closed; the client's result.
+fn serve<T: Send + 'static>(
+    m: &mut IoMux<Log>,
+    n: usize,
+    client: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let t = std::thread::spawn(client);
+    run_until(m, LIMIT, move |log| closes(log).len() >= n);
+    assert!(!m.shared().timed_out, "{:#?}", m.shared().events);
+    t.join().expect("client thread")
+}
+
+fn curl(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new("curl")
+        .args(["-sS", "--http1.1", "--max-time", "10"])
+        .args(args)
+        .output()
+        .expect("curl runs (CI installs it)");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn curl_gets_a_response_and_the_connection_closes_itself() {
+    let (mut m, _, addr) = server(Kind::Hello, HttpOptions::default());
+    let url = format!("http://{addr}/hi");
+    let (ok, body, err) = serve(&mut m, 1, move || curl(&["-i", &url]));
+    assert!(ok, "{err}");
+    assert!(body.starts_with("HTTP/1.1 200 OK\r\n"), "{body}");
+    assert!(body.contains("\r\nConnection: close\r\n"), "{body}");
+    assert!(body.contains("\r\nContent-Length: 10\r\n"), "{body}");
+    assert!(body.contains("\r\nDate: "), "{body}");
+    assert!(body.ends_with("\r\n\r\nhello /hi\n"), "{body}");
+    let log = m.shared();
+    assert_eq!(requests(log), ["GET /hi 0 true"]);
+    let done = &closes(log)[0];
+    assert_eq!(
+        done.reason,
+        Reason::Normal,
+        "we ended it, after the response"
+    );
+    assert_eq!((done.unsent, done.unread), (0, 0));
+}
+
+#[test]
+fn curl_reuses_a_kept_open_connection_and_a_404_keeps_it() {
+    let (mut m, _, addr) = server(Kind::Hello, HttpOptions::default().keep_open(true));
+    let (a, b, c) = (
+        format!("http://{addr}/one"),
+        format!("http://{addr}/missing"),
+        format!("http://{addr}/two"),
+    );
+    let (ok, body, err) = serve(&mut m, 1, move || curl(&["-v", &a, &b, &c]));
+    assert!(ok, "{err}");
+    assert_eq!(body, "hello /one\nno\nhello /two\n");
+    assert!(
+        err.contains("Re-using existing connection") || err.contains("Reusing existing"),
+        "{err}"
+    );
+    let log = m.shared();
+    assert_eq!(
+        requests(log),
+        ["GET /one 0 true", "GET /missing 0 true", "GET /two 0 true"]
+    );
+    // One connection, ended by curl when it was done.
+    assert_eq!(closes(log).len(), 1, "{err}");
+    assert_eq!(closes(log)[0].reason, Reason::ByPeer);
+}
+
+#[test]
+fn python_http_client_posts_length_and_chunked_bodies() {
+    let (mut m, _, addr) = server(Kind::Length, HttpOptions::default().keep_open(true));
+    let port = addr.port();
+    let script = format!(
+        r#"
+import http.client
+c = http.client.HTTPConnection("127.0.0.1", {port}, timeout=10)
+c.request("POST", "/a", body=b"x" * 1000)
+r = c.getresponse(); assert r.status == 200; print(r.read().decode().strip())
+c.request("POST", "/b", body=iter([b"ab", b"cde", b"f" * 5000]), encode_chunked=True)
+r = c.getresponse(); assert r.status == 200; print(r.read().decode().strip())
+c.request("HEAD", "/c")
+r = c.getresponse(); assert r.status == 200; assert r.read() == b""; print(r.getheader("Content-Length"))
+c.close()
+"#
+    );
+    let out = serve(&mut m, 1, move || {
+        Command::new("python3")
+            .args(["-c", &script])
+            .output()
+            .expect("python3")
+    });
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "1000\n5005\n2\n");
+    assert_eq!(
+        requests(m.shared()),
+        ["POST /a 1000 true", "POST /b 5005 true", "HEAD /c 0 true"]
+    );
+}
+
+/// Send `request` on a fresh connection, then read until the server's end.
+fn raw(addr: SocketAddr, request: &[u8]) -> String {
+    let mut c = TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.write_all(request).unwrap();
+    let mut got = Vec::new();
+    c.read_to_end(&mut got).unwrap();
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let (mut m, _, addr) = server(Kind::Hello, HttpOptions::default().keep_open(true));
+    let got = serve(&mut m, 1, move || {
+        raw(
+            addr,
+            b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n\r\n\
+              GET /3 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+    });
+    let bodies: Vec<&str> = got
+        .split("\r\n\r\n")
+        .skip(1)
+        .map(|b| b.split("HTTP/").next().unwrap())
+        .collect();
+    assert_eq!(bodies, ["hello /1\n", "hello /2\n", "hello /3\n"], "{got}");
+    assert_eq!(got.matches("HTTP/1.1 200 OK").count(), 3);
+    assert!(
+        got.contains("Connection: close"),
+        "the last, asked to close, says so"
+    );
+    assert_eq!(closes(m.shared())[0].reason, Reason::Normal);
+}
+
+#[test]
+fn malformed_and_oversized_requests_get_their_status_and_the_close() {
+    let limits = HttpLimits {
+        body: 1 << 20,
+        ..HttpLimits::default()
+    };
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (b"GARBAGE\r\n\r\n".to_vec(), "HTTP/1.1 400 "),
+        (
+            format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(20_000)).into_bytes(),
+            "HTTP/1.1 431 ",
+        ),
+        (
+            b"POST / HTTP/1.1\r\nContent-Length: 20000000\r\n\r\n".to_vec(),
+            "HTTP/1.1 413 ",
+        ),
+        (
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n".to_vec(),
+            "HTTP/1.1 501 ",
+        ),
+        (
+            b"POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabc".to_vec(),
+            "HTTP/1.1 400 ",
+        ),
+    ];
+    for (request, status) in cases {
+        let (mut m, _, addr) = server(
+            Kind::Hello,
+            HttpOptions::default().keep_open(true).limits(limits),
+        );
+        let got = serve(&mut m, 1, move || raw(addr, &request));
+        assert!(got.starts_with(status), "{status}: {got}");
+        assert!(got.contains("Connection: close"), "{got}");
+        assert!(requests(m.shared()).is_empty(), "never reached the handler");
+        assert_eq!(closes(m.shared())[0].reason, Reason::Normal);
+    }
+}
+
+#[test]
+fn a_body_the_handler_never_read_does_not_cost_the_client_its_response() {
+    // The lingering close: the server answers at once and closes; the client
+    // sends its whole 10 MB body first and reads the response only then.
+    let (mut m, _, addr) = server(Kind::Length, HttpOptions::default().buffer(1024));
+    let total = 10 * 1024 * 1024;
+    let got = serve(&mut m, 1, move || {
+        let mut c = TcpStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        c.write_all(
+            format!("POST /big HTTP/1.1\r\nHost: x\r\nContent-Length: {total}\r\n\r\n").as_bytes(),
+        )
+        .unwrap();
+        c.write_all(&vec![7u8; total]).unwrap();
+        c.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut got = Vec::new();
+        c.read_to_end(&mut got).unwrap();
+        String::from_utf8_lossy(&got).into_owned()
+    });
+    assert!(got.starts_with("HTTP/1.1 200 OK\r\n"), "{got}");
+    // The handler got at least the buffer's worth (and at most one read more).
+    let (head, answer) = got.split_once("\r\n\r\n").expect("a whole head");
+    let delivered: usize = answer.trim().parse().expect("the whole body");
+    assert!((1024..1024 + 16 * 1024).contains(&delivered), "{got}");
+    assert!(
+        head.contains(&format!("Content-Length: {}", answer.len())),
+        "{got}"
+    );
+    let log = m.shared();
+    assert_eq!(requests(log), [format!("POST /big {delivered} false")]);
+    let done = &closes(log)[0];
+    assert_eq!(done.reason, Reason::Normal);
+    assert!(
+        done.unread > 9 * 1024 * 1024 && done.unread <= total as u64,
+        "what the lingering close threw away: {}",
+        done.unread
+    );
+}
+
+#[test]
+fn expect_continue_is_answered_and_head_and_204_carry_no_body() {
+    let (mut m, _, addr) = server(Kind::Hello, HttpOptions::default().keep_open(true));
+    let got = serve(&mut m, 1, move || {
+        let mut c = TcpStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        c.write_all(b"POST /x HTTP/1.1\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+            .unwrap();
+        let mut cont = [0u8; 25];
+        c.read_exact(&mut cont).unwrap();
+        assert_eq!(&cont, b"HTTP/1.1 100 Continue\r\n\r\n");
+        c.write_all(b"hello").unwrap();
+        c.write_all(b"HEAD /h HTTP/1.1\r\n\r\nGET /empty HTTP/1.1\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut got = Vec::new();
+        c.read_to_end(&mut got).unwrap();
+        String::from_utf8_lossy(&got).into_owned()
+    });
+    let parts: Vec<&str> = got.split("HTTP/1.1 ").skip(1).collect();
+    assert_eq!(parts.len(), 3, "{got}");
+    assert!(
+        parts[0].starts_with("200") && parts[0].ends_with("hello /x\n"),
+        "{got}"
+    );
+    assert!(
+        parts[1].starts_with("200") && parts[1].contains("Content-Length: 9\r\n"),
+        "{got}"
+    );
+    assert!(parts[1].ends_with("\r\n\r\n"), "HEAD: no body: {got}");
+    assert!(
+        parts[2].starts_with("204") && !parts[2].contains("Content-Length"),
+        "{got}"
+    );
+    assert!(parts[2].ends_with("\r\n\r\n"), "204: no body: {got}");
+    assert_eq!(
+        requests(m.shared()),
+        ["POST /x 5 true", "HEAD /h 0 true", "GET /empty 0 true"]
+    );
+}
