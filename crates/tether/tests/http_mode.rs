@@ -357,3 +357,127 @@ fn expect_continue_is_answered_and_head_and_204_carry_no_body() {
         ["POST /x 5 true", "HEAD /h 0 true", "GET /empty 0 true"]
     );
 }
+
+/// A handler that streams its answers: `/len` with a Content-Length in three
+/// sends, `/chunked` in chunks; and reads a long body in parts, answering
+/// with how many bytes came in how many parts.
+struct Streamer {
+    parts: usize,
+    bytes: usize,
+}
+
+impl SocketUser<Log> for Streamer {
+    fn on_incoming(&mut self, _: &mut Cx<Log>, _: SocketId, _: &PeerInfo) -> Admission<Log> {
+        Admission::Accept(Box::new(Streamer { parts: 0, bytes: 0 }))
+    }
+    fn on_request(&mut self, cx: &mut Cx<Log>, s: SocketId, r: &Request) {
+        match r.target.as_str() {
+            "/len" => {
+                cx.respond(s, Response::new(200).streamed(9)).unwrap();
+                for part in [&b"abc"[..], b"def", b"ghi"] {
+                    cx.send_body(s, part).unwrap();
+                }
+                assert!(matches!(cx.send_body(s, b"x"), Err(ApiError::Http(_))));
+            }
+            "/chunked" => {
+                cx.respond(s, Response::new(200).chunked()).unwrap();
+                cx.send_body(s, b"first ").unwrap();
+                cx.send_body(s, b"second").unwrap();
+                cx.end_body(s).unwrap();
+            }
+            _ if r.body_complete => {
+                let answer = format!("{} in 1\n", r.body.len());
+                cx.respond(s, Response::new(200).body(answer)).unwrap();
+            }
+            _ => {
+                self.parts = 1;
+                self.bytes = r.body.len();
+            }
+        }
+    }
+    fn on_request_body(&mut self, cx: &mut Cx<Log>, s: SocketId, data: &[u8], last: bool) {
+        self.parts += 1;
+        self.bytes += data.len();
+        if last {
+            let answer = format!("{} in {}\n", self.bytes, self.parts);
+            cx.respond(s, Response::new(200).body(answer)).unwrap();
+        }
+    }
+    fn on_closed(&mut self, cx: &mut Cx<Log>, s: SocketId, closed: &Closed) {
+        cx.shared_mut()
+            .events
+            .push((s, common::Ev::Closed(Done::from(closed))));
+    }
+}
+
+#[test]
+fn streamed_responses_and_a_body_read_in_parts() {
+    let mut m = mux();
+    let l = m.listen_on("127.0.0.1:0", Streamer { parts: 0, bytes: 0 });
+    m.set_http(l, HttpOptions::default().keep_open(true).buffer(4096))
+        .unwrap();
+    let addr = inet(&m, l);
+    let (a, b, c) = (
+        format!("http://{addr}/len"),
+        format!("http://{addr}/chunked"),
+        format!("http://{addr}/upload"),
+    );
+    let (ok, body, err) = serve(&mut m, 1, move || {
+        let big = std::env::temp_dir().join(format!("tether-http-{}", std::process::id()));
+        std::fs::write(&big, vec![1u8; 300_000]).unwrap();
+        let r = curl(&[&a, &b, "--data-binary", &format!("@{}", big.display()), &c]);
+        let _ = std::fs::remove_file(big);
+        r
+    });
+    assert!(ok, "{err}");
+    let (streamed, upload) = body.split_at("abcdefghifirst second".len());
+    assert_eq!(streamed, "abcdefghifirst second");
+    let (bytes, parts) = upload.trim().split_once(" in ").unwrap();
+    assert_eq!(bytes, "300000", "{body}");
+    assert!(parts.parse::<usize>().unwrap() > 2, "in parts: {body}");
+}
+
+#[test]
+fn a_dribbling_client_gets_408_and_the_close() {
+    use std::sync::mpsc;
+    let clock = tether::TestClock::new();
+    let mut m = common::mux_on(&clock);
+    let l = m.listen_on("127.0.0.1:0", App { kind: Kind::Hello });
+    m.set_http(l, HttpOptions::default()).unwrap();
+    m.set_timeouts(
+        l,
+        tether::Timeouts {
+            handshake: Some(Duration::from_secs(5)),
+            ..tether::Timeouts::default()
+        },
+    )
+    .unwrap();
+    let addr = inet(&m, l);
+    let (tx, rx) = mpsc::channel();
+    common::run_script(&mut m, &clock, move |sc| {
+        let mut c = TcpStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        c.write_all(b"GET / HTTP/1.1\r\nHost: slo").unwrap();
+        // Wait until the server has the connection and the partial head.
+        loop {
+            let n = sc.look(|cx| cx.stats().sockets);
+            if n >= 3 {
+                break;
+            }
+            std::thread::yield_now();
+        }
+        sc.advance(Duration::from_millis(4999));
+        c.set_nonblocking(true).unwrap();
+        let mut b = [0u8; 64];
+        assert!(c.read(&mut b).is_err(), "nothing before the deadline");
+        c.set_nonblocking(false).unwrap();
+        sc.advance(Duration::from_millis(1));
+        let mut got = Vec::new();
+        c.read_to_end(&mut got).unwrap();
+        tx.send(String::from_utf8_lossy(&got).into_owned()).unwrap();
+    });
+    let got = rx.recv().unwrap();
+    assert!(got.starts_with("HTTP/1.1 408 "), "{got}");
+    assert!(got.contains("Connection: close"), "{got}");
+    assert!(requests(m.shared()).is_empty());
+}
