@@ -3,6 +3,7 @@
 //! and the lingering close. Every connection's `Closed` is checked.
 
 mod common;
+mod tls_support;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -480,4 +481,133 @@ fn a_dribbling_client_gets_408_and_the_close() {
     assert!(got.starts_with("HTTP/1.1 408 "), "{got}");
     assert!(got.contains("Connection: close"), "{got}");
     assert!(requests(m.shared()).is_empty());
+}
+
+#[test]
+fn over_tls_and_on_a_unix_socket() {
+    // TLS: curl verifies the server against the test CA.
+    let pki = tls_support::Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    pki.write_files(dir.path());
+    let mut m = mux();
+    let (l, addr) = tls_support::listen_tls(&mut m, &pki.server_ctx(), App { kind: Kind::Hello });
+    m.set_http(l, HttpOptions::default()).unwrap();
+    let (url, ca) = (
+        format!("https://{addr}/secure"),
+        dir.path().join("ca.pem").display().to_string(),
+    );
+    let (ok, body, err) = serve(&mut m, 1, move || curl(&["--cacert", &ca, &url]));
+    assert!(ok, "{err}");
+    assert_eq!(body, "hello /secure\n");
+    assert_eq!(closes(m.shared())[0].reason, Reason::Normal);
+
+    // Local: a unix: path.
+    let (_dir, path) = common::unix_path();
+    let mut m = mux();
+    let l = m.listen_on(
+        &format!("unix:{}", path.display()),
+        App { kind: Kind::Hello },
+    );
+    m.set_http(l, HttpOptions::default()).unwrap();
+    let sock = path.display().to_string();
+    let (ok, body, err) = serve(&mut m, 1, move || {
+        curl(&["--unix-socket", &sock, "http://local/there"])
+    });
+    assert!(ok, "{err}");
+    assert_eq!(body, "hello /there\n");
+    assert_eq!(closes(m.shared())[0].reason, Reason::Normal);
+}
+
+/// A plain listener whose connections switch to HTTP mode on their first
+/// line: "HTTP\n" (the programmatic switch), and refuse a recv once in it.
+struct Switcher;
+
+impl SocketUser<Log> for Switcher {
+    fn on_incoming(&mut self, _: &mut Cx<Log>, _: SocketId, _: &PeerInfo) -> Admission<Log> {
+        Admission::Accept(Box::new(Switcher))
+    }
+    fn on_accepted(&mut self, cx: &mut Cx<Log>, s: SocketId) {
+        cx.recv(s, 5, tether::RecvMode::Exact).unwrap();
+    }
+    fn on_received(&mut self, cx: &mut Cx<Log>, s: SocketId, data: &[u8]) {
+        assert_eq!(data, b"HTTP\n");
+        cx.set_http(s, HttpOptions::default()).unwrap();
+        assert!(matches!(
+            cx.recv(s, 10, tether::RecvMode::Partial),
+            Err(ApiError::Http(_))
+        ));
+        assert!(matches!(cx.discard(s), Err(ApiError::Http(_))));
+        assert!(matches!(cx.shutdown(s), Err(ApiError::Http(_))));
+    }
+    fn on_request(&mut self, cx: &mut Cx<Log>, s: SocketId, r: &Request) {
+        cx.respond(s, Response::new(200).body(r.target.clone()))
+            .unwrap();
+        // One request's answer at a time.
+        assert!(matches!(
+            cx.respond(s, Response::new(200)),
+            Err(ApiError::Http(_))
+        ));
+    }
+    fn on_closed(&mut self, cx: &mut Cx<Log>, s: SocketId, closed: &Closed) {
+        cx.shared_mut()
+            .events
+            .push((s, common::Ev::Closed(Done::from(closed))));
+    }
+}
+
+#[test]
+fn an_accepted_connection_switches_to_http_mode() {
+    let mut m = mux();
+    let l = m.listen_on("127.0.0.1:0", Switcher);
+    let addr = inet(&m, l);
+    let got = serve(&mut m, 1, move || {
+        raw(addr, b"HTTP\nGET /switched HTTP/1.1\r\n\r\n")
+    });
+    assert!(got.starts_with("HTTP/1.1 200 OK\r\n"), "{got}");
+    assert!(got.ends_with("\r\n\r\n/switched"), "{got}");
+    assert_eq!(closes(m.shared())[0].reason, Reason::Normal);
+}
+
+#[test]
+fn an_idle_kept_open_connection_ends_by_the_idle_timeout() {
+    use std::sync::mpsc;
+    let clock = tether::TestClock::new();
+    let mut m = common::mux_on(&clock);
+    let l = m.listen_on("127.0.0.1:0", App { kind: Kind::Hello });
+    m.set_http(l, HttpOptions::default().keep_open(true))
+        .unwrap();
+    m.set_timeouts(
+        l,
+        tether::Timeouts {
+            handshake: Some(Duration::from_secs(5)),
+            idle: Some(Duration::from_secs(60)),
+            ..tether::Timeouts::default()
+        },
+    )
+    .unwrap();
+    let addr = inet(&m, l);
+    let (tx, rx) = mpsc::channel();
+    common::run_script(&mut m, &clock, move |sc| {
+        let mut c = TcpStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        c.write_all(b"GET /a HTTP/1.1\r\n\r\n").unwrap();
+        let mut first = [0u8; 512];
+        let n = c.read(&mut first).unwrap();
+        assert!(first[..n].ends_with(b"hello /a\n"));
+        // Past the head timeout but within the idle one: still open.
+        sc.advance(Duration::from_secs(30));
+        c.write_all(b"GET /b HTTP/1.1\r\n\r\n").unwrap();
+        let n = c.read(&mut first).unwrap();
+        assert!(
+            first[..n].ends_with(b"hello /b\n"),
+            "kept open between requests"
+        );
+        sc.advance(Duration::from_secs(60));
+        let mut rest = Vec::new();
+        let end = c.read_to_end(&mut rest);
+        tx.send(end.is_err() || rest.is_empty()).unwrap();
+    });
+    assert!(rx.recv().unwrap(), "the connection ended");
+    let done = &closes(m.shared())[0];
+    assert_eq!(done.reason, Reason::IdleTimeout);
 }

@@ -103,7 +103,7 @@ impl<S: 'static> Engine<S> {
 
     /// A request's head is awaited: it must come within the socket's
     /// handshake timeout (30 s without one), else 408.
-    fn arm_head_timer(&mut self, s: SocketId) {
+    pub(crate) fn arm_head_timer(&mut self, s: SocketId) {
         let wait = self
             .slot(s)
             .and_then(|slot| slot.timeouts.as_ref())
@@ -278,7 +278,8 @@ impl<S: 'static> Engine<S> {
         }
         c.phase = Phase::Head;
         c.body_in_parts = false;
-        self.arm_head_timer(s);
+        // Between requests the idle timeout applies; the head's own deadline
+        // starts with the next request's first byte.
         // What is left of the body is read and dropped before the next head.
         self.tasks.push_back(Task::Http(s));
         self.http_read(s);
@@ -297,8 +298,12 @@ fn http_date() -> String {
 impl<S: 'static> Cx<S> {
     /// Bytes the layer's recv got: decode and deliver.
     pub(crate) fn http_received(&mut self, s: SocketId, data: &[u8]) {
-        if let Some(h) = self.engine.http.get_mut(&s) {
-            h.conn.input.extend_from_slice(data);
+        let Some(h) = self.engine.http.get_mut(&s) else {
+            return;
+        };
+        h.conn.input.extend_from_slice(data);
+        if h.conn.phase == Phase::Head && h.timer.is_none() {
+            self.engine.arm_head_timer(s);
         }
         self.http_step(s);
     }
@@ -456,7 +461,8 @@ impl<S: 'static> Cx<S> {
     }
 
     /// The head timer fired: a request's head (or its buffered body) is
-    /// still awaited — 408, and the end; an idle kept-open connection just ends.
+    /// still awaited — 408, and the end; a client that connected and sent
+    /// nothing just ends.
     pub(crate) fn http_head_late(&mut self, s: SocketId) {
         let Some(h) = self.engine.http.get_mut(&s) else {
             return;
