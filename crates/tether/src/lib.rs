@@ -133,6 +133,16 @@
 //! [`Reason::ByPeer`]. With SRTP profiles ([`DtlsContextBuilder::srtp`]),
 //! [`Cx::srtp_keying_material`] returns the RFC 5764 keys ([`SrtpKeys`]).
 //!
+//! # HTTP mode
+//!
+//! [`Cx::set_http`] ([`HttpOptions`]) makes a stream socket, or every
+//! connection of a listener, carry HTTP/1.1: requests come to
+//! [`SocketUser::on_request`] ([`Request`]), one at a time, and are answered
+//! with [`Cx::respond`] ([`Response`]). The layer ends the connection itself
+//! after the response (a lingering close, so no response is lost to a reset)
+//! unless [`HttpOptions::keep_open`] and HTTP/1.1's rules keep it open; the
+//! application's `close`, `reset` and `discard` are refused meanwhile.
+//!
 //! # Framed messages
 //!
 //! [`Cx::set_framing`] makes a stream socket (TCP, TLS, Local) carry messages
