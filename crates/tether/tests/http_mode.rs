@@ -611,3 +611,20 @@ fn an_idle_kept_open_connection_ends_by_the_idle_timeout() {
     let done = &closes(m.shared())[0];
     assert_eq!(done.reason, Reason::IdleTimeout);
 }
+
+#[test]
+fn curl_uploading_a_big_file_to_a_handler_that_ignores_it_gets_the_response() {
+    let (mut m, _, addr) = server(Kind::Length, HttpOptions::default().buffer(4096));
+    let url = format!("http://{addr}/ignored");
+    let (ok, body, err) = serve(&mut m, 1, move || {
+        let big = std::env::temp_dir().join(format!("tether-http-big-{}", std::process::id()));
+        std::fs::write(&big, vec![9u8; 10 * 1024 * 1024]).unwrap();
+        let r = curl(&["-i", "--data-binary", &format!("@{}", big.display()), &url]);
+        let _ = std::fs::remove_file(big);
+        r
+    });
+    assert!(ok, "curl: {err}");
+    assert!(body.contains("HTTP/1.1 200 OK\r\n"), "{body}");
+    let done = &closes(m.shared())[0];
+    assert_eq!(done.reason, Reason::Normal, "{done:?}");
+}
