@@ -169,38 +169,42 @@ impl RequestDecoder {
                     };
                     return Ok((pos + len, Item::Body { start: pos, len }));
                 }
-                State::ChunkSize => match httparse::parse_chunk_size(rest) {
-                    Ok(httparse::Status::Complete((used, size))) => {
-                        pos += used;
-                        if size == 0 {
-                            self.state = State::Trailers { seen: 0, line: 0 };
-                            continue;
+                // Extensions may make a size line as long as a client likes:
+                // like a head, it must end within the limit.
+                State::ChunkSize => {
+                    match httparse::parse_chunk_size(&rest[..rest.len().min(self.limits.head)]) {
+                        Ok(httparse::Status::Complete((used, size))) => {
+                            pos += used;
+                            if size == 0 {
+                                self.state = State::Trailers { seen: 0, line: 0 };
+                                continue;
+                            }
+                            let total = self.chunked_total.saturating_add(size);
+                            if total > self.limits.body {
+                                return Err(self.fail(HttpError::BodyTooLarge {
+                                    limit: self.limits.body,
+                                }));
+                            }
+                            self.chunked_total = total;
+                            self.state = State::ChunkData(size);
                         }
-                        let total = self.chunked_total.saturating_add(size);
-                        if total > self.limits.body {
-                            return Err(self.fail(HttpError::BodyTooLarge {
-                                limit: self.limits.body,
-                            }));
+                        Ok(httparse::Status::Partial) => {
+                            if rest.len() > self.limits.head {
+                                let why = format!(
+                                    "chunk-size line longer than {} bytes",
+                                    self.limits.head
+                                );
+                                return Err(self.fail(HttpError::Malformed(why)));
+                            }
+                            return Ok((pos, Item::NeedMore));
                         }
-                        self.chunked_total = total;
-                        self.state = State::ChunkData(size);
-                    }
-                    Ok(httparse::Status::Partial) => {
-                        // Extensions may make the line as long as a client
-                        // likes; bound what the caller must keep.
-                        if rest.len() > self.limits.head {
-                            let why =
-                                format!("chunk-size line longer than {} bytes", self.limits.head);
-                            return Err(self.fail(HttpError::Malformed(why)));
+                        Err(httparse::InvalidChunkSize) => {
+                            return Err(
+                                self.fail(HttpError::Malformed("invalid chunk-size line".into()))
+                            );
                         }
-                        return Ok((pos, Item::NeedMore));
                     }
-                    Err(httparse::InvalidChunkSize) => {
-                        return Err(
-                            self.fail(HttpError::Malformed("invalid chunk-size line".into()))
-                        );
-                    }
-                },
+                }
                 State::ChunkEnd => match rest {
                     [b'\r', b'\n', ..] => {
                         pos += 2;
