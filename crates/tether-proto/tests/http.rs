@@ -581,6 +581,20 @@ mod errors {
     }
 
     #[test]
+    fn a_head_is_judged_once_it_can_have_ended() {
+        // The head is parsed when its empty line arrives (or the limit is
+        // passed), not again for every piece of it.
+        let mut decoder = RequestDecoder::new(Limits::default());
+        let start = b"G\x01T / HTTP/1.1\r\nX: y\r\n";
+        assert_eq!(decoder.decode(start).unwrap(), (0, Item::NeedMore));
+        let whole = [&start[..], b"\r\n"].concat();
+        assert!(matches!(
+            decoder.decode(&whole),
+            Err(HttpError::Malformed(_))
+        ));
+    }
+
+    #[test]
     fn errors_are_sticky() {
         let mut decoder = RequestDecoder::new(Limits::default());
         let err = decoder.decode(b"GET\r\n\r\n").unwrap_err();
