@@ -115,6 +115,10 @@ pub struct RequestDecoder {
     state: State,
     /// Chunked body bytes announced so far, for [`Limits::body`].
     chunked_total: u64,
+    /// Bytes at the start of the input already searched for the end of a
+    /// head without finding it. A client trickling its head a byte at a
+    /// time would otherwise have the whole head re-parsed on every call.
+    scanned: usize,
 }
 
 impl RequestDecoder {
@@ -124,6 +128,7 @@ impl RequestDecoder {
             limits,
             state: State::Idle,
             chunked_total: 0,
+            scanned: 0,
         }
     }
 
@@ -134,7 +139,10 @@ impl RequestDecoder {
     /// not enough for the next item.
     ///
     /// A head is consumed only once it is complete, so a caller keeps at
-    /// most [`Limits::head`] bytes of an unfinished head. Body bytes are
+    /// most [`Limits::head`] bytes of an unfinished head. Until then, each
+    /// call must pass those same bytes again (with more after them): the
+    /// decoder remembers how far it searched for the head's end, so a head
+    /// arriving in many small pieces is not parsed again for each. Body bytes are
     /// handed out as ranges of `input` as soon as they arrive. Each call
     /// does work bounded by the length of `input`.
     pub fn decode(&mut self, input: &[u8]) -> Result<(usize, Item), HttpError> {
@@ -169,38 +177,42 @@ impl RequestDecoder {
                     };
                     return Ok((pos + len, Item::Body { start: pos, len }));
                 }
-                State::ChunkSize => match httparse::parse_chunk_size(rest) {
-                    Ok(httparse::Status::Complete((used, size))) => {
-                        pos += used;
-                        if size == 0 {
-                            self.state = State::Trailers { seen: 0, line: 0 };
-                            continue;
+                // Extensions may make a size line as long as a client likes:
+                // like a head, it must end within the limit.
+                State::ChunkSize => {
+                    match httparse::parse_chunk_size(&rest[..rest.len().min(self.limits.head)]) {
+                        Ok(httparse::Status::Complete((used, size))) => {
+                            pos += used;
+                            if size == 0 {
+                                self.state = State::Trailers { seen: 0, line: 0 };
+                                continue;
+                            }
+                            let total = self.chunked_total.saturating_add(size);
+                            if total > self.limits.body {
+                                return Err(self.fail(HttpError::BodyTooLarge {
+                                    limit: self.limits.body,
+                                }));
+                            }
+                            self.chunked_total = total;
+                            self.state = State::ChunkData(size);
                         }
-                        let total = self.chunked_total.saturating_add(size);
-                        if total > self.limits.body {
-                            return Err(self.fail(HttpError::BodyTooLarge {
-                                limit: self.limits.body,
-                            }));
+                        Ok(httparse::Status::Partial) => {
+                            if rest.len() > self.limits.head {
+                                let why = format!(
+                                    "chunk-size line longer than {} bytes",
+                                    self.limits.head
+                                );
+                                return Err(self.fail(HttpError::Malformed(why)));
+                            }
+                            return Ok((pos, Item::NeedMore));
                         }
-                        self.chunked_total = total;
-                        self.state = State::ChunkData(size);
-                    }
-                    Ok(httparse::Status::Partial) => {
-                        // Extensions may make the line as long as a client
-                        // likes; bound what the caller must keep.
-                        if rest.len() > self.limits.head {
-                            let why =
-                                format!("chunk-size line longer than {} bytes", self.limits.head);
-                            return Err(self.fail(HttpError::Malformed(why)));
+                        Err(httparse::InvalidChunkSize) => {
+                            return Err(
+                                self.fail(HttpError::Malformed("invalid chunk-size line".into()))
+                            );
                         }
-                        return Ok((pos, Item::NeedMore));
                     }
-                    Err(httparse::InvalidChunkSize) => {
-                        return Err(
-                            self.fail(HttpError::Malformed("invalid chunk-size line".into()))
-                        );
-                    }
-                },
+                }
                 State::ChunkEnd => match rest {
                     [b'\r', b'\n', ..] => {
                         pos += 2;
@@ -260,6 +272,15 @@ impl RequestDecoder {
         // Never look past the limit: a head that is not complete within it
         // is refused, whatever follows.
         let window = &input[..input.len().min(limit)];
+        // Parse only once the head can have ended (an empty line, CRLF or
+        // bare LF), or to decide between malformed and too large.
+        let from = self.scanned.saturating_sub(2).min(window.len());
+        let ended = window[from..].windows(2).any(|w| w == b"\n\n")
+            || window[from..].windows(3).any(|w| w == b"\n\r\n");
+        if !ended && input.len() <= limit {
+            self.scanned = window.len();
+            return Ok(None);
+        }
         let mut fields = vec![httparse::EMPTY_HEADER; self.limits.headers];
         let mut request = httparse::Request::new(&mut fields);
         let used = match request.parse(window) {
@@ -267,7 +288,11 @@ impl RequestDecoder {
             Ok(httparse::Status::Partial) if input.len() > limit => {
                 return Err(HttpError::HeadTooLarge { limit });
             }
-            Ok(httparse::Status::Partial) => return Ok(None),
+            Ok(httparse::Status::Partial) => {
+                // Only empty lines before a request line end like a head.
+                self.scanned = window.len();
+                return Ok(None);
+            }
             Err(httparse::Error::TooManyHeaders) => {
                 return Err(HttpError::TooManyHeaders {
                     limit: self.limits.headers,
@@ -304,6 +329,7 @@ impl RequestDecoder {
             .header("expect")
             .is_some_and(|v| v.trim_ascii().eq_ignore_ascii_case(b"100-continue"));
         self.chunked_total = 0;
+        self.scanned = 0;
         self.state = match head.body {
             BodyKind::None => State::Done,
             BodyKind::Length(len) if len > self.limits.body => {
