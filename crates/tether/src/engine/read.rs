@@ -1,8 +1,6 @@
 //! Bytes in: reads for the pending recv or a draining close, delivery, and
 //! the peer's end seen without a recv (rule 2).
 
-use std::io::ErrorKind;
-
 use tether_proto::{Handshake, Reason};
 
 use crate::engine::io::Io;
@@ -12,7 +10,7 @@ use crate::engine::Engine;
 use crate::security::tls::{read_failure, truncated, Tls};
 use crate::transport::read;
 use crate::transport::{Read, Stream};
-use crate::{sys, Cx, Error, RecvMode, SocketId};
+use crate::{sys, Cx, RecvMode, SocketId};
 
 /// Reads one draining socket may do before others get a turn.
 const DRAIN_READS_PER_TURN: usize = 16;
@@ -109,12 +107,6 @@ impl<S: 'static> Cx<S> {
                     match read_stream(stream, tls, readable, fin_seen, &mut buf) {
                         Read::Data(n) => life.read(n),
                         Read::Eof => life.eof(),
-                        // Closing, input is thrown away: a TLS peer that ends
-                        // without close_notify cuts nothing anyone wanted (many
-                        // clients do, once they have read the response).
-                        Read::Failed(Error::Io(e)) if e.kind() == ErrorKind::UnexpectedEof => {
-                            life.eof()
-                        }
                         Read::Empty => break 'turn false,
                         Read::Failed(e) => self.engine.fail(s, read_failure(&e), e),
                     }
