@@ -88,10 +88,7 @@ pub struct Request {
 impl Request {
     /// The first header called `name` (any case).
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_slice())
+        tether_proto::http::find_header(&self.headers, name)
     }
 }
 

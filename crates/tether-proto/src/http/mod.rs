@@ -76,7 +76,7 @@ mod rules;
 
 pub use date::http_date;
 pub use error::HttpError;
-pub use request::{BodyKind, Item, RequestDecoder, RequestHead};
+pub use request::{find_header, BodyKind, Item, RequestDecoder, RequestHead};
 pub use response::{
     body_allowed, encode_chunk, encode_head, encode_last_chunk, reason, ResponseBody, CONTINUE,
 };

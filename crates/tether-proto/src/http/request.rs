@@ -45,10 +45,7 @@ impl RequestHead {
     /// The value of the first header field named `name` (compared without
     /// regard to case, as field names are).
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_slice())
+        find_header(&self.headers, name)
     }
 
     /// A `HEAD` request: its response carries a head but never a body.
@@ -422,4 +419,13 @@ fn has_token(head: &RequestHead, name: &str, token: &str) -> bool {
             v.split(|&b| b == b',')
                 .any(|item| item.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
         })
+}
+
+/// The first header called `name` (any case) in `headers`: header names are
+/// case-insensitive (RFC 9110 section 5.1).
+pub fn find_header<'a>(headers: &'a [(String, Vec<u8>)], name: &str) -> Option<&'a [u8]> {
+    headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_slice())
 }
