@@ -196,6 +196,9 @@ impl SocketUser<App> for Listener {
             return Admission::Reject(data.clone());
         }
         match app.role {
+            Role::Serve if app.set.http.is_some() => {
+                Admission::Accept(Box::new(crate::http::Files::default()))
+            }
             Role::Serve => Admission::Accept(Box::new(Echo)),
             _ if app.taken => Admission::Deny,
             _ => {
