@@ -110,7 +110,11 @@ fn head_missing_escapes_and_other_methods() {
     let head = curl(&["--head", &url("/page.html")]);
     let head = String::from_utf8(head.stdout).unwrap();
     let len = PAGE.len().to_string();
-    assert_eq!(header(&head, "Content-Length"), Some(len.as_str()), "{head}");
+    assert_eq!(
+        header(&head, "Content-Length"),
+        Some(len.as_str()),
+        "{head}"
+    );
     assert!(head.ends_with("\r\n\r\n"), "headers only: {head:?}");
     served(&mut server);
 
@@ -164,7 +168,10 @@ fn keep_open_serves_two_requests_on_one_connection() {
     ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("Re-using existing connection"), "{stderr}");
-    assert_eq!(String::from_utf8(out.stdout).unwrap(), format!("{PAGE}index\n"));
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        format!("{PAGE}index\n")
+    );
     // curl's end ends the connection.
     let closed = served(&mut server);
     assert!(
@@ -206,7 +213,11 @@ fn python_gets_a_5_mb_file_whole() {
         .args(["-c", &script])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(
         String::from_utf8(out.stdout).unwrap(),
         "200 application/octet-stream 5000000 True\n"
@@ -223,13 +234,7 @@ fn over_tls_with_alpn_and_on_a_unix_socket() {
     let pki = Pki::new();
     let (cert, key) = (pki.file("server.pem"), pki.file("server.key"));
     let tls = [
-        "--tls",
-        "--cert",
-        &cert,
-        "--key",
-        &key,
-        "--alpn",
-        "http/1.1",
+        "--tls", "--cert", &cert, "--key", &key, "--alpn", "http/1.1",
     ];
     let (mut server, addr) = start(&root, &tls, "127.0.0.1:0");
     let port = addr.rsplit_once(':').unwrap().1;
@@ -278,12 +283,14 @@ fn two_clients_at_once_are_both_served() {
     let mut a = TcpStream::connect(&addr).unwrap();
     a.set_read_timeout(Some(LIMIT)).unwrap();
     // A's request is not complete yet...
-    a.write_all(b"GET /page.html HTTP/1.1\r\nHost: x\r\n").unwrap();
+    a.write_all(b"GET /page.html HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
     server.wait_event("accepted");
     // ...while B is served whole,
     let mut b = TcpStream::connect(&addr).unwrap();
     b.set_read_timeout(Some(LIMIT)).unwrap();
-    b.write_all(b"GET /sub/ HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    b.write_all(b"GET /sub/ HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
     let rb = read_all(&mut b);
     assert!(rb.starts_with("HTTP/1.1 200"), "{rb}");
     assert!(rb.ends_with("\r\n\r\nindex\n"), "{rb}");
