@@ -224,8 +224,18 @@ fn python_gets_a_5_mb_file_whole() {
     );
     let closed = served(&mut server);
     assert_eq!(closed.str("reason"), "normal");
+    // HEAD of a file big enough to be streamed: the head alone.
+    let head = curl(&["--head", &format!("http://{addr}/big.bin")]);
+    let head = String::from_utf8(head.stdout).unwrap();
+    assert_eq!(header(&head, "Content-Length"), Some("5000000"), "{head}");
+    assert!(head.ends_with("\r\n\r\n"), "headers only: {head:?}");
+    served(&mut server);
     let ev = events(&server.stderr_so_far());
-    assert_eq!(one(&ev, "request").num("bytes"), 5_000_000);
+    let requests = named(&ev, "request");
+    assert_eq!(requests.len(), 2);
+    assert_eq!(requests[0].num("bytes"), 5_000_000);
+    assert_eq!(requests[1].str("method"), "HEAD");
+    assert_eq!(requests[1].num("bytes"), 0);
 }
 
 #[test]
