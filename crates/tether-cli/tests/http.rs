@@ -337,3 +337,36 @@ fn usage_errors() {
         assert!(out.stderr.starts_with("tether: ") || out.stderr.starts_with("error: "));
     }
 }
+
+/// SIGINT stops listening; a request under way is still answered, and the
+/// command exits 0 once its connection has ended.
+#[test]
+fn sigint_stops_listening_and_lets_a_request_finish() {
+    let (_top, root) = site();
+    let (mut server, addr) = start(&root, &["--http-keep-open"], "127.0.0.1:0");
+    let listener = one(&events(&server.stderr_so_far()), "bound").socket();
+    let mut a = TcpStream::connect(&addr).unwrap();
+    a.set_read_timeout(Some(LIMIT)).unwrap();
+    a.write_all(b"GET /page.html HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    server.wait_event("accepted");
+    let status = Command::new("kill")
+        .args(["-INT", &server.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let closed = served(&mut server);
+    assert_eq!(closed.socket(), listener, "the listener closes first");
+    a.write_all(b"Connection: close\r\n\r\n").unwrap();
+    let mut text = String::new();
+    a.read_to_string(&mut text).unwrap();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.ends_with(PAGE), "{text}");
+    drop(a);
+    let out = server.wait(LIMIT);
+    assert!(!out.killed, "{}", out.stderr);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    let ev = out.events();
+    assert_eq!(one(&ev, "request").num("status"), 200);
+    assert_eq!(named(&ev, "closed").len(), 2);
+}
