@@ -50,7 +50,8 @@ enum Command {
     #[command(after_help = CONNECT_EXAMPLES)]
     Connect(ConnectArgs),
     /// Listen on ADDR: relay stdin and stdout for the first connection and exit
-    /// when it ends, or with --echo serve any number of clients at once.
+    /// when it ends, or with --echo (or --http DIR, files over HTTP/1.1) serve
+    /// any number of clients at once.
     #[command(after_help = LISTEN_EXAMPLES)]
     Listen(ListenArgs),
     /// Run the transactions scenario on loopback; exit 0 only if every number

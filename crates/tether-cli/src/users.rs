@@ -7,7 +7,8 @@
 //! - [`Echo`]: each connection of `listen --echo`; the command runs on.
 //! - [`Datagrams`]: the UDP socket of `connect --udp` and `listen --udp`.
 //!
-//! [`Listener`] is the listening socket that hands out `Relay` or `Echo`.
+//! [`Listener`] is the listening socket that hands out `Relay`, `Echo`, or
+//! for `listen --http` the [`Files`](crate::http::Files) of each connection.
 
 use std::net::SocketAddr;
 
