@@ -20,7 +20,7 @@ pub(crate) enum Role {
     Connect,
     /// `listen` for one connection (or, on UDP, one first peer).
     Listen,
-    /// `listen --echo` or `--reject`: every client, until interrupted.
+    /// `listen --echo`, `--http` or `--reject`: every client, until interrupted.
     Serve,
 }
 

@@ -159,6 +159,18 @@ impl Events {
             .write();
     }
 
+    /// `request`: `listen --http` answered a request: its method and target
+    /// (as sent), the response's status, and the body bytes sent (0 for
+    /// HEAD; fewer than the file's length when the connection ended first).
+    pub(crate) fn request(&self, s: SocketId, method: &str, target: &str, status: u16, bytes: u64) {
+        self.line(Some(s), "request")
+            .str("method", method)
+            .str("target", target)
+            .num("status", status.into())
+            .num("bytes", bytes)
+            .write();
+    }
+
     /// `closed`: the socket's last event.
     pub(crate) fn closed(&self, s: SocketId, c: &Closed) {
         let discard = c.discard.map(|d| match d {

@@ -9,6 +9,7 @@
 mod app;
 mod demo;
 mod events;
+mod http;
 mod options;
 mod relay;
 mod report;
@@ -49,7 +50,8 @@ enum Command {
     #[command(after_help = CONNECT_EXAMPLES)]
     Connect(ConnectArgs),
     /// Listen on ADDR: relay stdin and stdout for the first connection and exit
-    /// when it ends, or with --echo serve any number of clients at once.
+    /// when it ends, or with --echo (or --http DIR, files over HTTP/1.1) serve
+    /// any number of clients at once.
     #[command(after_help = LISTEN_EXAMPLES)]
     Listen(ListenArgs),
     /// Run the transactions scenario on loopback; exit 0 only if every number
@@ -95,6 +97,9 @@ Examples:
   tether listen --dtls --echo --events 127.0.0.1:4433
   tether listen --dtls --cert ec.pem --key ec.key --srtp SRTP_AES128_CM_SHA1_80 127.0.0.1:4433
   tether listen --echo --keepalive 30 --user-timeout 20 127.0.0.1:7000
+  tether listen --http ./site --events 127.0.0.1:8080
+  tether listen --http ./site --http-keep-open --tls --cert server.pem --key server.key --alpn http/1.1 127.0.0.1:8443
+  tether listen --http ./site unix:/tmp/site.sock
 
 Port 0 lets the system pick; --events reports it in the 'bound' event. A host
 name is resolved before listening, to its first address.
@@ -292,7 +297,7 @@ pub(crate) struct ListenArgs {
     /// (stdin is not read); runs until interrupted (Ctrl-C or SIGTERM end it gracefully).
     #[arg(long, help_heading = "Serving", conflicts_with = "on_eof")]
     pub(crate) echo: bool,
-    /// With --echo: at most N connections at once; the rest wait in the
+    /// With --echo or --http: at most N connections at once; the rest wait in the
     /// kernel's backlog.
     #[arg(
         long,
@@ -311,6 +316,22 @@ pub(crate) struct ListenArgs {
         conflicts_with_all = ["echo", "reject", "udp", "dtls"]
     )]
     pub(crate) keep_open: bool,
+    /// Serve the files under DIR over HTTP/1.1 (GET and HEAD) to any number
+    /// of clients: Content-Type by extension, 404 for what is missing, 403
+    /// for a path that would leave DIR (`..`, encoded or not, or a symlink
+    /// pointing outside), a directory's index.html, no listings. Each
+    /// connection closes after its response; runs until interrupted.
+    #[arg(
+        long,
+        value_name = "DIR",
+        help_heading = "Serving",
+        conflicts_with_all = ["echo", "udp", "dtls", "framed", "keep_open", "on_eof"]
+    )]
+    pub(crate) http: Option<PathBuf>,
+    /// With --http: keep connections open between requests (keep-alive, as
+    /// HTTP/1.1's rules allow).
+    #[arg(long, help_heading = "Serving")]
+    pub(crate) http_keep_open: bool,
     /// Refuse every client with this reason data (REJECT); runs until interrupted (Ctrl-C or SIGTERM end it gracefully).
     #[arg(long, value_name = "DATA", help_heading = "Framed")]
     pub(crate) reject: Option<String>,

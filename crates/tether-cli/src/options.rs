@@ -54,12 +54,23 @@ pub(crate) struct Settings {
     pub(crate) max_conns: Option<u32>,
     /// `listen --keep-open`: one client after another.
     pub(crate) keep_open: bool,
+    /// `listen --http DIR`: the files served.
+    pub(crate) http: Option<Http>,
     pub(crate) timeouts: Timeouts,
     pub(crate) keepalive: Option<Keepalive>,
     pub(crate) user_timeout: Option<Duration>,
     pub(crate) linger: Option<Duration>,
     pub(crate) on_eof: OnEof,
     pub(crate) events: bool,
+}
+
+/// `listen --http`: what is served, and how.
+#[derive(Debug)]
+pub(crate) struct Http {
+    /// DIR, canonical: every file served is under it.
+    pub(crate) root: std::path::PathBuf,
+    /// `--http-keep-open`.
+    pub(crate) keep_open: bool,
 }
 
 /// TLS settings: the context, and for a client the name to verify.
@@ -218,6 +229,7 @@ fn common(c: &Common) -> Result<(Settings, Destination), UsageError> {
         echo: false,
         max_conns: None,
         keep_open: false,
+        http: None,
         timeouts: Timeouts {
             idle: c.idle_timeout,
             ..Timeouts::default()
@@ -509,11 +521,31 @@ pub(crate) fn for_listen(args: &ListenArgs) -> Result<Settings, UsageError> {
         )?;
     }
     needs(
-        args.max_conns.is_some() && !args.echo,
+        args.max_conns.is_some() && !args.echo && args.http.is_none(),
         "--max-conns",
-        "--echo",
-        "without it, listen serves one connection",
+        "--echo or --http",
+        "without one, listen serves one connection",
     )?;
+    needs(
+        args.http_keep_open && args.http.is_none(),
+        "--http-keep-open",
+        "--http DIR",
+        "it keeps HTTP connections open between requests",
+    )?;
+    if let Some(dir) = &args.http {
+        let root = std::fs::canonicalize(dir)
+            .map_err(|e| UsageError(format!("--http {}: {e}", dir.display())))?;
+        if !root.is_dir() {
+            return Err(UsageError(format!(
+                "--http {}: not a directory",
+                dir.display()
+            )));
+        }
+        settings.http = Some(Http {
+            root,
+            keep_open: args.http_keep_open,
+        });
+    }
     needs(
         args.require_client_cert && c.ca.is_none(),
         "--require-client-cert",

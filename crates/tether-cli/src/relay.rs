@@ -3,7 +3,7 @@
 //! [`users`](crate::users); what stdin and stdout carry, in
 //! [`stdio`](crate::stdio).
 
-use tether::{ApiError, IoMux, RecvMode};
+use tether::{ApiError, HttpOptions, IoMux, RecvMode};
 
 use crate::app::{App, Role, READ};
 use crate::events::Events;
@@ -90,7 +90,7 @@ pub(crate) fn connect(set: Settings) -> Result<u8, UsageError> {
 
 /// `tether listen`: the exit status.
 pub(crate) fn listen(set: Settings) -> Result<u8, UsageError> {
-    let role = if set.echo || set.reject.is_some() {
+    let role = if set.echo || set.reject.is_some() || set.http.is_some() {
         Role::Serve
     } else {
         Role::Listen
@@ -150,6 +150,11 @@ pub(crate) fn listen(set: Settings) -> Result<u8, UsageError> {
             }
             None => {
                 let _ = mux.listen(l);
+            }
+        }
+        if let Some(keep_open) = mux.shared().set.http.as_ref().map(|h| h.keep_open) {
+            if let Err(e) = mux.set_http(l, HttpOptions::default().keep_open(keep_open)) {
+                return Err(UsageError(format!("--http: {e}")));
             }
         }
         let _ = mux.set_timeouts(l, timeouts);

@@ -7,7 +7,8 @@
 //! - [`Echo`]: each connection of `listen --echo`; the command runs on.
 //! - [`Datagrams`]: the UDP socket of `connect --udp` and `listen --udp`.
 //!
-//! [`Listener`] is the listening socket that hands out `Relay` or `Echo`.
+//! [`Listener`] is the listening socket that hands out `Relay`, `Echo`, or
+//! for `listen --http` the [`Files`](crate::http::Files) of each connection.
 
 use std::net::SocketAddr;
 
@@ -196,6 +197,9 @@ impl SocketUser<App> for Listener {
             return Admission::Reject(data.clone());
         }
         match app.role {
+            Role::Serve if app.set.http.is_some() => {
+                Admission::Accept(Box::new(crate::http::Files::default()))
+            }
             Role::Serve => Admission::Accept(Box::new(Echo)),
             _ if app.taken => Admission::Deny,
             _ => {

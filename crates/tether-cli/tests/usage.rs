@@ -112,6 +112,26 @@ fn conflicting_and_missing_flags() {
             &["--max-conns needs --echo"],
         ),
         (
+            &["listen", "--http-keep-open", "127.0.0.1:1"],
+            &["--http-keep-open needs --http DIR"],
+        ),
+        (
+            &["listen", "--http", ".", "--echo", "127.0.0.1:1"],
+            &["--http", "--echo"],
+        ),
+        (
+            &["listen", "--http", ".", "--framed", "127.0.0.1:1"],
+            &["--http", "--framed"],
+        ),
+        (
+            &["listen", "--http", "/nonexistent/dir", "127.0.0.1:1"],
+            &["--http /nonexistent/dir", "No such file"],
+        ),
+        (
+            &["listen", "--http", "Cargo.toml", "127.0.0.1:1"],
+            &["--http Cargo.toml: not a directory"],
+        ),
+        (
             &["connect", "--hello", "hi", "127.0.0.1:1"],
             &["--hello needs --framed"],
         ),
@@ -339,6 +359,8 @@ fn help_lists_every_flag() {
                 "--cert",
                 "--key",
                 "--require-client-cert",
+                "--http",
+                "--http-keep-open",
             ],
         ),
     ] {

@@ -527,7 +527,8 @@ pub fn fingerprint(der: &[u8]) -> String {
     tether::Fingerprint::of(der).to_hex()
 }
 
-/// Is the tool on PATH? The interop tests need `openssl` and `python3`.
+/// Is the tool on PATH? The interop tests need `openssl`, `python3` and
+/// `curl`.
 pub fn tool(name: &str, arg: &str) -> &'static str {
     let ok = Command::new(name)
         .arg(arg)
@@ -539,6 +540,7 @@ pub fn tool(name: &str, arg: &str) -> &'static str {
     match name {
         "openssl" => "openssl",
         "python3" => "python3",
+        "curl" => "curl",
         other => panic!("unknown tool {other}"),
     }
 }
