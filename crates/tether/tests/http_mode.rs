@@ -438,22 +438,30 @@ fn streamed_responses_and_a_body_read_in_parts() {
     assert!(parts.parse::<usize>().unwrap() > 2, "in parts: {body}");
 }
 
+/// A Hello server on a test clock, with a 5 s handshake timeout (and `idle`).
+fn clocked(
+    clock: &tether::TestClock,
+    opts: HttpOptions,
+    idle: Option<Duration>,
+) -> (IoMux<Log>, SocketAddr) {
+    let mut m = common::mux_on(clock);
+    let l = m.listen_on("127.0.0.1:0", App { kind: Kind::Hello });
+    m.set_http(l, opts).unwrap();
+    let timeouts = tether::Timeouts {
+        handshake: Some(Duration::from_secs(5)),
+        idle,
+        ..tether::Timeouts::default()
+    };
+    m.set_timeouts(l, timeouts).unwrap();
+    let addr = inet(&m, l);
+    (m, addr)
+}
+
 #[test]
 fn a_dribbling_client_gets_408_and_the_close() {
     use std::sync::mpsc;
     let clock = tether::TestClock::new();
-    let mut m = common::mux_on(&clock);
-    let l = m.listen_on("127.0.0.1:0", App { kind: Kind::Hello });
-    m.set_http(l, HttpOptions::default()).unwrap();
-    m.set_timeouts(
-        l,
-        tether::Timeouts {
-            handshake: Some(Duration::from_secs(5)),
-            ..tether::Timeouts::default()
-        },
-    )
-    .unwrap();
-    let addr = inet(&m, l);
+    let (mut m, addr) = clocked(&clock, HttpOptions::default(), None);
     let (tx, rx) = mpsc::channel();
     common::run_script(&mut m, &clock, move |sc| {
         let mut c = TcpStream::connect(addr).unwrap();
@@ -580,20 +588,11 @@ fn an_accepted_connection_switches_to_http_mode() {
 fn an_idle_kept_open_connection_ends_by_the_idle_timeout() {
     use std::sync::mpsc;
     let clock = tether::TestClock::new();
-    let mut m = common::mux_on(&clock);
-    let l = m.listen_on("127.0.0.1:0", App { kind: Kind::Hello });
-    m.set_http(l, HttpOptions::default().keep_open(true))
-        .unwrap();
-    m.set_timeouts(
-        l,
-        tether::Timeouts {
-            handshake: Some(Duration::from_secs(5)),
-            idle: Some(Duration::from_secs(60)),
-            ..tether::Timeouts::default()
-        },
-    )
-    .unwrap();
-    let addr = inet(&m, l);
+    let (mut m, addr) = clocked(
+        &clock,
+        HttpOptions::default().keep_open(true),
+        Some(Duration::from_secs(60)),
+    );
     let (tx, rx) = mpsc::channel();
     common::run_script(&mut m, &clock, move |sc| {
         let mut c = TcpStream::connect(addr).unwrap();
