@@ -13,6 +13,7 @@
 
 mod common;
 mod dtls;
+mod http;
 mod idle;
 mod load;
 mod report;
@@ -33,7 +34,7 @@ use clap::Parser;
 use crate::load::Window;
 use crate::servers::Kind;
 
-const SCENARIOS: [&str; 9] = [
+const SCENARIOS: [&str; 10] = [
     "pingpong",
     "stream",
     "local",
@@ -42,6 +43,7 @@ const SCENARIOS: [&str; 9] = [
     "tls-handshake",
     "tls-data",
     "dtls",
+    "http",
     "idle-memory",
 ];
 
@@ -50,7 +52,7 @@ const SCENARIOS: [&str; 9] = [
 #[command(name = "tether-bench")]
 struct Args {
     /// pingpong, stream, local, udp, churn, tls-handshake, tls-data, dtls,
-    /// idle-memory, or all; or callgrind-pingpong: a fixed number of plain
+    /// http, idle-memory, or all; or callgrind-pingpong: a fixed number of plain
     /// TCP round trips against one server (--only, default tether), untimed,
     /// for callgrind.sh.
     scenario: String,
@@ -70,7 +72,8 @@ struct Args {
     /// Idle connections for idle-memory [default: 8000; quick 200].
     #[arg(long)]
     idle_conns: Option<usize>,
-    /// Only these servers (comma-separated: tether,mio,tokio,std).
+    /// Only these servers (comma-separated: tether,mio,tokio,std; in http,
+    /// tokio is hyper).
     #[arg(long, value_delimiter = ',')]
     only: Option<Vec<String>>,
     /// Only the cases whose name contains this ("conns=256 size=64", "up").
@@ -189,6 +192,7 @@ fn main() {
             "tls-handshake" => scenarios::tls_handshake(&opts, &pki),
             "tls-data" => scenarios::tls_data(&opts, &pki),
             "dtls" => dtls::dtls(&opts),
+            "http" => http::http(&opts),
             "idle-memory" => idle::idle_memory(&opts),
             _ => unreachable!(),
         };
