@@ -164,6 +164,23 @@ fn hyper_server(keep_alive: bool) -> HttpServer {
     }
 }
 
+/// A fixed amount of keep-alive work against one server, untimed, for
+/// counting its instructions under callgrind: `conns` connections each make
+/// `requests` requests, then close; the server is stopped a moment later.
+pub(crate) fn callgrind_http(kind: Kind, conns: usize, requests: u64) {
+    let server = HttpServer::start(kind, true);
+    let t = std::time::Instant::now();
+    let n = load::http::keep_alive_requests(server.addr, conns, requests);
+    let elapsed = t.elapsed();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    drop(server);
+    eprintln!(
+        "tether-bench: callgrind-http server={} conns={conns} requests={n} in {:.2} s",
+        if kind == TETHER { "tether" } else { "hyper" },
+        elapsed.as_secs_f64()
+    );
+}
+
 /// One case: keep-alive over `n` connections, or one request per
 /// connection with `n` in parallel.
 #[derive(Clone, Copy)]

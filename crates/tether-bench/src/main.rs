@@ -8,7 +8,9 @@
 //! ```
 //!
 //! `callgrind-pingpong` is not a scenario but a fixed amount of work for one
-//! server, for `callgrind.sh` to run under valgrind.
+//! server, for `callgrind.sh` to run under valgrind; `callgrind-http` the
+//! same for the http scenario's keep-alive load (`--only tether|hyper`,
+//! `--conns`, `--trips` requests per connection).
 #![deny(unsafe_code)]
 
 mod common;
@@ -54,7 +56,9 @@ struct Args {
     /// pingpong, stream, local, udp, churn, tls-handshake, tls-data, dtls,
     /// http, idle-memory, or all; or callgrind-pingpong: a fixed number of plain
     /// TCP round trips against one server (--only, default tether), untimed,
-    /// for callgrind.sh.
+    /// for callgrind.sh; or callgrind-http: a fixed number of keep-alive
+    /// HTTP requests (--conns, --trips per connection) against tether or
+    /// hyper (--only tether|hyper).
     scenario: String,
     /// A few seconds for everything: proves it builds and runs (numbers
     /// from it mean little).
@@ -129,6 +133,21 @@ fn main() {
         });
         sys::raise_nofile_limit();
         scenarios::callgrind_pingpong(kind, args.conns.max(1), args.size.max(1), args.trips);
+        return;
+    }
+    if args.scenario == "callgrind-http" {
+        let kind = match args.only.as_deref() {
+            None => Some(Kind::Tether),
+            Some([one]) if one == "hyper" => Some(Kind::Tokio),
+            Some([one]) => Kind::parse(one).filter(|k| *k == Kind::Tether),
+            Some(_) => None,
+        }
+        .unwrap_or_else(|| {
+            eprintln!("tether-bench: callgrind-http takes one server: --only tether|hyper");
+            std::process::exit(2);
+        });
+        sys::raise_nofile_limit();
+        http::callgrind_http(kind, args.conns.max(1), args.trips);
         return;
     }
     let chosen: Vec<&str> = if args.scenario == "all" {

@@ -108,6 +108,67 @@ pub(crate) fn keep_alive(addr: SocketAddr, conns: usize, w: Window) -> Measured 
     }
 }
 
+/// A fixed amount of keep-alive work, untimed (for callgrind): `conns`
+/// connections each make exactly `requests` requests, then all are closed.
+/// Returns the responses read.
+pub(crate) fn keep_alive_requests(addr: SocketAddr, conns: usize, requests: u64) -> u64 {
+    struct C {
+        sock: TcpStream,
+        connected: bool,
+        buf: Vec<u8>,
+        done: u64,
+    }
+    let mut poll = Poll::new().expect("poll");
+    let mut events = Events::with_capacity(1024);
+    let mut cs: Vec<C> = (0..conns)
+        .map(|i| C {
+            sock: connect(&poll, addr, i),
+            connected: false,
+            buf: Vec::with_capacity(4096),
+            done: 0,
+        })
+        .collect();
+    let mut scratch = vec![0u8; 64 * 1024];
+    let (mut finished, mut total) = (0usize, 0u64);
+    while finished < conns {
+        poll_events(&mut poll, &mut events);
+        for ev in events.iter() {
+            let c = &mut cs[ev.token().0];
+            if !c.connected {
+                match c.sock.peer_addr() {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == ErrorKind::NotConnected => continue,
+                    Err(e) => panic!("connect failed: {e}"),
+                }
+                c.connected = true;
+                c.sock.write_all(REQUEST).expect("write request");
+            }
+            loop {
+                match c.sock.read(&mut scratch) {
+                    Ok(0) => panic!("the server closed a keep-alive connection"),
+                    Ok(n) => {
+                        c.buf.extend_from_slice(&scratch[..n]);
+                        while let Some(len) = response_len(&c.buf) {
+                            c.buf.drain(..len);
+                            c.done += 1;
+                            total += 1;
+                            if c.done == requests {
+                                finished += 1;
+                            } else {
+                                c.sock.write_all(REQUEST).expect("write request");
+                            }
+                        }
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(e) => panic!("read: {e}"),
+                }
+            }
+        }
+    }
+    total
+}
+
 /// One request per connection, `parallel` at a time: connect, GET, read to
 /// the server's end, close, again. Counts complete responses; a connection
 /// that ends without one is an error.
