@@ -77,7 +77,7 @@ struct Args {
     #[arg(long)]
     idle_conns: Option<usize>,
     /// Only these servers (comma-separated: tether,mio,tokio,std; in http,
-    /// tokio is hyper).
+    /// hyper, which stands for tokio).
     #[arg(long, value_delimiter = ',')]
     only: Option<Vec<String>>,
     /// Only the cases whose name contains this ("conns=256 size=64", "up").
@@ -166,6 +166,8 @@ fn main() {
         names
             .iter()
             .map(|n| {
+                // http's hyper server stands in tokio's column.
+                let n = if n == "hyper" { "tokio" } else { n.as_str() };
                 Kind::parse(n).unwrap_or_else(|| {
                     eprintln!("tether-bench: unknown server {n:?}");
                     std::process::exit(2);
