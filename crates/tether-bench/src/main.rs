@@ -8,11 +8,14 @@
 //! ```
 //!
 //! `callgrind-pingpong` is not a scenario but a fixed amount of work for one
-//! server, for `callgrind.sh` to run under valgrind.
+//! server, for `callgrind.sh` to run under valgrind; `callgrind-http` the
+//! same for the http scenario's keep-alive load (`--only tether|hyper`,
+//! `--conns`, `--trips` requests per connection).
 #![deny(unsafe_code)]
 
 mod common;
 mod dtls;
+mod http;
 mod idle;
 mod load;
 mod report;
@@ -33,7 +36,7 @@ use clap::Parser;
 use crate::load::Window;
 use crate::servers::Kind;
 
-const SCENARIOS: [&str; 9] = [
+const SCENARIOS: [&str; 10] = [
     "pingpong",
     "stream",
     "local",
@@ -42,6 +45,7 @@ const SCENARIOS: [&str; 9] = [
     "tls-handshake",
     "tls-data",
     "dtls",
+    "http",
     "idle-memory",
 ];
 
@@ -50,9 +54,11 @@ const SCENARIOS: [&str; 9] = [
 #[command(name = "tether-bench")]
 struct Args {
     /// pingpong, stream, local, udp, churn, tls-handshake, tls-data, dtls,
-    /// idle-memory, or all; or callgrind-pingpong: a fixed number of plain
+    /// http, idle-memory, or all; or callgrind-pingpong: a fixed number of plain
     /// TCP round trips against one server (--only, default tether), untimed,
-    /// for callgrind.sh.
+    /// for callgrind.sh; or callgrind-http: a fixed number of keep-alive
+    /// HTTP requests (--conns, --trips per connection) against tether or
+    /// hyper (--only tether|hyper).
     scenario: String,
     /// A few seconds for everything: proves it builds and runs (numbers
     /// from it mean little).
@@ -70,7 +76,8 @@ struct Args {
     /// Idle connections for idle-memory [default: 8000; quick 200].
     #[arg(long)]
     idle_conns: Option<usize>,
-    /// Only these servers (comma-separated: tether,mio,tokio,std).
+    /// Only these servers (comma-separated: tether,mio,tokio,std; in http,
+    /// hyper, which stands for tokio).
     #[arg(long, value_delimiter = ',')]
     only: Option<Vec<String>>,
     /// Only the cases whose name contains this ("conns=256 size=64", "up").
@@ -128,6 +135,21 @@ fn main() {
         scenarios::callgrind_pingpong(kind, args.conns.max(1), args.size.max(1), args.trips);
         return;
     }
+    if args.scenario == "callgrind-http" {
+        let kind = match args.only.as_deref() {
+            None => Some(Kind::Tether),
+            Some([one]) if one == "hyper" => Some(Kind::Tokio),
+            Some([one]) => Kind::parse(one).filter(|k| *k == Kind::Tether),
+            Some(_) => None,
+        }
+        .unwrap_or_else(|| {
+            eprintln!("tether-bench: callgrind-http takes one server: --only tether|hyper");
+            std::process::exit(2);
+        });
+        sys::raise_nofile_limit();
+        http::callgrind_http(kind, args.conns.max(1), args.trips);
+        return;
+    }
     let chosen: Vec<&str> = if args.scenario == "all" {
         SCENARIOS.to_vec()
     } else if SCENARIOS.contains(&args.scenario.as_str()) {
@@ -144,6 +166,8 @@ fn main() {
         names
             .iter()
             .map(|n| {
+                // http's hyper server stands in tokio's column.
+                let n = if n == "hyper" { "tokio" } else { n.as_str() };
                 Kind::parse(n).unwrap_or_else(|| {
                     eprintln!("tether-bench: unknown server {n:?}");
                     std::process::exit(2);
@@ -189,6 +213,7 @@ fn main() {
             "tls-handshake" => scenarios::tls_handshake(&opts, &pki),
             "tls-data" => scenarios::tls_data(&opts, &pki),
             "dtls" => dtls::dtls(&opts),
+            "http" => http::http(&opts),
             "idle-memory" => idle::idle_memory(&opts),
             _ => unreachable!(),
         };

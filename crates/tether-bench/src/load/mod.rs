@@ -17,6 +17,7 @@ use crate::tlsio::{client_session, Sock, Wire};
 pub(crate) mod assoc;
 mod bulk;
 mod connections;
+pub(crate) mod http;
 mod pingpong;
 
 pub(crate) use bulk::stream;
