@@ -52,12 +52,12 @@
 //!
 //! let mut out = Vec::new();
 //! let date = http::http_date(784111777);
-//! let close = http::encode_head(&mut out, 200, &[], ResponseBody::Length(5), &date, false, Version::Http11, false);
+//! let close = http::encode_head(&mut out, 200, &[("Content-Type", "text/plain")], ResponseBody::Length(5), &date, false, Version::Http11, false);
 //! out.extend_from_slice(b"hello");
 //! assert!(!close);
 //! assert_eq!(
 //!     out,
-//!     b"HTTP/1.1 200 OK\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Length: 5\r\n\r\nhello"
+//!     b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Length: 5\r\n\r\nhello"
 //! );
 //! # Ok::<(), http::HttpError>(())
 //! ```

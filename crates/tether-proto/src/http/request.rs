@@ -278,9 +278,19 @@ impl RequestDecoder {
             self.scanned = window.len();
             return Ok(None);
         }
-        let mut fields = vec![httparse::EMPTY_HEADER; self.limits.headers];
-        let mut request = httparse::Request::new(&mut fields);
-        let used = match request.parse(window) {
+        // Header slots on the stack, left uninitialised (httparse fills what
+        // it uses): a request costs no allocation for them unless the limit
+        // is above what the stack holds.
+        let mut stack = [std::mem::MaybeUninit::<httparse::Header<'_>>::uninit(); STACK_HEADERS];
+        let mut heap = Vec::new();
+        let fields = if self.limits.headers <= STACK_HEADERS {
+            &mut stack[..self.limits.headers]
+        } else {
+            heap.resize(self.limits.headers, std::mem::MaybeUninit::uninit());
+            &mut heap[..]
+        };
+        let mut request = httparse::Request::new(&mut []);
+        let used = match request.parse_with_uninit_headers(window, fields) {
             Ok(httparse::Status::Complete(used)) => used,
             Ok(httparse::Status::Partial) if input.len() > limit => {
                 return Err(HttpError::HeadTooLarge { limit });
@@ -420,6 +430,9 @@ fn has_token(head: &RequestHead, name: &str, token: &str) -> bool {
                 .any(|item| item.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
         })
 }
+
+/// Header slots a parse takes from the stack (beyond, from the heap).
+const STACK_HEADERS: usize = 128;
 
 /// The first header called `name` (any case) in `headers`: header names are
 /// case-insensitive (RFC 9110 section 5.1).

@@ -51,7 +51,7 @@ const OWNED: [&str; 4] = ["date", "content-length", "transfer-encoding", "connec
 pub fn encode_head(
     out: &mut Vec<u8>,
     status: u16,
-    headers: &[(&str, &[u8])],
+    headers: &[(impl AsRef<str>, impl AsRef<[u8]>)],
     body: ResponseBody,
     date: &str,
     close: bool,
@@ -64,11 +64,12 @@ pub fn encode_head(
     let must_close = close || until_close;
 
     out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(status.to_string().as_bytes());
+    decimal(out, u64::from(status));
     out.push(b' ');
     out.extend_from_slice(reason(status).as_bytes());
     out.extend_from_slice(b"\r\n");
-    for &(name, value) in headers {
+    for (name, value) in headers {
+        let (name, value) = (name.as_ref(), value.as_ref());
         if OWNED.iter().any(|owned| name.eq_ignore_ascii_case(owned)) || !valid_field(name, value) {
             continue;
         }
@@ -78,7 +79,11 @@ pub fn encode_head(
     if !bodiless {
         match body {
             ResponseBody::Empty => field(out, "Content-Length", b"0"),
-            ResponseBody::Length(n) => field(out, "Content-Length", n.to_string().as_bytes()),
+            ResponseBody::Length(n) => {
+                out.extend_from_slice(b"Content-Length: ");
+                decimal(out, n);
+                out.extend_from_slice(b"\r\n");
+            }
             ResponseBody::Chunked if until_close => {}
             ResponseBody::Chunked => field(out, "Transfer-Encoding", b"chunked"),
         }
@@ -175,7 +180,13 @@ pub fn encode_chunk(out: &mut Vec<u8>, data: &[u8]) {
     if data.is_empty() {
         return;
     }
-    out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+    // The chunk's size in hex, written without an allocation.
+    let len = data.len();
+    let digits = (usize::BITS - len.leading_zeros()).div_ceil(4).max(1);
+    for i in (0..digits).rev() {
+        out.push(b"0123456789abcdef"[(len >> (4 * i)) & 0xf]);
+    }
+    out.extend_from_slice(b"\r\n");
     out.extend_from_slice(data);
     out.extend_from_slice(b"\r\n");
 }
@@ -184,4 +195,21 @@ pub fn encode_chunk(out: &mut Vec<u8>, data: &[u8]) {
 /// trailer section, `0\r\n\r\n`.
 pub fn encode_last_chunk(out: &mut Vec<u8>) {
     out.extend_from_slice(b"0\r\n\r\n");
+}
+
+/// `n` in decimal, written without an allocation (a response head is made
+/// for every request).
+fn decimal(out: &mut Vec<u8>, n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
 }

@@ -34,11 +34,63 @@ const READ: usize = 16 * 1024;
 /// no handshake timeout of its own.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The sockets in HTTP mode, by slot index (a socket's layer is found with
+/// no hashing: HTTP mode does several lookups per request).
+#[derive(Default)]
+pub(crate) struct HttpSockets {
+    slots: Vec<Option<(u32, HttpSlot)>>,
+    live: usize,
+    /// Where response heads are written (reused).
+    out: Vec<u8>,
+}
+
+impl HttpSockets {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.live == 0
+    }
+
+    pub(crate) fn contains_key(&self, s: &SocketId) -> bool {
+        self.get(s).is_some()
+    }
+
+    pub(crate) fn get(&self, s: &SocketId) -> Option<&HttpSlot> {
+        match self.slots.get(s.idx as usize) {
+            Some(Some((gen, h))) if *gen == s.gen => Some(h),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn get_mut(&mut self, s: &SocketId) -> Option<&mut HttpSlot> {
+        match self.slots.get_mut(s.idx as usize) {
+            Some(Some((gen, h))) if *gen == s.gen => Some(h),
+            _ => None,
+        }
+    }
+
+    fn insert(&mut self, s: SocketId, h: HttpSlot) {
+        let i = s.idx as usize;
+        if self.slots.len() <= i {
+            self.slots.resize_with(i + 1, || None);
+        }
+        if self.slots[i].replace((s.gen, h)).is_none() {
+            self.live += 1;
+        }
+    }
+
+    fn remove(&mut self, s: &SocketId) -> Option<HttpSlot> {
+        self.get(s)?;
+        self.live -= 1;
+        self.slots[s.idx as usize].take().map(|(_, h)| h)
+    }
+}
+
 /// A connection in HTTP mode, as the engine keeps it.
 pub(crate) struct HttpSlot {
     pub(crate) conn: Box<HttpConn>,
-    /// The deadline for a request's head (408), while one is awaited.
+    /// The deadline for a request's head (408), while one is armed.
     timer: Option<TimerId>,
+    /// When the head under way began; `None` between requests.
+    head_since: Option<std::time::Instant>,
 }
 
 impl<S: 'static> Engine<S> {
@@ -49,13 +101,15 @@ impl<S: 'static> Engine<S> {
             HttpSlot {
                 conn: Box::new(HttpConn::new(opts)),
                 timer: None,
+                head_since: None,
             },
         );
         io_log!(debug, Target::Tcp, self.mux_id, socket = %s, keep_open = opts.keep_open, "HTTP mode");
-        self.arm_head_timer(s);
+        self.head_began(s);
         self.http_read(s);
     }
 
+    #[inline]
     pub(crate) fn is_http(&self, s: SocketId) -> bool {
         !self.http.is_empty() && self.http.contains_key(&s)
     }
@@ -101,20 +155,36 @@ impl<S: 'static> Engine<S> {
         Ok(())
     }
 
-    /// A request's head is awaited: it must come within the socket's
-    /// handshake timeout (30 s without one), else 408.
-    pub(crate) fn arm_head_timer(&mut self, s: SocketId) {
-        let wait = self
-            .slot(s)
+    /// How long a request's head may take: the socket's handshake timeout
+    /// (30 s without one).
+    fn head_wait(&self, s: SocketId) -> Duration {
+        self.slot(s)
             .and_then(|slot| slot.timeouts.as_ref())
             .and_then(|d| d.config.handshake)
-            .unwrap_or(HEAD_TIMEOUT);
-        let at = self.call_time() + wait;
-        let gen = s.gen;
+            .unwrap_or(HEAD_TIMEOUT)
+    }
+
+    /// A request's head began (or, on a new connection, is awaited): it must
+    /// be complete within `head_wait`, else 408. One timer per connection,
+    /// armed when none is, and re-armed when it fires early: a kept-open
+    /// connection's requests do not each set and cancel one.
+    pub(crate) fn head_began(&mut self, s: SocketId) {
+        let now = self.call_time();
+        let Some(h) = self.http.get_mut(&s) else {
+            return;
+        };
+        h.head_since = Some(now);
+        if h.timer.is_none() {
+            let at = now + self.head_wait(s);
+            self.arm_head_at(s, at);
+        }
+    }
+
+    fn arm_head_at(&mut self, s: SocketId, at: std::time::Instant) {
         let id = self.timers.add(
             at,
             None,
-            Box::new(move |cx: &mut Cx<S>| cx.http_head_late(SocketId { idx: s.idx, gen })),
+            Box::new(move |cx: &mut Cx<S>| cx.http_head_late(s)),
         );
         if let Some(old) = self.http.get_mut(&s).and_then(|h| h.timer.replace(id)) {
             self.timers.cancel(old);
@@ -160,6 +230,10 @@ impl<S: 'static> Engine<S> {
 
     /// Write a response head (and a whole body), and decide what follows.
     pub(crate) fn respond(&mut self, s: SocketId, response: Response) -> Result<(), ApiError> {
+        let date = self.date.now();
+        // The loop's one buffer for response heads, reused.
+        let mut out = std::mem::take(&mut self.http.out);
+        out.clear();
         let Some(h) = self.http.get_mut(&s) else {
             return Err(ApiError::Http("the socket is not in HTTP mode"));
         };
@@ -174,18 +248,12 @@ impl<S: 'static> Engine<S> {
             ResponseBody::Chunked => Framing::Chunked,
         };
         let keep = http::keep_alive(c.opts.keep_open, c.client_keep_alive, response.status);
-        let headers: Vec<(&str, &[u8])> = response
-            .headers
-            .iter()
-            .map(|(n, v)| (n.as_str(), v.as_slice()))
-            .collect();
-        let mut out = Vec::with_capacity(256);
         let must_close = http::encode_head(
             &mut out,
             response.status,
-            &headers,
+            &response.headers,
             framing,
-            &http_date(),
+            date,
             !keep,
             c.version,
             head_request,
@@ -208,7 +276,9 @@ impl<S: 'static> Engine<S> {
         } else {
             Phase::Serving
         };
-        self.send(s, &out)?;
+        let sent = self.send(s, &out);
+        self.http.out = out;
+        sent?;
         if streamed.is_none() {
             self.http_done(s);
         }
@@ -286,13 +356,25 @@ impl<S: 'static> Engine<S> {
     }
 }
 
-/// The time for a `Date` header: the wall clock's, which the loop's clock
-/// (monotonic, maybe a test's) cannot give.
-fn http_date() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    http::http_date(secs)
+/// The `Date` header's text, made once a second. The wall clock's time, which
+/// the loop's clock (monotonic, maybe a test's) cannot give.
+#[derive(Debug, Default)]
+pub(crate) struct DateCache {
+    secs: u64,
+    text: String,
+}
+
+impl DateCache {
+    fn now(&mut self) -> &str {
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if secs != self.secs || self.text.is_empty() {
+            self.secs = secs;
+            self.text = http::http_date(secs);
+        }
+        &self.text
+    }
 }
 
 impl<S: 'static> Cx<S> {
@@ -302,8 +384,8 @@ impl<S: 'static> Cx<S> {
             return;
         };
         h.conn.input.extend_from_slice(data);
-        if h.conn.phase == Phase::Head && h.timer.is_none() {
-            self.engine.arm_head_timer(s);
+        if h.conn.phase == Phase::Head && h.head_since.is_none() {
+            self.engine.head_began(s);
         }
         self.http_step(s);
     }
@@ -425,7 +507,8 @@ impl<S: 'static> Cx<S> {
             return;
         };
         h.conn.phase = Phase::Serving;
-        self.engine.cancel_head_timer(s);
+        // The timer stays; it finds no head under way when it fires.
+        h.head_since = None;
         self.call(s, |u, cx| u.on_request(cx, s, &request));
     }
 
@@ -438,6 +521,7 @@ impl<S: 'static> Cx<S> {
     /// A response the layer makes itself (400, 408, 413, 431, 501), then the
     /// close. Only where nothing else was answered for the current request.
     fn error_response(&mut self, s: SocketId, status: u16) {
+        let date = self.engine.date.now();
         let Some(h) = self.engine.http.get_mut(&s) else {
             return;
         };
@@ -448,9 +532,9 @@ impl<S: 'static> Cx<S> {
             http::encode_head(
                 &mut out,
                 status,
-                &[],
+                &[] as &[(&str, &str)],
                 Framing::Length(0),
-                &http_date(),
+                date,
                 true,
                 c.version,
                 false,
@@ -468,6 +552,17 @@ impl<S: 'static> Cx<S> {
             return;
         };
         h.timer = None;
+        let Some(since) = h.head_since else {
+            return;
+        };
+        let due = since + self.engine.head_wait(s);
+        if self.engine.now < due {
+            // Set for an earlier head: wait for this one's deadline.
+            return self.engine.arm_head_at(s, due);
+        }
+        let Some(h) = self.engine.http.get_mut(&s) else {
+            return;
+        };
         match h.conn.phase {
             Phase::Head if h.conn.input.is_empty() && h.conn.decoder.is_idle() => {
                 self.engine.http_close(s)

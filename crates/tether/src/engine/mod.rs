@@ -62,7 +62,9 @@ pub(crate) struct Engine<S> {
     /// DTLS records waiting to be written (reused).
     pub(crate) wire: dtls::Wire,
     /// The sockets in HTTP mode, and their layer's state.
-    pub(crate) http: HashMap<SocketId, http::HttpSlot>,
+    pub(crate) http: http::HttpSockets,
+    /// The `Date` of HTTP responses, made once a second.
+    pub(crate) date: http::DateCache,
     /// The loop's time, read at its fixed points (see `Cx::now`).
     pub(crate) now: Instant,
     pub(crate) clock: Clock,
@@ -101,7 +103,8 @@ impl<S> Engine<S> {
             announced: HashMap::new(),
             post: None,
             wire: Default::default(),
-            http: HashMap::new(),
+            http: Default::default(),
+            date: Default::default(),
         }
     }
 }
