@@ -183,15 +183,18 @@ impl<S: 'static> Cx<S> {
     /// Ask for the next `n` bytes (`Exact`) or for 1 to `n` bytes (`Partial`).
     /// One `on_received` answers one recv. Nothing is read while no recv is
     /// pending: that is how a slow consumer holds back a fast peer.
+    #[inline]
     pub fn recv(&mut self, s: SocketId, n: usize, mode: RecvMode) -> Result<(), ApiError> {
-        self.http_owns(
-            s,
-            "in HTTP mode the layer reads: requests come to on_request",
-        )?;
+        if self.engine.is_http(s) {
+            return Err(ApiError::Http(
+                "in HTTP mode the layer reads: requests come to on_request",
+            ));
+        }
         self.engine.recv(s, n, mode)
     }
 
     /// Refuse what HTTP mode does itself.
+    #[inline]
     fn http_owns(&self, s: SocketId, why: &'static str) -> Result<(), ApiError> {
         if self.engine.is_http(s) {
             return Err(ApiError::Http(why));

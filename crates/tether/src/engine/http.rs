@@ -45,6 +45,7 @@ pub(crate) struct HttpSockets {
 }
 
 impl HttpSockets {
+    #[inline]
     pub(crate) fn is_empty(&self) -> bool {
         self.live == 0
     }
