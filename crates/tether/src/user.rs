@@ -134,9 +134,10 @@ pub trait SocketUser<S = ()> {
     }
 
     /// HTTP mode: the next part of a request body longer than
-    /// [`HttpOptions::buffer`](crate::HttpOptions::buffer), as it is read;
-    /// `last` with the end of the body. A body the application does not want
-    /// need not be read: once the response is out, what is left is thrown away.
+    /// [`HttpOptions::buffer`](crate::HttpOptions::buffer), one per
+    /// [`Cx::recv_body`](crate::Cx::recv_body); `last` with the end of the
+    /// body. A body the application does not want need not be read: once the
+    /// response is out, what is left is thrown away.
     fn on_request_body(&mut self, cx: &mut Cx<S>, s: SocketId, data: &[u8], last: bool) {}
 
     /// Exactly once per socket, last of all its callbacks. The id is stale from

@@ -3,6 +3,7 @@
 //!
 //! In HTTP mode the layer reads: requests come to
 //! [`SocketUser::on_request`](crate::SocketUser::on_request) one at a time,
+//! a body longer than the buffer read one part per [`Cx::recv_body`],
 //! each answered by [`Cx::respond`] (and, for a streamed body,
 //! [`Cx::send_body`] and [`Cx::end_body`]); the next is delivered once the
 //! response is out. The layer also ends the connection: after a response
@@ -40,6 +41,16 @@ impl<S: 'static> Cx<S> {
     /// send. A `Length` body ends with its last byte.
     pub fn send_body(&mut self, s: SocketId, data: &[u8]) -> Result<(), ApiError> {
         self.engine.send_body(s, data)
+    }
+
+    /// Ask for the next part of a request body longer than
+    /// [`HttpOptions::buffer`](crate::HttpOptions::buffer): one
+    /// [`on_request_body`](crate::SocketUser::on_request_body) answers each
+    /// call, and nothing more of the body is read meanwhile — a slow
+    /// consumer holds back a fast client, as with `recv`. A body not asked
+    /// for is thrown away once the response is out.
+    pub fn recv_body(&mut self, s: SocketId) -> Result<(), ApiError> {
+        self.engine.recv_body(s)
     }
 
     /// The end of a chunked response body.

@@ -315,6 +315,26 @@ impl<S: 'static> Engine<S> {
         }
     }
 
+    /// Ask for the next part of a request body that comes in parts.
+    pub(crate) fn recv_body(&mut self, s: SocketId) -> Result<(), ApiError> {
+        let Some(h) = self.http.get_mut(&s) else {
+            return Err(ApiError::Http("the socket is not in HTTP mode"));
+        };
+        let c = &mut h.conn;
+        let serving = matches!(c.phase, Phase::Serving | Phase::Streaming);
+        if !serving || !c.body_in_parts || c.body_read {
+            return Err(ApiError::Http("no request body waits to be read"));
+        }
+        if c.body_wanted {
+            return Err(ApiError::RecvPending);
+        }
+        c.body_wanted = true;
+        // Decoded from what is buffered once the current callback returns.
+        self.tasks.push_back(Task::Http(s));
+        self.http_read(s);
+        Ok(())
+    }
+
     /// The end of a chunked response body.
     pub(crate) fn end_body(&mut self, s: SocketId) -> Result<(), ApiError> {
         let Some(h) = self.http.get_mut(&s) else {
@@ -349,6 +369,7 @@ impl<S: 'static> Engine<S> {
         }
         c.phase = Phase::Head;
         c.body_in_parts = false;
+        c.body_wanted = false;
         // Between requests the idle timeout applies; the head's own deadline
         // starts with the next request's first byte.
         // What is left of the body is read and dropped before the next head.
@@ -398,12 +419,7 @@ impl<S: 'static> Cx<S> {
                 return;
             };
             let c = &mut h.conn;
-            let reading = match c.phase {
-                Phase::Head | Phase::Body => true,
-                Phase::Serving | Phase::Streaming => !c.body_read,
-                Phase::Done => false,
-            };
-            if !reading {
+            if !c.wants_input() {
                 break;
             }
             let input = std::mem::take(&mut c.input);
@@ -451,6 +467,7 @@ impl<S: 'static> Cx<S> {
                         let part = part.to_vec();
                         rest.drain(..used);
                         c.input = rest;
+                        c.body_wanted = false;
                         self.call(s, |u, cx| u.on_request_body(cx, s, &part, false));
                         true
                     } else if c.phase == Phase::Body {
@@ -483,6 +500,7 @@ impl<S: 'static> Cx<S> {
                         }
                         self.deliver_request(s);
                     } else if in_parts {
+                        c.body_wanted = false;
                         self.call(s, |u, cx| u.on_request_body(cx, s, &[], true));
                     }
                     // The next request waits for this one's response.

@@ -51,6 +51,9 @@ pub(crate) struct HttpConn {
     pub(crate) body_read: bool,
     /// Its body is delivered in parts (`on_request_body`).
     pub(crate) body_in_parts: bool,
+    /// The application asked for the next part (`recv_body`): the body is
+    /// read only as fast as it is asked for.
+    pub(crate) body_wanted: bool,
     /// The response under way streams its body.
     pub(crate) outgoing: Option<Outgoing>,
     /// The connection stays open after the response under way.
@@ -70,6 +73,7 @@ impl HttpConn {
             version: Version::Http11,
             body_read: true,
             body_in_parts: false,
+            body_wanted: false,
             outgoing: None,
             keep: false,
         }
@@ -80,8 +84,14 @@ impl HttpConn {
     pub(crate) fn wants_input(&self) -> bool {
         match self.phase {
             Phase::Head | Phase::Body => true,
-            Phase::Serving | Phase::Streaming => !self.body_read,
+            Phase::Serving | Phase::Streaming => self.reads_body(),
             Phase::Done => false,
         }
+    }
+
+    /// Once the request is delivered, its body is read only while it is
+    /// buffered for it (not in parts) or a part was asked for.
+    pub(crate) fn reads_body(&self) -> bool {
+        !self.body_read && (!self.body_in_parts || self.body_wanted)
     }
 }
