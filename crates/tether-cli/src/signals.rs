@@ -93,8 +93,10 @@ fn first(cx: &mut Cx<App>) {
         let _ = cx.close(l);
     }
     for s in open {
-        if Some(s) != listener {
-            let _ = cx.close(s);
+        // An HTTP-mode connection ends itself: after its response, or now
+        // if it waits between requests.
+        if Some(s) != listener && cx.close(s).is_err() {
+            let _ = cx.end_keep_alive(s);
         }
     }
     match conn {

@@ -370,3 +370,38 @@ fn sigint_stops_listening_and_lets_a_request_finish() {
     assert_eq!(one(&ev, "request").num("status"), 200);
     assert_eq!(named(&ev, "closed").len(), 2);
 }
+
+#[test]
+fn sigint_ends_an_idle_kept_open_connection_at_once() {
+    let (_top, root) = site();
+    let (mut server, addr) = start(&root, &["--http-keep-open"], "127.0.0.1:0");
+    let mut a = TcpStream::connect(&addr).unwrap();
+    a.set_read_timeout(Some(LIMIT)).unwrap();
+    a.write_all(b"GET /page.html HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    server.wait_event("request");
+    let status = Command::new("kill")
+        .args(["-INT", &server.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // The response, then the server's end (no second request was sent).
+    let mut text = String::new();
+    a.read_to_string(&mut text).unwrap();
+    assert!(
+        text.starts_with("HTTP/1.1 200") && text.ends_with(PAGE),
+        "{text}"
+    );
+    drop(a);
+    let out = server.wait(LIMIT);
+    assert!(!out.killed, "{}", out.stderr);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    let ev = out.events();
+    let closed = named(&ev, "closed");
+    assert_eq!(closed.len(), 2, "the listener and the connection");
+    assert!(
+        closed.iter().all(|c| c.str("reason") == "normal"),
+        "{}",
+        out.stderr
+    );
+}

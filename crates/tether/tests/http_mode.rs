@@ -719,3 +719,39 @@ fn a_body_not_asked_for_is_not_read_the_client_is_held_back() {
         assert_eq!(parts, 1, "one part per recv_body");
     });
 }
+
+#[test]
+fn end_keep_alive_closes_an_idle_kept_open_connection_gracefully() {
+    let clock = tether::TestClock::new();
+    let (mut m, addr) = clocked(&clock, HttpOptions::default().keep_open(true), None);
+    let served = common::run_script(&mut m, &clock, move |sc| {
+        let mut c = TcpStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        c.write_all(b"GET /a HTTP/1.1\r\n\r\n").unwrap();
+        let mut buf = [0u8; 512];
+        let n = c.read(&mut buf).unwrap();
+        assert!(buf[..n].ends_with(b"hello /a\n"));
+        // Between requests: the server shutting down ends it now.
+        let served = sc.look(|cx| {
+            let s = cx.shared().events.iter().find_map(|(s, e)| match e {
+                common::Ev::Received(_) => Some(*s),
+                _ => None,
+            });
+            let s = s.expect("the request's connection");
+            cx.end_keep_alive(s).unwrap();
+            s
+        });
+        let mut rest = Vec::new();
+        c.read_to_end(&mut rest).unwrap();
+        assert!(rest.is_empty(), "ended at once, nothing more sent");
+        drop(c);
+        // Its end is seen once the client has gone too.
+        loop {
+            if sc.look(move |cx| cx.shared().is_closed(served)) {
+                break served;
+            }
+            std::thread::yield_now();
+        }
+    });
+    assert_eq!(m.shared().closed(served).reason, Reason::Normal);
+}

@@ -53,6 +53,14 @@ impl<S: 'static> Cx<S> {
         self.engine.recv_body(s)
     }
 
+    /// Keep the connection open no longer (a server shutting down, say): it
+    /// ends after the response under way (which says `Connection: close`),
+    /// or now if it waits between requests — gracefully, by the layer, as
+    /// every HTTP-mode connection ends.
+    pub fn end_keep_alive(&mut self, s: SocketId) -> Result<(), ApiError> {
+        self.engine.end_keep_alive(s)
+    }
+
     /// The end of a chunked response body.
     pub fn end_body(&mut self, s: SocketId) -> Result<(), ApiError> {
         self.engine.end_body(s)

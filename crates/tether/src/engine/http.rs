@@ -315,6 +315,22 @@ impl<S: 'static> Engine<S> {
         }
     }
 
+    /// Keep the connection open no longer: it ends after the response under
+    /// way, or now (gracefully, by the layer) if no request is under way.
+    pub(crate) fn end_keep_alive(&mut self, s: SocketId) -> Result<(), ApiError> {
+        let Some(h) = self.http.get_mut(&s) else {
+            return Err(ApiError::Http("the socket is not in HTTP mode"));
+        };
+        let c = &mut h.conn;
+        c.opts.keep_open = false;
+        c.keep = false;
+        let idle = c.phase == Phase::Head && c.input.is_empty() && c.decoder.is_idle();
+        if idle {
+            self.http_close(s);
+        }
+        Ok(())
+    }
+
     /// Ask for the next part of a request body that comes in parts.
     pub(crate) fn recv_body(&mut self, s: SocketId) -> Result<(), ApiError> {
         let Some(h) = self.http.get_mut(&s) else {
