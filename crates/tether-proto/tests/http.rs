@@ -390,6 +390,27 @@ POST /3 HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nxy\r\n0\r\n\r\n";
         assert!(matches!(&got[5], Ev::Head(h) if h.target == "/3"));
         assert_eq!(got[6..], [body(b"xy"), Ev::End]);
     }
+
+    #[test]
+    fn a_recycled_head_gives_the_next_request_its_own_fields() {
+        // The next head is parsed into the strings of the one given back:
+        // nothing of the first may show in the second, with more headers,
+        // fewer, shorter or longer.
+        let first = b"POST /long/target HTTP/1.1\r\nHost: a.example\r\nX-One: 1\r\nContent-Length: 0\r\n\r\n";
+        let second = b"GET / HTTP/1.0\r\nHost: b\r\n\r\n";
+        let third = b"GET /3 HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\nE: 5\r\n\r\n";
+        let mut decoder = RequestDecoder::new(Limits::default());
+        for input in [&first[..], &second[..], &third[..]] {
+            let (used, item) = decoder.decode(input).unwrap();
+            assert_eq!(used, input.len());
+            let Item::Head(got) = item else {
+                panic!("a head: {item:?}");
+            };
+            assert_eq!(got, head(input));
+            assert_eq!(decoder.decode(&[]).unwrap(), (0, Item::End));
+            decoder.recycle(got);
+        }
+    }
 }
 
 mod limits {
@@ -582,14 +603,23 @@ mod errors {
 
     #[test]
     fn a_head_is_judged_once_it_can_have_ended() {
-        // The head is parsed when its empty line arrives (or the limit is
-        // passed), not again for every piece of it.
+        // The first look parses at once (most heads come whole); after a
+        // partial head, the head is parsed again only when its empty line
+        // arrives (or the limit is passed), not for every piece of it.
         let mut decoder = RequestDecoder::new(Limits::default());
-        let start = b"G\x01T / HTTP/1.1\r\nX: y\r\n";
+        let start = b"GET / HTTP/1.1\r\n";
         assert_eq!(decoder.decode(start).unwrap(), (0, Item::NeedMore));
-        let whole = [&start[..], b"\r\n"].concat();
+        let more = [&start[..], b"Bad Name: y\r\n"].concat();
+        assert_eq!(decoder.decode(&more).unwrap(), (0, Item::NeedMore));
+        let whole = [&more[..], b"\r\n"].concat();
         assert!(matches!(
             decoder.decode(&whole),
+            Err(HttpError::Malformed(_))
+        ));
+        // Bytes no request line can hold are refused at the first look.
+        let mut decoder = RequestDecoder::new(Limits::default());
+        assert!(matches!(
+            decoder.decode(b"G\x01T / HT"),
             Err(HttpError::Malformed(_))
         ));
     }

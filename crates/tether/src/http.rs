@@ -8,6 +8,7 @@
 //! connection itself: after every response unless
 //! [`HttpOptions::keep_open`], and then by HTTP/1.1's keep-alive rules.
 
+use std::borrow::Cow;
 pub use tether_proto::http::{Limits as HttpLimits, Version as HttpVersion};
 
 /// How a socket in HTTP mode behaves.
@@ -95,9 +96,9 @@ impl Request {
 /// How a response's body is given.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum ResponseBody {
-    /// All of it, now.
-    Bytes(Vec<u8>),
+pub enum ResponseBody<'a> {
+    /// All of it, now: borrowed (a static page, a cached file) or owned.
+    Bytes(Cow<'a, [u8]>),
     /// This many bytes, sent afterwards with [`Cx::send_body`](crate::Cx::send_body).
     Length(u64),
     /// Sent afterwards with [`Cx::send_body`](crate::Cx::send_body), in
@@ -109,55 +110,125 @@ pub enum ResponseBody {
 /// `Content-Length` (or `Transfer-Encoding`) and `Connection`; headers of
 /// those names given here are left out.
 ///
+/// Header names, values and the body may borrow what the handler has (`'a`):
+/// `respond` writes the response out before it returns, so a server with
+/// fixed answers builds them without copying or allocating anything but the
+/// header list.
+///
 /// ```
 /// use tether::{Response, ResponseBody};
 ///
-/// let r = Response::new(200).header("Content-Type", "text/plain").body("hello\n");
-/// assert_eq!(r.body, ResponseBody::Bytes(b"hello\n".to_vec()));
+/// let page = String::from("hello\n");
+/// let r = Response::new(200).header("Content-Type", "text/plain").body(&page);
+/// assert_eq!(r.body, ResponseBody::Bytes(b"hello\n"[..].into()));
+/// // Owned parts make a response that outlives what built it.
+/// let r: Response<'static> = Response::new(404).body(format!("no {page}"));
+/// assert_eq!(r.headers.len(), 0);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct Response {
+pub struct Response<'a> {
     /// The status code.
     pub status: u16,
     /// Headers, in order.
-    pub headers: Vec<(String, Vec<u8>)>,
+    pub headers: Vec<(Cow<'a, str>, Cow<'a, [u8]>)>,
     /// The body.
-    pub body: ResponseBody,
+    pub body: ResponseBody<'a>,
 }
 
-impl Response {
+impl<'a> Response<'a> {
     /// A response with `status` and no body.
-    pub fn new(status: u16) -> Response {
+    pub fn new(status: u16) -> Response<'a> {
         Response {
             status,
             headers: Vec::new(),
-            body: ResponseBody::Bytes(Vec::new()),
+            body: ResponseBody::Bytes(Cow::Borrowed(&[])),
         }
     }
 
     /// Add a header.
-    pub fn header(mut self, name: &str, value: impl AsRef<[u8]>) -> Response {
+    pub fn header(
+        mut self,
+        name: impl Into<Cow<'a, str>>,
+        value: impl IntoResponseBytes<'a>,
+    ) -> Response<'a> {
         self.headers
-            .push((name.to_string(), value.as_ref().to_vec()));
+            .push((name.into(), value.into_response_bytes()));
         self
     }
 
     /// The whole body.
-    pub fn body(mut self, body: impl AsRef<[u8]>) -> Response {
-        self.body = ResponseBody::Bytes(body.as_ref().to_vec());
+    pub fn body(mut self, body: impl IntoResponseBytes<'a>) -> Response<'a> {
+        self.body = ResponseBody::Bytes(body.into_response_bytes());
         self
     }
 
     /// A body of `len` bytes sent afterwards with `send_body`.
-    pub fn streamed(mut self, len: u64) -> Response {
+    pub fn streamed(mut self, len: u64) -> Response<'a> {
         self.body = ResponseBody::Length(len);
         self
     }
 
     /// A chunked body sent afterwards with `send_body` and `end_body`.
-    pub fn chunked(mut self) -> Response {
+    pub fn chunked(mut self) -> Response<'a> {
         self.body = ResponseBody::Chunked;
+        self
+    }
+}
+
+/// What a [`Response`] header value or body can be made of: bytes or text,
+/// borrowed (`&[u8]`, `&[u8; N]`, `&str`, `&Vec<u8>`, `&String`) or owned
+/// (`Vec<u8>`, `String`, `Cow<[u8]>`). Borrowed ones are not copied until
+/// the response is written.
+pub trait IntoResponseBytes<'a> {
+    /// The bytes, borrowed or owned as given.
+    fn into_response_bytes(self) -> Cow<'a, [u8]>;
+}
+
+impl<'a> IntoResponseBytes<'a> for &'a [u8] {
+    fn into_response_bytes(self) -> Cow<'a, [u8]> {
+        Cow::Borrowed(self)
+    }
+}
+
+impl<'a, const N: usize> IntoResponseBytes<'a> for &'a [u8; N] {
+    fn into_response_bytes(self) -> Cow<'a, [u8]> {
+        Cow::Borrowed(self)
+    }
+}
+
+impl<'a> IntoResponseBytes<'a> for &'a str {
+    fn into_response_bytes(self) -> Cow<'a, [u8]> {
+        Cow::Borrowed(self.as_bytes())
+    }
+}
+
+impl<'a> IntoResponseBytes<'a> for &'a Vec<u8> {
+    fn into_response_bytes(self) -> Cow<'a, [u8]> {
+        Cow::Borrowed(self)
+    }
+}
+
+impl<'a> IntoResponseBytes<'a> for &'a String {
+    fn into_response_bytes(self) -> Cow<'a, [u8]> {
+        Cow::Borrowed(self.as_bytes())
+    }
+}
+
+impl<'a> IntoResponseBytes<'a> for Vec<u8> {
+    fn into_response_bytes(self) -> Cow<'a, [u8]> {
+        Cow::Owned(self)
+    }
+}
+
+impl<'a> IntoResponseBytes<'a> for String {
+    fn into_response_bytes(self) -> Cow<'a, [u8]> {
+        Cow::Owned(self.into_bytes())
+    }
+}
+
+impl<'a> IntoResponseBytes<'a> for Cow<'a, [u8]> {
+    fn into_response_bytes(self) -> Cow<'a, [u8]> {
         self
     }
 }

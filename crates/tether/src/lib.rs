@@ -293,7 +293,9 @@ pub use engine::dial::CONNECTION_ATTEMPT_DELAY;
 pub use engine::timers::TimerId;
 pub use error::{ApiError, Error};
 pub use handle::{LoopGone, MuxHandle};
-pub use http::{HttpLimits, HttpOptions, HttpVersion, Request, Response, ResponseBody};
+pub use http::{
+    HttpLimits, HttpOptions, HttpVersion, IntoResponseBytes, Request, Response, ResponseBody,
+};
 pub use id::SocketId;
 pub use mux::{IoMux, Turn};
 pub use security::cert_error::CertError;

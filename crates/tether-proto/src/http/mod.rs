@@ -105,14 +105,15 @@ impl Default for Limits {
     }
 }
 
-/// The protocol version of a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The protocol version of a request (by default the current one, 1.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum Version {
     /// HTTP/1.0: no chunked coding, connections close unless the client
     /// asks to keep them open.
     Http10,
     /// HTTP/1.1: connections stay open unless either side says close.
+    #[default]
     Http11,
 }
 

@@ -4,10 +4,11 @@
 use super::{HttpError, Limits, Version};
 
 /// How a request's body is delimited (RFC 9112 6.3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum BodyKind {
     /// No `Content-Length` and no `Transfer-Encoding`: a request without a
     /// body, whatever its method.
+    #[default]
     None,
     /// Exactly this many bytes follow the head.
     Length(u64),
@@ -17,7 +18,7 @@ pub enum BodyKind {
 }
 
 /// A request line and its headers.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RequestHead {
     /// The method as sent (`GET`); methods are case-sensitive.
     pub method: String,
@@ -116,7 +117,15 @@ pub struct RequestDecoder {
     /// head without finding it. A client trickling its head a byte at a
     /// time would otherwise have the whole head re-parsed on every call.
     scanned: usize,
+    /// A head given back by [`recycle`](RequestDecoder::recycle): the next
+    /// head is parsed into its strings, so a connection serving request
+    /// after request allocates for the first only.
+    spare: RequestHead,
 }
+
+/// The most a recycled head may hold, in bytes of capacity, to be kept: an
+/// idle connection keeps no more than this of what its client once sent.
+const SPARE_MAX: usize = 1024;
 
 impl RequestDecoder {
     /// A decoder between requests, enforcing `limits`.
@@ -126,6 +135,7 @@ impl RequestDecoder {
             state: State::Idle,
             chunked_total: 0,
             scanned: 0,
+            spare: RequestHead::default(),
         }
     }
 
@@ -251,6 +261,25 @@ impl RequestDecoder {
         }
     }
 
+    /// Gives back a head this decoder produced once its user is done with
+    /// it: the next head reuses its allocations (method, target, header
+    /// names and values). A head holding more than a small bound is dropped
+    /// instead, so what a connection keeps between requests stays small.
+    pub fn recycle(&mut self, mut head: RequestHead) {
+        let held = head.method.capacity()
+            + head.target.capacity()
+            + head
+                .headers
+                .iter()
+                .map(|(n, v)| n.capacity() + v.capacity())
+                .sum::<usize>();
+        if held <= SPARE_MAX {
+            head.method.clear();
+            head.target.clear();
+            self.spare = head;
+        }
+    }
+
     /// True between requests (nothing of a next request consumed yet).
     pub fn is_idle(&self) -> bool {
         self.state == State::Idle
@@ -271,10 +300,9 @@ impl RequestDecoder {
         let window = &input[..input.len().min(limit)];
         // Parse only once the head can have ended (an empty line, CRLF or
         // bare LF), or to decide between malformed and too large.
-        let from = self.scanned.saturating_sub(2).min(window.len());
-        let ended = window[from..].windows(2).any(|w| w == b"\n\n")
-            || window[from..].windows(3).any(|w| w == b"\n\r\n");
-        if !ended && input.len() <= limit {
+        // The first look parses at once: most heads arrive whole, and a
+        // parse of a partial head costs no more than the scan.
+        if self.scanned > 0 && !head_ended(window, self.scanned) && input.len() <= limit {
             self.scanned = window.len();
             return Ok(None);
         }
@@ -312,20 +340,24 @@ impl RequestDecoder {
             Some(1) => Version::Http11,
             _ => return Err(HttpError::Malformed("unsupported HTTP version".into())),
         };
-        let headers: Vec<(String, Vec<u8>)> = request
-            .headers
-            .iter()
-            .map(|h| (h.name.to_string(), h.value.to_vec()))
-            .collect();
-        let mut head = RequestHead {
-            method: request.method.unwrap_or_default().to_string(),
-            target: request.path.unwrap_or_default().to_string(),
-            version,
-            body: BodyKind::None,
-            keep_alive: false,
-            expect_continue: false,
-            headers,
-        };
+        let mut head = std::mem::take(&mut self.spare);
+        head.method.clear();
+        head.method.push_str(request.method.unwrap_or_default());
+        head.target.clear();
+        head.target.push_str(request.path.unwrap_or_default());
+        head.version = version;
+        head.headers.truncate(request.headers.len());
+        for (i, h) in request.headers.iter().enumerate() {
+            match head.headers.get_mut(i) {
+                Some((name, value)) => {
+                    name.clear();
+                    name.push_str(h.name);
+                    value.clear();
+                    value.extend_from_slice(h.value);
+                }
+                None => head.headers.push((h.name.to_string(), h.value.to_vec())),
+            }
+        }
         head.body = body_kind(&head)?;
         let close = has_token(&head, "connection", "close");
         head.keep_alive = match version {
@@ -349,6 +381,15 @@ impl RequestDecoder {
         };
         Ok(Some((used, head)))
     }
+}
+
+/// Whether `bytes` holds an empty line (CRLF or bare LF) ending a head,
+/// looking from just before `from` (where an earlier look stopped).
+fn head_ended(bytes: &[u8], from: usize) -> bool {
+    let from = from.saturating_sub(2).min(bytes.len());
+    bytes[from..].iter().enumerate().any(|(i, &b)| {
+        b == b'\n' && matches!(&bytes[from + i + 1..], [b'\n', ..] | [b'\r', b'\n', ..])
+    })
 }
 
 /// The body framing of a request, refusing every ambiguous one: a message

@@ -33,7 +33,7 @@ impl<S: 'static> Cx<S> {
     /// Answer the request delivered last. A [`ResponseBody::Bytes`](crate::ResponseBody::Bytes)
     /// response is complete at once; a streamed one takes [`send_body`](Self::send_body)
     /// calls (and [`end_body`](Self::end_body) when chunked).
-    pub fn respond(&mut self, s: SocketId, response: Response) -> Result<(), ApiError> {
+    pub fn respond(&mut self, s: SocketId, response: Response<'_>) -> Result<(), ApiError> {
         self.engine.respond(s, response)
     }
 

@@ -15,7 +15,7 @@
 
 use std::time::Duration;
 
-use tether_proto::http::{self, BodyKind, HttpError, Item, ResponseBody as Framing};
+use tether_proto::http::{self, BodyKind, HttpError, Item, RequestHead, ResponseBody as Framing};
 
 use crate::engine::task::Task;
 use crate::engine::timers::TimerId;
@@ -545,6 +545,15 @@ impl<S: 'static> Cx<S> {
         // The timer stays; it finds no head under way when it fires.
         h.head_since = None;
         self.call(s, |u, cx| u.on_request(cx, s, &request));
+        // Its strings serve the next request's head.
+        if let Some(h) = self.engine.http.get_mut(&s) {
+            h.conn.decoder.recycle(RequestHead {
+                method: request.method,
+                target: request.target,
+                headers: request.headers,
+                ..RequestHead::default()
+            });
+        }
     }
 
     /// A request the layer will not serve: answer with its status, and end.
