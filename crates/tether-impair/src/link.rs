@@ -75,6 +75,7 @@ impl Link {
     /// datagram's decisions do not depend on earlier cuts).
     pub(crate) fn accept(&mut self, data: &[u8], now: Instant, cut: bool, stats: &mut DirStats) {
         stats.received += 1;
+        stats.largest = stats.largest.max(data.len() as u64);
         // Always five draws per datagram: decisions stay aligned with n.
         let lost = self.rng.chance(self.imp.loss);
         let dup = self.rng.chance(self.imp.duplicate);
@@ -178,6 +179,7 @@ mod tests {
             stats,
             DirStats {
                 received: 10,
+                largest: 1,
                 ..DirStats::default()
             }
         );
