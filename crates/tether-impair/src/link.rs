@@ -1,8 +1,8 @@
 //! One direction of an impaired link: the decisions and the delay queue.
 //!
-//! Kept apart from sockets so that every relay (UDP now, TCP later) shares the
-//! same seeded decisions, and so the scheduling can be tested with time passed
-//! by hand.
+//! Kept apart from sockets and devices so that every relay (UDP datagrams,
+//! IP packets on the TUN link) shares the same seeded decisions, and so the
+//! scheduling can be tested with time passed by hand.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
