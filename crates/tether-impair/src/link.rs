@@ -1,8 +1,8 @@
 //! One direction of an impaired link: the decisions and the delay queue.
 //!
-//! Kept apart from sockets so that every relay (UDP now, TCP later) shares the
-//! same seeded decisions, and so the scheduling can be tested with time passed
-//! by hand.
+//! Kept apart from sockets and devices so that every relay (UDP datagrams,
+//! IP packets on the TUN link) shares the same seeded decisions, and so the
+//! scheduling can be tested with time passed by hand.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -75,6 +75,7 @@ impl Link {
     /// datagram's decisions do not depend on earlier cuts).
     pub(crate) fn accept(&mut self, data: &[u8], now: Instant, cut: bool, stats: &mut DirStats) {
         stats.received += 1;
+        stats.largest = stats.largest.max(data.len() as u64);
         // Always five draws per datagram: decisions stay aligned with n.
         let lost = self.rng.chance(self.imp.loss);
         let dup = self.rng.chance(self.imp.duplicate);
@@ -178,6 +179,7 @@ mod tests {
             stats,
             DirStats {
                 received: 10,
+                largest: 1,
                 ..DirStats::default()
             }
         );

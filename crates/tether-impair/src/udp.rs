@@ -8,12 +8,13 @@
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crate::link::Link;
 use crate::prng::Prng;
+use crate::stats::Watched;
 use crate::{DirStats, Impairment, Stats};
 
 /// The longest a relay thread blocks before it looks at the stop flag again,
@@ -30,25 +31,17 @@ struct Shared {
     cut: AtomicBool,
     /// The most recent client address; answers go there.
     client: Mutex<Option<SocketAddr>>,
-    stats: Mutex<Stats>,
-    /// Signalled on every change of `stats`, for [`UdpRelay::wait_stats`].
-    changed: Condvar,
+    stats: Watched<Stats>,
 }
 
 impl Shared {
-    fn stats(&self) -> MutexGuard<'_, Stats> {
-        // A panicking relay thread must not hide the counters from the test.
-        self.stats.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
     fn update(&self, dir: Dir, f: impl FnOnce(&mut DirStats)) {
-        let mut stats = self.stats();
-        f(match dir {
-            Dir::ToTarget => &mut stats.to_target,
-            Dir::ToClient => &mut stats.to_client,
+        self.stats.update(|stats| {
+            f(match dir {
+                Dir::ToTarget => &mut stats.to_target,
+                Dir::ToClient => &mut stats.to_client,
+            })
         });
-        drop(stats);
-        self.changed.notify_all();
     }
 }
 
@@ -154,20 +147,14 @@ impl UdpRelay {
 
     /// The counters so far.
     pub fn stats(&self) -> Stats {
-        *self.shared.stats()
+        self.shared.stats.get()
     }
 
     /// Waits until `done` holds for the counters, or `timeout` passes; returns
     /// the counters that satisfied it, or `None` on timeout. Lets a test wait
     /// for the relay to have taken in what it sent without sleeping.
     pub fn wait_stats(&self, timeout: Duration, done: impl Fn(&Stats) -> bool) -> Option<Stats> {
-        let guard = self.shared.stats();
-        let (guard, result) = self
-            .shared
-            .changed
-            .wait_timeout_while(guard, timeout, |s| !done(s))
-            .unwrap_or_else(PoisonError::into_inner);
-        (!result.timed_out()).then_some(*guard)
+        self.shared.stats.wait(timeout, done)
     }
 
     /// Stops the relay and joins its threads (as dropping it does).
