@@ -50,9 +50,13 @@ impl<S: 'static> Engine<S> {
                 }));
             }
         }
-        match stream.register(&self.registry, s.token()) {
+        // A TLS session writes from places of its own: its socket keeps
+        // watching for room to write from the start.
+        let watch_writable = tls.is_some();
+        match stream.register(&self.registry, s.token(), watch_writable) {
             Ok(()) => {
                 if let Some(slot) = find(&mut self.slots, s) {
+                    slot.watch_writable = watch_writable;
                     slot.io = Io::Stream(stream);
                     slot.tls = tls.and_then(|ctx| Tls::server(ctx).ok()).map(Box::new);
                     slot.framed = framed.map(Box::new);
@@ -64,6 +68,12 @@ impl<S: 'static> Engine<S> {
                     _ => None,
                 };
                 if let Some(opts) = http {
+                    // A client speaks first, and its request is often in
+                    // already: read at once rather than after a wake-up for
+                    // the edge (a read that finds nothing waits for it).
+                    if let Some(slot) = find(&mut self.slots, s) {
+                        slot.readable = true;
+                    }
                     self.start_http(s, opts);
                 }
             }

@@ -167,7 +167,7 @@ impl<S: 'static> Engine<S> {
                 .map_err(open_failure)
                 .and_then(|mut stream| {
                     stream
-                        .register(&self.registry, attempt_token(s))
+                        .register(&self.registry, attempt_token(s), true)
                         .map(|()| stream)
                         .map_err(|e| (Reason::OpenFailed, Error::Io(e)))
                 });

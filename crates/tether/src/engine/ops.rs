@@ -207,7 +207,7 @@ impl<S: 'static> Engine<S> {
             Err(e) => Err((Reason::AddressInvalid, Error::Address(e))),
         };
         match result {
-            Ok(mut stream) => match stream.register(&self.registry, s.token()) {
+            Ok(mut stream) => match stream.register(&self.registry, s.token(), true) {
                 Ok(()) => {
                     let slot = self.live(s)?;
                     slot.io = Io::Stream(stream);

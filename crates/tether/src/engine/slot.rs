@@ -56,6 +56,12 @@ pub(crate) struct Slot<S> {
     pub(crate) wants_sent: bool,
     /// SO_REUSEPORT on the descriptor its bind makes (`set_reuse_port`).
     pub(crate) reuse_port: bool,
+    /// The poller reports room to write. From the start on a connecting
+    /// socket (its connect completing is a writable edge); on an accepted
+    /// plain one only from the first write the kernel refused: it is
+    /// writable until then, and an edge saying so would be a wake-up for
+    /// nothing.
+    pub(crate) watch_writable: bool,
     /// Its one deadline on the loop's timer heap, if armed.
     pub(crate) timer: SocketTimer,
 }
@@ -126,6 +132,7 @@ impl<S> Slot<S> {
             timer: None,
             wants_sent,
             reuse_port: false,
+            watch_writable: true,
         }
     }
 

@@ -64,11 +64,30 @@ impl<S: 'static> Engine<S> {
         queue_sent(&mut self.tasks, wanted, s, q.advance(0));
         if q.is_empty() {
             slot.outq = None;
+        } else if !slot.watch_writable {
+            self.watch_writable(s);
         }
         if let Some(e) = failed {
             self.fail(s, Reason::Lost, Error::Io(e));
         }
         self.settle(s);
+    }
+
+    /// The kernel refused a write on a socket not yet watched for room to
+    /// write: from now the poller says when there is. Its readiness now is
+    /// reported anew, so room that came since the refusal is not missed.
+    #[cold]
+    fn watch_writable(&mut self, s: SocketId) {
+        let Some(slot) = find(&mut self.slots, s) else {
+            return;
+        };
+        let Io::Stream(stream) = &mut slot.io else {
+            return;
+        };
+        match stream.reregister(&self.registry, s.token()) {
+            Ok(()) => slot.watch_writable = true,
+            Err(e) => self.fail(s, Reason::Lost, Error::Io(e)),
+        }
     }
 }
 
@@ -128,6 +147,10 @@ impl<S: 'static> Engine<S> {
             slot.outq
                 .get_or_insert_with(Box::<SendQueue>::default)
                 .push_parts(parts, written, marked);
+            if !slot.watch_writable {
+                self.watch_writable(s);
+                self.settle(s);
+            }
         }
         Ok(())
     }

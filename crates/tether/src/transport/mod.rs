@@ -144,16 +144,27 @@ impl Stream {
         }
     }
 
-    pub(crate) fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
-        let interest = Interest::READABLE | Interest::WRITABLE;
+    /// Register with the poller for input, and for room to write if
+    /// `writable` (else [`reregister`](Stream::reregister) adds it later).
+    pub(crate) fn register(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        writable: bool,
+    ) -> io::Result<()> {
+        let interest = if writable {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        };
         match self {
             Stream::Tcp(s) => registry.register(s, token, interest),
             Stream::Local(s) => registry.register(s, token, interest),
         }
     }
 
-    /// Move to another token; readiness the socket has now is reported again
-    /// under it.
+    /// Move to another token, or add room to write to what is watched;
+    /// readiness the socket has now is reported again under it.
     pub(crate) fn reregister(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
         let interest = Interest::READABLE | Interest::WRITABLE;
         match self {
