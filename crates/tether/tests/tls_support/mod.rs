@@ -512,10 +512,19 @@ impl Proc {
         }
     }
 
-    /// Wait for the child to exit (killing it past `limit`), then return what
-    /// it printed.
+    /// Close the child's stdin, wait for it to exit (killing it past
+    /// `limit`), then return what it printed.
     pub fn finish(mut self, limit: Duration) -> Outcome {
         self.stdin = None;
+        self.wait_exit(limit)
+    }
+
+    /// Wait for the child to exit by itself, its stdin kept open (killing it
+    /// past `limit`), then return what it printed. For a child that quits at
+    /// its stdin's end whatever is still waiting in its sockets, as
+    /// `openssl s_server` does (`-ign_eof` or not): closing its stdin would
+    /// race with what it has yet to read.
+    pub fn wait_exit(mut self, limit: Duration) -> Outcome {
         let deadline = Instant::now() + limit;
         let (status, killed) = loop {
             match self.child.try_wait().expect("try_wait") {
