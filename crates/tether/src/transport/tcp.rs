@@ -33,6 +33,9 @@ fn open(addr: SocketAddr) -> Result<Socket, OpenError> {
 /// TCP keepalive: after `idle` without traffic, probe every `interval`; after
 /// `count` unanswered probes the connection is dead and closes with `Lost`
 /// (ETIMEDOUT).
+///
+/// The kernel counts both times in whole seconds, at least one: a shorter or
+/// fractional time is rounded up (500 ms probes every second), not refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Keepalive {
     /// Quiet time before the first probe.
@@ -53,11 +56,18 @@ pub(crate) fn set_keepalive(
         None => sock.set_keepalive(false),
         Some(k) => sock.set_tcp_keepalive(
             &socket2::TcpKeepalive::new()
-                .with_time(k.idle)
-                .with_interval(k.interval)
+                .with_time(whole_secs(k.idle))
+                .with_interval(whole_secs(k.interval))
                 .with_retries(k.count),
         ),
     }
+}
+
+/// `d` rounded up to whole seconds, at least one: the kernel's unit for
+/// keepalive times, which would truncate 500 ms to an invalid 0.
+fn whole_secs(d: Duration) -> Duration {
+    let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    Duration::from_secs(secs.max(1))
 }
 
 /// How long sent data may stay unacknowledged (TCP_USER_TIMEOUT).
@@ -105,4 +115,25 @@ pub(crate) fn connect(addr: &SockAddr, bound: Option<Socket>) -> Result<Stream, 
     };
     start_connect(&sock, &addr.into())?;
     Ok(Stream::Tcp(mio::net::TcpStream::from_std(sock.into())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keepalive_times_are_rounded_up_to_whole_seconds() {
+        let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("socket");
+        let k = Keepalive {
+            idle: Duration::from_millis(500),
+            interval: Duration::from_millis(1500),
+            count: 2,
+        };
+        set_keepalive(&sock, Some(k)).expect("sub-second times are taken");
+        assert_eq!(sock.keepalive_time().unwrap(), Duration::from_secs(1));
+        assert_eq!(sock.keepalive_interval().unwrap(), Duration::from_secs(2));
+        assert_eq!(sock.keepalive_retries().unwrap(), 2);
+        assert!(sock.keepalive().unwrap());
+    }
 }
