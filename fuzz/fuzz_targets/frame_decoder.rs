@@ -31,12 +31,7 @@ struct Run {
 
 /// Decodes `stream` cut into pieces of the given sizes (the last piece takes
 /// whatever is left), checking every call.
-fn run(
-    stream: &[u8],
-    max: usize,
-    again: &mut Vec<u8>,
-    mut sizes: impl FnMut() -> usize,
-) -> Run {
+fn run(stream: &[u8], max: usize, again: &mut Vec<u8>, mut sizes: impl FnMut() -> usize) -> Run {
     let mut dec = Decoder::new(max);
     let mut frames = Vec::new();
     let mut pos = 0; // stream bytes consumed
