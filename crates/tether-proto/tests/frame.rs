@@ -272,7 +272,6 @@ mod decoding {
         assert_eq!(dec.allocated(), 0);
     }
 
-
     /// Gathering a payload that arrives a byte or a few at a time copies it a
     /// bounded number of times: the buffer at least doubles on each growth, so
     /// the reallocations are logarithmic in the payload and the bytes they
@@ -306,7 +305,10 @@ mod decoding {
             });
             assert!(growths <= 22, "{growths} growths in steps of {step}");
             assert!(allocs <= 22, "{allocs} allocations in steps of {step}");
-            assert!(moved < 2 * len + 2 * step, "{moved} bytes moved in steps of {step}");
+            assert!(
+                moved < 2 * len + 2 * step,
+                "{moved} bytes moved in steps of {step}"
+            );
             let rest = &wire[pos..];
             let (used, frame) = dec.decode(rest).unwrap();
             assert_eq!(frame.unwrap().payload, &payload[..]);

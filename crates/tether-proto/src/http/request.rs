@@ -118,6 +118,24 @@ pub struct RequestDecoder {
     scanned: usize,
 }
 
+/// Where the first empty line (LF LF, or LF CR LF) in `bytes` ends, if
+/// there is one: the end of a head. The search stops there, so finding a
+/// head costs its own length, not the input's: with pipelined requests the
+/// input holds many heads, and searching it all (up to the head limit) for
+/// each of them made decoding a buffer quadratic in its length.
+fn blank_line_end(bytes: &[u8]) -> Option<usize> {
+    let mut from = 0;
+    while let Some(lf) = bytes[from..].iter().position(|&b| b == b'\n') {
+        let at = from + lf + 1;
+        match bytes[at..] {
+            [b'\n', ..] => return Some(at + 1),
+            [b'\r', b'\n', ..] => return Some(at + 2),
+            _ => from = at,
+        }
+    }
+    None
+}
+
 impl RequestDecoder {
     /// A decoder between requests, enforcing `limits`.
     pub fn new(limits: Limits) -> Self {
@@ -272,8 +290,7 @@ impl RequestDecoder {
         // Parse only once the head can have ended (an empty line, CRLF or
         // bare LF), or to decide between malformed and too large.
         let from = self.scanned.saturating_sub(2).min(window.len());
-        let ended = window[from..].windows(2).any(|w| w == b"\n\n")
-            || window[from..].windows(3).any(|w| w == b"\n\r\n");
+        let ended = blank_line_end(&window[from..]).is_some();
         if !ended && input.len() <= limit {
             self.scanned = window.len();
             return Ok(None);
@@ -441,4 +458,43 @@ pub fn find_header<'a>(headers: &'a [(String, Vec<u8>)], name: &str) -> Option<&
         .iter()
         .find(|(n, _)| n.eq_ignore_ascii_case(name))
         .map(|(_, v)| v.as_slice())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::blank_line_end;
+
+    #[test]
+    fn blank_line_end_finds_the_first_empty_line() {
+        assert_eq!(
+            blank_line_end(b"GET / HTTP/1.1\r\nA: b\r\n\r\nrest"),
+            Some(24)
+        );
+        assert_eq!(blank_line_end(b"GET / HTTP/1.1\nA: b\n\nrest"), Some(21));
+        assert_eq!(blank_line_end(b"\n\n"), Some(2));
+        assert_eq!(blank_line_end(b"\r\n\r\n"), Some(4));
+        for partial in [
+            &b""[..],
+            b"\n",
+            b"\r\n",
+            b"\n\r",
+            b"GET / HTTP/1.1\r\nA: b\r\n\r",
+        ] {
+            assert_eq!(blank_line_end(partial), None, "{partial:?}");
+        }
+    }
+
+    /// The search ends at the first head, however much follows it: a buffer
+    /// of pipelined requests is not searched to its end (up to the head
+    /// limit) once per request.
+    #[test]
+    fn blank_line_end_stops_at_the_first_head() {
+        let one = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n";
+        let mut many = Vec::new();
+        for _ in 0..1000 {
+            many.extend_from_slice(one);
+        }
+        assert_eq!(blank_line_end(&many), Some(one.len()));
+        assert_eq!(blank_line_end(&many[one.len()..]), Some(one.len()));
+    }
 }
