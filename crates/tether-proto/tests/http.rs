@@ -595,6 +595,34 @@ mod errors {
     }
 
     #[test]
+    fn empty_lines_before_a_request_do_not_end_its_head() {
+        // Empty lines before the request line are skipped, so they do not
+        // make the head look ended: a malformed request line after them is
+        // judged at its own head's end, whether the input comes whole or a
+        // byte at a time (found by fuzzing: whole, it was refused at once;
+        // split, only at the next empty line).
+        let input = b"\r\n\r\nG\x01T / HTTP/1.1\r\n";
+        let mut whole = RequestDecoder::new(Limits::default());
+        assert_eq!(whole.decode(input).unwrap(), (0, Item::NeedMore));
+        let mut split = RequestDecoder::new(Limits::default());
+        for end in 1..=input.len() {
+            assert_eq!(split.decode(&input[..end]).unwrap(), (0, Item::NeedMore));
+        }
+        let ended = [&input[..], b"\r\n"].concat();
+        assert!(matches!(whole.decode(&ended), Err(HttpError::Malformed(_))));
+        assert!(matches!(split.decode(&ended), Err(HttpError::Malformed(_))));
+
+        let good = b"\r\n\nGET / HTTP/1.1\r\nHost: a\r\n\r\n";
+        let mut decoder = RequestDecoder::new(Limits::default());
+        for end in 1..good.len() {
+            assert_eq!(decoder.decode(&good[..end]).unwrap(), (0, Item::NeedMore));
+        }
+        let (used, item) = decoder.decode(good).unwrap();
+        assert_eq!(used, good.len());
+        assert!(matches!(item, Item::Head(head) if head.target == "/"));
+    }
+
+    #[test]
     fn errors_are_sticky() {
         let mut decoder = RequestDecoder::new(Limits::default());
         let err = decoder.decode(b"GET\r\n\r\n").unwrap_err();

@@ -116,6 +116,13 @@ pub struct RequestDecoder {
     /// head without finding it. A client trickling its head a byte at a
     /// time would otherwise have the whole head re-parsed on every call.
     scanned: usize,
+    /// Empty-line bytes (CR, LF) the input starts with, as far as known:
+    /// equal to `scanned` while every byte searched so far was one.
+    /// Empty lines before a request line are skipped, not taken for the
+    /// empty line that ends a head: otherwise whether a malformed request
+    /// line after them is refused at once or only at its head's end
+    /// depended on how the input was split.
+    lead: usize,
 }
 
 /// Where the first empty line (LF LF, or LF CR LF) in `bytes` ends, if
@@ -144,6 +151,7 @@ impl RequestDecoder {
             state: State::Idle,
             chunked_total: 0,
             scanned: 0,
+            lead: 0,
         }
     }
 
@@ -289,7 +297,18 @@ impl RequestDecoder {
         let window = &input[..input.len().min(limit)];
         // Parse only once the head can have ended (an empty line, CRLF or
         // bare LF), or to decide between malformed and too large.
-        let from = self.scanned.saturating_sub(2).min(window.len());
+        if self.lead == self.scanned {
+            let seen = self.lead.min(window.len());
+            let more = window[seen..]
+                .iter()
+                .position(|&b| b != b'\r' && b != b'\n');
+            self.lead = more.map_or(window.len(), |n| seen + n);
+        }
+        let from = self
+            .scanned
+            .saturating_sub(2)
+            .max(self.lead)
+            .min(window.len());
         let ended = blank_line_end(&window[from..]).is_some();
         if !ended && input.len() <= limit {
             self.scanned = window.len();
@@ -354,6 +373,7 @@ impl RequestDecoder {
             .is_some_and(|v| v.trim_ascii().eq_ignore_ascii_case(b"100-continue"));
         self.chunked_total = 0;
         self.scanned = 0;
+        self.lead = 0;
         self.state = match head.body {
             BodyKind::None => State::Done,
             BodyKind::Length(len) if len > self.limits.body => {
