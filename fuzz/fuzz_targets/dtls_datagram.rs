@@ -156,7 +156,8 @@ fuzz_target!(|data: &[u8]| {
                 pop(to_srv, &mut to_server, &mut to_client);
                 None
             }
-            // Deliver it twice (a replay): the second time below.
+            // Deliver it, and keep a copy in flight: a replay, delivered by
+            // the next op that takes a datagram this way.
             4 => pop(to_srv, &mut to_server, &mut to_client).inspect(|d| {
                 let queue = if to_srv {
                     &mut to_server
