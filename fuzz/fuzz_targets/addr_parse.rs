@@ -34,7 +34,11 @@ fuzz_target!(|data: &[u8]| {
     match Destination::parse(input) {
         Ok(dest) => {
             let shown = dest.to_string();
-            assert_eq!(Destination::parse(&shown), Ok(dest), "{input:?} printed as {shown:?}");
+            assert_eq!(
+                Destination::parse(&shown),
+                Ok(dest),
+                "{input:?} printed as {shown:?}"
+            );
         }
         Err(err) => assert!(!err.to_string().is_empty()),
     }

@@ -272,6 +272,50 @@ mod decoding {
         assert_eq!(dec.allocated(), 0);
     }
 
+    /// Gathering a payload that arrives a byte or a few at a time copies it a
+    /// bounded number of times: the buffer at least doubles on each growth, so
+    /// the reallocations are logarithmic in the payload and the bytes they
+    /// move add up to less than twice the payload. Growing by what arrived
+    /// would make a 1 MiB frame fed byte by byte cost a million reallocations
+    /// and ~500 GB of copying (quadratic), which this counts without timing.
+    #[test]
+    fn gathering_byte_by_byte_is_linear() {
+        let len = 1 << 20;
+        let payload = vec![5u8; len];
+        let wire = encoded(&[(Data, &payload), (Data, b"after")]);
+        for step in [1, 3, 7, 4096] {
+            let mut dec = Decoder::default();
+            let (mut growths, mut moved, mut last_cap) = (0u32, 0usize, 0usize);
+            let mut pos = 0;
+            let ((), allocs) = allocations_during(|| {
+                while dec.buffered() < HEADER_LEN + len - step.min(len) {
+                    let chunk = &wire[pos..pos + step];
+                    let (used, frame) = dec.decode(chunk).unwrap();
+                    assert_eq!((used, frame), (step, None));
+                    pos += step;
+                    let cap = dec.allocated();
+                    if cap != last_cap {
+                        // A growth copies what was held before it.
+                        assert!(cap >= 2 * last_cap || cap == len, "{last_cap} -> {cap}");
+                        growths += 1;
+                        moved += dec.buffered() - HEADER_LEN;
+                        last_cap = cap;
+                    }
+                }
+            });
+            assert!(growths <= 22, "{growths} growths in steps of {step}");
+            assert!(allocs <= 22, "{allocs} allocations in steps of {step}");
+            assert!(
+                moved < 2 * len + 2 * step,
+                "{moved} bytes moved in steps of {step}"
+            );
+            let rest = &wire[pos..];
+            let (used, frame) = dec.decode(rest).unwrap();
+            assert_eq!(frame.unwrap().payload, &payload[..]);
+            let (_, after) = dec.decode(&rest[used..]).unwrap();
+            assert_eq!(after.unwrap().payload, b"after");
+        }
+    }
     #[test]
     fn every_split_point_of_a_frame_pair() {
         let frames: [(FrameType, &[u8]); 3] =

@@ -603,25 +603,44 @@ mod errors {
 
     #[test]
     fn a_head_is_judged_once_it_can_have_ended() {
-        // The first look parses at once (most heads come whole); after a
-        // partial head, the head is parsed again only when its empty line
-        // arrives (or the limit is passed), not for every piece of it.
+        // The head is parsed when its empty line arrives (or the limit is
+        // passed), not again for every piece of it.
         let mut decoder = RequestDecoder::new(Limits::default());
-        let start = b"GET / HTTP/1.1\r\n";
+        let start = b"G\x01T / HTTP/1.1\r\nX: y\r\n";
         assert_eq!(decoder.decode(start).unwrap(), (0, Item::NeedMore));
-        let more = [&start[..], b"Bad Name: y\r\n"].concat();
-        assert_eq!(decoder.decode(&more).unwrap(), (0, Item::NeedMore));
-        let whole = [&more[..], b"\r\n"].concat();
+        let whole = [&start[..], b"\r\n"].concat();
         assert!(matches!(
             decoder.decode(&whole),
             Err(HttpError::Malformed(_))
         ));
-        // Bytes no request line can hold are refused at the first look.
+    }
+
+    #[test]
+    fn empty_lines_before_a_request_do_not_end_its_head() {
+        // Empty lines before the request line are skipped, so they do not
+        // make the head look ended: a malformed request line after them is
+        // judged at its own head's end, whether the input comes whole or a
+        // byte at a time (found by fuzzing: whole, it was refused at once;
+        // split, only at the next empty line).
+        let input = b"\r\n\r\nG\x01T / HTTP/1.1\r\n";
+        let mut whole = RequestDecoder::new(Limits::default());
+        assert_eq!(whole.decode(input).unwrap(), (0, Item::NeedMore));
+        let mut split = RequestDecoder::new(Limits::default());
+        for end in 1..=input.len() {
+            assert_eq!(split.decode(&input[..end]).unwrap(), (0, Item::NeedMore));
+        }
+        let ended = [&input[..], b"\r\n"].concat();
+        assert!(matches!(whole.decode(&ended), Err(HttpError::Malformed(_))));
+        assert!(matches!(split.decode(&ended), Err(HttpError::Malformed(_))));
+
+        let good = b"\r\n\nGET / HTTP/1.1\r\nHost: a\r\n\r\n";
         let mut decoder = RequestDecoder::new(Limits::default());
-        assert!(matches!(
-            decoder.decode(b"G\x01T / HT"),
-            Err(HttpError::Malformed(_))
-        ));
+        for end in 1..good.len() {
+            assert_eq!(decoder.decode(&good[..end]).unwrap(), (0, Item::NeedMore));
+        }
+        let (used, item) = decoder.decode(good).unwrap();
+        assert_eq!(used, good.len());
+        assert!(matches!(item, Item::Head(head) if head.target == "/"));
     }
 
     #[test]

@@ -270,6 +270,11 @@ mod clock;
 mod cx;
 mod engine;
 mod error;
+/// Entry points for the fuzz targets (the `fuzzing` feature): not part of
+/// the API.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod handle;
 mod http;
 mod id;

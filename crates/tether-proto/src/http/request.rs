@@ -121,6 +121,31 @@ pub struct RequestDecoder {
     /// head is parsed into its strings, so a connection serving request
     /// after request allocates for the first only.
     spare: RequestHead,
+    /// Empty-line bytes (CR, LF) the input starts with, as far as known:
+    /// equal to `scanned` while every byte searched so far was one.
+    /// Empty lines before a request line are skipped, not taken for the
+    /// empty line that ends a head: otherwise whether a malformed request
+    /// line after them is refused at once or only at its head's end
+    /// depended on how the input was split.
+    lead: usize,
+}
+
+/// Where the first empty line (LF LF, or LF CR LF) in `bytes` ends, if
+/// there is one: the end of a head. The search stops there, so finding a
+/// head costs its own length, not the input's: with pipelined requests the
+/// input holds many heads, and searching it all (up to the head limit) for
+/// each of them made decoding a buffer quadratic in its length.
+fn blank_line_end(bytes: &[u8]) -> Option<usize> {
+    let mut from = 0;
+    while let Some(lf) = bytes[from..].iter().position(|&b| b == b'\n') {
+        let at = from + lf + 1;
+        match bytes[at..] {
+            [b'\n', ..] => return Some(at + 1),
+            [b'\r', b'\n', ..] => return Some(at + 2),
+            _ => from = at,
+        }
+    }
+    None
 }
 
 /// The most a recycled head may hold, in bytes of capacity, to be kept: an
@@ -136,6 +161,7 @@ impl RequestDecoder {
             chunked_total: 0,
             scanned: 0,
             spare: RequestHead::default(),
+            lead: 0,
         }
     }
 
@@ -300,9 +326,20 @@ impl RequestDecoder {
         let window = &input[..input.len().min(limit)];
         // Parse only once the head can have ended (an empty line, CRLF or
         // bare LF), or to decide between malformed and too large.
-        // The first look parses at once: most heads arrive whole, and a
-        // parse of a partial head costs no more than the scan.
-        if self.scanned > 0 && !head_ended(window, self.scanned) && input.len() <= limit {
+        if self.lead == self.scanned {
+            let seen = self.lead.min(window.len());
+            let more = window[seen..]
+                .iter()
+                .position(|&b| b != b'\r' && b != b'\n');
+            self.lead = more.map_or(window.len(), |n| seen + n);
+        }
+        let from = self
+            .scanned
+            .saturating_sub(2)
+            .max(self.lead)
+            .min(window.len());
+        let ended = blank_line_end(&window[from..]).is_some();
+        if !ended && input.len() <= limit {
             self.scanned = window.len();
             return Ok(None);
         }
@@ -369,6 +406,7 @@ impl RequestDecoder {
             .is_some_and(|v| v.trim_ascii().eq_ignore_ascii_case(b"100-continue"));
         self.chunked_total = 0;
         self.scanned = 0;
+        self.lead = 0;
         self.state = match head.body {
             BodyKind::None => State::Done,
             BodyKind::Length(len) if len > self.limits.body => {
@@ -381,15 +419,6 @@ impl RequestDecoder {
         };
         Ok(Some((used, head)))
     }
-}
-
-/// Whether `bytes` holds an empty line (CRLF or bare LF) ending a head,
-/// looking from just before `from` (where an earlier look stopped).
-fn head_ended(bytes: &[u8], from: usize) -> bool {
-    let from = from.saturating_sub(2).min(bytes.len());
-    bytes[from..].iter().enumerate().any(|(i, &b)| {
-        b == b'\n' && matches!(&bytes[from + i + 1..], [b'\n', ..] | [b'\r', b'\n', ..])
-    })
 }
 
 /// The body framing of a request, refusing every ambiguous one: a message
@@ -482,4 +511,43 @@ pub fn find_header<'a>(headers: &'a [(String, Vec<u8>)], name: &str) -> Option<&
         .iter()
         .find(|(n, _)| n.eq_ignore_ascii_case(name))
         .map(|(_, v)| v.as_slice())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::blank_line_end;
+
+    #[test]
+    fn blank_line_end_finds_the_first_empty_line() {
+        assert_eq!(
+            blank_line_end(b"GET / HTTP/1.1\r\nA: b\r\n\r\nrest"),
+            Some(24)
+        );
+        assert_eq!(blank_line_end(b"GET / HTTP/1.1\nA: b\n\nrest"), Some(21));
+        assert_eq!(blank_line_end(b"\n\n"), Some(2));
+        assert_eq!(blank_line_end(b"\r\n\r\n"), Some(4));
+        for partial in [
+            &b""[..],
+            b"\n",
+            b"\r\n",
+            b"\n\r",
+            b"GET / HTTP/1.1\r\nA: b\r\n\r",
+        ] {
+            assert_eq!(blank_line_end(partial), None, "{partial:?}");
+        }
+    }
+
+    /// The search ends at the first head, however much follows it: a buffer
+    /// of pipelined requests is not searched to its end (up to the head
+    /// limit) once per request.
+    #[test]
+    fn blank_line_end_stops_at_the_first_head() {
+        let one = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n";
+        let mut many = Vec::new();
+        for _ in 0..1000 {
+            many.extend_from_slice(one);
+        }
+        assert_eq!(blank_line_end(&many), Some(one.len()));
+        assert_eq!(blank_line_end(&many[one.len()..]), Some(one.len()));
+    }
 }
