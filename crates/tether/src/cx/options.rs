@@ -40,6 +40,12 @@ impl<S: 'static> Cx<S> {
     /// stay unacknowledged before the connection is given up as `Lost`
     /// (ETIMEDOUT). This bounds how long a peer can vanish with data in
     /// flight. On a listener, the connections it takes inherit it.
+    ///
+    /// Linux applies it to a peer that keeps its receive window shut too (its
+    /// zero-window probes): a live reader that falls behind for longer than
+    /// this is ended as well. Keep it above how long a slow reader may
+    /// stall, or set it only when the peer should be answering (the torture
+    /// suite's `faults` scenario sets it at the cut for this reason).
     pub fn set_user_timeout(
         &mut self,
         s: SocketId,
