@@ -40,7 +40,7 @@ struct Args {
     /// soak: seconds of load [default: 1800; quick 30].
     #[arg(long)]
     secs: Option<u64>,
-    /// integrity: connections [default: 10000; quick 400].
+    /// integrity: connections [default: 10000; quick 1000].
     #[arg(long)]
     conns: Option<u64>,
     /// soak: idle connections held while wake-ups are counted

@@ -28,7 +28,7 @@ const WINDOW: usize = 48;
 
 pub(crate) fn run(opts: &Options) -> Report {
     let seed = opts.seed;
-    let n = opts.conns.unwrap_or(if opts.quick { 400 } else { 10_000 });
+    let n = opts.conns.unwrap_or(if opts.quick { 1000 } else { 10_000 });
     let deadline = Duration::from_secs(if opts.quick { 90 } else { 1800 });
     let mut report = Report::new(
         "integrity",
