@@ -6,7 +6,33 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
+use super::plan::Act;
 use crate::prng::Prng;
+
+/// One attacking connection doing `act` against `addr`, giving up after
+/// `give_up`.
+pub(crate) fn perform(act: Act, addr: &str, r: &mut Prng, give_up: Duration) -> Seen {
+    let drip = Duration::from_millis(100);
+    match act {
+        Act::Dribble(head, filler) => dribble(addr, head, filler, drip, give_up),
+        Act::Garbage(first, last) => {
+            let mut bytes = garbage(r, first, 600);
+            bytes.extend_from_slice(last);
+            blurt(addr, &bytes, give_up)
+        }
+        Act::OversizedHead => {
+            let mut head = b"GET / HTTP/1.1\r\nHost: torture\r\nX-Big: ".to_vec();
+            head.resize(head.len() + 20 * 1024, b'a');
+            head.extend_from_slice(b"\r\n\r\n");
+            blurt(addr, &head, give_up)
+        }
+        Act::OversizedFrame => oversized_frame(addr, give_up),
+        Act::NeverRead => never_read(addr, give_up),
+        Act::SlowRead => slow_read(addr, Duration::from_millis(50), give_up),
+        // The flood is many connections: `hold_silent`.
+        Act::Flood => Seen::default(),
+    }
+}
 
 /// What one attacking connection saw.
 #[derive(Debug, Clone, Default)]
@@ -19,14 +45,6 @@ pub(crate) struct Seen {
     /// What the server sent (the start of it).
     pub(crate) answer: Vec<u8>,
 }
-
-/// The first bytes of a TLS handshake record announcing 16 KiB that never
-/// come whole.
-pub(crate) const TLS_HEAD: &[u8] = &[0x16, 0x03, 0x01, 0x40, 0x00, 0x01];
-/// A framed HELLO header announcing 200 bytes of connect data.
-pub(crate) const HELLO_HEAD: &[u8] = &[0, 0, 0, 201, 1];
-/// An HTTP head that never ends.
-pub(crate) const HTTP_HEAD: &[u8] = b"GET / HTTP/1.1\r\nHost: torture\r\nX-Slow: ";
 
 fn connect(addr: &str) -> Option<TcpStream> {
     connect_within(addr, Duration::from_millis(500))
@@ -57,13 +75,7 @@ fn poll_end(s: &mut TcpStream, wait: Duration, answer: &mut Vec<u8>) -> bool {
 
 /// Slow-loris: `head`, then one more byte every `drip`, until the server
 /// ends the connection or `give_up` passed.
-pub(crate) fn dribble(
-    addr: &str,
-    head: &[u8],
-    filler: u8,
-    drip: Duration,
-    give_up: Duration,
-) -> Seen {
+fn dribble(addr: &str, head: &[u8], filler: u8, drip: Duration, give_up: Duration) -> Seen {
     let mut seen = Seen::default();
     let Some(mut s) = connect(addr) else {
         return seen;
@@ -83,7 +95,7 @@ pub(crate) fn dribble(
 }
 
 /// Send `bytes` at once, then wait for the server's end.
-pub(crate) fn blurt(addr: &str, bytes: &[u8], give_up: Duration) -> Seen {
+fn blurt(addr: &str, bytes: &[u8], give_up: Duration) -> Seen {
     let mut seen = Seen::default();
     let Some(mut s) = connect(addr) else {
         return seen;
@@ -106,7 +118,7 @@ pub(crate) fn blurt(addr: &str, bytes: &[u8], give_up: Duration) -> Seen {
 
 /// Random bytes that are no valid first frame of any layer: the first byte
 /// is fixed by the caller (a bad record type, frame type...).
-pub(crate) fn garbage(r: &mut Prng, first: &[u8], len: usize) -> Vec<u8> {
+fn garbage(r: &mut Prng, first: &[u8], len: usize) -> Vec<u8> {
     let mut out = first.to_vec();
     while out.len() < len {
         out.push(r.next_u64() as u8);
@@ -116,7 +128,7 @@ pub(crate) fn garbage(r: &mut Prng, first: &[u8], len: usize) -> Vec<u8> {
 
 /// A framed client that is admitted, then announces a frame over any
 /// limit.
-pub(crate) fn oversized_frame(addr: &str, give_up: Duration) -> Seen {
+fn oversized_frame(addr: &str, give_up: Duration) -> Seen {
     let mut seen = Seen::default();
     let Some(mut s) = connect(addr) else {
         return seen;
@@ -160,7 +172,7 @@ pub(crate) fn hold_silent(addrs: &str, n: usize, hold: Duration) -> (u64, u64) {
 
 /// Never read: connect, then hold the connection until `give_up` while
 /// the server sends.
-pub(crate) fn never_read(addr: &str, give_up: Duration) -> Seen {
+fn never_read(addr: &str, give_up: Duration) -> Seen {
     let mut seen = Seen::default();
     if let Some(s) = connect(addr) {
         seen.connected = true;
@@ -171,7 +183,7 @@ pub(crate) fn never_read(addr: &str, give_up: Duration) -> Seen {
 }
 
 /// Read one byte every `every`, until the server ends or `give_up`.
-pub(crate) fn slow_read(addr: &str, every: Duration, give_up: Duration) -> Seen {
+fn slow_read(addr: &str, every: Duration, give_up: Duration) -> Seen {
     let mut seen = Seen::default();
     let Some(mut s) = connect(addr) else {
         return seen;
