@@ -7,6 +7,7 @@ mod flow;
 mod plan;
 mod server;
 mod std_client;
+mod std_server;
 mod tether_client;
 
 use std::collections::{HashMap, VecDeque};
@@ -52,7 +53,22 @@ pub(crate) fn run(opts: &Options) -> Report {
     };
     let n = plans.len() as u64;
     let started = Instant::now();
-    let (addrs, server) = server::start(seed, n, pki.server.clone(), deadline);
+    let on_tether_server = plans.iter().filter(|p| p.peer != Peer::StdServer).count() as u64;
+    let (mut addrs, server) = server::start(seed, on_tether_server, pki.server.clone(), deadline);
+    let count = |net| {
+        let std_served = |p: &&Plan| p.peer == Peer::StdServer && p.net == net;
+        plans.iter().filter(std_served).count()
+    };
+    let std_server = match std_server::start(seed, count(plan::Net::Tcp), count(plan::Net::Local)) {
+        Ok(s) => s,
+        Err(e) => {
+            v.add("setup", &format!("std server: {e}"));
+            report.violations(v.count());
+            return report;
+        }
+    };
+    addrs.std_tcp = std_server.tcp.clone();
+    addrs.std_local = std_server.local.clone();
 
     let std_plans: Arc<Mutex<VecDeque<Plan>>> = Arc::new(Mutex::new(
         plans
@@ -76,7 +92,7 @@ pub(crate) fn run(opts: &Options) -> Report {
         .collect();
     let tether_plans: Vec<Plan> = plans
         .iter()
-        .filter(|p| p.peer == Peer::Tether)
+        .filter(|p| p.peer != Peer::Std)
         .cloned()
         .collect();
     let mut client_records = tether_client::run(
@@ -92,10 +108,12 @@ pub(crate) fn run(opts: &Options) -> Report {
     }
     client_records.extend(std::mem::take(&mut *std_records.lock().expect("records")));
     let server_log = server.join().expect("server thread");
+    let std_served = std_server.thread.join().expect("std server thread");
     let secs = started.elapsed().as_secs_f64();
 
     let mut totals = Totals::default();
     let mut server_records = server_log.records;
+    server_records.extend(std_served);
     for plan in &plans {
         let client = client_records.remove(&plan.idx).unwrap_or_default();
         let server = server_records.remove(&plan.idx).unwrap_or_default();
@@ -226,7 +244,7 @@ fn check_sides(
             t.endings_wrong += 1;
         }
     }
-    if plan.peer == Peer::Tether {
+    if plan.peer != Peer::Std {
         if let Some(e) = &client.ending {
             if !v.ending(&at, "client", &plan.client_expect(), e) {
                 t.endings_wrong += 1;

@@ -17,13 +17,16 @@ pub(crate) enum Net {
     Framed,
 }
 
-/// Who the client is.
+/// Who the peers are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Peer {
-    /// A tether client on the client loop.
+    /// A tether client on the client loop, the tether server.
     Tether,
-    /// A blocking std socket: ground truth written without tether.
+    /// A blocking std client (ground truth written without tether), the
+    /// tether server.
     Std,
+    /// A tether client, a blocking std server.
+    StdServer,
 }
 
 /// How the connection ends.
@@ -111,8 +114,12 @@ impl Plan {
             50..=74 => Net::Tls,
             _ => Net::Framed,
         };
-        let peer = if matches!(net, Net::Tcp | Net::Local) && r.percent(40) {
-            Peer::Std
+        let peer = if matches!(net, Net::Tcp | Net::Local) {
+            match r.below(100) {
+                0..=39 => Peer::Std,
+                40..=59 => Peer::StdServer,
+                _ => Peer::Tether,
+            }
         } else {
             Peer::Tether
         };
@@ -240,7 +247,7 @@ mod tests {
                 assert!(p.keep <= p.up);
             }
             assert!(p.up_delivered() <= p.up);
-            if p.peer == Peer::Std {
+            if p.peer != Peer::Tether {
                 assert!(matches!(p.net, Net::Tcp | Net::Local));
             }
         }

@@ -24,6 +24,9 @@ pub(crate) struct Addrs {
     pub(crate) local: String,
     pub(crate) tls: String,
     pub(crate) framed: String,
+    /// The std server's (set once it runs).
+    pub(crate) std_tcp: String,
+    pub(crate) std_local: String,
 }
 
 /// The server loop's state: a record per connection.
@@ -87,6 +90,8 @@ pub(crate) fn start(
                 local: open(false, None, &local),
                 tls: open(false, Some(&tls), "127.0.0.1:0"),
                 framed: open(true, None, "127.0.0.1:0"),
+                std_tcp: String::new(),
+                std_local: String::new(),
             };
             mux.set_timer(deadline, |cx| cx.terminate());
             tx.send(addrs).expect("addresses");

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tether::{Closed, Cx, IoMux, RecvMode, SocketId, SocketUser, Timeouts, TlsContext};
 
 use super::flow::{Flow, Record};
-use super::plan::{Net, Plan, CHUNK};
+use super::plan::{Net, Peer, Plan, CHUNK};
 use super::server::{Addrs, IDLE, LINGER};
 use crate::check::Ending;
 
@@ -66,7 +66,10 @@ fn launch(cx: &mut Cx<Clients>) {
             return;
         };
         let st = cx.shared();
+        let std_server = plan.peer == Peer::StdServer;
         let addr = match plan.net {
+            Net::Tcp if std_server => st.addrs.std_tcp.clone(),
+            Net::Local if std_server => st.addrs.std_local.clone(),
             Net::Tcp => st.addrs.tcp.clone(),
             Net::Local => st.addrs.local.clone(),
             Net::Tls => st.addrs.tls.clone(),
