@@ -33,7 +33,7 @@ pub(crate) fn run(opts: &Options) -> Report {
     let deadline = Duration::from_secs(if opts.quick { 90 } else { 1800 });
     let mut report = Report::new(
         "integrity",
-        format!("{n} connections: TCP, Local, TLS, framed; tether and std clients"),
+        format!("{n} connections: TCP, Local, TLS, framed; tether and std peers"),
         seed,
         opts.quick,
     );
