@@ -26,6 +26,9 @@ pub(crate) struct Record {
     pub(crate) msgs_bad: u64,
     /// Calls refused, std socket errors: anything that should not happen.
     pub(crate) errors: Vec<String>,
+    /// The connection's story in short (tether sides), printed with a
+    /// violation: what happened when, in milliseconds from its start.
+    pub(crate) trace: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -41,6 +44,9 @@ pub(crate) struct Flow {
     msgs_bad: u64,
     buf: Vec<u8>,
     pub(crate) errors: Vec<String>,
+    born: std::time::Instant,
+    trace: Vec<String>,
+    told_all_sent: bool,
 }
 
 impl Flow {
@@ -77,7 +83,16 @@ impl Flow {
             msgs_bad: 0,
             buf: Vec::new(),
             errors: Vec::new(),
+            born: std::time::Instant::now(),
+            trace: Vec::new(),
+            told_all_sent: false,
         }
+    }
+
+    /// Note a step of the connection's story.
+    pub(crate) fn note(&mut self, what: impl std::fmt::Display) {
+        let ms = self.born.elapsed().as_secs_f64() * 1000.0;
+        self.trace.push(format!("{ms:.1} {what}"));
     }
 
     /// Everything handed over to `send`.
@@ -92,6 +107,10 @@ impl Flow {
     /// Hand over the next pieces while nothing waits in tether's queue;
     /// true once everything is handed over.
     pub(crate) fn pump<S: 'static>(&mut self, cx: &mut Cx<S>, s: SocketId) -> bool {
+        if self.all_sent() && !self.told_all_sent {
+            self.told_all_sent = true;
+            self.note("all handed over");
+        }
         while !self.all_sent() && cx.unsent(s) == 0 {
             let n = if self.framed {
                 self.out_msgs[self.out_next]
@@ -104,6 +123,10 @@ impl Flow {
                 self.errors.push(format!("send refused: {e}"));
                 return true;
             }
+        }
+        if self.all_sent() && !self.told_all_sent {
+            self.told_all_sent = true;
+            self.note("all handed over");
         }
         self.all_sent()
     }
@@ -131,6 +154,8 @@ impl Flow {
 
     /// The record of this side, with its end.
     pub(crate) fn record(&mut self, record: &mut Record, ending: Ending) {
+        self.note(format_args!("closed {ending}"));
+        record.trace.append(&mut self.trace);
         record.closes += 1;
         record.ending = Some(ending);
         record.got = Some(self.tally);

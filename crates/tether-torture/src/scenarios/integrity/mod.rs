@@ -209,6 +209,11 @@ fn check(
             show(client),
             show(server)
         );
+        for (side, r) in [("client", client), ("server", server)] {
+            if !r.trace.is_empty() {
+                eprintln!("    {side}: {}", r.trace.join(", "));
+            }
+        }
     }
 }
 

@@ -9,8 +9,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use tether::{
-    Admission, Closed, Cx, IoMux, PeerInfo, RecvMode, SockAddr, SocketId, SocketUser, Timeouts,
-    TlsContext,
+    Admission, Closed, Cx, IoMux, PeerInfo, RecvMode, SockAddr, SocketId, SocketUser, State,
+    Timeouts, TlsContext,
 };
 
 use super::flow::{Flow, Record};
@@ -190,8 +190,10 @@ impl Conn {
         }
         self.ended = true;
         let r = if plan.server_closes() {
+            flow.note("close");
             cx.close(s)
         } else {
+            flow.note("shutdown");
             cx.shutdown(s)
         };
         if let Err(e) = r {
@@ -235,7 +237,16 @@ impl SocketUser<Log> for Conn {
         self.progress(cx, s);
     }
 
+    fn on_state(&mut self, _: &mut Cx<Log>, _: SocketId, from: State, to: State) {
+        if let Some(flow) = &mut self.flow {
+            flow.note(format_args!("{from:?} -> {to:?}"));
+        }
+    }
+
     fn on_peer_shutdown(&mut self, cx: &mut Cx<Log>, s: SocketId, _: Option<&[u8]>) {
+        if let Some(flow) = &mut self.flow {
+            flow.note("peer shutdown");
+        }
         self.peer_done = true;
         self.progress(cx, s);
     }

@@ -5,7 +5,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
-use tether::{Closed, Cx, IoMux, RecvMode, SocketId, SocketUser, Timeouts, TlsContext};
+use tether::{Closed, Cx, IoMux, RecvMode, SocketId, SocketUser, State, Timeouts, TlsContext};
 
 use super::flow::{Flow, Record};
 use super::plan::{Net, Peer, Plan, CHUNK};
@@ -134,6 +134,7 @@ impl Conn {
         }
         if self.plan.end.client_shuts_early() || self.peer_done {
             self.shut = true;
+            self.flow.note("shutdown");
             if let Err(e) = cx.shutdown(s) {
                 self.flow.errors.push(format!("shutdown refused: {e}"));
             }
@@ -143,6 +144,7 @@ impl Conn {
 
 impl SocketUser<Clients> for Conn {
     fn on_connected(&mut self, cx: &mut Cx<Clients>, s: SocketId) {
+        self.flow.note("connected");
         if self.plan.net != Net::Framed {
             if let Err(e) = cx.send(s, &self.plan.idx.to_le_bytes()) {
                 self.flow.errors.push(format!("send refused: {e}"));
@@ -165,7 +167,12 @@ impl SocketUser<Clients> for Conn {
         self.progress(cx, s);
     }
 
+    fn on_state(&mut self, _: &mut Cx<Clients>, _: SocketId, from: State, to: State) {
+        self.flow.note(format_args!("{from:?} -> {to:?}"));
+    }
+
     fn on_peer_shutdown(&mut self, cx: &mut Cx<Clients>, s: SocketId, _: Option<&[u8]>) {
+        self.flow.note("peer shutdown");
         self.peer_done = true;
         self.progress(cx, s);
     }
