@@ -1,7 +1,8 @@
 //! `integrity`: thousands of connections over TCP, Local, TLS and framed
 //! messages, sizes from 0 B to 4 MiB, five ways to end; every byte checked
 //! both ways and every socket's end compared with what its plan says it
-//! must be. Clients are tether (on their own loop) or plain std sockets.
+//! must be. Clients are tether (on their own loop) or plain std sockets;
+//! servers tether, or for some TCP and Local connections plain std sockets.
 
 mod flow;
 mod plan;

@@ -50,10 +50,13 @@ pub(crate) fn run(
     let mut mux = mux;
     // Run until the last connection ended; the watchdog is then cancelled so
     // the loop has nothing left.
-    while let tether::Turn::Running = mux.turn(None).expect("client loop") {
+    loop {
         let s = mux.shared();
         if s.in_flight == 0 && s.queue.is_empty() {
             mux.cancel_timer(watchdog);
+        }
+        if mux.turn(None).expect("client loop") != tether::Turn::Running {
+            break;
         }
     }
     std::mem::take(&mut mux.shared_mut().records)
