@@ -78,6 +78,9 @@ pub(crate) fn start(seed: u64, tcp: usize, local: usize) -> std::io::Result<StdS
         UnixListener::bind_addr(&addr)?
     };
     let tcp_addr = tl.local_addr()?.to_string();
+    // Accepts poll, so a client that never came cannot hold the run.
+    tl.set_nonblocking(true)?;
+    ul.set_nonblocking(true)?;
     let thread = std::thread::Builder::new()
         .name("integrity-std-server".into())
         .spawn(move || {
@@ -85,21 +88,27 @@ pub(crate) fn start(seed: u64, tcp: usize, local: usize) -> std::io::Result<StdS
             let t = {
                 let tx = tx.clone();
                 std::thread::spawn(move || {
-                    for _ in 0..tcp {
-                        match tl.accept() {
-                            Ok((s, _)) => spawn(seed, s, tx.clone()),
-                            Err(e) => eprintln!("integrity std server: accept: {e}"),
-                        }
-                    }
+                    accept_n(
+                        tcp,
+                        || tl.accept().map(|(s, _)| s),
+                        |s| {
+                            s.set_nonblocking(false)?;
+                            spawn(seed, s, tx.clone());
+                            Ok(())
+                        },
+                    )
                 })
             };
             let u = std::thread::spawn(move || {
-                for _ in 0..local {
-                    match ul.accept() {
-                        Ok((s, _)) => spawn(seed, s, tx.clone()),
-                        Err(e) => eprintln!("integrity std server: accept: {e}"),
-                    }
-                }
+                accept_n(
+                    local,
+                    || ul.accept().map(|(s, _)| s),
+                    |s| {
+                        s.set_nonblocking(false)?;
+                        spawn(seed, s, tx.clone());
+                        Ok(())
+                    },
+                )
             });
             let _ = t.join();
             let _ = u.join();
@@ -119,6 +128,38 @@ pub(crate) fn start(seed: u64, tcp: usize, local: usize) -> std::io::Result<StdS
         local: format!("unix:@{name}"),
         thread,
     })
+}
+
+/// Accept `n` connections, giving up once none came for `STUCK`.
+fn accept_n<T>(
+    n: usize,
+    mut accept: impl FnMut() -> std::io::Result<T>,
+    mut serve: impl FnMut(T) -> std::io::Result<()>,
+) {
+    let mut taken = 0;
+    let mut quiet_since = std::time::Instant::now();
+    while taken < n {
+        match accept() {
+            Ok(s) => {
+                taken += 1;
+                quiet_since = std::time::Instant::now();
+                if let Err(e) = serve(s) {
+                    eprintln!("integrity std server: {e}");
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                if quiet_since.elapsed() > STUCK {
+                    eprintln!(
+                        "integrity std server: {} of {n} connections never came",
+                        n - taken
+                    );
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(e) => eprintln!("integrity std server: accept: {e}"),
+        }
+    }
 }
 
 fn spawn<T: Stream>(seed: u64, s: T, done: mpsc::Sender<(u64, Record)>) {
