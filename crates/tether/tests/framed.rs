@@ -1487,3 +1487,130 @@ fn frame_limit_bounds_sends_in_every_callback() {
     assert_eq!(results[2], Ok(()));
     assert_eq!(env.m.shared().closed(c).reason, Reason::Normal);
 }
+
+/// A server that admits and at once says FAREWELL (WELCOME, FAREWELL and its
+/// FIN in one write) while the client still has messages to send: the
+/// client sends them all, then its FAREWELL and FIN, and the server, still
+/// reading, gets every byte and a clean end — no reset.
+#[test]
+fn farewell_with_welcome_lets_the_client_finish_sending() {
+    const N: usize = 40;
+    let (addr, server, finished) = std_server(|l| {
+        let mut s = accept(l);
+        let hello = read_n(&mut s, 5 + 5);
+        s.write_all(&[frame(WELCOME, b""), frame(FAREWELL, b"bye")].concat())
+            .unwrap();
+        s.shutdown(Shutdown::Write).unwrap();
+        let (rest, end) = read_rest(&mut s);
+        (hello, rest, end)
+    });
+    let mut m = mux();
+    let sent = Rc::new(Cell::new(0));
+    let count = sent.clone();
+    let c = dial_std(
+        &mut m,
+        &addr,
+        b"hello",
+        Rec::with(move |cx, s, ev| match ev {
+            Ev::Connected => {
+                cx.recv(s, 65536, RecvMode::Partial).unwrap();
+                cx.send(s, &[7; 1000]).unwrap();
+                count.set(1);
+            }
+            Ev::Sent if count.get() < N => {
+                cx.send(s, &[7; 1000]).unwrap();
+                count.set(count.get() + 1);
+            }
+            Ev::Sent if count.get() == N => {
+                cx.shutdown(s).unwrap();
+                count.set(N + 1);
+            }
+            _ => {}
+        }),
+    );
+    run_until(&mut m, LIMIT, move |log| {
+        log.is_closed(c) && finished.load(Ordering::SeqCst)
+    });
+    let (hello, rest, end) = server.join().unwrap();
+    let log = m.shared();
+    assert!(!log.timed_out, "{:?}", log.events);
+    assert_eq!(hello, Ok(frame(HELLO, b"hello")));
+    assert_eq!(end, Ok(()), "the server's read ended with an error");
+    let mut want = Vec::new();
+    for _ in 0..N {
+        want.extend(frame(DATA, &[7; 1000]));
+    }
+    want.extend(frame(FAREWELL, b""));
+    assert_eq!(rest.len(), want.len());
+    assert!(rest == want);
+    assert_eq!(sent.get(), N + 1);
+    let done = log.closed(c);
+    assert_eq!(
+        (done.reason, done.unsent, done.unread),
+        (Reason::ByPeer, 0, 0)
+    );
+}
+
+/// A server that reads one message and closes while the client's FAREWELL
+/// and FIN are already on their way (the client sent HELLO, a message,
+/// FAREWELL and FIN in one write): everything the server sent before its
+/// close reaches the client, then its FAREWELL and a clean end — no reset —
+/// and the server counts the FAREWELL it threw away as unread.
+#[test]
+fn close_with_the_peers_farewell_waiting_sends_everything() {
+    const DOWN: usize = 40_000;
+    for round in 0..40 {
+        let mut env = serve(
+            Net::Tcp,
+            Gate::new(|_, _| {
+                Admission::Accept(Box::new(Rec::with(|cx, s, ev| match ev {
+                    Ev::Accepted => cx.recv(s, 65536, RecvMode::Partial).unwrap(),
+                    Ev::Received(_) => {
+                        cx.send(s, &[9; DOWN]).unwrap();
+                        cx.close(s).unwrap();
+                    }
+                    _ => {}
+                })))
+            }),
+            None,
+        );
+        let mut peer = Peer::connect(&env.m, env.l);
+        peer.set_read_timeout(Some(PEER_WAIT));
+        let finished = Arc::new(AtomicBool::new(false));
+        let flag = finished.clone();
+        let script = thread::spawn(move || {
+            let mut out = frame(HELLO, b"");
+            out.extend(frame(DATA, &[7; 600]));
+            out.extend(frame(FAREWELL, b""));
+            peer.write_all(&out).unwrap();
+            peer.shutdown_write();
+            let got = read_rest(&mut peer);
+            flag.store(true, Ordering::SeqCst);
+            got
+        });
+        run_until(&mut env.m, LIMIT, move |log| {
+            finished.load(Ordering::SeqCst)
+                && log.accepted().first().is_some_and(|&s| log.is_closed(s))
+        });
+        let (got, end) = script.join().unwrap();
+        let mut want = frame(WELCOME, b"");
+        want.extend(frame(DATA, &[9; DOWN]));
+        want.extend(frame(FAREWELL, b""));
+        assert_eq!(
+            end,
+            Ok(()),
+            "round {round}: the client's read ended with an error"
+        );
+        assert_eq!(got.len(), want.len(), "round {round}");
+        assert!(got == want, "round {round}");
+        let log = env.m.shared();
+        let s = only_accepted(log);
+        let done = log.closed(s);
+        assert!(done.reason.is_graceful(), "round {round}: {done:?}");
+        assert_eq!(
+            (done.unsent, done.unread),
+            (0, 5),
+            "round {round}: {done:?}"
+        );
+    }
+}
