@@ -1,5 +1,6 @@
 //! tether-torture: seeded scenarios that run tether servers and clients on
-//! loopback and check ground truth themselves — every byte both ways, how
+//! loopback (or across an impaired link between two network namespaces they
+//! create) and check ground truth themselves — every byte both ways, how
 //! every socket ended — and count violations. See RELIABILITY.md at the
 //! repository root.
 //!
@@ -29,7 +30,7 @@ use crate::scenarios::{Options, SCENARIOS};
 #[derive(Parser, Debug)]
 #[command(name = "tether-torture")]
 struct Args {
-    /// integrity, hostile, soak, or all.
+    /// integrity, hostile, faults, soak, or all.
     scenario: String,
     /// The seed every choice follows [default: one from the clock, printed].
     #[arg(long)]
@@ -56,6 +57,10 @@ struct Args {
 fn main() -> ExitCode {
     // The soak's child that holds idle connections (not a scenario).
     let argv: Vec<String> = std::env::args().collect();
+    // The faults scenario's client processes (not a scenario).
+    if argv.get(1).map(String::as_str) == Some(scenarios::PEER) {
+        return scenarios::peer_main(&argv[2..]);
+    }
     if argv.get(1).map(String::as_str) == Some(scenarios::HOLD) {
         let count = argv.get(3).and_then(|n| n.parse().ok()).unwrap_or(0);
         return scenarios::child_main(argv.get(2).map_or("", String::as_str), count);

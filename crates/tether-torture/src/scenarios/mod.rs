@@ -4,10 +4,12 @@
 
 use crate::report::Report;
 
+mod faults;
 mod hostile;
 mod integrity;
 mod soak;
 
+pub(crate) use faults::{peer_main, PEER};
 pub(crate) use soak::{child_main, HOLD};
 
 /// What the command line asked for.
@@ -28,5 +30,6 @@ pub(crate) type Run = fn(&Options) -> Report;
 pub(crate) const SCENARIOS: &[(&str, Run)] = &[
     ("integrity", integrity::run),
     ("hostile", hostile::run),
+    ("faults", faults::run),
     ("soak", soak::run),
 ];
