@@ -469,23 +469,15 @@ impl Run<'_> {
             }
             let killed = Instant::now();
             peer.kill();
-            server.wait(SLACK * 2, |log| {
-                log.conns.get(&port).is_some_and(|s| s.end.is_some())
-            });
-            let o = Outcome::of_port(plan, port);
             // A dead process's kernel ends with a FIN, or a reset if bytes
             // waited unread in its socket: either is the peer's end.
-            let expect = Expect {
-                reasons: &[Reason::ByPeer, Reason::Lost],
-                unsent: None,
-                unread: None,
-            };
-            let ok = self.server_end(
+            let ok = self.peer_ended(
                 &at,
-                &o,
-                &server.seen(),
-                &expect,
-                Some((killed, SLACK, None)),
+                &server,
+                plan,
+                port,
+                killed,
+                &[Reason::ByPeer, Reason::Lost],
             );
             case.good += u64::from(ok);
         }
@@ -531,16 +523,7 @@ impl Run<'_> {
                     continue;
                 }
             };
-            server.wait(SLACK * 2, |log| {
-                log.conns.get(&local).is_some_and(|s| s.end.is_some())
-            });
-            let o = Outcome::of_port(plan, local);
-            let expect = Expect {
-                reasons: &[Reason::Lost],
-                unsent: None,
-                unread: None,
-            };
-            let ok = self.server_end(&at, &o, &server.seen(), &expect, Some((reset, SLACK, None)));
+            let ok = self.peer_ended(&at, &server, plan, local, reset, &[Reason::Lost]);
             case.good += u64::from(ok);
         }
         server.stop();
@@ -602,6 +585,29 @@ impl Run<'_> {
         );
         server.stop();
         Ok(())
+    }
+
+    /// The server's end of the connection from `port`, after its peer
+    /// process died or reset it at `since`: one of `reasons`, within SLACK.
+    fn peer_ended(
+        &mut self,
+        at: &str,
+        server: &Server,
+        plan: Plan,
+        port: u16,
+        since: Instant,
+        reasons: &'static [Reason],
+    ) -> bool {
+        server.wait(SLACK * 2, |log| {
+            log.conns.get(&port).is_some_and(|s| s.end.is_some())
+        });
+        let expect = Expect {
+            reasons,
+            unsent: None,
+            unread: None,
+        };
+        let o = Outcome::of_port(plan, port);
+        self.server_end(at, &o, &server.seen(), &expect, Some((since, SLACK, None)))
     }
 
     /// A client's own end must match `expect`, and come exactly once.
