@@ -43,6 +43,9 @@ pub(crate) use self::peer::{main as peer_main, PEER};
 /// How late an end may come past its bound (retransmission timers, a
 /// loaded machine).
 const SLACK: Duration = Duration::from_millis(1500);
+/// How much longer than its bound an end is waited for, so that one that
+/// comes late is reported as late (with how late), not as missing.
+const LATE: Duration = Duration::from_secs(10);
 /// Longest a case may take before what is left counts as hung.
 const LIMIT: Duration = Duration::from_secs(300);
 
@@ -355,7 +358,7 @@ impl Run<'_> {
             )
         };
         let n = n as usize;
-        server.wait(bound + SLACK, |log| {
+        server.wait(bound + SLACK + LATE, |log| {
             log.conns.values().filter(|s| s.end.is_some()).count() >= n
         });
         clients.stop();
@@ -421,7 +424,7 @@ impl Run<'_> {
         let cut = Instant::now();
         link.set_cut(true);
         let bound = KEEPALIVE_BOUND.max(USER_TIMEOUT);
-        server.wait(bound + SLACK, |log| {
+        server.wait(bound + SLACK + LATE, |log| {
             log.conns.values().filter(|s| s.end.is_some()).count() >= n
         });
         clients.stop();
