@@ -174,10 +174,15 @@ pub(crate) fn run(opts: &Options) -> Report {
         fd_growth,
         Goal::AtMost(0.0),
     );
+    // The goal is 1 % over a long run. A quick run's 20 s are mostly the
+    // allocator settling (0.1-0.6 % seen), so it allows 5 %: still far below
+    // what a leak per connection or per message would show over its
+    // hundreds of thousands of each.
+    let rss_goal = if quick { 5.0 } else { 1.0 };
     report.add(
         "RSS growth, last two thirds %",
         rss_growth,
-        Goal::AtMost(1.0),
+        Goal::AtMost(rss_goal),
     );
     report.add(
         "idle connections held",
