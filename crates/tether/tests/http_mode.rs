@@ -580,6 +580,40 @@ impl SocketUser<Log> for Switcher {
 }
 
 #[test]
+fn a_listener_put_in_http_mode_before_listen_serves_http() {
+    // Before bind, and between bind and listen: `listen` takes the options.
+    for bind_first in [false, true] {
+        let mut m = mux();
+        let l = m.stream(App { kind: Kind::Hello });
+        if bind_first {
+            m.bind(l, "127.0.0.1:0").unwrap();
+        }
+        m.set_http(l, HttpOptions::default()).unwrap();
+        if !bind_first {
+            m.bind(l, "127.0.0.1:0").unwrap();
+        }
+        m.listen(l).unwrap();
+        let addr = inet(&m, l);
+        let got = serve(&mut m, 1, move || {
+            raw(addr, b"GET /early HTTP/1.1\r\nHost: x\r\n\r\n")
+        });
+        assert!(got.starts_with("HTTP/1.1 200 OK\r\n"), "{got}");
+        assert!(got.ends_with("\r\n\r\nhello /early\n"), "{got}");
+        assert_eq!(closes(m.shared())[0].reason, Reason::Normal);
+    }
+    // A socket that is neither a listener to be nor open is refused, with
+    // a reason that says what HTTP mode is for.
+    let mut m = mux();
+    let l = m.listen_on("127.0.0.1:0", App { kind: Kind::Hello });
+    let addr = inet(&m, l);
+    let c = m.stream(App { kind: Kind::Hello });
+    m.connect(c, &addr.to_string()).unwrap();
+    m.close(c).unwrap();
+    let refused = m.set_http(c, HttpOptions::default());
+    assert!(matches!(refused, Err(ApiError::Http(_))), "{refused:?}");
+}
+
+#[test]
 fn an_accepted_connection_switches_to_http_mode() {
     let mut m = mux();
     let l = m.listen_on("127.0.0.1:0", Switcher);

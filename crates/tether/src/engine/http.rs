@@ -22,7 +22,7 @@ use crate::engine::timers::TimerId;
 use crate::engine::Engine;
 use crate::log::Target;
 use crate::message::http::{HttpConn, Outgoing, Phase};
-use tether_proto::{Op, Refused, State};
+use tether_proto::State;
 
 use crate::engine::io::Io;
 use crate::{ApiError, Cx, HttpOptions, RecvMode, Request, Response, ResponseBody, SocketId};
@@ -42,6 +42,9 @@ pub(crate) struct HttpSockets {
     live: usize,
     /// Where response heads are written (reused).
     out: Vec<u8>,
+    /// Sockets put in HTTP mode before their `listen`, which hands the
+    /// options to the listener (a few at most: a list).
+    before_listen: Vec<(SocketId, HttpOptions)>,
 }
 
 impl HttpSockets {
@@ -76,6 +79,12 @@ impl HttpSockets {
         if self.slots[i].replace((s.gen, h)).is_none() {
             self.live += 1;
         }
+    }
+
+    /// The options a socket was given before its `listen`, taken.
+    pub(crate) fn take_before_listen(&mut self, s: SocketId) -> Option<HttpOptions> {
+        let i = self.before_listen.iter().position(|(id, _)| *id == s)?;
+        Some(self.before_listen.swap_remove(i).1)
     }
 
     fn remove(&mut self, s: &SocketId) -> Option<HttpSlot> {
@@ -117,13 +126,16 @@ impl<S: 'static> Engine<S> {
 
     /// The socket closed: its layer goes.
     pub(crate) fn end_http(&mut self, s: SocketId) {
+        if !self.http.before_listen.is_empty() {
+            self.http.take_before_listen(s);
+        }
         if let Some(timer) = self.http.remove(&s).and_then(|h| h.timer) {
             self.timers.cancel(timer);
         }
     }
 
-    /// `set_http`: on a listener, for every connection it takes; on an open
-    /// stream, from now.
+    /// `set_http`: on a listener (before or after its `listen`), for every
+    /// connection it takes; on an open stream, from now.
     pub(crate) fn set_http(&mut self, s: SocketId, opts: HttpOptions) -> Result<(), ApiError> {
         let already = self.is_http(s);
         let slot = self.live(s)?;
@@ -146,11 +158,16 @@ impl<S: 'static> Engine<S> {
         if already {
             return Err(ApiError::Http("the socket is in HTTP mode already"));
         }
+        if slot.life.state() == State::NotConnected {
+            // Not open yet: a listener to be, whose `listen` takes these.
+            self.http.take_before_listen(s);
+            self.http.before_listen.push((s, opts));
+            return Ok(());
+        }
         if !matches!(slot.life.state(), State::Connected | State::Connecting) {
-            return Err(ApiError::Refused(Refused {
-                op: Op::Recv,
-                state: slot.life.state(),
-            }));
+            return Err(ApiError::Http(
+                "HTTP mode is for a listener (before or after listen) or an open stream",
+            ));
         }
         self.start_http(s, opts);
         Ok(())

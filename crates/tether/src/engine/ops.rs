@@ -143,7 +143,11 @@ impl<S: 'static> Engine<S> {
             Ok(listener)
         });
         match result {
-            Ok(listener) => self.live(s)?.io = Io::Listener(Listening::new(listener)),
+            Ok(listener) => {
+                let mut listening = Listening::new(listener);
+                listening.http = self.http.take_before_listen(s);
+                self.live(s)?.io = Io::Listener(listening);
+            }
             Err((reason, error)) => self.fail(s, reason, error),
         }
         self.settle(s);
