@@ -155,6 +155,20 @@ impl Link {
     }
 }
 
+/// Sets a relay's stop flag and joins its threads (they look at the flag at
+/// least every poll interval). Shared by every relay's `stop` and `Drop`.
+pub(crate) fn stop_threads(
+    stop: &std::sync::atomic::AtomicBool,
+    threads: &mut Vec<std::thread::JoinHandle<()>>,
+) {
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    for thread in threads.drain(..) {
+        // A relay thread does not panic; if one did, the test has already
+        // failed on its counters, and panicking in drop would abort.
+        let _ = thread.join();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

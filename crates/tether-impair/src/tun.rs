@@ -16,7 +16,7 @@ use std::sync::{mpsc, Arc};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crate::link::Link;
+use crate::link::{stop_threads, Link};
 use crate::netns::{ip, Netns, NetnsGuard};
 use crate::prng::Prng;
 use crate::stats::Watched;
@@ -289,12 +289,7 @@ impl TunLink {
     }
 
     fn shutdown(&mut self) {
-        self.shared.stop.store(true, Ordering::SeqCst);
-        for thread in self.threads.drain(..) {
-            // A relay thread does not panic; if one did, the test has already
-            // failed on its counters, and panicking in drop would abort.
-            let _ = thread.join();
-        }
+        stop_threads(&self.shared.stop, &mut self.threads);
     }
 }
 

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crate::link::Link;
+use crate::link::{stop_threads, Link};
 use crate::prng::Prng;
 use crate::stats::Watched;
 use crate::{DirStats, Impairment, Stats};
@@ -163,12 +163,7 @@ impl UdpRelay {
     }
 
     fn shutdown(&mut self) {
-        self.shared.stop.store(true, Ordering::SeqCst);
-        for thread in self.threads.drain(..) {
-            // A relay thread does not panic; if one did, the test has already
-            // failed on its counters, and panicking in drop would abort.
-            let _ = thread.join();
-        }
+        stop_threads(&self.shared.stop, &mut self.threads);
     }
 }
 

@@ -140,11 +140,8 @@ impl Server {
     }
 
     /// Stop the loop (closing what is still open) and wait for it.
-    pub(crate) fn stop(mut self) {
-        self.handle.terminate();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+    pub(crate) fn stop(self) {
+        drop(self);
     }
 }
 

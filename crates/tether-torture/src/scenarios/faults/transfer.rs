@@ -94,6 +94,11 @@ impl Run<'_> {
                 );
                 ok = false;
             }
+            if o.sent != o.plan.size {
+                let what = format!("client: handed over {} of {} B", o.sent, o.plan.size);
+                self.v.add(&at, &what);
+                ok = false;
+            }
             ok &= self.client_end(&at, o, &Expect::clean(&[Reason::Normal]));
             ok &= self.server_end(&at, o, &seen, &Expect::clean(&[Reason::ByPeer]), None);
             case.good += u64::from(ok);

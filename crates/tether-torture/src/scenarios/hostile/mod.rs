@@ -1,12 +1,13 @@
 //! `hostile`: a tether server under attack — slow-loris on every handshake
 //! (TLS, framed HELLO, HTTP head), a flood of silent connections beyond what
-//! it admits, garbage to every layer, oversized frames and heads, a peer
+//! it admits, garbage to every layer (DTLS datagrams too, in `dtls`), oversized frames and heads, a peer
 //! that never reads and one that reads a byte at a time — while good clients
 //! do exchanges. Every attack must end with its documented reason within its
 //! bound, every good client must be served, and the server's memory must
 //! stay bounded by what its application queued.
 
 mod attacks;
+mod dtls;
 mod judge;
 mod plan;
 mod server;
@@ -197,6 +198,7 @@ pub(crate) fn run(opts: &Options) -> Report {
         Goal::None,
     );
     report.add("seconds", secs, Goal::None);
+    dtls::run(seed, quick, &mut report, &mut v);
     report.violations(v.count());
     report
 }
