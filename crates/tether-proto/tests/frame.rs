@@ -695,6 +695,44 @@ mod errors {
 mod order {
     use super::*;
 
+    /// Every socket's lifecycle carries an `Option<Order>`: one byte, and the
+    /// role and both steps survive the packing.
+    #[test]
+    fn an_order_is_one_byte_and_keeps_its_role_and_steps() {
+        assert_eq!(std::mem::size_of::<Option<Order>>(), 1);
+        for role in [Role::Client, Role::Server] {
+            let mut o = Order::new(role);
+            assert_eq!(o.role(), role);
+            let (first, answer) = match role {
+                Role::Client => (Hello, Welcome),
+                Role::Server => (Welcome, Hello),
+            };
+            if role == Role::Server {
+                o.check(answer).unwrap();
+                o.check_send(first).unwrap();
+            } else {
+                o.check_send(first).unwrap();
+                o.check(answer).unwrap();
+            }
+            o.check_send(Farewell).unwrap();
+            assert_eq!(o.role(), role);
+            assert!(matches!(
+                o.check_send(Data),
+                Err(FrameError::AfterFarewell(Data))
+            ));
+            o.check(Farewell).unwrap();
+            assert!(matches!(
+                o.check(Data),
+                Err(FrameError::AfterFarewell(Data))
+            ));
+            let debug = format!("{o:?}");
+            assert!(
+                debug.contains("Farewell") && debug.contains(&format!("{role:?}")),
+                "{debug}"
+            );
+        }
+    }
+
     enum Ev {
         Recv(FrameType),
         Send(FrameType),
@@ -725,7 +763,7 @@ mod order {
         want: Want,
         check_fn: fn(&mut Order, FrameType) -> Result<(), FrameError>,
     ) {
-        let mut o = order.clone();
+        let mut o = *order;
         let got = check_fn(&mut o, kind);
         match (got, want) {
             (Ok(()), Ok(())) => {}
@@ -1069,7 +1107,7 @@ mod queued_order {
     fn a_failed_check_changes_nothing() {
         let mut order = Order::new(Role::Client);
         order.check_queued(Hello).unwrap();
-        let before = order.clone();
+        let before = order;
         assert!(order.check_queued(Hello).is_err());
         assert!(order.check_queued(Welcome).is_err());
         assert_eq!(order, before);

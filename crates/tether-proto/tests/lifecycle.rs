@@ -1924,6 +1924,12 @@ mod closed {
 mod names {
     use super::*;
 
+    /// Every socket carries one: the loop's per-socket budget counts on 48 bytes.
+    #[test]
+    fn a_lifecycle_is_48_bytes() {
+        assert!(std::mem::size_of::<Lifecycle>() <= 48);
+    }
+
     #[test]
     fn states_reasons_and_refusals_print_in_snake_case() {
         assert_eq!(State::NoSendRecv.to_string(), "no_send_recv");

@@ -14,7 +14,9 @@ use crate::clock::{Clock, TestClock};
 use crate::handle::{MuxHandle, Posted, Remote};
 use crate::{Cx, SocketId};
 
-const WAKE: Token = Token(usize::MAX);
+/// The waker's token. Its generation is 0, which no socket's is, so
+/// `SocketId::from_token` tells it apart.
+const WAKE: Token = Token(0);
 
 /// What one [`IoMux::turn`] left.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -305,7 +307,7 @@ impl<S: 'static> IoMux<S> {
             self.wait(wait)?;
         }
         // Once after a batch: callbacks may have taken long.
-        self.cx.engine.now = self.cx.engine.clock.now();
+        self.cx.engine.tick();
         if self
             .cx
             .engine
@@ -349,11 +351,11 @@ impl<S: 'static> IoMux<S> {
             Err(e) => return Err(e),
         }
         self.cx.engine.wakeups += 1;
-        self.cx.engine.now = self.cx.engine.clock.now();
+        self.cx.engine.tick();
         let mut n = 0;
         for event in self.events.iter() {
-            if event.token() != WAKE {
-                self.cx.on_ready(SocketId::from_token(event.token()), event);
+            if let Some(s) = SocketId::from_token(event.token()) {
+                self.cx.on_ready(s, event);
                 if !self.cx.engine.tasks.is_empty() {
                     self.cx.run_tasks();
                 }

@@ -1,6 +1,9 @@
 //! [`Order`]: which frame may come next for each side, and the step rules
 //! behind it.
 
+use std::fmt;
+use std::num::NonZeroU8;
+
 use super::{FrameError, FrameType, Role};
 
 /// How far one direction of the conversation has come.
@@ -61,31 +64,64 @@ fn advance(sender: Role, step: Step, kind: FrameType) -> Result<Step, FrameError
 /// the peer's protocol error); [`check_send`](Order::check_send) judges our
 /// own, which catches a driver bug where it is made and tells a client that its
 /// messages must wait for WELCOME. A frame that fails a check changes nothing.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Order {
-    role: Role,
-    recv: Step,
-    sent: Step,
+///
+/// It is one byte (its role and both steps packed, so `Option<Order>` is one
+/// byte too) because every socket's lifecycle carries one.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Order(NonZeroU8);
+
+// Bit 0 is always set (the niche that makes `Option<Order>` one byte); bit 1
+// is the role; bits 2-3 the step received, bits 4-5 the step sent.
+const PRESENT: u8 = 1;
+const SERVER: u8 = 1 << 1;
+const RECV_SHIFT: u8 = 2;
+const SENT_SHIFT: u8 = 4;
+
+impl Step {
+    fn from_bits(bits: u8) -> Step {
+        match bits & 3 {
+            0 => Step::Start,
+            1 => Step::Open,
+            2 => Step::Farewell,
+            _ => Step::Rejected,
+        }
+    }
 }
 
 impl Order {
     /// The order for our side of a connection, `role` being our role.
     pub fn new(role: Role) -> Self {
-        Order {
-            role,
-            recv: Step::Start,
-            sent: Step::Start,
-        }
+        let role = if role == Role::Server { SERVER } else { 0 };
+        // Both steps Start (0).
+        Order(NonZeroU8::MIN.saturating_add(role))
+    }
+
+    fn recv(&self) -> Step {
+        Step::from_bits(self.0.get() >> RECV_SHIFT)
+    }
+
+    fn sent(&self) -> Step {
+        Step::from_bits(self.0.get() >> SENT_SHIFT)
+    }
+
+    fn set(&mut self, shift: u8, step: Step) {
+        let bits = (self.0.get() & !(3 << shift)) | ((step as u8) << shift) | PRESENT;
+        self.0 = NonZeroU8::new(bits).unwrap_or(NonZeroU8::MIN);
     }
 
     /// Our role.
     pub fn role(&self) -> Role {
-        self.role
+        if self.0.get() & SERVER != 0 {
+            Role::Server
+        } else {
+            Role::Client
+        }
     }
 
     /// Accepts a frame received from the peer, or says which rule it breaks.
     pub fn check(&mut self, kind: FrameType) -> Result<(), FrameError> {
-        self.recv = advance(self.role.peer(), self.recv, kind)?;
+        let next = advance(self.role().peer(), self.recv(), kind)?;
+        self.set(RECV_SHIFT, next);
         Ok(())
     }
 
@@ -93,9 +129,9 @@ impl Order {
     /// Besides our own side's order, a client sends DATA and FAREWELL only
     /// after receiving WELCOME, and a server answers only after receiving HELLO.
     pub fn check_send(&mut self, kind: FrameType) -> Result<(), FrameError> {
-        let next = advance(self.role, self.sent, kind)?;
+        let next = advance(self.role(), self.sent(), kind)?;
         let out_of_order = |rule| Err(FrameError::OutOfOrder { got: kind, rule });
-        match (self.role, self.recv) {
+        match (self.role(), self.recv()) {
             (Role::Client, Step::Start) if kind != FrameType::Hello => {
                 return out_of_order(NOT_ADMITTED)
             }
@@ -103,7 +139,7 @@ impl Order {
             (Role::Server, Step::Start) => return out_of_order(UNASKED),
             _ => {}
         }
-        self.sent = next;
+        self.set(SENT_SHIFT, next);
         Ok(())
     }
 
@@ -115,8 +151,9 @@ impl Order {
     /// on the wire is still the one `check_send` demands. A server still
     /// answers only after HELLO, and nothing follows a REJECT either way.
     pub fn check_queued(&mut self, kind: FrameType) -> Result<(), FrameError> {
-        if self.role == Role::Client && self.recv == Step::Start {
-            self.sent = advance(self.role, self.sent, kind)?;
+        if self.role() == Role::Client && self.recv() == Step::Start {
+            let next = advance(Role::Client, self.sent(), kind)?;
+            self.set(SENT_SHIFT, next);
             return Ok(());
         }
         self.check_send(kind)
@@ -124,6 +161,16 @@ impl Order {
 
     /// True once we sent (or queued) a REJECT.
     pub(crate) fn sent_reject(&self) -> bool {
-        self.sent == Step::Rejected
+        self.sent() == Step::Rejected
+    }
+}
+
+impl fmt::Debug for Order {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Order")
+            .field("role", &self.role())
+            .field("recv", &self.recv())
+            .field("sent", &self.sent())
+            .finish()
     }
 }

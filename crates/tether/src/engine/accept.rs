@@ -7,6 +7,7 @@ use tether_proto::{Lifecycle, Reason};
 
 use crate::engine::io::Io;
 use crate::engine::slot::{find, Deadlines};
+use crate::engine::task::Task;
 use crate::engine::Engine;
 use crate::log::Target;
 use crate::message::framed::Framed;
@@ -17,6 +18,12 @@ use crate::{sys, Admission, Cx, Error, PeerInfo, SocketId, SocketUser};
 /// After the process ran out of descriptors, how long a listener waits before
 /// it tries to accept again (the waiting connections stay in the backlog).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Connections taken from one listener before the loop runs what they set
+/// off (their `on_accepted`, their first reads) and comes back for more. A
+/// burst of thousands of connects neither starves the open sockets nor grows
+/// the queue of deferred callbacks to its size (memory the queue would keep).
+const ACCEPTS_PER_TURN: usize = 64;
 
 impl<S: 'static> Engine<S> {
     /// A socket for a connection just taken. TLS and framed connections stay
@@ -32,7 +39,7 @@ impl<S: 'static> Engine<S> {
         let life = Lifecycle::accepted_with(tls.is_some(), framed.is_some());
         let inherited = self
             .slot(listener)
-            .and_then(|l| l.timeouts.as_ref())
+            .and_then(|l| l.extra.timeouts())
             .map(|d| d.config);
         let s = self.insert(user, Io::None, life);
         // It holds one of its listener's admissions until its on_closed returns.
@@ -42,7 +49,7 @@ impl<S: 'static> Engine<S> {
         if let Some(slot) = find(&mut self.slots, s) {
             slot.origin = Some(listener);
             if let Some(config) = inherited {
-                slot.timeouts = Some(Box::new(Deadlines {
+                slot.extra.make().timeouts = Some(Box::new(Deadlines {
                     config,
                     since: self.now,
                     // Unknown: the first settle starts the stage and arms it.
@@ -58,8 +65,11 @@ impl<S: 'static> Engine<S> {
                 if let Some(slot) = find(&mut self.slots, s) {
                     slot.watch_writable = watch_writable;
                     slot.io = Io::Stream(stream);
-                    slot.tls = tls.and_then(|ctx| Tls::server(ctx).ok()).map(Box::new);
-                    slot.framed = framed.map(Box::new);
+                    if tls.is_some() || framed.is_some() {
+                        let parts = slot.extra.make();
+                        parts.tls = tls.and_then(|ctx| Tls::server(ctx).ok()).map(Box::new);
+                        parts.framed = framed.map(Box::new);
+                    }
                     io_log!(debug, slot.log_target(), self.mux_id, socket = %s, %listener, "accepted");
                 }
                 self.settle(s);
@@ -88,7 +98,7 @@ impl<S: 'static> Engine<S> {
 impl<S: 'static> Cx<S> {
     /// Take waiting connections, asking the listener's user about each.
     pub(crate) fn pump_accept(&mut self, listener: SocketId) {
-        loop {
+        for _ in 0..ACCEPTS_PER_TURN {
             let Some(slot) = self.engine.slot(listener) else {
                 return;
             };
@@ -101,7 +111,7 @@ impl<S: 'static> Cx<S> {
             }
             let tls = l.tls.clone();
             let kind = l.listener.kind();
-            let framed = slot.framed.as_ref().map(|f| f.max_payload());
+            let framed = slot.extra.framed().map(|f| f.max_payload());
             match l.listener.accept() {
                 Ok(accepted) => {
                     let Some(max_payload) = framed else {
@@ -133,7 +143,9 @@ impl<S: 'static> Cx<S> {
                     io_log!(warn, Target::from(kind), self.engine.mux_id, socket = %listener, error = %e, "accept paused");
                     let at = self.engine.now + ACCEPT_BACKOFF;
                     if let Some(slot) = find(&mut self.engine.slots, listener) {
-                        self.engine.timers.arm_socket(&mut slot.timer, listener, at);
+                        self.engine
+                            .timers
+                            .arm_socket(&mut slot.extra.make().timer, listener, at);
                     }
                     return;
                 }
@@ -145,6 +157,8 @@ impl<S: 'static> Cx<S> {
                 }
             }
         }
+        // More may wait: edge-triggered readiness will not say so again.
+        self.engine.tasks.push_back(Task::Accept(listener));
     }
 
     /// Carry out a plain listener's decision on a connection it was offered.

@@ -30,7 +30,6 @@ use crate::engine::task::{queue_sent, Task};
 use crate::engine::Engine;
 use crate::log::Target;
 use crate::security::dtls::Session;
-use crate::transport::send_queue::SendQueue;
 use crate::transport::udp;
 use crate::{Admission, ApiError, Cx, Error, PeerInfo, SocketId, SocketUser};
 
@@ -119,7 +118,7 @@ impl<S: 'static> Engine<S> {
             io_log!(debug, Target::Udp, self.mux_id, socket = %s, len = data.len(), max = QUEUE_MAX, "queue full: datagram dropped");
             return;
         }
-        slot.active = self.now;
+        slot.active = self.stamp;
         slot.readable = true;
         if slot.want.is_some() {
             self.tasks.push_back(Task::Read(s));
@@ -149,7 +148,7 @@ impl<S: 'static> Engine<S> {
         }
         fits(data, udp::max_payload(&peer))?;
         slot.life.send(data.len())?;
-        let queued = slot.outq.is_some();
+        let queued = slot.extra.has_outq();
         if !queued {
             let sent = match self.slot(listener).map(|l| &l.io) {
                 Some(Io::UdpListener(l)) => send_one(&l.sock, Some(peer), data),
@@ -161,7 +160,7 @@ impl<S: 'static> Engine<S> {
             match sent {
                 Ok(()) => {
                     slot.life.wrote(data.len());
-                    slot.active = self.now;
+                    slot.active = self.stamp;
                     queue_sent(&mut self.tasks, slot.wants_sent, s, 1);
                     return Ok(());
                 }
@@ -175,9 +174,7 @@ impl<S: 'static> Engine<S> {
         let Some(slot) = find(&mut self.slots, s) else {
             return Ok(());
         };
-        slot.outq
-            .get_or_insert_with(Box::<SendQueue>::default)
-            .push_datagram(Some(peer), data);
+        slot.extra.outq().push_datagram(Some(peer), data);
         if !queued {
             if let Some(Io::UdpListener(l)) = find(&mut self.slots, listener).map(|l| &mut l.io) {
                 l.waiting.push(s);
@@ -198,7 +195,7 @@ impl<S: 'static> Engine<S> {
     }
 
     fn flush_association(&mut self, listener: SocketId, s: SocketId) {
-        let Some(mut q) = find(&mut self.slots, s).and_then(|slot| slot.outq.take()) else {
+        let Some(mut q) = find(&mut self.slots, s).and_then(|slot| slot.extra.take_outq()) else {
             return;
         };
         let mut written = Vec::new();
@@ -219,11 +216,11 @@ impl<S: 'static> Engine<S> {
         };
         for len in written {
             slot.life.wrote(len);
-            slot.active = self.now;
+            slot.active = self.stamp;
             queue_sent(&mut self.tasks, slot.wants_sent, s, 1);
         }
         if !q.is_empty() {
-            slot.outq = Some(q);
+            slot.extra.make().outq = Some(q);
             if let Some(Io::UdpListener(l)) = find(&mut self.slots, listener).map(|l| &mut l.io) {
                 l.waiting.push(s);
             }
@@ -373,7 +370,6 @@ impl<S: 'static> Cx<S> {
     /// association, a DTLS client) with its oldest one. Once a DTLS peer's
     /// close_notify came, the last delivery ends the socket.
     pub(crate) fn pump_association(&mut self, s: SocketId) {
-        let now = self.engine.now;
         let Some(slot) = find(&mut self.engine.slots, s) else {
             return;
         };
@@ -391,10 +387,10 @@ impl<S: 'static> Cx<S> {
         };
         slot.readable = !inbox.queue.is_empty();
         slot.want = None;
-        slot.active = now;
+        slot.active = self.engine.stamp;
         let len = data.len();
         slot.life.read(len);
-        let kept = len.min(want.n);
+        let kept = len.min(want.n());
         slot.life.delivered(kept);
         slot.life.drop_held();
         self.call(s, |u, cx| {

@@ -17,7 +17,6 @@ use crate::engine::slot::{find, Want};
 use crate::engine::task::{queue_sent, Task};
 use crate::engine::Engine;
 use crate::log::Target;
-use crate::transport::send_queue::SendQueue;
 use crate::transport::{udp, Transport};
 use crate::{ApiError, Cx, Error, RecvMode, SocketId, SocketUser};
 
@@ -69,11 +68,11 @@ impl<S: 'static> Engine<S> {
         };
         fits(data, udp::max_payload(&dest))?;
         slot.life.send(data.len())?;
-        if slot.outq.is_none() {
+        if !slot.extra.has_outq() {
             match send_one(sock, to, data) {
                 Ok(()) => {
                     slot.life.wrote(data.len());
-                    slot.active = self.now;
+                    slot.active = self.stamp;
                     queue_sent(&mut self.tasks, slot.wants_sent, s, 1);
                     return Ok(());
                 }
@@ -90,9 +89,7 @@ impl<S: 'static> Engine<S> {
                 }
             }
         }
-        slot.outq
-            .get_or_insert_with(Box::<SendQueue>::default)
-            .push_datagram(to, data);
+        slot.extra.outq().push_datagram(to, data);
         Ok(())
     }
 
@@ -101,7 +98,7 @@ impl<S: 'static> Engine<S> {
         let Some(slot) = find(&mut self.slots, s) else {
             return;
         };
-        let (Some((sock, peer)), Some(q)) = (slot.io.udp(), slot.outq.as_mut()) else {
+        let (Some((sock, peer)), Some(q)) = (slot.io.udp(), slot.extra.outq_mut()) else {
             return;
         };
         let mut lost = None;
@@ -118,11 +115,11 @@ impl<S: 'static> Engine<S> {
                 }
             }
             slot.life.wrote(q.pop_datagram());
-            slot.active = self.now;
+            slot.active = self.stamp;
             queue_sent(&mut self.tasks, slot.wants_sent, s, 1);
         }
         if q.is_empty() {
-            slot.outq = None;
+            slot.extra.take_outq();
         }
         if let Some(e) = lost {
             self.fail(s, Reason::Lost, Error::Io(e));
@@ -182,9 +179,9 @@ impl<S: 'static> Cx<S> {
                 Ok((len, from)) => {
                     let connected = peer.is_some();
                     slot.want = None;
-                    slot.active = self.engine.now;
+                    slot.active = self.engine.stamp;
                     slot.life.read(len);
-                    let kept = len.min(want.n);
+                    let kept = len.min(want.n());
                     slot.life.delivered(kept);
                     slot.life.drop_held();
                     let data = &buf[..kept];
@@ -227,10 +224,7 @@ impl<S> Engine<S> {
         slot.life.read(kept);
         slot.life.drop_held();
         if slot.want.is_none() && slot.life.check_recv().is_ok() {
-            slot.want = Some(Want {
-                n: kept,
-                mode: RecvMode::Partial,
-            });
+            slot.want = Some(Want::new(kept, RecvMode::Partial));
             if slot.readable {
                 self.tasks.push_back(Task::Read(s));
             }

@@ -42,8 +42,10 @@ impl<S: 'static> Engine<S> {
         let Some(slot) = find(&mut self.slots, s) else {
             return;
         };
-        let timeout = match (slot.timeouts.as_ref(), slot.life.stage()) {
-            (Some(d), Some(stage)) => d.config.deadline(stage, d.since, slot.active),
+        let timeout = match (slot.extra.timeouts(), slot.life.stage()) {
+            (Some(d), Some(stage)) => d
+                .config
+                .deadline(stage, d.since, slot.active.at(self.epoch)),
             _ => None,
         };
         // A DTLS handshake's retransmission shares the socket's one timer.
@@ -53,7 +55,7 @@ impl<S: 'static> Engine<S> {
             (a, b) => a.or(b),
         };
         if let Some(at) = at {
-            self.timers.arm_socket(&mut slot.timer, s, at);
+            self.timers.arm_socket(&mut slot.extra.make().timer, s, at);
         }
     }
 
@@ -64,8 +66,11 @@ impl<S: 'static> Engine<S> {
             return;
         };
         slot.life.timeout(now);
-        if let (Some(d), Some(stage)) = (slot.timeouts.as_ref(), slot.life.stage()) {
-            match d.config.expired(stage, d.since, slot.active, now) {
+        if let (Some(d), Some(stage)) = (slot.extra.timeouts(), slot.life.stage()) {
+            match d
+                .config
+                .expired(stage, d.since, slot.active.at(self.epoch), now)
+            {
                 Some(reason) => {
                     io_log!(debug, Target::Timer, self.mux_id, socket = %s, %reason, "timed out");
                     slot.life.expire(reason);

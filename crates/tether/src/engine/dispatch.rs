@@ -48,7 +48,7 @@ impl<S: 'static> Cx<S> {
                         .engine
                         .slot(s)
                         .filter(|slot| slot.life.closed().is_none())
-                        .and_then(|slot| match &slot.tls {
+                        .and_then(|slot| match slot.extra.tls() {
                             Some(tls) => Some(tls.info()),
                             None => slot.io.dtls().map(|d| d.info()),
                         });
@@ -71,14 +71,14 @@ impl<S: 'static> Cx<S> {
                     let farewell = self
                         .engine
                         .slot_mut(s)
-                        .and_then(|slot| slot.framed.as_mut())
+                        .and_then(|slot| slot.extra.framed_mut())
                         .and_then(|f| f.farewell.take());
                     self.call(s, |u, cx| u.on_peer_shutdown(cx, s, farewell.as_deref()));
                     // Kept for Closed::farewell too.
                     if let Some(framed) = self
                         .engine
                         .slot_mut(s)
-                        .and_then(|slot| slot.framed.as_mut())
+                        .and_then(|slot| slot.extra.framed_mut())
                     {
                         framed.farewell = farewell;
                     }
@@ -105,15 +105,17 @@ impl<S: 'static> Cx<S> {
         self.engine.end_dial(s);
         self.engine.end_http(s);
         let mut slot = self.engine.slots.remove(s.idx as usize);
-        self.engine.timers.disarm_socket(&mut slot.timer);
-        let end = slot.end.take().map(|b| *b).unwrap_or_default();
+        if let Some(parts) = slot.extra.get_mut() {
+            self.engine.timers.disarm_socket(&mut parts.timer);
+        }
+        let end = slot.extra.take_end();
         let closed = Closed {
             reason: slot.life.closed().unwrap_or(Reason::Lost),
             unsent: slot.life.unsent() + end.kernel_unsent,
             unread: slot.life.unread() + end.kernel_unread,
             error: end.error,
             discard: end.discard,
-            farewell: slot.framed.as_mut().and_then(|f| f.farewell.take()),
+            farewell: slot.extra.framed_mut().and_then(|f| f.farewell.take()),
         };
         io_log!(debug, slot.log_target(), self.engine.mux_id, socket = %s, reason = %closed.reason, closed.unsent, closed.unread, "closed");
         if let Some(mut user) = slot.user {

@@ -142,7 +142,7 @@ impl<S: 'static> Engine<S> {
         let Some(slot) = find(&mut self.slots, s) else {
             return;
         };
-        slot.active = now;
+        slot.active = self.stamp;
         let Some(session) = slot.io.dtls_mut() else {
             return;
         };
@@ -275,9 +275,7 @@ impl<S: 'static> Engine<S> {
         fits(data, session.context().max_record())?;
         slot.life.send(data.len())?;
         if slot.life.holds_output() {
-            slot.outq
-                .get_or_insert_with(Default::default)
-                .push_datagram(None, data);
+            slot.extra.outq().push_datagram(None, data);
             return Ok(());
         }
         self.seal(s, data);
@@ -299,7 +297,7 @@ impl<S: 'static> Engine<S> {
         }
         self.wire.take(session, None);
         slot.life.wrote(data.len());
-        slot.active = self.now;
+        slot.active = self.stamp;
         queue_sent(&mut self.tasks, slot.wants_sent, s, 1);
     }
 
@@ -325,7 +323,7 @@ impl<S: 'static> Engine<S> {
         }
         io_log!(debug, Target::Tls, self.mux_id, socket = %s, "DTLS handshake done");
         slot.life.secured();
-        let held = slot.outq.take();
+        let held = slot.extra.take_outq();
         // on_tls_ready (queued by settle) comes first; then the records that
         // came with the handshake's last flight.
         self.settle(s);

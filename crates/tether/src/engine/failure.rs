@@ -15,8 +15,9 @@ impl<S: 'static> Engine<S> {
             // connection that dies then was not admitted. A reset is how a
             // listener denies (`ConnectRejected`, as for a plain connect refused
             // or reset); anything else is `ConnectFailed`.
-            let awaiting_welcome =
-                slot.framed.is_some() && slot.origin.is_none() && slot.life.handshake().is_some();
+            let awaiting_welcome = slot.extra.framed().is_some()
+                && slot.origin.is_none()
+                && slot.life.handshake().is_some();
             let reason = match (awaiting_welcome, reason, &error) {
                 (true, Reason::Lost, Some(Error::Io(e))) => connect_reason(e),
                 (true, Reason::Lost, _) => Reason::ConnectFailed,

@@ -30,7 +30,7 @@ impl<S: 'static> Engine<S> {
         marked: bool,
     ) -> Result<(), ApiError> {
         let slot = self.live(s)?;
-        let Some(framed) = slot.framed.as_mut() else {
+        let Some(framed) = slot.extra.framed_mut() else {
             return Ok(());
         };
         if payload.len() > framed.max_payload() {
@@ -67,7 +67,7 @@ impl<S: 'static> Engine<S> {
     /// A framed client's connect went out: its HELLO is the first thing sent.
     pub(crate) fn send_hello(&mut self, s: SocketId) {
         let hello = find(&mut self.slots, s)
-            .and_then(|slot| slot.framed.as_mut())
+            .and_then(|slot| slot.extra.framed_mut())
             .and_then(|framed| framed.hello.take());
         if let Some(hello) = hello {
             let _ = self.send_frame(s, FrameType::Hello, &hello, false);
@@ -79,9 +79,9 @@ impl<S: 'static> Engine<S> {
         let Some(slot) = find(&mut self.slots, s) else {
             return;
         };
-        match slot.tls.as_mut() {
+        match slot.extra.tls_mut() {
             Some(tls) if secured(&slot.life) => tls.queue(held.pending(), held.sends()),
-            _ => slot.outq.get_or_insert_with(Box::default).append(held),
+            _ => slot.extra.outq().append(held),
         }
     }
 
@@ -119,7 +119,7 @@ impl<S: 'static> Engine<S> {
             // The lifecycle may have ended the connection for this very
             // frame (a rule of the order): the error is still this one's.
             let ours = matches!(slot.life.closed(), None | Some(Reason::ProtocolError));
-            if ours && slot.end.as_ref().is_none_or(|end| end.error.is_none()) {
+            if ours && slot.extra.error().is_none() {
                 slot.end().error = Some(Error::Frame(e));
             }
             slot.life.violated();
@@ -137,7 +137,7 @@ impl<S: 'static> Cx<S> {
             let Some(slot) = find(&mut self.engine.slots, s) else {
                 break;
             };
-            let Some(framed) = slot.framed.as_mut() else {
+            let Some(framed) = slot.extra.framed_mut() else {
                 break;
             };
             if !slot.life.wants_input() || !wants_frame(&slot.life, slot.want.is_some()) {
@@ -152,7 +152,7 @@ impl<S: 'static> Cx<S> {
                 let fin_seen = slot.life.fin_seen();
                 let Slot {
                     io: Io::Stream(stream),
-                    tls,
+                    extra,
                     readable,
                     ..
                 } = slot
@@ -160,7 +160,7 @@ impl<S: 'static> Cx<S> {
                     put_back(slot, decoder, stash);
                     break;
                 };
-                read_stream(stream, tls.as_deref_mut(), readable, fin_seen, &mut rbuf)
+                read_stream(stream, extra.tls_mut(), readable, fin_seen, &mut rbuf)
             };
             let n = match outcome {
                 Read::Data(n) => n,
@@ -177,7 +177,7 @@ impl<S: 'static> Cx<S> {
             };
             if !from_stash {
                 slot.life.read(n);
-                slot.active = self.engine.now;
+                slot.active = self.engine.stamp;
             }
             let input = if from_stash { &stash[..] } else { &rbuf[..n] };
             let (used, more) = self.frames(s, &mut decoder, input);
@@ -202,8 +202,7 @@ impl<S: 'static> Cx<S> {
         // readiness will not be reported again, so come back for them.
         if let Some(slot) = self.engine.slot(s) {
             let wanted = wants_frame(&slot.life, slot.want.is_some());
-            let waiting =
-                slot.readable || slot.framed.as_ref().is_some_and(|f| !f.stash.is_empty());
+            let waiting = slot.readable || slot.extra.framed().is_some_and(|f| !f.stash.is_empty());
             if wanted && waiting && slot.life.wants_input() {
                 self.engine.tasks.push_back(Task::Read(s));
             }
@@ -245,7 +244,7 @@ impl<S: 'static> Cx<S> {
         let Some(slot) = find(&mut self.engine.slots, s) else {
             return false;
         };
-        let Some(framed) = slot.framed.as_mut() else {
+        let Some(framed) = slot.extra.framed_mut() else {
             return false;
         };
         slot.life.delivered(HEADER_LEN + payload.len());
@@ -349,7 +348,7 @@ impl<S: 'static> Cx<S> {
 }
 
 fn put_back<S>(slot: &mut Slot<S>, decoder: Decoder, stash: Vec<u8>) {
-    if let Some(framed) = slot.framed.as_mut() {
+    if let Some(framed) = slot.extra.framed_mut() {
         framed.decoder = decoder;
         framed.stash = stash;
     }
@@ -389,10 +388,10 @@ impl<S: 'static> Engine<S> {
             });
         }
         let max = slot
-            .framed
-            .as_ref()
+            .extra
+            .framed()
             .map_or(frame::DEFAULT_MAX_PAYLOAD, |f| f.max_payload());
-        slot.framed = Some(Box::new(Framed::new(hello, max)));
+        slot.extra.make().framed = Some(Box::new(Framed::new(hello, max)));
         Ok(())
     }
 
@@ -406,6 +405,8 @@ impl<S: 'static> Engine<S> {
     ) -> Result<(), ApiError> {
         let slot = self.live(s)?;
         let framed = slot
+            .extra
+            .make()
             .framed
             .get_or_insert_with(|| Box::new(Framed::new(&[], max_payload)));
         framed.decoder = Decoder::new(max_payload);
@@ -418,7 +419,7 @@ impl<S: 'static> Engine<S> {
     /// gets `data`.
     pub(crate) fn shutdown_with(&mut self, s: SocketId, data: &[u8]) -> Result<(), ApiError> {
         let slot = self.live(s)?;
-        let Some(framed) = slot.framed.as_ref() else {
+        let Some(framed) = slot.extra.framed() else {
             return Err(ApiError::Unsupported {
                 op: "shutdown_with",
                 transport: slot.io.kind().unwrap_or(crate::Transport::Tcp),
@@ -439,6 +440,6 @@ impl<S: 'static> Engine<S> {
 
     /// The accept data of the WELCOME a framed client was admitted with.
     pub(crate) fn welcome(&self, s: SocketId) -> Option<&[u8]> {
-        self.slot(s)?.framed.as_ref()?.welcome.as_deref()
+        self.slot(s)?.extra.framed()?.welcome.as_deref()
     }
 }

@@ -25,6 +25,7 @@ use crate::message::http::{HttpConn, Outgoing, Phase};
 use tether_proto::State;
 
 use crate::engine::io::Io;
+use crate::id::Gen;
 use crate::{ApiError, Cx, HttpOptions, RecvMode, Request, Response, ResponseBody, SocketId};
 
 /// How much one read of the layer asks for.
@@ -38,7 +39,7 @@ const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// no hashing: HTTP mode does several lookups per request).
 #[derive(Default)]
 pub(crate) struct HttpSockets {
-    slots: Vec<Option<(u32, HttpSlot)>>,
+    slots: Vec<Option<(Gen, HttpSlot)>>,
     live: usize,
     /// Where response heads are written (reused).
     out: Vec<u8>,
@@ -145,7 +146,7 @@ impl<S: 'static> Engine<S> {
                 transport: crate::Transport::Udp,
             });
         }
-        if slot.framed.is_some() {
+        if slot.extra.framed().is_some() {
             return Err(ApiError::Http("a framed socket cannot be in HTTP mode"));
         }
         if let Io::Listener(l) = &mut slot.io {
@@ -177,7 +178,7 @@ impl<S: 'static> Engine<S> {
     /// (30 s without one).
     fn head_wait(&self, s: SocketId) -> Duration {
         self.slot(s)
-            .and_then(|slot| slot.timeouts.as_ref())
+            .and_then(|slot| slot.extra.timeouts())
             .and_then(|d| d.config.handshake)
             .unwrap_or(HEAD_TIMEOUT)
     }

@@ -8,7 +8,7 @@ use tether_proto::{Destination, Lifecycle, Op, Reason, Refused, SockAddr, State}
 
 use crate::engine::failure::open_failure;
 use crate::engine::io::{Io, Listening};
-use crate::engine::slot::{find, Slot, Want};
+use crate::engine::slot::{find, Slot, Stamp, Want};
 use crate::engine::task::Task;
 use crate::engine::timers::TimerId;
 use crate::engine::Engine;
@@ -38,9 +38,9 @@ impl<S: 'static> Engine<S> {
         io: Io,
         life: Lifecycle,
     ) -> SocketId {
-        self.gen = self.gen.wrapping_add(1);
+        self.gen = self.gen.next();
         let gen = self.gen;
-        let now = self.call_time();
+        let now = Stamp::new(self.epoch, self.call_time());
         let idx = self.slots.insert(Slot::new(gen, user, io, life, now));
         SocketId {
             idx: idx as u32,
@@ -83,7 +83,7 @@ impl<S: 'static> Engine<S> {
         if slot.life.is_datagram() {
             return self.bind_udp(s, addr);
         }
-        let reuse_port = slot.reuse_port;
+        let reuse_port = slot.extra.reuse_port();
         if reuse_port && matches!(slot.io, Io::None) && slot.life.closed().is_none() {
             refuse_local_reuse_port(addr)?;
         }
@@ -121,7 +121,7 @@ impl<S: 'static> Engine<S> {
             self.settle(s);
             return Ok(());
         }
-        let reuse_port = slot.reuse_port;
+        let reuse_port = slot.extra.reuse_port();
         let bound = match std::mem::take(&mut slot.io) {
             Io::Bound(sock, kind) => Ok((sock, kind)),
             _ => match transport::bind(&transport::tcp::any(), reuse_port) {
@@ -183,7 +183,7 @@ impl<S: 'static> Engine<S> {
         // The layers this connection will carry are the lifecycle's to know
         // before it connects: its handshakes follow the transport's.
         if tls.is_some() && slot.life.set_security().is_err()
-            || slot.framed.is_some() && slot.life.set_message(Role::Client).is_err()
+            || slot.extra.framed().is_some() && slot.life.set_message(Role::Client).is_err()
         {
             return Err(ApiError::Refused(Refused {
                 op: Op::Connect,
@@ -191,7 +191,9 @@ impl<S: 'static> Engine<S> {
             }));
         }
         slot.life.connect()?;
-        slot.tls = tls;
+        if tls.is_some() {
+            slot.extra.make().tls = tls;
+        }
         if stopping {
             self.fail(s, Reason::Stopped, None);
             self.settle(s);
@@ -237,7 +239,7 @@ impl<S: 'static> Engine<S> {
         if slot.life.is_datagram() {
             return self.send_datagram(s, None, data);
         }
-        if slot.framed.is_some() {
+        if slot.extra.framed().is_some() {
             slot.life.check_send()?;
             return self.send_frame(s, tether_proto::frame::FrameType::Data, data, true);
         }
@@ -276,10 +278,10 @@ impl<S: 'static> Engine<S> {
             return Err(misuse);
         }
         slot.life.recv()?;
-        slot.want = Some(Want { n, mode });
+        slot.want = Some(Want::new(n, mode));
         // A TLS session may hold decrypted bytes, a framed socket frames it
         // read before, though the socket has nothing.
-        if slot.readable || slot.tls.is_some() || slot.framed.is_some() {
+        if slot.readable || slot.extra.tls().is_some() || slot.extra.framed().is_some() {
             self.tasks.push_back(Task::Read(s));
         }
         Ok(())
@@ -291,7 +293,7 @@ impl<S: 'static> Engine<S> {
     pub(crate) fn shutdown(&mut self, s: SocketId) -> Result<(), ApiError> {
         let slot = self.live(s)?;
         unsupported_on_udp(slot, "shutdown")?;
-        if slot.framed.is_some() {
+        if slot.extra.framed().is_some() {
             return self.shutdown_with(s, &[]);
         }
         slot.life.shutdown()?;
@@ -306,7 +308,7 @@ impl<S: 'static> Engine<S> {
     pub(crate) fn close(&mut self, s: SocketId) -> Result<(), ApiError> {
         let now = self.call_time();
         let slot = self.live(s)?;
-        if slot.framed.is_some() && slot.life.check_send().is_ok() {
+        if slot.extra.framed().is_some() && slot.life.check_send().is_ok() {
             // A framed peer learns of a graceful end by a FAREWELL.
             self.send_frame(s, tether_proto::frame::FrameType::Farewell, &[], false)?;
         }
@@ -338,7 +340,8 @@ impl<S: 'static> Engine<S> {
 
     /// How long a later `close()` may take before it resets.
     pub(crate) fn set_linger(&mut self, s: SocketId, linger: Duration) -> Result<(), ApiError> {
-        self.live(s)?.linger_ms = u32::try_from(linger.as_millis()).unwrap_or(u32::MAX);
+        self.live(s)?.extra.make().linger_ms =
+            Some(u32::try_from(linger.as_millis()).unwrap_or(u32::MAX));
         Ok(())
     }
 

@@ -26,13 +26,16 @@ impl<S: 'static> Engine<S> {
         // loop last woke, which before `run` may be long ago.
         let now = self.call_time();
         let slot = self.live(s)?;
-        slot.timeouts = (!timeouts.is_empty()).then(|| {
+        let deadlines = (!timeouts.is_empty()).then(|| {
             Box::new(Deadlines {
                 config: timeouts,
-                since: slot.timeouts.as_ref().map_or(now, |d| d.since),
+                since: slot.extra.timeouts().map_or(now, |d| d.since),
                 stage: slot.life.stage(),
             })
         });
+        if deadlines.is_some() || slot.extra.timeouts().is_some() {
+            slot.extra.make().timeouts = deadlines;
+        }
         self.arm(s);
         Ok(())
     }
@@ -42,7 +45,7 @@ impl<S: 'static> Engine<S> {
     pub(crate) fn idle_for(&self, s: SocketId) -> Option<Duration> {
         Some(
             self.call_time()
-                .saturating_duration_since(self.slot(s)?.active),
+                .saturating_duration_since(self.slot(s)?.active.at(self.epoch)),
         )
     }
 
@@ -123,7 +126,9 @@ impl<S: 'static> Engine<S> {
                 state: slot.life.state(),
             }));
         }
-        slot.reuse_port = on;
+        if on || slot.extra.reuse_port() {
+            slot.extra.make().reuse_port = on;
+        }
         Ok(())
     }
 

@@ -4,7 +4,7 @@
 use tether_proto::{Handshake, Reason};
 
 use crate::engine::io::Io;
-use crate::engine::slot::{find, Slot, Want};
+use crate::engine::slot::{find, Extra, Parts, Slot, Want};
 use crate::engine::task::Task;
 use crate::engine::Engine;
 use crate::security::tls::{read_failure, truncated, Tls};
@@ -32,7 +32,7 @@ impl<S: 'static> Engine<S> {
         if !slot.life.wants_end_probe() {
             return;
         }
-        let Some(tls) = slot.tls.as_mut() else {
+        let Some(tls) = slot.extra.tls_mut() else {
             if sys::pending_in(stream) == 0 {
                 slot.life.nothing_left();
             }
@@ -60,10 +60,10 @@ impl<S: 'static> Cx<S> {
         };
         if slot.life.is_datagram() {
             self.pump_datagram(s);
-        } else if slot.tls.is_some() && slot.life.handshake() == Some(Handshake::Security) {
+        } else if slot.extra.tls().is_some() && slot.life.handshake() == Some(Handshake::Security) {
             // Until the handshake is over, what arrives is the handshake's.
             self.engine.drive_tls(s);
-        } else if slot.framed.is_some()
+        } else if slot.extra.framed().is_some()
             // A close() before WELCOME waits for it, as a close while connecting
             // waits for the connection: only then can what it sends go out.
             && (slot.life.handshake() == Some(Handshake::Message) || !slot.life.is_draining())
@@ -85,9 +85,8 @@ impl<S: 'static> Cx<S> {
                 };
                 let Slot {
                     io: Io::Stream(stream),
-                    tls,
+                    extra,
                     readable,
-                    partial,
                     want: pending,
                     life,
                     active,
@@ -98,13 +97,12 @@ impl<S: 'static> Cx<S> {
                 };
                 // With TLS, decrypted bytes may wait in the session though the
                 // socket has nothing more.
-                if (!*readable && tls.is_none()) || !life.wants_input() {
+                if (!*readable && extra.tls().is_none()) || !life.wants_input() {
                     break 'turn false;
                 }
-                let tls = tls.as_deref_mut();
                 let fin_seen = life.fin_seen();
                 if life.is_draining() {
-                    match read_stream(stream, tls, readable, fin_seen, &mut buf) {
+                    match read_stream(stream, extra.tls_mut(), readable, fin_seen, &mut buf) {
                         Read::Data(n) => life.read(n),
                         Read::Eof => life.eof(),
                         Read::Empty => break 'turn false,
@@ -118,15 +116,18 @@ impl<S: 'static> Cx<S> {
                 };
                 let outcome = match want.mode {
                     RecvMode::Partial => {
-                        let cap = want.n.min(buf.len());
-                        read_stream(stream, tls, readable, fin_seen, &mut buf[..cap])
+                        let cap = want.n().min(buf.len());
+                        read_stream(stream, extra.tls_mut(), readable, fin_seen, &mut buf[..cap])
                     }
-                    RecvMode::Exact if partial.is_empty() && want.n <= buf.len() => {
-                        read_stream(stream, tls, readable, fin_seen, &mut buf[..want.n])
+                    RecvMode::Exact if extra.gathered() == 0 && want.n() <= buf.len() => {
+                        let tls = extra.tls_mut();
+                        read_stream(stream, tls, readable, fin_seen, &mut buf[..want.n()])
                     }
                     RecvMode::Exact => {
+                        let Parts { tls, partial, .. } = extra.make();
                         let filled = partial.len();
-                        partial.resize(want.n, 0);
+                        partial.resize(want.n(), 0);
+                        let tls = tls.as_deref_mut();
                         let r =
                             read_stream(stream, tls, readable, fin_seen, &mut partial[filled..]);
                         let got = if let Read::Data(n) = r { n } else { 0 };
@@ -137,8 +138,8 @@ impl<S: 'static> Cx<S> {
                 match outcome {
                     Read::Data(n) => {
                         life.read(n);
-                        *active = self.engine.now;
-                        let gathered = match answer(want, partial, &buf, n) {
+                        *active = self.engine.stamp;
+                        let gathered = match answer(want, extra, &buf, n) {
                             Answer::NotYet => continue,
                             Answer::InBuffer => None,
                             Answer::Gathered(bytes) => Some(bytes),
@@ -151,7 +152,9 @@ impl<S: 'static> Cx<S> {
                     }
                     Read::Eof => {
                         pending.take();
-                        *partial = Vec::new();
+                        if let Some(parts) = extra.get_mut() {
+                            parts.partial = Vec::new();
+                        }
                         life.eof();
                         self.engine.settle(s);
                         break 'turn false;
@@ -176,7 +179,7 @@ impl<S: 'static> Cx<S> {
         let wanted = slot.want.is_some() || slot.life.is_draining();
         let again = ran_out && wanted && slot.readable && slot.life.wants_input();
         // Reading may have produced records to answer (alerts, key updates).
-        let answer_records = slot.tls.as_ref().is_some_and(|t| t.wants_write());
+        let answer_records = slot.extra.tls().is_some_and(|t| t.wants_write());
         if again {
             self.engine.tasks.push_back(Task::Read(s));
         }
@@ -245,18 +248,19 @@ enum Answer {
 /// After a read of `n` bytes into `buf` (or, for a long Exact recv, into
 /// `partial`): is the recv answered, and where are its bytes?
 #[inline]
-fn answer(want: Want, partial: &mut Vec<u8>, buf: &[u8], n: usize) -> Answer {
+fn answer(want: Want, extra: &mut Extra, buf: &[u8], n: usize) -> Answer {
     match want.mode {
         RecvMode::Partial => Answer::InBuffer,
-        RecvMode::Exact if partial.is_empty() && n == want.n => Answer::InBuffer,
+        RecvMode::Exact if extra.gathered() == 0 && n == want.n() => Answer::InBuffer,
         RecvMode::Exact => {
-            if partial.len() < want.n && partial.capacity() < want.n {
+            let partial = &mut extra.make().partial;
+            if partial.len() < want.n() && partial.capacity() < want.n() {
                 // The first read of a long Exact recv came from the shared
                 // buffer; keep its bytes and gather the rest in the socket.
-                partial.reserve_exact(want.n);
+                partial.reserve_exact(want.n());
                 partial.extend_from_slice(&buf[..n]);
             }
-            if partial.len() == want.n {
+            if partial.len() == want.n() {
                 Answer::Gathered(std::mem::take(partial))
             } else {
                 Answer::NotYet

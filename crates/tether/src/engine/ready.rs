@@ -57,7 +57,7 @@ impl<S: 'static> Engine<S> {
             return false;
         };
         // Only a layer above the transport has a handshake to drive.
-        let layered = slot.tls.is_some() || slot.framed.is_some();
+        let layered = slot.extra.tls().is_some() || slot.extra.framed().is_some();
         let handshake = if layered { slot.life.handshake() } else { None };
         if handshake == Some(Handshake::Security) {
             // What came is the handshake's. Once that is over, tls_ready

@@ -19,7 +19,9 @@ impl<S: 'static> Engine<S> {
         // Most steps of a busy connection change nothing the lifecycle
         // reports: that check is all they cost.
         if let Some(slot) = self.slot(s) {
-            if !(slot.life.is_quiet() && slot.timeouts.is_none() && slot.life.state() == slot.shown)
+            if !(slot.life.is_quiet()
+                && slot.extra.timeouts().is_none()
+                && slot.life.state() == slot.shown)
             {
                 self.settle_changes(s);
             }
@@ -36,17 +38,17 @@ impl<S: 'static> Engine<S> {
         let mut close_notify = false;
         while let Some(action) = slot.life.poll_action() {
             match action {
-                Action::ArmTimer(at) => self.timers.arm_socket(&mut slot.timer, s, at),
+                Action::ArmTimer(at) => self.timers.arm_socket(&mut slot.extra.make().timer, s, at),
                 Action::DrainInput => {
                     if slot.readable {
                         self.tasks.push_back(Task::Read(s));
                     }
                 }
-                Action::SendFin if slot.tls.is_some() => {
+                Action::SendFin if slot.extra.tls().is_some() => {
                     // close_notify first, the FIN once it is written. (Every
                     // send is out by now, so nothing else is in the way.) The
                     // end is decided only once the FIN went out.
-                    if let (Io::Stream(stream), Some(tls)) = (&slot.io, slot.tls.as_mut()) {
+                    if let (Io::Stream(stream), Some(tls)) = (&slot.io, slot.extra.tls_mut()) {
                         tls.close_notify();
                         match tls.flush(stream, true).1 {
                             Ok(Flushed::Done { fin: true, .. }) => send_fin(slot, self.mux_id, s),
@@ -68,7 +70,8 @@ impl<S: 'static> Engine<S> {
                     // kernel: they did not reach the peer, so they are unsent.
                     // (Plain TCP only: under TLS the kernel holds records, not the user's
                     // bytes, and a lost TLS session's last records are its own.)
-                    let lost = slot.life.closed() == Some(Reason::Lost) && slot.tls.is_none();
+                    let lost =
+                        slot.life.closed() == Some(Reason::Lost) && slot.extra.tls().is_none();
                     if let (true, Io::Stream(stream @ Stream::Tcp(_))) = (lost, &slot.io) {
                         let unsent = sys::pending_out(stream);
                         slot.end().kernel_unsent = unsent;
@@ -82,7 +85,7 @@ impl<S: 'static> Engine<S> {
             }
         }
         // A new timeout stage (connecting, handshaking, open) counts from now.
-        if let Some(d) = slot.timeouts.as_mut() {
+        if let Some(d) = slot.extra.timeouts_mut() {
             let stage = slot.life.stage();
             if stage != d.stage {
                 d.stage = stage;
@@ -113,7 +116,7 @@ impl<S: 'static> Engine<S> {
                             .push_back(Task::State(s, from, State::NotConnected));
                     }
                     slot.want = None;
-                    slot.outq = None;
+                    slot.extra.take_outq();
                     Task::Closed(s)
                 }
             };
@@ -194,8 +197,8 @@ fn abort<S>(slot: &mut Slot<S>, discard: bool) {
     // Decrypted bytes nobody took are unread too (the kernel's count of a TLS
     // socket is of records, close enough to the bytes they carry).
     let decrypted = slot
-        .tls
-        .as_mut()
+        .extra
+        .tls_mut()
         .map_or(0, |t| t.buffered_plaintext() as u64);
     let end = slot.end();
     end.kernel_unsent = unsent;

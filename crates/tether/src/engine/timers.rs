@@ -15,18 +15,19 @@ use std::time::{Duration, Instant};
 
 use slab::Slab;
 
+use crate::id::Gen;
 use crate::{Cx, SocketId};
 
 /// Names a timer made by [`Cx::set_timer`] or [`Cx::set_interval`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct TimerId {
     idx: u32,
-    gen: u32,
+    gen: Gen,
 }
 
 impl fmt::Display for TimerId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "timer {}.{}", self.idx, self.gen)
+        write!(f, "timer {}.{}", self.idx, self.gen.get())
     }
 }
 
@@ -46,7 +47,7 @@ enum Kind<S> {
 }
 
 struct Record<S> {
-    gen: u32,
+    gen: Gen,
     at: Instant,
     kind: Kind<S>,
 }
@@ -86,7 +87,7 @@ pub(crate) struct Timers<S> {
     /// Live user timers (sockets keep the loop alive by themselves).
     users: usize,
     seq: u64,
-    gen: u32,
+    gen: Gen,
 }
 
 impl<S> Default for Timers<S> {
@@ -96,7 +97,7 @@ impl<S> Default for Timers<S> {
             records: Slab::new(),
             users: 0,
             seq: 0,
-            gen: 0,
+            gen: Gen::START,
         }
     }
 }
@@ -134,7 +135,7 @@ impl<S> Timers<S> {
     }
 
     fn insert(&mut self, at: Instant, kind: Kind<S>) -> TimerId {
-        self.gen = self.gen.wrapping_add(1);
+        self.gen = self.gen.next();
         let gen = self.gen;
         let idx = self.records.insert(Record { gen, at, kind });
         let id = TimerId {

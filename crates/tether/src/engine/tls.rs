@@ -5,7 +5,7 @@ use tether_proto::{Destination, Handshake, Lifecycle, Op, Reason, Refused, SockA
 
 use crate::engine::io::Io;
 use crate::engine::settle::send_fin;
-use crate::engine::slot::find;
+use crate::engine::slot::{find, Parts};
 use crate::engine::task::{queue_sent, Task};
 use crate::engine::Engine;
 use crate::log::Target;
@@ -19,7 +19,7 @@ impl<S: 'static> Engine<S> {
         let Some(slot) = find(&mut self.slots, s) else {
             return;
         };
-        let (Io::Stream(stream), Some(tls)) = (&slot.io, slot.tls.as_mut()) else {
+        let (Io::Stream(stream), Some(tls)) = (&slot.io, slot.extra.tls_mut()) else {
             return;
         };
         // Only while the lifecycle waits for it, and once: a finished
@@ -46,7 +46,7 @@ impl<S: 'static> Engine<S> {
         let Some(slot) = find(&mut self.slots, s) else {
             return;
         };
-        let (Io::Stream(stream), Some(tls)) = (&slot.io, slot.tls.as_mut()) else {
+        let (Io::Stream(stream), Some(tls)) = (&slot.io, slot.extra.tls_mut()) else {
             return;
         };
         let handshaking = !secured(&slot.life);
@@ -59,7 +59,7 @@ impl<S: 'static> Engine<S> {
                 queue_sent(&mut self.tasks, slot.wants_sent, s, sends);
                 slot.life.wrote(bytes);
                 if bytes > 0 {
-                    slot.active = self.now;
+                    slot.active = self.stamp;
                 }
                 if fin {
                     send_fin(slot, self.mux_id, s);
@@ -88,7 +88,7 @@ impl<S: 'static> Cx<S> {
         let Some(slot) = find(&mut self.engine.slots, s) else {
             return;
         };
-        let Some(tls) = slot.tls.as_ref() else { return };
+        let Some(tls) = slot.extra.tls() else { return };
         if slot.life.handshake() != Some(Handshake::Security) {
             return;
         }
@@ -110,7 +110,13 @@ impl<S: 'static> Cx<S> {
         }
         // What was sent during the handshake goes first, ahead of anything
         // sent from the callbacks that follow.
-        if let (Some(tls), Some(held)) = (slot.tls.as_mut(), slot.outq.take()) {
+        if let Some(Parts {
+            tls: Some(tls),
+            outq: outq @ Some(_),
+            ..
+        }) = slot.extra.get_mut()
+        {
+            let held = outq.take().unwrap_or_default();
             tls.queue(held.pending(), held.sends());
         }
         // on_tls_ready and a client's on_connected are queued now, ahead of
@@ -212,7 +218,7 @@ impl<S: 'static> Engine<S> {
                 transport: crate::Transport::Udp,
             });
         }
-        if slot.tls.is_some() {
+        if slot.extra.tls().is_some() {
             return Err(ApiError::TlsActive);
         }
         if slot.life.state() != State::Connected {
@@ -241,9 +247,9 @@ impl<S: 'static> Engine<S> {
         };
         // The lifecycle holds user output from here until the upgrade is done.
         slot.life.start_security()?;
-        session.set_prefix(slot.outq.take());
+        session.set_prefix(slot.extra.take_outq());
         let fed = session.feed(read_ahead);
-        slot.tls = Some(Box::new(session));
+        slot.extra.make().tls = Some(Box::new(session));
         io_log!(debug, Target::Tls, self.mux_id, socket = %s, "start_tls");
         if let Err(error) = fed {
             // The alert that says why goes out before the end.

@@ -10,7 +10,6 @@ use crate::engine::slot::find;
 use crate::engine::task::queue_sent;
 use crate::engine::tls::secured;
 use crate::engine::Engine;
-use crate::transport::send_queue::SendQueue;
 use crate::{ApiError, Error, SocketId};
 
 impl<S: 'static> Engine<S> {
@@ -20,7 +19,7 @@ impl<S: 'static> Engine<S> {
         // Nothing waits (the common case on a writable edge), or nothing may
         // be written yet: the transport is not up.
         if let Some(slot) = self.slot(s) {
-            if (slot.outq.is_some() || slot.tls.is_some()) && slot.life.wire_up() {
+            if (slot.extra.has_outq() || slot.extra.tls().is_some()) && slot.life.wire_up() {
                 self.flush_queued(s);
             }
         }
@@ -31,12 +30,12 @@ impl<S: 'static> Engine<S> {
         let Some(slot) = find(&mut self.slots, s) else {
             return;
         };
-        if slot.tls.is_some() {
+        if slot.extra.tls().is_some() {
             self.flush_tls(s);
             return;
         }
         let wanted = slot.wants_sent;
-        let (Io::Stream(stream), Some(q)) = (&slot.io, slot.outq.as_mut()) else {
+        let (Io::Stream(stream), Some(q)) = (&slot.io, slot.extra.outq_mut()) else {
             return;
         };
         let mut failed = None;
@@ -46,7 +45,7 @@ impl<S: 'static> Engine<S> {
                 Ok(n) => {
                     queue_sent(&mut self.tasks, wanted, s, q.advance(n));
                     slot.life.wrote(n);
-                    slot.active = self.now;
+                    slot.active = self.stamp;
                     // Full: the next writable edge comes when there is room.
                     if n < asked {
                         break;
@@ -63,7 +62,7 @@ impl<S: 'static> Engine<S> {
         // Sends of zero bytes complete when everything before them has.
         queue_sent(&mut self.tasks, wanted, s, q.advance(0));
         if q.is_empty() {
-            slot.outq = None;
+            slot.extra.take_outq();
         } else if !slot.watch_writable {
             self.watch_writable(s);
         }
@@ -103,11 +102,10 @@ impl<S: 'static> Engine<S> {
         parts: &[&[u8]],
         marked: bool,
     ) -> Result<(), ApiError> {
-        let now = self.now;
         let slot = find(&mut self.slots, s).ok_or(ApiError::StaleSocket(s))?;
         let total: usize = parts.iter().map(|p| p.len()).sum();
         slot.life.send(total)?;
-        if let Some(tls) = slot.tls.as_mut() {
+        if let Some(tls) = slot.extra.tls_mut() {
             // Held until the handshake is over, so that nothing reaches a peer
             // whose ALPN choice is still to be accepted.
             if secured(&slot.life) {
@@ -117,19 +115,17 @@ impl<S: 'static> Engine<S> {
                 tls.queue(&[], usize::from(marked));
                 self.flush(s);
             } else {
-                slot.outq
-                    .get_or_insert_with(Box::<SendQueue>::default)
-                    .push_parts(parts, 0, marked);
+                slot.extra.outq().push_parts(parts, 0, marked);
             }
             return Ok(());
         }
         let mut written = 0;
-        if slot.outq.is_none() && slot.life.wire_up() {
+        if !slot.extra.has_outq() && slot.life.wire_up() {
             if let Io::Stream(stream) = &slot.io {
                 match stream.write_all_parts(parts) {
                     Ok(n) => {
                         written = n;
-                        slot.active = now;
+                        slot.active = self.stamp;
                     }
                     Err((n, e)) => {
                         slot.life.wrote(n);
@@ -144,9 +140,7 @@ impl<S: 'static> Engine<S> {
         if written == total {
             queue_sent(&mut self.tasks, slot.wants_sent, s, usize::from(marked));
         } else {
-            slot.outq
-                .get_or_insert_with(Box::<SendQueue>::default)
-                .push_parts(parts, written, marked);
+            slot.extra.outq().push_parts(parts, written, marked);
             if !slot.watch_writable {
                 self.watch_writable(s);
                 self.settle(s);
