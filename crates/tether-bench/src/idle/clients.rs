@@ -29,8 +29,7 @@ use crate::tlsio::{client_config_pem, client_session, Sock, Wire};
 /// each holds a few thousand ports at most, well below the ~28,000 the
 /// ephemeral range gives one source, whatever earlier runs left in TIME_WAIT.
 const SOURCES: usize = 8;
-/// Connections being set up at once: below the servers' listen backlog
-/// (1024), so none is dropped and retried a second later.
+/// Connections being set up at once (the parent asks for batches no larger).
 const IN_FLIGHT: usize = 512;
 /// The echo message.
 const MSG: [u8; 64] = [0x42; 64];
