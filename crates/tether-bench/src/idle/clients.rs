@@ -232,3 +232,21 @@ fn echo(
     let cpu = procfs::cpu_ns(server).saturating_sub(cpu0);
     (trips, hist, cpu, errors)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connections_come_from_the_sources_in_turn() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
+        let addr = listener.local_addr().expect("address");
+        let mut held = Vec::new();
+        for nth in [0, 3, 7, 8, 13] {
+            held.push(connect(addr, nth).expect("connect"));
+            let (_, peer) = listener.accept().expect("accept");
+            let want = Ipv4Addr::new(127, 0, 0, 2 + (nth % SOURCES) as u8);
+            assert_eq!(peer.ip(), want, "connection {nth}");
+        }
+    }
+}
