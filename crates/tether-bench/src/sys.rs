@@ -61,3 +61,47 @@ pub(crate) fn page_size() -> u64 {
         4096
     }
 }
+
+/// Let `bind` on this socket take an address without reserving a port: the
+/// port is chosen at `connect`, for the whole 4-tuple (IP_BIND_ADDRESS_NO_PORT),
+/// so clients bound to one source address are not limited by ports other
+/// destinations (or TIME_WAIT sockets to them) hold.
+pub(crate) fn bind_address_no_port(sock: &impl std::os::fd::AsRawFd) -> std::io::Result<()> {
+    let one: libc::c_int = 1;
+    // SAFETY: setsockopt on a descriptor the caller owns, with a pointer to a
+    // local int and its size.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Ask the kernel to kill this process when its parent dies, so a child of
+/// a benchmark never outlives it (also when the parent is killed).
+pub(crate) fn die_with_parent() {
+    // SAFETY: prctl(PR_SET_PDEATHSIG) takes a signal number and no pointers.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+    }
+}
+
+/// Clock ticks per second, the unit of utime/stime in /proc/PID/stat.
+pub(crate) fn clock_ticks() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks > 0 {
+        ticks as u64
+    } else {
+        100
+    }
+}

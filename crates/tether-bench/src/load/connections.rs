@@ -1,13 +1,13 @@
 //! Loads made of connections rather than bytes: churn (connect, one
-//! exchange, end, again) and idle connections brought up and kept open.
+//! exchange, end, again).
 
 use std::io::ErrorKind;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use mio::{Events, Poll};
 
-use super::{established, open, poll_events, Clock, Measured, Window};
+use super::{open, poll_events, Clock, Measured, Window};
 use crate::common::Target;
 use crate::tlsio::Wire;
 
@@ -112,50 +112,5 @@ pub(crate) fn churn(
             m.errors = errors;
             return m;
         }
-    }
-}
-
-/// Open `n` connections and bring each up (TLS: handshake over), a few
-/// hundred at a time so the listen backlog never overflows. Returns them open.
-pub(crate) fn open_idle(
-    target: &Target,
-    tls: Option<&Arc<rustls::ClientConfig>>,
-    n: usize,
-    keep: &mut Vec<Wire>,
-) {
-    const BATCH: usize = 256;
-    let mut poll = Poll::new().expect("poll");
-    let mut events = Events::with_capacity(1024);
-    let mut opened = 0;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while opened < n {
-        let batch = BATCH.min(n - opened);
-        let mut cs: Vec<(Wire, bool, bool)> = (0..batch)
-            .map(|i| (open(&poll, target, tls, i), false, false))
-            .collect();
-        let mut up = 0;
-        while up < batch {
-            assert!(
-                Instant::now() < deadline,
-                "idle connections did not come up"
-            );
-            poll_events(&mut poll, &mut events);
-            for ev in events.iter() {
-                let (c, connected, is_up) = &mut cs[ev.token().0];
-                if !*is_up && established(c, connected) {
-                    *is_up = true;
-                    up += 1;
-                }
-            }
-        }
-        // Whatever follows the handshake (TLS session tickets) is read now.
-        std::thread::sleep(Duration::from_millis(5));
-        let mut scratch = [0u8; 4096];
-        for (mut c, _, _) in cs {
-            while c.read(&mut scratch).is_ok_and(|n| n > 0) {}
-            poll.registry().deregister(&mut c.sock).expect("deregister");
-            keep.push(c);
-        }
-        opened += batch;
     }
 }

@@ -21,7 +21,7 @@ pub(crate) mod http;
 mod pingpong;
 
 pub(crate) use bulk::stream;
-pub(crate) use connections::{churn, open_idle};
+pub(crate) use connections::churn;
 pub(crate) use pingpong::{pingpong, pingpong_trips, udp};
 
 /// How long to warm up, then how long to measure.
@@ -155,7 +155,7 @@ fn open(poll: &Poll, target: &Target, tls: Option<&Arc<rustls::ClientConfig>>, i
 }
 
 /// Connected, and on TLS the handshake is over? Drives the handshake.
-fn established(c: &mut Wire, connected: &mut bool) -> bool {
+pub(crate) fn established(c: &mut Wire, connected: &mut bool) -> bool {
     if !*connected {
         match c.sock.connected() {
             Ok(true) => *connected = true,
