@@ -274,6 +274,7 @@ impl<S: 'static> IoMux<S> {
     /// Work a turn must do without waiting for readiness first.
     fn work_waiting(&self) -> bool {
         !self.cx.engine.tasks.is_empty()
+            || !self.cx.engine.next_turn.is_empty()
             || self.cx.remote.stop.load(Ordering::Acquire)
             || self.cx.remote.posted.lock().is_ok_and(|p| !p.is_empty())
     }
@@ -290,7 +291,9 @@ impl<S: 'static> IoMux<S> {
     fn step(&mut self, timeout: Option<Duration>) -> io::Result<Turn> {
         // What operations made between turns (or before `run`) deferred comes
         // before anything new is taken in: a listener's `on_bound` before its
-        // first `on_incoming`.
+        // first `on_incoming`. So does what the last turn put off.
+        let engine = &mut self.cx.engine;
+        engine.tasks.extend(engine.next_turn.drain(..));
         if !self.cx.engine.tasks.is_empty() {
             self.cx.run_tasks();
         }

@@ -19,10 +19,11 @@ use crate::{sys, Admission, Cx, Error, PeerInfo, SocketId, SocketUser};
 /// it tries to accept again (the waiting connections stay in the backlog).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
-/// Connections taken from one listener before the loop runs what they set
-/// off (their `on_accepted`, their first reads) and comes back for more. A
-/// burst of thousands of connects neither starves the open sockets nor grows
-/// the queue of deferred callbacks to its size (memory the queue would keep).
+/// Connections taken from one listener in a turn. The rest wait for the next
+/// turn, after the other sockets ready in this one were served and what the
+/// taken ones set off (their `on_accepted`, their first reads) has run: a
+/// burst of thousands of connects neither starves the open connections nor
+/// grows the queue of deferred callbacks to its size.
 const ACCEPTS_PER_TURN: usize = 64;
 
 impl<S: 'static> Engine<S> {
@@ -157,8 +158,9 @@ impl<S: 'static> Cx<S> {
                 }
             }
         }
-        // More may wait: edge-triggered readiness will not say so again.
-        self.engine.tasks.push_back(Task::Accept(listener));
+        // More may wait, and edge-triggered readiness will not say so again:
+        // come back next turn.
+        self.engine.next_turn.push(Task::Accept(listener));
     }
 
     /// Carry out a plain listener's decision on a connection it was offered.

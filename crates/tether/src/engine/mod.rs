@@ -57,6 +57,9 @@ pub(crate) struct Engine<S> {
     pub(crate) gen: Gen,
     /// Callbacks deferred until the current one returns.
     pub(crate) tasks: VecDeque<Task>,
+    /// Work put off to the next turn, after the readiness this turn took in
+    /// has been acted on (a listener's further accepts).
+    pub(crate) next_turn: Vec<Task>,
     pub(crate) timers: Timers<S>,
     /// The read buffer all sockets share; callbacks get slices of it.
     pub(crate) rbuf: Vec<u8>,
@@ -108,6 +111,7 @@ impl<S> Engine<S> {
             slots: Slab::with_capacity(2048),
             gen: Gen::START,
             tasks: VecDeque::new(),
+            next_turn: Vec::new(),
             timers: Timers::default(),
             rbuf: vec![0; READ_BUF],
             now: clock.now(),
