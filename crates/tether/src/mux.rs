@@ -254,8 +254,8 @@ impl<S: 'static> IoMux<S> {
 
     /// How long a program driving the loop by [`turn`](IoMux::turn) may wait
     /// for the loop's file descriptor before it must turn anyway: `Some(ZERO)`
-    /// when work is waiting (a deferred callback, a posted closure, a
-    /// terminate), the time to the next deadline or timer when there is one,
+    /// when work is waiting (a deferred callback, connections a listener put
+    /// off to the next turn, a posted closure, a terminate), the time to the next deadline or timer when there is one,
     /// `None` when only readiness can give the loop work (the descriptor
     /// becomes readable for sockets, posted closures and a moved
     /// [`TestClock`] alike).
