@@ -3,14 +3,13 @@
 
 use tether::TlsContext;
 
+use crate::check::Violations;
+
 /// The server's context and the clients'.
 #[derive(Debug, Clone)]
 pub(crate) struct Pki {
     pub(crate) server: TlsContext,
     pub(crate) client: TlsContext,
-    /// The certificate, for clients written with another TLS stack.
-    #[allow(dead_code)]
-    pub(crate) cert_pem: String,
 }
 
 impl Pki {
@@ -30,10 +29,12 @@ impl Pki {
             .roots_pem(cert_pem.as_bytes())
             .and_then(|b| b.build())
             .map_err(|e| format!("client TLS context: {e}"))?;
-        Ok(Pki {
-            server,
-            client,
-            cert_pem,
-        })
+        Ok(Pki { server, client })
+    }
+
+    /// The run's PKI; `None` when it could not be made, which is counted as
+    /// the run's setup violation.
+    pub(crate) fn for_run(v: &mut Violations) -> Option<Pki> {
+        Pki::new().map_err(|e| v.add("setup", &e)).ok()
     }
 }

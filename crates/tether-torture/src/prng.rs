@@ -7,10 +7,13 @@ pub(crate) struct Prng {
     state: u64,
 }
 
+/// splitmix64's step: 2^64 divided by the golden ratio, odd.
+const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
+
 /// splitmix64's mixing step alone: a well-spread function of `x`, used to
 /// derive independent streams (one per connection) from the run's seed.
 pub(crate) fn mix(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = x.wrapping_add(GOLDEN);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
@@ -29,11 +32,10 @@ impl Prng {
 
     /// The next 64 random bits.
     pub(crate) fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        // `mix` adds the step before mixing: the mixed new state.
+        let before = self.state;
+        self.state = before.wrapping_add(GOLDEN);
+        mix(before)
     }
 
     /// Uniform in `0..n` (`n > 0`; the modulo bias is irrelevant here).

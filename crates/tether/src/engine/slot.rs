@@ -173,7 +173,7 @@ impl Extra {
 
 /// A time as nanoseconds since the loop's epoch: half the room of an
 /// `Instant`, and every socket keeps one. 2^64 ns is 584 years.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Stamp(u64);
 
 impl Stamp {

@@ -59,9 +59,7 @@ impl Run<'_> {
             )
         };
         let n = n as usize;
-        server.wait(bound + SLACK + LATE, |log| {
-            log.conns.values().filter(|s| s.end.is_some()).count() >= n
-        });
+        server.wait_ended(n, bound + SLACK + LATE);
         clients.stop();
         let outcomes = clients.join()?;
         let seen = server.seen();
@@ -125,9 +123,7 @@ impl Run<'_> {
         let cut = Instant::now();
         link.set_cut(true);
         let bound = KEEPALIVE_BOUND.max(USER_TIMEOUT);
-        server.wait(bound + SLACK + LATE, |log| {
-            log.conns.values().filter(|s| s.end.is_some()).count() >= n
-        });
+        server.wait_ended(n, bound + SLACK + LATE);
         clients.stop();
         let outcomes = clients.join()?;
         let seen = server.seen();

@@ -129,9 +129,7 @@ impl Run<'_> {
         drop(squeeze);
         let most = server.most_open() as u64;
         let n_us = n as usize;
-        server.wait(SLACK, |log| {
-            log.conns.values().filter(|s| s.end.is_some()).count() >= n_us
-        });
+        server.wait_ended(n_us, SLACK);
         let seen = server.seen();
         for (plan, line) in outcomes {
             let at = format!("{} conn {}", case.name, plan.conn);

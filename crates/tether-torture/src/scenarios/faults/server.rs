@@ -108,6 +108,13 @@ impl Server {
         !timeout.timed_out()
     }
 
+    /// Wait up to `limit` until `n` of its connections have ended.
+    pub(crate) fn wait_ended(&self, n: usize, limit: Duration) -> bool {
+        self.wait(limit, |log| {
+            log.conns.values().filter(|s| s.end.is_some()).count() >= n
+        })
+    }
+
     /// A copy of what the server saw so far.
     pub(crate) fn seen(&self) -> BTreeMap<u16, Seen> {
         self.log.0.lock().expect("log").conns.clone()

@@ -77,9 +77,7 @@ impl Run<'_> {
         }
         let outcomes = clients.join()?;
         let n = outcomes.len();
-        server.wait(SLACK, |log| {
-            log.conns.values().filter(|s| s.end.is_some()).count() >= n
-        });
+        server.wait_ended(n, SLACK);
         let seen = server.seen();
         for o in &outcomes {
             let at = format!("{} conn {} ({} B)", case.name, o.plan.conn, o.plan.size);

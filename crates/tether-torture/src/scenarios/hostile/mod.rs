@@ -46,13 +46,9 @@ pub(crate) fn run(opts: &Options) -> Report {
         quick,
     );
     let mut v = Violations::new("hostile", seed);
-    let pki = match Pki::new() {
-        Ok(p) => p,
-        Err(e) => {
-            v.add("setup", &e);
-            report.violations(v.count());
-            return report;
-        }
+    let Some(pki) = Pki::for_run(&mut v) else {
+        report.violations(v.count());
+        return report;
     };
     let list = plan::attacks(&b, n, flood, if quick { 50 } else { 200 });
     let mut specs: Vec<Spec> = list.iter().map(|a| a.spec).collect();

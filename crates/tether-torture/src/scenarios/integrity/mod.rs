@@ -39,13 +39,9 @@ pub(crate) fn run(opts: &Options) -> Report {
         opts.quick,
     );
     let mut v = Violations::new("integrity", seed);
-    let pki = match Pki::new() {
-        Ok(p) => p,
-        Err(e) => {
-            v.add("setup", &e);
-            report.violations(v.count());
-            return report;
-        }
+    let Some(pki) = Pki::for_run(&mut v) else {
+        report.violations(v.count());
+        return report;
     };
     let plans: Vec<Plan> = if opts.only.is_empty() {
         (0..n).map(|i| Plan::derive(seed, i)).collect()

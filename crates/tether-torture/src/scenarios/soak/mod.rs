@@ -42,13 +42,9 @@ pub(crate) fn run(opts: &Options) -> Report {
         quick,
     );
     let mut v = Violations::new("soak", seed);
-    let pki = match Pki::new() {
-        Ok(p) => p,
-        Err(e) => {
-            v.add("setup", &e);
-            report.violations(v.count());
-            return report;
-        }
+    let Some(pki) = Pki::for_run(&mut v) else {
+        report.violations(v.count());
+        return report;
     };
     let started = Instant::now();
     let srv = Server::start(pki.server.clone());
