@@ -1,0 +1,287 @@
+//! Sockets on the io_uring backend: plain TCP listeners and the plain
+//! streams they accept. What the ring completes (a receive, a send, an
+//! accept) comes here and enters the same lifecycle the readiness path feeds:
+//! received bytes wait in the socket's stash, from which `pump_read` reads
+//! as it reads a socket; sends are queued and submitted once per turn.
+
+use std::os::fd::AsRawFd;
+
+use tether_proto::{Reason, SockAddr};
+
+use crate::engine::accept::{is_exhaustion, is_transient_accept_error, ACCEPTS_PER_TURN};
+use crate::engine::io::Io;
+use crate::engine::slot::find;
+use crate::engine::task::{queue_sent, Task};
+use crate::engine::Engine;
+use crate::log::Target;
+use crate::transport::{Accepted, Listener, Read, Stream, Transport};
+use crate::uring::{Completion, Op, RingSock, STASH_HIGH};
+use crate::{Cx, Error, SocketId};
+
+impl<S: 'static> Engine<S> {
+    /// Put a plain TCP listener on the ring (its multishot accept). False
+    /// when the loop has no ring.
+    pub(crate) fn ring_listen(&mut self, s: SocketId) -> bool {
+        let Some(ring) = self.ring.as_deref_mut() else {
+            return false;
+        };
+        let Some(slot) = find(&mut self.slots, s) else {
+            return false;
+        };
+        let Io::Listener(l) = &slot.io else {
+            return false;
+        };
+        let Listener::Tcp(tcp) = &l.listener else {
+            return false;
+        };
+        let key = ring.adopt(s, tcp.as_raw_fd());
+        ring.arm_accept(key);
+        true
+    }
+
+    /// Put an accepted plain TCP stream on the ring (its multishot receive).
+    pub(crate) fn ring_adopt(&mut self, s: SocketId, stream: &Stream) -> bool {
+        let (Some(ring), Stream::Tcp(tcp)) = (self.ring.as_deref_mut(), stream) else {
+            return false;
+        };
+        ring.adopt(s, tcp.as_raw_fd());
+        true
+    }
+
+    /// The socket's slot lets go of its descriptor: its requests are
+    /// cancelled first. Returns the bytes it had received and nobody read.
+    pub(crate) fn ring_retire(ring: Option<&mut crate::uring::Ring>, s: SocketId) -> u64 {
+        let Some(ring) = ring else { return 0 };
+        let stashed = ring.sock(s).map_or(0, |rs| rs.stashed() as u64);
+        ring.retire(s);
+        stashed
+    }
+
+    /// Keep the socket's multishot receive armed while its input is wanted
+    /// and its stash is not full; cancel it when the stash is full and no
+    /// recv is pending (backpressure: the kernel's window then fills).
+    pub(crate) fn ring_regulate(&mut self, s: SocketId) {
+        let Some(ring) = self.ring.as_deref_mut() else {
+            return;
+        };
+        let Some(key) = ring.key(s) else { return };
+        let Some(slot) = find(&mut self.slots, s) else {
+            return;
+        };
+        let pending = slot.want.is_some() || slot.life.is_draining();
+        let wants_input = slot.life.wants_input();
+        let Some(rs) = ring.by_key(key) else { return };
+        let full = rs.stashed() >= STASH_HIGH;
+        if rs.recv_armed {
+            if full && !pending {
+                ring.cancel(key, Op::Recv);
+            }
+        } else if !rs.eof && rs.error.is_none() && wants_input && !full {
+            ring.arm_recv(key);
+        }
+    }
+
+    /// Bytes onto a ring socket: queued, sent with the turn's submission.
+    /// False if the socket is not on the ring.
+    pub(crate) fn ring_send(&mut self, s: SocketId, parts: &[&[u8]], marked: bool) -> bool {
+        let Some(ring) = self.ring.as_deref_mut() else {
+            return false;
+        };
+        let Some(key) = ring.key(s) else {
+            return false;
+        };
+        let Some(rs) = ring.by_key(key) else {
+            return false;
+        };
+        let idle = rs.out.is_empty() && !rs.sending();
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        if total == 0 && idle {
+            // Nothing before it: an empty send is done at once.
+            let wanted = self.slot(s).is_some_and(|slot| slot.wants_sent);
+            queue_sent(&mut self.tasks, wanted, s, usize::from(marked));
+            return true;
+        }
+        rs.out.push_parts(parts, 0, marked);
+        ring.want_send(key);
+        true
+    }
+
+    /// A send of the socket completed.
+    fn ring_sent(&mut self, s: SocketId, result: std::io::Result<usize>) {
+        match result {
+            Ok(n) => {
+                let Some(ring) = self.ring.as_deref_mut() else {
+                    return;
+                };
+                let Some(key) = ring.key(s) else { return };
+                let Some(slot) = find(&mut self.slots, s) else {
+                    return;
+                };
+                let Some(rs) = ring.by_key(key) else { return };
+                let sends = rs.out.advance(n);
+                let more = !rs.sending() && !rs.out.pending().is_empty();
+                queue_sent(&mut self.tasks, slot.wants_sent, s, sends);
+                slot.life.wrote(n);
+                slot.active = self.stamp;
+                if more {
+                    ring.want_send(key);
+                }
+            }
+            Err(e) => self.fail(s, Reason::Lost, Error::Io(e)),
+        }
+        self.settle(s);
+    }
+}
+
+/// One read of a ring socket's stash: what `read_stream` is to a socket.
+pub(crate) fn read_ring(rs: &mut RingSock, readable: &mut bool, buf: &mut [u8]) -> Read {
+    let r = if rs.stashed() > 0 {
+        Read::Data(rs.take(buf))
+    } else if let Some(e) = rs.error.take() {
+        Read::Failed(Error::Io(e))
+    } else if rs.eof {
+        Read::Eof
+    } else {
+        Read::Empty
+    };
+    *readable = rs.readable();
+    r
+}
+
+impl<S: 'static> Cx<S> {
+    /// Act on one completion of the ring.
+    pub(crate) fn on_completion(&mut self, c: &Completion) {
+        let Some(ring) = self.engine.ring.as_deref_mut() else {
+            return;
+        };
+        match c.op {
+            Op::Recv => {
+                let eof_now = c.res == 0;
+                if let Some(s) = ring.on_recv(c) {
+                    self.ring_input(s, eof_now);
+                }
+            }
+            Op::Send => {
+                if let Some((s, result)) = ring.on_send(c) {
+                    self.engine.ring_sent(s, result);
+                }
+            }
+            Op::Accept => {
+                if let Some((listener, error)) = ring.on_accept(c) {
+                    self.ring_accept_result(listener, error);
+                }
+            }
+            Op::Cancel => ring.on_cancel(c),
+            Op::Poll => {}
+        }
+    }
+
+    /// A receive completed for `s`: its stash changed, or its peer ended, or
+    /// it failed.
+    fn ring_input(&mut self, s: SocketId, eof_now: bool) {
+        let Some(ring) = self.engine.ring.as_deref_mut() else {
+            return;
+        };
+        let Some(rs) = ring.sock(s) else { return };
+        if rs.stashed() == 0 {
+            if let Some(e) = rs.error.take() {
+                // As an error the poller reports: the connection is lost.
+                self.engine.fail(s, Reason::Lost, Error::Io(e));
+                self.engine.settle(s);
+                return;
+            }
+        }
+        let readable = rs.readable();
+        let Some(slot) = find(&mut self.engine.slots, s) else {
+            return;
+        };
+        slot.readable = readable;
+        if eof_now {
+            slot.life.fin_known();
+            self.engine.end_if_drained(s);
+            self.engine.settle(s);
+        }
+        let Some(slot) = self.engine.slot(s) else {
+            return;
+        };
+        let wanted = slot.readable && (slot.want.is_some() || slot.life.is_draining());
+        if wanted && self.engine.tasks.is_empty() {
+            self.pump(s);
+        } else if wanted {
+            self.engine.tasks.push_back(Task::Read(s));
+        }
+        self.engine.ring_regulate(s);
+    }
+
+    /// An accept completed for `listener` (its connection, if any, is held).
+    fn ring_accept_result(&mut self, listener: SocketId, error: Option<std::io::Error>) {
+        if let Some(e) = error {
+            let target = Target::from(Transport::Tcp);
+            let mux = self.engine.mux_id;
+            if e.raw_os_error() == Some(libc::ECANCELED) {
+                // Stopped at the admission limit; taken up again below.
+            } else if is_transient_accept_error(&e) {
+                io_log!(debug, target, mux, socket = %listener, error = %e, "accept");
+            } else if is_exhaustion(&e) {
+                io_log!(warn, target, mux, socket = %listener, error = %e, "accept paused");
+                self.pause_accept(listener);
+                return;
+            } else {
+                self.engine
+                    .fail(listener, Reason::AcceptFailed, Error::Io(e));
+                self.engine.settle(listener);
+                return;
+            }
+        }
+        self.pump_accept(listener);
+    }
+
+    /// `pump_accept` for a listener on the ring: take the connections its
+    /// multishot accept holds, within the admission limit and the per-turn
+    /// batch; keep the accept armed while there is room, stop it when full
+    /// (the kernel's backlog holds the rest). False if not on the ring.
+    pub(crate) fn pump_accept_ring(&mut self, listener: SocketId) -> bool {
+        let Some(key) = self.engine.ring.as_deref().and_then(|r| r.key(listener)) else {
+            return false;
+        };
+        for _ in 0..ACCEPTS_PER_TURN {
+            let Some(slot) = self.engine.slot(listener) else {
+                return true;
+            };
+            let Io::Listener(l) = &slot.io else {
+                return true;
+            };
+            let full = l.full();
+            let tls = l.tls.clone();
+            let framed = slot.extra.framed().map(|f| f.max_payload());
+            let Some(ring) = self.engine.ring.as_deref_mut() else {
+                return true;
+            };
+            let Some(rs) = ring.by_key(key) else {
+                return true;
+            };
+            if full {
+                if rs.accept_armed {
+                    ring.cancel(key, Op::Accept);
+                }
+                return true;
+            }
+            let Some(fd) = rs.held.pop_front() else {
+                if !rs.accept_armed {
+                    ring.arm_accept(key);
+                }
+                return true;
+            };
+            let std = std::net::TcpStream::from(fd);
+            let peer = std.peer_addr().ok().map(SockAddr::Inet);
+            let accepted = Accepted {
+                stream: Stream::Tcp(mio::net::TcpStream::from_std(std)),
+                peer,
+            };
+            self.take_in(listener, accepted, framed, Transport::Tcp, tls.as_ref());
+        }
+        // More may be held: after the others had their turn.
+        self.engine.tasks.push_back(Task::Accept(listener));
+        true
+    }
+}
