@@ -117,6 +117,11 @@ impl<S> DerefMut for IoMux<S> {
 /// ```
 impl<S> AsRawFd for IoMux<S> {
     fn as_raw_fd(&self) -> RawFd {
+        if let Some(ring) = self.cx.engine.ring.as_deref() {
+            // On io_uring: the ring's, readable while completions wait (the
+            // epoll instance's readiness is one of them).
+            return ring.fd();
+        }
         self.poll.as_raw_fd()
     }
 }
@@ -127,17 +132,20 @@ impl<S> Drop for IoMux<S> {
     }
 }
 
+impl IoMux {
+    /// A builder: the backend, the clock (its `build` takes the shared
+    /// state, of any type).
+    pub fn builder() -> IoMuxBuilder {
+        IoMuxBuilder::new()
+    }
+}
+
 impl<S: 'static> IoMux<S> {
     /// A new loop owning `shared`, on the system's clock, on epoll (or on
     /// the backend the `TETHER_BACKEND` environment variable names: see
     /// [`Backend::from_env`]).
     pub fn new(shared: S) -> io::Result<Self> {
         Self::open(shared, Clock::System, Backend::from_env())
-    }
-
-    /// A builder: the backend, the clock.
-    pub fn builder() -> IoMuxBuilder {
-        IoMuxBuilder::new()
     }
 
     /// The backend the loop runs on (epoll when io_uring was asked for and

@@ -276,6 +276,9 @@ impl Ring {
         let uring = IoUring::builder()
             .setup_single_issuer()
             .setup_coop_taskrun()
+            // Tells when completions wait for task work, so that a
+            // non-blocking enter still runs it (see `submit_and_wait`).
+            .setup_taskrun_flag()
             .setup_cqsize(8192)
             .build(2048)?;
         let mut bufs = BufRing::new()?;
@@ -301,6 +304,9 @@ impl Ring {
             done: Vec::new(),
         };
         ring.arm_poll();
+        // In the kernel from the start: the ring's descriptor is readable
+        // when the epoll instance is, before the first turn.
+        ring.uring.submit()?;
         Ok(ring)
     }
 
@@ -514,6 +520,12 @@ impl Ring {
         self.push(entry);
     }
 
+    /// The ring's descriptor: readable while completions wait.
+    pub(crate) fn fd(&self) -> RawFd {
+        use std::os::fd::AsRawFd;
+        self.uring.as_raw_fd()
+    }
+
     /// Submit what is queued (the turn's sends included), without waiting;
     /// no system call if nothing is.
     pub(crate) fn submit_now(&mut self) -> io::Result<()> {
@@ -595,9 +607,7 @@ impl Ring {
     pub(crate) fn on_recv(&mut self, c: &Completion) -> Option<SocketId> {
         let more = c.more();
         let bid = cqueue::buffer_select(c.flags);
-        let Some(rs) = self.socks.get_mut(c.key) else {
-            return None;
-        };
+        let rs = self.socks.get_mut(c.key)?;
         if c.res > 0 {
             if let Some(bid) = bid {
                 let bytes = self.bufs.bytes(bid, c.res as usize);

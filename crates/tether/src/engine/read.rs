@@ -142,9 +142,14 @@ impl<S: 'static> Cx<S> {
                         let filled = partial.len();
                         partial.resize(want.n(), 0);
                         let tls = tls.as_deref_mut();
-                        let rs = ring.as_deref_mut();
-                        let r =
-                            read_from(stream, rs, tls, readable, fin_seen, &mut partial[filled..]);
+                        let r = read_from(
+                            stream,
+                            ring,
+                            tls,
+                            readable,
+                            fin_seen,
+                            &mut partial[filled..],
+                        );
                         let got = if let Read::Data(n) = r { n } else { 0 };
                         partial.truncate(filled + got);
                         r

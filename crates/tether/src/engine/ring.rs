@@ -36,6 +36,9 @@ impl<S: 'static> Engine<S> {
         };
         let key = ring.adopt(s, tcp.as_raw_fd());
         ring.arm_accept(key);
+        // In the kernel now, not at the next turn: a program that waits on
+        // the loop's descriptor sees the first connection.
+        let _ = ring.submit_now();
         true
     }
 
@@ -103,6 +106,11 @@ impl<S: 'static> Engine<S> {
         }
         rs.out.push_parts(parts, 0, marked);
         ring.want_send(key);
+        // Data moved now, as far as the idle clock is concerned: under epoll
+        // the write would have been made in this call.
+        if let Some(slot) = find(&mut self.slots, s) {
+            slot.active = self.stamp;
+        }
         true
     }
 
@@ -121,8 +129,9 @@ impl<S: 'static> Engine<S> {
                 let sends = rs.out.advance(n);
                 let more = !rs.sending() && !rs.out.pending().is_empty();
                 queue_sent(&mut self.tasks, slot.wants_sent, s, sends);
+                // `active` was stamped when the send was made: the ring
+                // reports it a turn later, when the clock may have moved.
                 slot.life.wrote(n);
-                slot.active = self.stamp;
                 if more {
                     ring.want_send(key);
                 }
