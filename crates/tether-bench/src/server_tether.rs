@@ -6,7 +6,9 @@
 use std::net::SocketAddr;
 use std::sync::{mpsc, Arc};
 
-use tether::{Admission, Backend, Closed, Cx, IoMux, PeerInfo, RecvMode, SocketId, SocketUser, TlsInfo};
+use tether::{
+    Admission, Backend, Closed, Cx, IoMux, PeerInfo, RecvMode, SocketId, SocketUser, TlsInfo,
+};
 
 use crate::common::{unix_path, Net, Service, Spec, Started, Stats, Target, CHUNK};
 
@@ -47,7 +49,8 @@ pub(crate) fn start(spec: Spec, stats: Arc<Stats>, backend: Backend) -> Started 
                     std::thread::Builder::new()
                         .name(format!("tether-server-{n}"))
                         .spawn(move || {
-                            let (_, handle, mut mux) = open(&spec, &stats, true, Some(port), backend);
+                            let (_, handle, mut mux) =
+                                open(&spec, &stats, true, Some(port), backend);
                             started.send(handle).expect("report");
                             mux.run().expect("tether loop");
                         })
@@ -85,7 +88,10 @@ fn open(
         })
         .expect("tether loop");
     if mux.backend() != backend {
-        eprintln!("tether-bench: {backend:?} refused, running on {:?}", mux.backend());
+        eprintln!(
+            "tether-bench: {backend:?} refused, running on {:?}",
+            mux.backend()
+        );
     }
     let target = match spec.net {
         Net::Udp => {

@@ -38,8 +38,8 @@ impl Kind {
             Kind::Tokio,
             Kind::Std,
         ]
-            .into_iter()
-            .find(|k| k.name() == s)
+        .into_iter()
+        .find(|k| k.name() == s)
     }
 }
 

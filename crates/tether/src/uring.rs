@@ -24,6 +24,12 @@ use crate::SocketId;
 /// receives in the same turn.
 const BUFS: u16 = 1024;
 const BUF_SIZE: usize = 4096;
+/// How long a wait that has only the completions of the sends it submitted
+/// (a send the kernel takes at once completes within the submission) goes
+/// on for something else to come, before it returns with just those.
+/// Without it every turn that sent would be followed by one that only counts
+/// what was sent: two system calls where one will do.
+const SENT_GRACE_USEC: u32 = 50;
 /// The provided-buffer group every receive selects from.
 const BGID: u16 = 0;
 /// Stashed bytes (received, not yet asked for) above which a socket's
@@ -258,6 +264,10 @@ pub(crate) struct Ring {
     epoll: RawFd,
     /// The completions of the last wait.
     done: Vec<Completion>,
+    /// Sends queued since the last wait.
+    sends: usize,
+    /// The kernel knows a wait's minimum time (6.12).
+    min_wait: bool,
 }
 
 impl std::fmt::Debug for Ring {
@@ -275,9 +285,12 @@ impl Ring {
     pub(crate) fn new(epoll: RawFd) -> io::Result<Ring> {
         let uring = IoUring::builder()
             .setup_single_issuer()
-            .setup_coop_taskrun()
-            // Tells when completions wait for task work, so that a
-            // non-blocking enter still runs it (see `submit_and_wait`).
+            // Completions are made when the loop enters the ring to take
+            // them, all at once, rather than as each packet arrives: more of
+            // them per wait, and no interruption of the loop between.
+            .setup_defer_taskrun()
+            // Tells when completions wait for that work, so that a
+            // non-blocking enter still does it (see `submit_and_wait`).
             .setup_taskrun_flag()
             .setup_cqsize(8192)
             .build(2048)?;
@@ -302,7 +315,10 @@ impl Ring {
             poll_armed: false,
             epoll,
             done: Vec::new(),
+            sends: 0,
+            min_wait: false,
         };
+        ring.min_wait = ring.uring.params().is_feature_min_timeout();
         ring.arm_poll();
         // In the kernel from the start: the ring's descriptor is readable
         // when the epoll instance is, before the first turn.
@@ -444,9 +460,12 @@ impl Ring {
     }
 
     /// The socket's slot closes: its requests are cancelled, and what they
-    /// hold is kept until they are back. Everything queued is submitted now,
-    /// before the caller closes the descriptor: no request may name the
-    /// descriptor's number once another socket can get it.
+    /// hold is kept until their completions are back. Before the caller
+    /// closes the descriptor, everything queued is submitted (no request may
+    /// name the descriptor's number once another socket can get it), and the
+    /// requests on it are cancelled synchronously: none holds the socket
+    /// open any more, so closing it is the last reference (an RST for a reset
+    /// goes out at once, not when a receive that was armed ends).
     pub(crate) fn retire(&mut self, s: SocketId) {
         let Some(key) = self.key(s) else { return };
         self.keys[s.idx as usize] = None;
@@ -456,15 +475,31 @@ impl Ring {
         rs.owner = None;
         rs.held.clear();
         rs.out = SendQueue::default();
-        let (recv, accept) = (rs.recv_armed, rs.accept_armed);
-        if recv {
-            self.cancel(key, Op::Recv);
+        let (fd, busy) = (rs.fd, rs.ops > 0);
+        if !self.uring.submission().is_empty() {
+            let _ = self.uring.submit();
         }
-        if accept {
-            self.cancel(key, Op::Accept);
+        if busy {
+            let cancel = types::CancelBuilder::fd(types::Fd(fd)).all();
+            let within = Timespec::from(Duration::from_millis(100));
+            let _ = self
+                .uring
+                .submitter()
+                .register_sync_cancel(Some(within), cancel);
+            // Their last steps are the loop's deferred work: done now, so
+            // that the requests let go of the socket.
+            // SAFETY: no submission, no argument: an enter that only runs
+            // the ring's pending work and takes no memory of ours.
+            let _ = unsafe {
+                self.uring.submitter().enter::<libc::sigset_t>(
+                    0,
+                    0,
+                    io_uring::EnterFlags::GETEVENTS.bits(),
+                    None,
+                )
+            };
         }
         self.forget_if_done(key);
-        let _ = self.uring.submit();
     }
 
     /// A retired socket with nothing left in the kernel is forgotten.
@@ -513,6 +548,7 @@ impl Ring {
         let len = u32::try_from(rest.len()).unwrap_or(u32::MAX);
         rs.sending = true;
         rs.ops += 1;
+        self.sends += 1;
         let entry = opcode::Send::new(types::Fd(rs.fd), rest.as_ptr(), len)
             .flags(libc::MSG_NOSIGNAL)
             .build()
@@ -530,6 +566,8 @@ impl Ring {
     /// no system call if nothing is.
     pub(crate) fn submit_now(&mut self) -> io::Result<()> {
         self.queue_sends();
+        // Waited for by nobody: the next wait does not count on them.
+        self.sends = 0;
         if self.uring.submission().is_empty() {
             return Ok(());
         }
@@ -549,14 +587,26 @@ impl Ring {
             self.arm_poll();
         }
         let waiting = !self.uring.completion().is_empty();
+        let sends = std::mem::take(&mut self.sends);
         let result = match timeout {
             _ if waiting => self.uring.submit(),
             Some(Duration::ZERO) => self.uring.submit(),
-            None => self.uring.submit_and_wait(1),
+            None if sends == 0 || !self.min_wait => self.uring.submit_and_wait(1),
+            None => {
+                // One more than the sends: what they complete within the
+                // submission does not end the wait at once.
+                let args = SubmitArgs::new().min_wait_usec(SENT_GRACE_USEC);
+                self.uring.submitter().submit_with_args(sends + 1, &args)
+            }
             Some(d) => {
                 let ts = Timespec::from(d);
-                let args = SubmitArgs::new().timespec(&ts);
-                self.uring.submitter().submit_with_args(1, &args)
+                let mut args = SubmitArgs::new().timespec(&ts);
+                let mut want = 1;
+                if sends > 0 && self.min_wait {
+                    args = args.min_wait_usec(SENT_GRACE_USEC);
+                    want = sends + 1;
+                }
+                self.uring.submitter().submit_with_args(want, &args)
             }
         };
         match result {
