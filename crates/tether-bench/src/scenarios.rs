@@ -175,7 +175,13 @@ fn stream_cases(
 }
 
 pub(crate) fn stream(opts: &Opts) -> Report {
-    let kinds = [Kind::Tether, Kind::Mio, Kind::Tokio, Kind::Std];
+    let kinds = [
+        Kind::Tether,
+        Kind::TetherUring,
+        Kind::Mio,
+        Kind::Tokio,
+        Kind::Std,
+    ];
     let mut report = Report::new(
         "stream",
         about(
@@ -255,7 +261,13 @@ pub(crate) fn rss() -> u64 {
 
 /// Connect, exchange, graceful close, again: plain (`churn`) or with a full
 /// TLS 1.3 handshake each time (`tls-handshake`).
-fn churn_cases(opts: &Opts, report: &mut Report, pki: Option<&Arc<Pki>>, cases: &[usize]) {
+fn churn_cases(
+    opts: &Opts,
+    report: &mut Report,
+    pki: Option<&Arc<Pki>>,
+    cases: &[usize],
+    kinds: &[Kind],
+) {
     let spec = Spec {
         net: Net::Tcp,
         service: Service::Echo,
@@ -269,7 +281,7 @@ fn churn_cases(opts: &Opts, report: &mut Report, pki: Option<&Arc<Pki>>, cases: 
         "connections/s ↑"
     };
     let name = |p: &usize| format!("parallel={p}");
-    rounds(opts, &THREE, cases, name, |case, &parallel, kind| {
+    rounds(opts, kinds, cases, name, |case, &parallel, kind| {
         let server = Server::start(kind, &spec);
         // A first run warms everything (the server's tables, the allocator);
         // the second is measured, and must leave nothing behind.
@@ -315,11 +327,11 @@ pub(crate) fn churn(opts: &Opts) -> Report {
             opts,
             "TCP connect, 64-byte exchange, client FIN, server FIN, close",
         ),
-        &THREE,
+        &FOUR,
         opts.rounds,
     );
     let cases: &[usize] = if opts.quick { &[16] } else { &[1, 64] };
-    churn_cases(opts, &mut report, None, cases);
+    churn_cases(opts, &mut report, None, cases, &FOUR);
     report
 }
 
@@ -334,7 +346,7 @@ pub(crate) fn tls_handshake(opts: &Opts, pki: &Arc<Pki>) -> Report {
         opts.rounds,
     );
     let cases: &[usize] = if opts.quick { &[8] } else { &[1, 32] };
-    churn_cases(opts, &mut report, Some(pki), cases);
+    churn_cases(opts, &mut report, Some(pki), cases, &THREE);
     report
 }
 

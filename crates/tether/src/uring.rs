@@ -30,6 +30,10 @@ const BUF_SIZE: usize = 4096;
 /// Without it every turn that sent would be followed by one that only counts
 /// what was sent: two system calls where one will do.
 const SENT_GRACE_USEC: u32 = 50;
+/// Sends in one submission from which the wait takes that grace: a busy
+/// loop's. For a few connections there is little to batch, and the timer
+/// the grace arms costs more than the system call it may save.
+const SENT_GRACE_FROM: usize = 4;
 /// The provided-buffer group every receive selects from.
 const BGID: u16 = 0;
 /// Stashed bytes (received, not yet asked for) above which a socket's
@@ -591,7 +595,7 @@ impl Ring {
         let result = match timeout {
             _ if waiting => self.uring.submit(),
             Some(Duration::ZERO) => self.uring.submit(),
-            None if sends == 0 || !self.min_wait => self.uring.submit_and_wait(1),
+            None if sends < SENT_GRACE_FROM || !self.min_wait => self.uring.submit_and_wait(1),
             None => {
                 // One more than the sends: what they complete within the
                 // submission does not end the wait at once.
@@ -602,7 +606,7 @@ impl Ring {
                 let ts = Timespec::from(d);
                 let mut args = SubmitArgs::new().timespec(&ts);
                 let mut want = 1;
-                if sends > 0 && self.min_wait {
+                if sends >= SENT_GRACE_FROM && self.min_wait {
                     args = args.min_wait_usec(SENT_GRACE_USEC);
                     want = sends + 1;
                 }
