@@ -60,6 +60,15 @@ pub(crate) fn start(spec: Spec, stats: Arc<Stats>, backend: Backend) -> Started 
             }
             tx.send((target, handles)).expect("report");
             mux.run().expect("tether loop");
+            if std::env::var_os("TETHER_BENCH_WAKEUPS").is_some() {
+                // Waits on the ring are its io_uring_enter calls on the data
+                // path; on epoll, its epoll_wait calls.
+                eprintln!(
+                    "tether-bench: {:?} loop woke {} times",
+                    mux.backend(),
+                    mux.stats().wakeups
+                );
+            }
             for other in others {
                 let _ = other.join();
             }
