@@ -71,6 +71,8 @@ pub struct IoMux<S = ()> {
     events: Events,
     cx: Cx<S>,
     posted: Vec<Posted<S>>,
+    /// On the ring: the sockets a wait's receives were for (reused).
+    inputs: Vec<(SocketId, bool)>,
 }
 
 impl<S> std::fmt::Debug for IoMux<S> {
@@ -196,6 +198,7 @@ impl<S: 'static> IoMux<S> {
             events: Events::with_capacity(1024),
             cx,
             posted: Vec::new(),
+            inputs: Vec::new(),
         })
     }
 
@@ -432,20 +435,44 @@ impl<S: 'static> IoMux<S> {
         self.cx.engine.tick();
         let mut n = 0;
         let mut epoll = false;
+        // What each receive brought is stashed first, all of the batch, so
+        // that a socket that received several buffers is read (and its recv
+        // answered) once, with all of them.
+        let mut inputs = std::mem::take(&mut self.inputs);
         for c in &done {
-            if c.op == crate::uring::Op::Poll {
-                epoll = true;
-                if let Some(ring) = self.cx.engine.ring.as_deref_mut() {
+            let Some(ring) = self.cx.engine.ring.as_deref_mut() else {
+                break;
+            };
+            match c.op {
+                crate::uring::Op::Poll => {
+                    epoll = true;
                     ring.on_poll(c);
                 }
-                continue;
+                crate::uring::Op::Recv => {
+                    if let Some(s) = ring.on_recv(c) {
+                        match inputs.iter_mut().find(|(t, _)| *t == s) {
+                            Some((_, eof)) => *eof |= c.res == 0,
+                            None => inputs.push((s, c.res == 0)),
+                        }
+                    }
+                }
+                _ => {
+                    self.cx.on_completion(c);
+                    if !self.cx.engine.tasks.is_empty() {
+                        self.cx.run_tasks();
+                    }
+                    n += 1;
+                }
             }
-            self.cx.on_completion(c);
+        }
+        for (s, eof) in inputs.drain(..) {
+            self.cx.ring_input(s, eof);
             if !self.cx.engine.tasks.is_empty() {
                 self.cx.run_tasks();
             }
             n += 1;
         }
+        self.inputs = inputs;
         if let Some(ring) = self.cx.engine.ring.as_deref_mut() {
             ring.give_back(done);
         }

@@ -187,7 +187,7 @@ impl<S: 'static> Cx<S> {
 
     /// A receive completed for `s`: its stash changed, or its peer ended, or
     /// it failed.
-    fn ring_input(&mut self, s: SocketId, eof_now: bool) {
+    pub(crate) fn ring_input(&mut self, s: SocketId, eof_now: bool) {
         let Some(ring) = self.engine.ring.as_deref_mut() else {
             return;
         };
