@@ -51,6 +51,36 @@ impl<S: 'static> Engine<S> {
         true
     }
 
+    /// A plain TCP stream that connected moves from the poller to the ring,
+    /// with what was sent while it connected.
+    pub(crate) fn ring_adopt_connected(&mut self, s: SocketId) {
+        if self.ring.is_none() || self.is_http(s) {
+            return;
+        }
+        let Some(slot) = find(&mut self.slots, s) else {
+            return;
+        };
+        if slot.extra.tls().is_some() || slot.extra.framed().is_some() {
+            return;
+        }
+        let Io::Stream(stream @ Stream::Tcp(_)) = &mut slot.io else {
+            return;
+        };
+        if stream.deregister(&self.registry).is_err() {
+            return;
+        }
+        let Some(ring) = self.ring.as_deref_mut() else {
+            return;
+        };
+        let key = ring.adopt(s, stream.as_raw_fd());
+        slot.watch_writable = false;
+        if let (Some(q), Some(rs)) = (slot.extra.take_outq(), ring.by_key(key)) {
+            rs.out.append(&q);
+            ring.want_send(key);
+        }
+        self.ring_regulate(s);
+    }
+
     /// The socket's slot lets go of its descriptor: its requests are
     /// cancelled first. Returns the bytes it had received and nobody read.
     pub(crate) fn ring_retire(ring: Option<&mut crate::uring::Ring>, s: SocketId) -> u64 {
@@ -96,12 +126,18 @@ impl<S: 'static> Engine<S> {
         let Some(rs) = ring.by_key(key) else {
             return false;
         };
+        // Whether its on_sent is wanted is the user's of now: the send
+        // completes later, maybe under another user (`set_user`).
+        let wanted = self
+            .slots
+            .get(s.idx as usize)
+            .is_some_and(|slot| slot.wants_sent);
+        let marked = marked && wanted;
         let idle = rs.out.is_empty() && !rs.sending();
         let total: usize = parts.iter().map(|p| p.len()).sum();
         if total == 0 && idle {
             // Nothing before it: an empty send is done at once.
-            let wanted = self.slot(s).is_some_and(|slot| slot.wants_sent);
-            queue_sent(&mut self.tasks, wanted, s, usize::from(marked));
+            queue_sent(&mut self.tasks, true, s, usize::from(marked));
             return true;
         }
         rs.out.push_parts(parts, 0, marked);
@@ -128,7 +164,8 @@ impl<S: 'static> Engine<S> {
                 let Some(rs) = ring.by_key(key) else { return };
                 let sends = rs.out.advance(n);
                 let more = !rs.sending() && !rs.out.pending().is_empty();
-                queue_sent(&mut self.tasks, slot.wants_sent, s, sends);
+                // Only sends whose on_sent was wanted are marked.
+                queue_sent(&mut self.tasks, true, s, sends);
                 // `active` was stamped when the send was made: the ring
                 // reports it a turn later, when the clock may have moved.
                 slot.life.wrote(n);
