@@ -160,6 +160,11 @@ struct BufRing {
     data: *mut u8,
     /// The tail the loop has written; published to the kernel by `publish`.
     tail: u16,
+    /// The buffer each ring entry holds, and the entry each buffer is in:
+    /// a bundle receive names its first buffer, the others are the entries
+    /// after it.
+    bid_at: Vec<u16>,
+    entry_of: Vec<u16>,
 }
 
 impl BufRing {
@@ -188,6 +193,8 @@ impl BufRing {
             entries,
             data,
             tail: 0,
+            bid_at: vec![0; usize::from(BUFS)],
+            entry_of: vec![0; usize::from(BUFS)],
         })
     }
 
@@ -203,6 +210,8 @@ impl BufRing {
         entry.set_addr(addr as u64);
         entry.set_len(BUF_SIZE as u32);
         entry.set_bid(bid);
+        self.bid_at[slot] = bid;
+        self.entry_of[usize::from(bid.min(BUFS - 1))] = slot as u16;
         self.tail = self.tail.wrapping_add(1);
     }
 
@@ -272,6 +281,10 @@ pub(crate) struct Ring {
     sends: usize,
     /// The kernel knows a wait's minimum time (6.12).
     min_wait: bool,
+    /// The kernel fills several buffers in one receive completion (6.10).
+    bundles: bool,
+    /// The buffers of the completion being taken in (reused).
+    bids: Vec<u16>,
 }
 
 impl std::fmt::Debug for Ring {
@@ -321,7 +334,10 @@ impl Ring {
             done: Vec::new(),
             sends: 0,
             min_wait: false,
+            bundles: false,
+            bids: Vec::new(),
         };
+        ring.bundles = ring.uring.params().is_feature_recvsend_bundle();
         ring.min_wait = ring.uring.params().is_feature_min_timeout();
         ring.arm_poll();
         // In the kernel from the start: the ring's descriptor is readable
@@ -410,9 +426,13 @@ impl Ring {
         }
         rs.recv_armed = true;
         rs.ops += 1;
-        let entry = opcode::RecvMulti::new(types::Fd(rs.fd), BGID)
-            .build()
-            .user_data(user_data(key, Op::Recv));
+        let entry = if self.bundles {
+            // A bulk receive takes many buffers in one completion.
+            opcode::RecvMultiBundle::new(types::Fd(rs.fd), BGID).build()
+        } else {
+            opcode::RecvMulti::new(types::Fd(rs.fd), BGID).build()
+        }
+        .user_data(user_data(key, Op::Recv));
         self.push(entry);
     }
 
@@ -661,15 +681,37 @@ impl Ring {
     pub(crate) fn on_recv(&mut self, c: &Completion) -> Option<SocketId> {
         let more = c.more();
         let bid = cqueue::buffer_select(c.flags);
-        let rs = self.socks.get_mut(c.key)?;
+        // The buffers it filled: its first, and for a bundle the entries
+        // after that one's, each full but the last.
+        self.bids.clear();
+        if let Some(first) = bid {
+            let used = (c.res.max(1) as usize).div_ceil(BUF_SIZE);
+            let entry = usize::from(self.bufs.entry_of[usize::from(first.min(BUFS - 1))]);
+            for k in 0..used.min(usize::from(BUFS)) {
+                let slot = (entry + k) & usize::from(BUFS - 1);
+                self.bids.push(self.bufs.bid_at[slot]);
+            }
+        }
+        let Some(rs) = self.socks.get_mut(c.key) else {
+            // Not ours (cannot happen: a socket is kept while a request of
+            // it is in the kernel); the buffers go back all the same.
+            for i in 0..self.bids.len() {
+                let b = self.bids[i];
+                self.bufs.push(b);
+            }
+            self.bufs.publish();
+            return None;
+        };
         if c.res > 0 {
-            if let Some(bid) = bid {
-                let bytes = self.bufs.bytes(bid, c.res as usize);
-                if rs.owner.is_some() {
-                    if rs.head > 0 && rs.head == rs.stash.len() {
-                        rs.stash.clear();
-                        rs.head = 0;
-                    }
+            if rs.owner.is_some() {
+                if rs.head > 0 && rs.head == rs.stash.len() {
+                    rs.stash.clear();
+                    rs.head = 0;
+                }
+                let mut left = c.res as usize;
+                for &b in &self.bids {
+                    let bytes = self.bufs.bytes(b, left.min(BUF_SIZE));
+                    left -= bytes.len();
                     rs.stash.extend_from_slice(bytes);
                 }
             }
@@ -678,8 +720,11 @@ impl Ring {
         } else if c.res != -libc::ENOBUFS && c.res != -libc::ECANCELED {
             rs.error = Some(io::Error::from_raw_os_error(-c.res));
         }
-        if let Some(bid) = bid {
-            self.bufs.push(bid);
+        if !self.bids.is_empty() {
+            for i in 0..self.bids.len() {
+                let b = self.bids[i];
+                self.bufs.push(b);
+            }
             self.bufs.publish();
         }
         let owner = rs.owner;
@@ -801,6 +846,8 @@ impl Drop for Ring {
                     entries: std::ptr::null_mut(),
                     data: std::ptr::null_mut(),
                     tail: 0,
+                    bid_at: Vec::new(),
+                    entry_of: Vec::new(),
                 },
             );
             std::mem::forget(bufs);

@@ -133,3 +133,35 @@ fn a_reset_counts_what_the_ring_read_ahead() {
     let end = c.read(&mut buf).map_err(|e| e.kind());
     assert_eq!(end, Err(std::io::ErrorKind::ConnectionReset));
 }
+
+/// Bulk through the ring comes back whole and in order: a receive may fill
+/// several provided buffers at once (a bundle), and they are taken in the
+/// order the kernel filled them, not the order of their numbers.
+#[test]
+fn bulk_echo_keeps_every_byte_in_order() {
+    const TOTAL: usize = 8 << 20;
+    let pattern: Vec<u8> = (0..TOTAL).map(|i| (i % 251) as u8).collect();
+    let mut mux = ring_mux();
+    let l = mux.listen_on("127.0.0.1:0", Listener { echo: true });
+    let c = TcpStream::connect(addr(&mux, l)).unwrap();
+    c.set_read_timeout(Some(WAIT)).unwrap();
+    let mut writer = c.try_clone().unwrap();
+    let sent = pattern.clone();
+    let w = std::thread::spawn(move || {
+        for chunk in sent.chunks(100_000) {
+            writer.write_all(chunk).unwrap();
+        }
+        writer.shutdown(Shutdown::Write).unwrap();
+    });
+    let r = std::thread::spawn(move || {
+        let mut c = c;
+        let mut got = Vec::with_capacity(TOTAL);
+        c.read_to_end(&mut got).unwrap();
+        got
+    });
+    turn_until(&mut mux, |s| s.closed.is_some());
+    w.join().unwrap();
+    let got = r.join().unwrap();
+    assert_eq!(got.len(), TOTAL);
+    assert!(got == pattern, "the echo differs from what was sent");
+}
