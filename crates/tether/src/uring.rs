@@ -34,6 +34,10 @@ const SENT_GRACE_USEC: u32 = 50;
 /// loop's. For a few connections there is little to batch, and the timer
 /// the grace arms costs more than the system call it may save.
 const SENT_GRACE_FROM: usize = 4;
+/// Sends up to this size count for the grace: the kernel takes them at once
+/// unless the socket is full. A larger one (bulk) may well wait for room,
+/// and a wait counting on its completion would sit out the grace each turn.
+const SMALL_SEND: usize = 4096;
 /// The provided-buffer group every receive selects from.
 const BGID: u16 = 0;
 /// Stashed bytes (received, not yet asked for) above which a socket's
@@ -277,7 +281,7 @@ pub(crate) struct Ring {
     epoll: RawFd,
     /// The completions of the last wait.
     done: Vec<Completion>,
-    /// Sends queued since the last wait.
+    /// Small sends queued since the last wait (see `SMALL_SEND`).
     sends: usize,
     /// The kernel knows a wait's minimum time (6.12).
     min_wait: bool,
@@ -572,7 +576,9 @@ impl Ring {
         let len = u32::try_from(rest.len()).unwrap_or(u32::MAX);
         rs.sending = true;
         rs.ops += 1;
-        self.sends += 1;
+        if rest.len() <= SMALL_SEND {
+            self.sends += 1;
+        }
         let entry = opcode::Send::new(types::Fd(rs.fd), rest.as_ptr(), len)
             .flags(libc::MSG_NOSIGNAL)
             .build()
