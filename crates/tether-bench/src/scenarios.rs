@@ -16,6 +16,8 @@ use crate::tlsio::Pki;
 use crate::Opts;
 
 const THREE: [Kind; 3] = [Kind::Tether, Kind::Mio, Kind::Tokio];
+/// Plain TCP pingpong also runs tether on its io_uring backend.
+const FOUR: [Kind; 4] = [Kind::Tether, Kind::TetherUring, Kind::Mio, Kind::Tokio];
 
 /// Run `f` for every round, case and server, servers in rotating order.
 /// `name` names a case (`--case` picks cases by a part of their name).
@@ -63,6 +65,7 @@ fn pingpong_cases(
     pki: Option<&Arc<Pki>>,
     cases: &[(usize, usize)],
     loops: usize,
+    kinds: &[Kind],
 ) {
     let spec = Spec {
         net,
@@ -72,7 +75,7 @@ fn pingpong_cases(
     };
     let client = pki.map(|p| p.client.clone());
     let name = |&(conns, size): &(usize, usize)| format!("conns={conns} size={size}");
-    rounds(opts, &THREE, cases, name, |case, &(conns, size), kind| {
+    rounds(opts, kinds, cases, name, |case, &(conns, size), kind| {
         let server = Server::start(kind, &spec);
         let m = load::pingpong(&server.target, client.as_ref(), conns, size, opts.window);
         server.stop();
@@ -92,7 +95,7 @@ pub(crate) fn pingpong(opts: &Opts) -> Report {
              {n} threads sharing the port (SO_REUSEPORT), mio and tokio one"
         ),
     };
-    let mut report = Report::new("pingpong", about(opts, &what), &THREE, opts.rounds);
+    let mut report = Report::new("pingpong", about(opts, &what), &FOUR, opts.rounds);
     let (conns, sizes): (&[usize], &[usize]) = if opts.quick {
         (&[1, 256], &[64, 16384])
     } else {
@@ -102,7 +105,7 @@ pub(crate) fn pingpong(opts: &Opts) -> Report {
         .iter()
         .flat_map(|&c| sizes.iter().map(move |&s| (c, s)))
         .collect();
-    pingpong_cases(opts, &mut report, Net::Tcp, None, &cases, opts.loops);
+    pingpong_cases(opts, &mut report, Net::Tcp, None, &cases, opts.loops, &FOUR);
     report
 }
 
@@ -121,7 +124,7 @@ pub(crate) fn local(opts: &Opts) -> Report {
     } else {
         &[(1, 64), (1, 16384), (256, 64), (256, 16384)]
     };
-    pingpong_cases(opts, &mut report, Net::Unix, None, cases, 1);
+    pingpong_cases(opts, &mut report, Net::Unix, None, cases, 1, &THREE);
     report
 }
 
@@ -172,7 +175,13 @@ fn stream_cases(
 }
 
 pub(crate) fn stream(opts: &Opts) -> Report {
-    let kinds = [Kind::Tether, Kind::Mio, Kind::Tokio, Kind::Std];
+    let kinds = [
+        Kind::Tether,
+        Kind::TetherUring,
+        Kind::Mio,
+        Kind::Tokio,
+        Kind::Std,
+    ];
     let mut report = Report::new(
         "stream",
         about(
@@ -252,7 +261,13 @@ pub(crate) fn rss() -> u64 {
 
 /// Connect, exchange, graceful close, again: plain (`churn`) or with a full
 /// TLS 1.3 handshake each time (`tls-handshake`).
-fn churn_cases(opts: &Opts, report: &mut Report, pki: Option<&Arc<Pki>>, cases: &[usize]) {
+fn churn_cases(
+    opts: &Opts,
+    report: &mut Report,
+    pki: Option<&Arc<Pki>>,
+    cases: &[usize],
+    kinds: &[Kind],
+) {
     let spec = Spec {
         net: Net::Tcp,
         service: Service::Echo,
@@ -266,7 +281,7 @@ fn churn_cases(opts: &Opts, report: &mut Report, pki: Option<&Arc<Pki>>, cases: 
         "connections/s ↑"
     };
     let name = |p: &usize| format!("parallel={p}");
-    rounds(opts, &THREE, cases, name, |case, &parallel, kind| {
+    rounds(opts, kinds, cases, name, |case, &parallel, kind| {
         let server = Server::start(kind, &spec);
         // A first run warms everything (the server's tables, the allocator);
         // the second is measured, and must leave nothing behind.
@@ -312,11 +327,11 @@ pub(crate) fn churn(opts: &Opts) -> Report {
             opts,
             "TCP connect, 64-byte exchange, client FIN, server FIN, close",
         ),
-        &THREE,
+        &FOUR,
         opts.rounds,
     );
     let cases: &[usize] = if opts.quick { &[16] } else { &[1, 64] };
-    churn_cases(opts, &mut report, None, cases);
+    churn_cases(opts, &mut report, None, cases, &FOUR);
     report
 }
 
@@ -331,7 +346,7 @@ pub(crate) fn tls_handshake(opts: &Opts, pki: &Arc<Pki>) -> Report {
         opts.rounds,
     );
     let cases: &[usize] = if opts.quick { &[8] } else { &[1, 32] };
-    churn_cases(opts, &mut report, Some(pki), cases);
+    churn_cases(opts, &mut report, Some(pki), cases, &THREE);
     report
 }
 
@@ -356,7 +371,7 @@ pub(crate) fn tls_data(opts: &Opts, pki: &Arc<Pki>) -> Report {
         &[(1, 64), (1, 16384), (256, 64), (256, 16384)]
     };
     stream_cases(opts, &mut report, &THREE, Some(pki), bulk);
-    pingpong_cases(opts, &mut report, Net::Tcp, Some(pki), ping, 1);
+    pingpong_cases(opts, &mut report, Net::Tcp, Some(pki), ping, 1, &THREE);
     report
 }
 

@@ -6,7 +6,9 @@
 use std::net::SocketAddr;
 use std::sync::{mpsc, Arc};
 
-use tether::{Admission, Closed, Cx, IoMux, PeerInfo, RecvMode, SocketId, SocketUser, TlsInfo};
+use tether::{
+    Admission, Backend, Closed, Cx, IoMux, PeerInfo, RecvMode, SocketId, SocketUser, TlsInfo,
+};
 
 use crate::common::{unix_path, Net, Service, Spec, Started, Stats, Target, CHUNK};
 
@@ -21,7 +23,7 @@ struct Shared {
     tls: bool,
 }
 
-pub(crate) fn start(spec: Spec, stats: Arc<Stats>) -> Started {
+pub(crate) fn start(spec: Spec, stats: Arc<Stats>, backend: Backend) -> Started {
     // Many loops share a TCP port; a Unix path or a UDP socket is one loop's.
     let loops = if spec.net == Net::Tcp {
         spec.loops.max(1)
@@ -32,7 +34,7 @@ pub(crate) fn start(spec: Spec, stats: Arc<Stats>) -> Started {
     let thread = std::thread::Builder::new()
         .name("tether-server".into())
         .spawn(move || {
-            let (target, handle, mut mux) = open(&spec, &stats, loops > 1, None);
+            let (target, handle, mut mux) = open(&spec, &stats, loops > 1, None, backend);
             // The other loops bind the port the first one got.
             let port = match &target {
                 Target::Tcp(a) => a.port(),
@@ -47,7 +49,8 @@ pub(crate) fn start(spec: Spec, stats: Arc<Stats>) -> Started {
                     std::thread::Builder::new()
                         .name(format!("tether-server-{n}"))
                         .spawn(move || {
-                            let (_, handle, mut mux) = open(&spec, &stats, true, Some(port));
+                            let (_, handle, mut mux) =
+                                open(&spec, &stats, true, Some(port), backend);
                             started.send(handle).expect("report");
                             mux.run().expect("tether loop");
                         })
@@ -57,6 +60,15 @@ pub(crate) fn start(spec: Spec, stats: Arc<Stats>) -> Started {
             }
             tx.send((target, handles)).expect("report");
             mux.run().expect("tether loop");
+            if std::env::var_os("TETHER_BENCH_WAKEUPS").is_some() {
+                // Waits on the ring are its io_uring_enter calls on the data
+                // path; on epoll, its epoll_wait calls.
+                eprintln!(
+                    "tether-bench: {:?} loop woke {} times",
+                    mux.backend(),
+                    mux.stats().wakeups
+                );
+            }
             for other in others {
                 let _ = other.join();
             }
@@ -74,13 +86,22 @@ fn open(
     stats: &Arc<Stats>,
     shared: bool,
     port: Option<u16>,
+    backend: Backend,
 ) -> (Target, tether::MuxHandle<Shared>, IoMux<Shared>) {
-    let mut mux = IoMux::new(Shared {
-        stats: stats.clone(),
-        service: spec.service,
-        tls: spec.tls.is_some(),
-    })
-    .expect("tether loop");
+    let mut mux = IoMux::builder()
+        .backend(backend)
+        .build(Shared {
+            stats: stats.clone(),
+            service: spec.service,
+            tls: spec.tls.is_some(),
+        })
+        .expect("tether loop");
+    if mux.backend() != backend {
+        eprintln!(
+            "tether-bench: {backend:?} refused, running on {:?}",
+            mux.backend()
+        );
+    }
     let target = match spec.net {
         Net::Udp => {
             let s = mux.udp(UdpEcho);

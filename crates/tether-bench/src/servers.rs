@@ -10,6 +10,9 @@ use crate::common::{Spec, Stats, Target};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) enum Kind {
     Tether,
+    /// tether on its io_uring backend (plain TCP on the ring; the rest of
+    /// its sockets on epoll, as the backend does for now).
+    TetherUring,
     Mio,
     Tokio,
     /// Blocking std::net, a thread per connection (stream only).
@@ -20,6 +23,7 @@ impl Kind {
     pub(crate) fn name(self) -> &'static str {
         match self {
             Kind::Tether => "tether",
+            Kind::TetherUring => "tether-uring",
             Kind::Mio => "mio",
             Kind::Tokio => "tokio",
             Kind::Std => "std",
@@ -27,9 +31,15 @@ impl Kind {
     }
 
     pub(crate) fn parse(s: &str) -> Option<Kind> {
-        [Kind::Tether, Kind::Mio, Kind::Tokio, Kind::Std]
-            .into_iter()
-            .find(|k| k.name() == s)
+        [
+            Kind::Tether,
+            Kind::TetherUring,
+            Kind::Mio,
+            Kind::Tokio,
+            Kind::Std,
+        ]
+        .into_iter()
+        .find(|k| k.name() == s)
     }
 }
 
@@ -54,7 +64,12 @@ impl Server {
     pub(crate) fn start(kind: Kind, spec: &Spec) -> Server {
         let stats = Arc::new(Stats::default());
         let (target, stop, thread) = match kind {
-            Kind::Tether => crate::server_tether::start(spec.clone(), stats.clone()),
+            Kind::Tether => {
+                crate::server_tether::start(spec.clone(), stats.clone(), tether::Backend::Epoll)
+            }
+            Kind::TetherUring => {
+                crate::server_tether::start(spec.clone(), stats.clone(), tether::Backend::IoUring)
+            }
             Kind::Mio => crate::server_mio::start(spec.clone(), stats.clone()),
             Kind::Tokio => crate::server_tokio::start(spec.clone(), stats.clone()),
             Kind::Std => crate::server_std::start(spec.clone(), stats.clone()),

@@ -245,7 +245,8 @@
 //! mux.run().unwrap();
 //! ```
 #![deny(missing_docs)]
-// The raw socket options in `sys.rs` are the only unsafe code.
+// The raw socket options in `sys.rs` and the io_uring ring in `uring.rs`
+// are the only unsafe code.
 #![deny(unsafe_code)]
 
 /// Log under the socket's own target, so each can be switched on alone:
@@ -266,6 +267,7 @@ macro_rules! io_log {
     };
 }
 
+mod backend;
 mod clock;
 mod cx;
 mod engine;
@@ -285,6 +287,9 @@ mod security;
 #[allow(unsafe_code)]
 mod sys;
 mod transport;
+// The kernel reads and writes the ring's buffers: see the module's comments.
+#[allow(unsafe_code)]
+mod uring;
 mod user;
 
 // The README's examples are compiled as doctests, so they cannot go stale.
@@ -292,6 +297,7 @@ mod user;
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
 
+pub use backend::{Backend, IoMuxBuilder};
 pub use clock::TestClock;
 pub use cx::{Cx, LoopStats, MAX_EXACT_RECV};
 pub use engine::dial::CONNECTION_ATTEMPT_DELAY;

@@ -10,8 +10,10 @@ use std::time::Duration;
 
 use mio::{Events, Poll, Token};
 
+use crate::backend::{Backend, IoMuxBuilder};
 use crate::clock::{Clock, TestClock};
 use crate::handle::{MuxHandle, Posted, Remote};
+use crate::uring::Ring;
 use crate::{Cx, SocketId};
 
 /// The waker's token. Its generation is 0, which no socket's is, so
@@ -69,6 +71,8 @@ pub struct IoMux<S = ()> {
     events: Events,
     cx: Cx<S>,
     posted: Vec<Posted<S>>,
+    /// On the ring: the sockets a wait's receives were for (reused).
+    inputs: Vec<(SocketId, bool)>,
 }
 
 impl<S> std::fmt::Debug for IoMux<S> {
@@ -115,6 +119,11 @@ impl<S> DerefMut for IoMux<S> {
 /// ```
 impl<S> AsRawFd for IoMux<S> {
     fn as_raw_fd(&self) -> RawFd {
+        if let Some(ring) = self.cx.engine.ring.as_deref() {
+            // On io_uring: the ring's, readable while completions wait (the
+            // epoll instance's readiness is one of them).
+            return ring.fd();
+        }
         self.poll.as_raw_fd()
     }
 }
@@ -125,21 +134,51 @@ impl<S> Drop for IoMux<S> {
     }
 }
 
+impl IoMux {
+    /// A builder: the backend, the clock (its `build` takes the shared
+    /// state, of any type).
+    pub fn builder() -> IoMuxBuilder {
+        IoMuxBuilder::new()
+    }
+}
+
 impl<S: 'static> IoMux<S> {
-    /// A new loop owning `shared`, on the system's clock.
+    /// A new loop owning `shared`, on the system's clock, on epoll (or on
+    /// the backend the `TETHER_BACKEND` environment variable names: see
+    /// [`Backend::from_env`]).
     pub fn new(shared: S) -> io::Result<Self> {
-        Self::on_clock(shared, Clock::System)
+        Self::open(shared, Clock::System, Backend::from_env())
+    }
+
+    /// The backend the loop runs on (epoll when io_uring was asked for and
+    /// the kernel refused it).
+    pub fn backend(&self) -> Backend {
+        if self.cx.engine.ring.is_some() {
+            Backend::IoUring
+        } else {
+            Backend::Epoll
+        }
     }
 
     /// A new loop owning `shared` whose time is `clock`'s: deadlines, timers,
     /// linger and idle times all follow it, and it only moves when the test
     /// moves it. Sockets are real; only time is not.
     pub fn with_clock(shared: S, clock: &TestClock) -> io::Result<Self> {
-        Self::on_clock(shared, Clock::Manual(clock.clone()))
+        Self::open(shared, Clock::Manual(clock.clone()), Backend::from_env())
     }
 
-    fn on_clock(shared: S, clock: Clock) -> io::Result<Self> {
+    pub(crate) fn open(shared: S, clock: Clock, backend: Backend) -> io::Result<Self> {
         let poll = Poll::new()?;
+        let ring = match backend {
+            Backend::Epoll => None,
+            Backend::IoUring => match Ring::new(poll.as_raw_fd()) {
+                Ok(ring) => Some(Box::new(ring)),
+                Err(e) => {
+                    tracing::warn!(target: "tether", error = %e, "io_uring refused: running on epoll");
+                    None
+                }
+            },
+        };
         let registry = poll.registry().try_clone()?;
         let waker = Arc::new(mio::Waker::new(poll.registry(), WAKE)?);
         if let Clock::Manual(manual) = &clock {
@@ -152,11 +191,14 @@ impl<S: 'static> IoMux<S> {
             gone: AtomicBool::new(false),
             handles: AtomicUsize::new(0),
         });
+        let mut cx = Cx::new(registry, remote, clock, shared);
+        cx.engine.ring = ring;
         Ok(IoMux {
             poll,
             events: Events::with_capacity(1024),
-            cx: Cx::new(registry, remote, clock, shared),
+            cx,
             posted: Vec::new(),
+            inputs: Vec::new(),
         })
     }
 
@@ -188,7 +230,9 @@ impl<S: 'static> IoMux<S> {
     /// as on a terminate and the error is returned.
     pub fn run(&mut self) -> io::Result<()> {
         loop {
-            match self.turn(None) {
+            // The sends a turn queued on the ring go with the next turn's
+            // wait: one system call for both.
+            match self.turn_inner(None) {
                 Ok(Turn::Running) => {}
                 Ok(Turn::Idle | Turn::Stopped) => return Ok(()),
                 Err(e) => {
@@ -243,6 +287,16 @@ impl<S: 'static> IoMux<S> {
     /// assert_eq!(*mux.shared(), 1);
     /// ```
     pub fn turn(&mut self, timeout: Option<Duration>) -> io::Result<Turn> {
+        let result = self.turn_inner(timeout);
+        // On the ring, what this turn sent is submitted before it returns:
+        // the caller may not turn again before its peer answers.
+        if let Some(ring) = self.cx.engine.ring.as_deref_mut() {
+            ring.submit_now()?;
+        }
+        result
+    }
+
+    fn turn_inner(&mut self, timeout: Option<Duration>) -> io::Result<Turn> {
         self.cx.engine.running = true;
         let result = self.step(timeout);
         self.cx.engine.running = false;
@@ -348,6 +402,9 @@ impl<S: 'static> IoMux<S> {
     /// Wait up to `timeout` for readiness, and act on what came. Returns the
     /// number of events.
     fn wait(&mut self, timeout: Option<Duration>) -> io::Result<usize> {
+        if self.cx.engine.ring.is_some() {
+            return self.wait_ring(timeout);
+        }
         match self.poll.poll(&mut self.events, timeout) {
             Ok(()) => {}
             Err(e) if e.kind() == ErrorKind::Interrupted => return Ok(0),
@@ -363,6 +420,89 @@ impl<S: 'static> IoMux<S> {
                     self.cx.run_tasks();
                 }
                 n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// `wait` on io_uring: the turn's sends and the wait in one system call,
+    /// then each completion; the epoll instance's readiness (the waker, the
+    /// sockets not on the ring) is taken in as under epoll.
+    fn wait_ring(&mut self, timeout: Option<Duration>) -> io::Result<usize> {
+        let Some(ring) = self.cx.engine.ring.as_deref_mut() else {
+            return Ok(0);
+        };
+        ring.enter(timeout)?;
+        let done = ring.completions();
+        self.cx.engine.wakeups += 1;
+        self.cx.engine.tick();
+        let mut n = 0;
+        let mut epoll = false;
+        // What each receive brought is stashed first, all of the batch, so
+        // that a socket that received several buffers is read (and its recv
+        // answered) once, with all of them.
+        let mut inputs = std::mem::take(&mut self.inputs);
+        for c in &done {
+            let Some(ring) = self.cx.engine.ring.as_deref_mut() else {
+                break;
+            };
+            match c.op {
+                crate::uring::Op::Poll => {
+                    epoll = true;
+                    ring.on_poll(c);
+                }
+                crate::uring::Op::Recv => {
+                    if let Some(s) = ring.on_recv(c) {
+                        match inputs.iter_mut().find(|(t, _)| *t == s) {
+                            Some((_, eof)) => *eof |= c.res == 0,
+                            None => inputs.push((s, c.res == 0)),
+                        }
+                    }
+                }
+                crate::uring::Op::Accept => {
+                    // Held, and taken by one task after the batch: a
+                    // burst's connections a batch per turn.
+                    self.cx.on_completion(c);
+                    n += 1;
+                }
+                _ => {
+                    self.cx.on_completion(c);
+                    if !self.cx.engine.tasks.is_empty() {
+                        self.cx.run_tasks();
+                    }
+                    n += 1;
+                }
+            }
+        }
+        for (s, eof) in inputs.drain(..) {
+            self.cx.ring_input(s, eof);
+            if !self.cx.engine.tasks.is_empty() {
+                self.cx.run_tasks();
+            }
+            n += 1;
+        }
+        self.inputs = inputs;
+        if !self.cx.engine.tasks.is_empty() {
+            // The accepts' task, when no receive ran it.
+            self.cx.run_tasks();
+        }
+        if let Some(ring) = self.cx.engine.ring.as_deref_mut() {
+            ring.give_back(done);
+        }
+        if epoll {
+            match self.poll.poll(&mut self.events, Some(Duration::ZERO)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+            for event in self.events.iter() {
+                if let Some(s) = SocketId::from_token(event.token()) {
+                    self.cx.on_ready(s, event);
+                    if !self.cx.engine.tasks.is_empty() {
+                        self.cx.run_tasks();
+                    }
+                    n += 1;
+                }
             }
         }
         Ok(n)

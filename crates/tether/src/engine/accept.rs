@@ -12,7 +12,7 @@ use crate::engine::Engine;
 use crate::log::Target;
 use crate::message::framed::Framed;
 use crate::security::tls::Tls;
-use crate::transport::{Stream, Transport};
+use crate::transport::{Accepted, Stream, Transport};
 use crate::{sys, Admission, Cx, Error, PeerInfo, SocketId, SocketUser};
 
 /// After the process ran out of descriptors, how long a listener waits before
@@ -24,7 +24,7 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// taken ones set off (their `on_accepted`, their first reads) has run: a
 /// burst of thousands of connects neither starves the open connections nor
 /// grows the queue of deferred callbacks to its size.
-const ACCEPTS_PER_TURN: usize = 64;
+pub(crate) const ACCEPTS_PER_TURN: usize = 64;
 
 impl<S: 'static> Engine<S> {
     /// A socket for a connection just taken. TLS and framed connections stay
@@ -61,7 +61,19 @@ impl<S: 'static> Engine<S> {
         // A TLS session writes from places of its own: its socket keeps
         // watching for room to write from the start.
         let watch_writable = tls.is_some();
-        match stream.register(&self.registry, s.token(), watch_writable) {
+        let http = match self.slot(listener).map(|l| &l.io) {
+            Some(Io::Listener(l)) => l.http,
+            _ => None,
+        };
+        // A plain connection goes on the ring, if the loop has one; a layered
+        // one stays on readiness for now.
+        let plain = tls.is_none() && framed.is_none() && http.is_none();
+        let registered = if plain && self.ring_adopt(s, &stream) {
+            Ok(())
+        } else {
+            stream.register(&self.registry, s.token(), watch_writable)
+        };
+        match registered {
             Ok(()) => {
                 if let Some(slot) = find(&mut self.slots, s) {
                     slot.watch_writable = watch_writable;
@@ -74,10 +86,7 @@ impl<S: 'static> Engine<S> {
                     io_log!(debug, slot.log_target(), self.mux_id, socket = %s, %listener, "accepted");
                 }
                 self.settle(s);
-                let http = match self.slot(listener).map(|l| &l.io) {
-                    Some(Io::Listener(l)) => l.http,
-                    _ => None,
-                };
+                self.ring_regulate(s);
                 if let Some(opts) = http {
                     // A client speaks first, and its request is often in
                     // already: read at once rather than after a wake-up for
@@ -99,6 +108,9 @@ impl<S: 'static> Engine<S> {
 impl<S: 'static> Cx<S> {
     /// Take waiting connections, asking the listener's user about each.
     pub(crate) fn pump_accept(&mut self, listener: SocketId) {
+        if self.pump_accept_ring(listener) {
+            return;
+        }
         for _ in 0..ACCEPTS_PER_TURN {
             let Some(slot) = self.engine.slot(listener) else {
                 return;
@@ -114,40 +126,14 @@ impl<S: 'static> Cx<S> {
             let kind = l.listener.kind();
             let framed = slot.extra.framed().map(|f| f.max_payload());
             match l.listener.accept() {
-                Ok(accepted) => {
-                    let Some(max_payload) = framed else {
-                        let info = PeerInfo {
-                            peer: accepted.peer,
-                            hello: None,
-                        };
-                        let admission =
-                            self.call(listener, |u, cx| u.on_incoming(cx, listener, &info));
-                        self.admit(listener, admission, accepted.stream, kind, tls.as_ref());
-                        continue;
-                    };
-                    // A framed connection is admitted on its HELLO: until then
-                    // it has no user.
-                    let pending = Framed::new(&[], max_payload);
-                    self.engine.open_accepted(
-                        listener,
-                        None,
-                        accepted.stream,
-                        tls.as_ref(),
-                        Some(pending),
-                    );
-                }
+                Ok(accepted) => self.take_in(listener, accepted, framed, kind, tls.as_ref()),
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) if is_transient_accept_error(&e) => {
                     io_log!(debug, Target::from(kind), self.engine.mux_id, socket = %listener, error = %e, "accept");
                 }
                 Err(e) if is_exhaustion(&e) => {
                     io_log!(warn, Target::from(kind), self.engine.mux_id, socket = %listener, error = %e, "accept paused");
-                    let at = self.engine.now + ACCEPT_BACKOFF;
-                    if let Some(slot) = find(&mut self.engine.slots, listener) {
-                        self.engine
-                            .timers
-                            .arm_socket(&mut slot.extra.make().timer, listener, at);
-                    }
+                    self.pause_accept(listener);
                     return;
                 }
                 Err(e) => {
@@ -161,6 +147,43 @@ impl<S: 'static> Cx<S> {
         // More may wait, and edge-triggered readiness will not say so again:
         // come back next turn.
         self.engine.next_turn.push(Task::Accept(listener));
+    }
+
+    /// Out of descriptors: try again after `ACCEPT_BACKOFF` (the waiting
+    /// connections stay in the backlog).
+    pub(crate) fn pause_accept(&mut self, listener: SocketId) {
+        let at = self.engine.now + ACCEPT_BACKOFF;
+        if let Some(slot) = find(&mut self.engine.slots, listener) {
+            self.engine
+                .timers
+                .arm_socket(&mut slot.extra.make().timer, listener, at);
+        }
+    }
+
+    /// One connection taken from `listener`: offered to its user (a framed
+    /// listener's, on its HELLO).
+    pub(crate) fn take_in(
+        &mut self,
+        listener: SocketId,
+        accepted: Accepted,
+        framed: Option<usize>,
+        kind: Transport,
+        tls: Option<&crate::TlsContext>,
+    ) {
+        let Some(max_payload) = framed else {
+            let info = PeerInfo {
+                peer: accepted.peer,
+                hello: None,
+            };
+            let admission = self.call(listener, |u, cx| u.on_incoming(cx, listener, &info));
+            self.admit(listener, admission, accepted.stream, kind, tls);
+            return;
+        };
+        // A framed connection is admitted on its HELLO: until then it has no
+        // user.
+        let pending = Framed::new(&[], max_payload);
+        self.engine
+            .open_accepted(listener, None, accepted.stream, tls, Some(pending));
     }
 
     /// Carry out a plain listener's decision on a connection it was offered.
@@ -217,7 +240,7 @@ impl<S: 'static> Engine<S> {
 }
 
 /// Errors that concern one would-be connection, not the listener.
-fn is_transient_accept_error(e: &io::Error) -> bool {
+pub(crate) fn is_transient_accept_error(e: &io::Error) -> bool {
     matches!(
         e.raw_os_error(),
         Some(libc::ECONNABORTED | libc::EINTR | libc::EPROTO | libc::EPERM)
@@ -225,7 +248,7 @@ fn is_transient_accept_error(e: &io::Error) -> bool {
 }
 
 /// The process or system is out of something; accepting may work again later.
-fn is_exhaustion(e: &io::Error) -> bool {
+pub(crate) fn is_exhaustion(e: &io::Error) -> bool {
     matches!(
         e.raw_os_error(),
         Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)

@@ -24,6 +24,7 @@ mod ops;
 mod options;
 pub(crate) mod read;
 mod ready;
+mod ring;
 pub(crate) mod settle;
 pub(crate) mod slot;
 pub(crate) mod task;
@@ -91,6 +92,9 @@ pub(crate) struct Engine<S> {
     pub(crate) announced: HashMap<SocketId, Vec<SocketAddr>>,
     /// How the resolver's answers reach this loop.
     pub(crate) post: Option<Post<S>>,
+    /// The io_uring backend's ring, when the loop runs on it. Last: dropped
+    /// after the sockets, whose requests it then cancels and waits for.
+    pub(crate) ring: Option<Box<crate::uring::Ring>>,
 }
 
 impl<S> Engine<S> {
@@ -125,6 +129,7 @@ impl<S> Engine<S> {
             dials: HashMap::new(),
             announced: HashMap::new(),
             post: None,
+            ring: None,
             wire: Default::default(),
             http: Default::default(),
             date: Default::default(),

@@ -133,12 +133,17 @@ impl<S: 'static> Engine<S> {
             },
         };
         let mux = self.mux_id;
+        let on_ring = self.ring.is_some();
         let result = bound.and_then(|(sock, kind)| {
             let mut listener =
                 transport::listen(sock, kind).map_err(|e| (Reason::ListenFailed, Error::Io(e)))?;
-            listener
-                .register(&self.registry, s.token())
-                .map_err(|e| (Reason::ListenFailed, Error::Io(e)))?;
+            // A TCP listener on the ring takes its connections by a multishot
+            // accept, armed below; it is not on the poller.
+            if !(on_ring && kind == Transport::Tcp) {
+                listener
+                    .register(&self.registry, s.token())
+                    .map_err(|e| (Reason::ListenFailed, Error::Io(e)))?;
+            }
             io_log!(debug, Target::from(kind), mux, socket = %s, "listening");
             Ok(listener)
         });
@@ -147,6 +152,9 @@ impl<S: 'static> Engine<S> {
                 let mut listening = Listening::new(listener);
                 listening.http = self.http.take_before_listen(s);
                 self.live(s)?.io = Io::Listener(listening);
+                if on_ring {
+                    self.ring_listen(s);
+                }
             }
             Err((reason, error)) => self.fail(s, reason, error),
         }
@@ -283,6 +291,9 @@ impl<S: 'static> Engine<S> {
         // read before, though the socket has nothing.
         if slot.readable || slot.extra.tls().is_some() || slot.extra.framed().is_some() {
             self.tasks.push_back(Task::Read(s));
+        }
+        if self.ring.is_some() {
+            self.ring_regulate(s);
         }
         Ok(())
     }

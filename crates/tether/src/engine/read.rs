@@ -4,12 +4,14 @@
 use tether_proto::{Handshake, Reason};
 
 use crate::engine::io::Io;
+use crate::engine::ring::read_ring;
 use crate::engine::slot::{find, Extra, Parts, Slot, Want};
 use crate::engine::task::Task;
 use crate::engine::Engine;
 use crate::security::tls::{read_failure, truncated, Tls};
 use crate::transport::read;
 use crate::transport::{Read, Stream};
+use crate::uring::RingSock;
 use crate::{sys, Cx, RecvMode, SocketId};
 
 /// Reads one draining socket may do before others get a turn.
@@ -30,6 +32,13 @@ impl<S: 'static> Engine<S> {
         // Whether to look is the lifecycle's rule; what is left is the
         // socket's (and the TLS session's) to say.
         if !slot.life.wants_end_probe() {
+            return;
+        }
+        if let Some(rs) = self.ring.as_deref_mut().and_then(|r| r.sock(s)) {
+            // On the ring, what is left is what its stash holds.
+            if rs.stashed() == 0 {
+                slot.life.nothing_left();
+            }
             return;
         }
         let Some(tls) = slot.extra.tls_mut() else {
@@ -101,8 +110,11 @@ impl<S: 'static> Cx<S> {
                     break 'turn false;
                 }
                 let fin_seen = life.fin_seen();
+                let mut ring = self.engine.ring.as_deref_mut().and_then(|r| r.sock(s));
                 if life.is_draining() {
-                    match read_stream(stream, extra.tls_mut(), readable, fin_seen, &mut buf) {
+                    let tls = extra.tls_mut();
+                    let rs = ring.as_deref_mut();
+                    match read_from(stream, rs, tls, readable, fin_seen, &mut buf) {
                         Read::Data(n) => life.read(n),
                         Read::Eof => life.eof(),
                         Read::Empty => break 'turn false,
@@ -117,19 +129,27 @@ impl<S: 'static> Cx<S> {
                 let outcome = match want.mode {
                     RecvMode::Partial => {
                         let cap = want.n().min(buf.len());
-                        read_stream(stream, extra.tls_mut(), readable, fin_seen, &mut buf[..cap])
+                        let (rs, tls) = (ring.as_deref_mut(), extra.tls_mut());
+                        read_from(stream, rs, tls, readable, fin_seen, &mut buf[..cap])
                     }
                     RecvMode::Exact if extra.gathered() == 0 && want.n() <= buf.len() => {
                         let tls = extra.tls_mut();
-                        read_stream(stream, tls, readable, fin_seen, &mut buf[..want.n()])
+                        let rs = ring.as_deref_mut();
+                        read_from(stream, rs, tls, readable, fin_seen, &mut buf[..want.n()])
                     }
                     RecvMode::Exact => {
                         let Parts { tls, partial, .. } = extra.make();
                         let filled = partial.len();
                         partial.resize(want.n(), 0);
                         let tls = tls.as_deref_mut();
-                        let r =
-                            read_stream(stream, tls, readable, fin_seen, &mut partial[filled..]);
+                        let r = read_from(
+                            stream,
+                            ring,
+                            tls,
+                            readable,
+                            fin_seen,
+                            &mut partial[filled..],
+                        );
                         let got = if let Read::Data(n) = r { n } else { 0 };
                         partial.truncate(filled + got);
                         r
@@ -186,6 +206,9 @@ impl<S: 'static> Cx<S> {
         if answer_records {
             self.engine.flush(s);
         }
+        if self.engine.ring.is_some() {
+            self.engine.ring_regulate(s);
+        }
     }
 
     /// Hand the answer of its recv (already taken off the socket) to the user.
@@ -204,6 +227,22 @@ impl<S: 'static> Cx<S> {
             self.engine.end_if_drained(s);
         }
         self.engine.settle(s);
+    }
+}
+
+/// One read for the user: from a ring socket's stash, or as `read_stream`.
+#[inline]
+fn read_from(
+    stream: &Stream,
+    ring: Option<&mut RingSock>,
+    tls: Option<&mut Tls>,
+    readable: &mut bool,
+    fin_seen: bool,
+    buf: &mut [u8],
+) -> Read {
+    match ring {
+        Some(rs) => read_ring(rs, readable, buf),
+        None => read_stream(stream, tls, readable, fin_seen, buf),
     }
 }
 

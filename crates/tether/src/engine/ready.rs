@@ -22,8 +22,15 @@ impl<S: 'static> Engine<S> {
         let Some(slot) = find(&mut self.slots, s) else {
             return false;
         };
-        if !slot.life.wire_up() && !self.check_connect(s) {
-            return false;
+        if !slot.life.wire_up() {
+            if !self.check_connect(s) {
+                return false;
+            }
+            if self.ring.as_deref().is_some_and(|r| r.key(s).is_some()) {
+                // Connected and moved to the ring, which reports what comes
+                // from now on (a FIN this event saw included).
+                return false;
+            }
         }
         let Some(slot) = find(&mut self.slots, s) else {
             return false;
@@ -88,6 +95,7 @@ impl<S: 'static> Engine<S> {
                 // the next handshake (TLS, then framing) begins.
                 slot.life.connected();
                 self.settle(s);
+                self.ring_adopt_connected(s);
                 self.flush(s);
                 true
             }

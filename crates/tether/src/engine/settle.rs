@@ -62,8 +62,14 @@ impl<S: 'static> Engine<S> {
                 }
                 Action::SendFin if slot.io.dtls().is_some() => close_notify = true,
                 Action::SendFin => send_fin(slot, self.mux_id, s),
-                Action::Reset => abort(slot, false),
-                Action::Discard => abort(slot, true),
+                Action::Reset | Action::Discard => {
+                    // Its requests end before its descriptor does.
+                    let stashed = Engine::<S>::ring_retire(self.ring.as_deref_mut(), s);
+                    abort(slot, action == Action::Discard);
+                    if stashed > 0 {
+                        slot.end().kernel_unread += stashed;
+                    }
+                }
                 Action::Release => {
                     // A connection lost under us (a user timeout, keepalive
                     // giving up) may leave sent bytes unacknowledged in the
@@ -80,6 +86,7 @@ impl<S: 'static> Engine<S> {
                     if let Some(unread) = slot.io.inbox().map(|(i, _)| i.unread()) {
                         slot.end().kernel_unread = unread;
                     }
+                    Engine::<S>::ring_retire(self.ring.as_deref_mut(), s);
                     drop(slot.io.close());
                 }
             }

@@ -10,7 +10,7 @@ use crate::engine::task::{queue_sent, Task};
 use crate::engine::Engine;
 use crate::log::Target;
 use crate::security::tls::{Flushed, Tls};
-use crate::{ApiError, Cx, Error, SocketId, TlsContext, TlsRole};
+use crate::{ApiError, Cx, Error, SocketId, TlsContext, TlsRole, Transport};
 
 impl<S: 'static> Engine<S> {
     /// Move a handshake on with what the socket holds; once it is over,
@@ -211,6 +211,15 @@ impl<S: 'static> Engine<S> {
         role: TlsRole<'_>,
         read_ahead: &[u8],
     ) -> Result<(), ApiError> {
+        if self.ring.as_deref().is_some_and(|r| r.key(s).is_some()) {
+            // TLS reads from the socket; a ring socket's bytes come from its
+            // buffers (not yet fed to the session).
+            self.live(s)?;
+            return Err(ApiError::Unsupported {
+                op: "start_tls on an io_uring socket",
+                transport: Transport::Tcp,
+            });
+        }
         let slot = self.live(s)?;
         if slot.life.is_datagram() {
             return Err(ApiError::Unsupported {

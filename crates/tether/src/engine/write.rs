@@ -119,6 +119,12 @@ impl<S: 'static> Engine<S> {
             }
             return Ok(());
         }
+        if self.ring.is_some() && self.ring_send(s, parts, marked) {
+            return Ok(());
+        }
+        let Some(slot) = find(&mut self.slots, s) else {
+            return Ok(());
+        };
         let mut written = 0;
         if !slot.extra.has_outq() && slot.life.wire_up() {
             if let Io::Stream(stream) = &slot.io {

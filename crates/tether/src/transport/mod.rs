@@ -163,6 +163,14 @@ impl Stream {
         }
     }
 
+    /// Off the poller (it moves to the io_uring ring).
+    pub(crate) fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => registry.deregister(s),
+            Stream::Local(s) => registry.deregister(s),
+        }
+    }
+
     /// Move to another token, or add room to write to what is watched;
     /// readiness the socket has now is reported again under it.
     pub(crate) fn reregister(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
