@@ -75,6 +75,32 @@ fn user_data(key: usize, op: Op) -> u64 {
     ((key as u64) << 8) | op as u64
 }
 
+/// A completion queue entry of ours, decoded.
+fn completion(cqe: &cqueue::Entry) -> Option<Completion> {
+    let ud = cqe.user_data();
+    Some(Completion {
+        key: (ud >> 8) as usize,
+        op: Op::from_bits((ud & 0xff) as u8)?,
+        res: cqe.result(),
+        flags: cqe.flags(),
+    })
+}
+
+/// What a socket taken off the ring (`Ring::detach`) leaves to its new path.
+#[derive(Debug)]
+pub(crate) struct Detached {
+    /// Received, not yet read.
+    pub(crate) stash: Vec<u8>,
+    /// Sent by the user, not yet on the wire.
+    pub(crate) out: SendQueue,
+    /// Bytes its last send put on the wire while it left, and the sends
+    /// they completed (for the lifecycle and `on_sent`).
+    pub(crate) sent: usize,
+    pub(crate) sends: usize,
+    /// A receive or send failed.
+    pub(crate) error: Option<io::Error>,
+}
+
 /// One completion, copied off the ring so that handling it may queue more.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Completion {
@@ -281,6 +307,9 @@ pub(crate) struct Ring {
     epoll: RawFd,
     /// The completions of the last wait.
     done: Vec<Completion>,
+    /// Completions taken off the queue between waits (while a socket left
+    /// the ring), for the next wait to hand out.
+    early: Vec<Completion>,
     /// Small sends queued since the last wait (see `SMALL_SEND`).
     sends: usize,
     /// The kernel knows a wait's minimum time (6.12).
@@ -336,6 +365,7 @@ impl Ring {
             poll_armed: false,
             epoll,
             done: Vec::new(),
+            early: Vec::new(),
             sends: 0,
             min_wait: false,
             bundles: false,
@@ -504,30 +534,96 @@ impl Ring {
         rs.held.clear();
         rs.out = SendQueue::default();
         let (fd, busy) = (rs.fd, rs.ops > 0);
+        if busy {
+            self.cancel_now(fd);
+        }
+        self.forget_if_done(key);
+    }
+
+    /// Cancel every request on `fd` and let them end now, not at the next
+    /// wait. Everything queued is submitted first (no request may name the
+    /// descriptor once the caller lets go of it). With the loop's work
+    /// deferred to its waits, a cancelled request would otherwise keep
+    /// holding the socket: a reset's RST would go out late.
+    fn cancel_now(&mut self, fd: RawFd) {
         if !self.uring.submission().is_empty() {
             let _ = self.uring.submit();
         }
-        if busy {
-            let cancel = types::CancelBuilder::fd(types::Fd(fd)).all();
-            let within = Timespec::from(Duration::from_millis(100));
-            let _ = self
-                .uring
-                .submitter()
-                .register_sync_cancel(Some(within), cancel);
-            // Their last steps are the loop's deferred work: done now, so
-            // that the requests let go of the socket.
-            // SAFETY: no submission, no argument: an enter that only runs
-            // the ring's pending work and takes no memory of ours.
-            let _ = unsafe {
-                self.uring.submitter().enter::<libc::sigset_t>(
-                    0,
-                    0,
-                    io_uring::EnterFlags::GETEVENTS.bits(),
-                    None,
-                )
-            };
+        let cancel = types::CancelBuilder::fd(types::Fd(fd)).all();
+        let within = Timespec::from(Duration::from_millis(100));
+        let _ = self
+            .uring
+            .submitter()
+            .register_sync_cancel(Some(within), cancel);
+        // SAFETY: no submission, no argument: an enter that only runs the
+        // ring's pending work and takes no memory of ours.
+        let _ = unsafe {
+            self.uring.submitter().enter::<libc::sigset_t>(
+                0,
+                0,
+                io_uring::EnterFlags::GETEVENTS.bits(),
+                None,
+            )
+        };
+    }
+
+    /// Take socket `s` off the ring, its descriptor left open (a StartTLS
+    /// moves it to readiness, where the TLS layer reads and writes it). Its
+    /// requests end first; what they completed is taken in here. `None` if
+    /// it is not on the ring, or a request of it would not end.
+    pub(crate) fn detach(&mut self, s: SocketId) -> Option<Detached> {
+        let key = self.key(s)?;
+        let fd = self.socks.get(key)?.fd;
+        let mut sent = 0;
+        let mut error = None;
+        if self.socks.get(key)?.ops > 0 {
+            self.cancel_now(fd);
+            let mut taken = Vec::new();
+            for cqe in self.uring.completion() {
+                taken.push(cqe);
+            }
+            for cqe in taken {
+                let Some(c) = completion(&cqe) else { continue };
+                if c.key != key || c.op == Op::Poll {
+                    self.early.push(c);
+                    continue;
+                }
+                match c.op {
+                    Op::Recv => {
+                        self.on_recv(&c);
+                    }
+                    Op::Send => {
+                        // Not `on_send`: what a send left is not sent again
+                        // from here; it stays in the queue handed over.
+                        if let Some(rs) = self.socks.get_mut(key) {
+                            rs.sending = false;
+                        }
+                        match c.res {
+                            n if n >= 0 => sent += n as usize,
+                            e if e == -libc::ECANCELED => {}
+                            e => error = Some(io::Error::from_raw_os_error(-e)),
+                        }
+                        self.op_done(key);
+                    }
+                    _ => self.op_done(key),
+                }
+            }
         }
-        self.forget_if_done(key);
+        let rs = self.socks.get_mut(key)?;
+        if rs.ops > 0 {
+            return None;
+        }
+        let mut rs = self.socks.remove(key);
+        self.keys[s.idx as usize] = None;
+        let sends = rs.out.advance(sent);
+        let stash = rs.stash.split_off(rs.head);
+        Some(Detached {
+            stash,
+            out: rs.out,
+            sent,
+            sends,
+            error: error.or(rs.error),
+        })
     }
 
     /// A retired socket with nothing left in the kernel is forgotten.
@@ -616,7 +712,7 @@ impl Ring {
         if !self.poll_armed {
             self.arm_poll();
         }
-        let waiting = !self.uring.completion().is_empty();
+        let waiting = !self.uring.completion().is_empty() || !self.early.is_empty();
         let sends = std::mem::take(&mut self.sends);
         let result = match timeout {
             _ if waiting => self.uring.submit(),
@@ -649,17 +745,11 @@ impl Ring {
             Err(e) => return Err(e),
         }
         self.done.clear();
+        self.done.append(&mut self.early);
         for cqe in self.uring.completion() {
-            let ud = cqe.user_data();
-            let Some(op) = Op::from_bits((ud & 0xff) as u8) else {
-                continue;
-            };
-            self.done.push(Completion {
-                key: (ud >> 8) as usize,
-                op,
-                res: cqe.result(),
-                flags: cqe.flags(),
-            });
+            if let Some(c) = completion(&cqe) {
+                self.done.push(c);
+            }
         }
         Ok(())
     }

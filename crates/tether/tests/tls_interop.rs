@@ -12,7 +12,7 @@ use std::process::Command;
 use std::rc::Rc;
 
 use common::{inet, mux, run_until, Done, Ev, Log, Rec};
-use tether::{Fingerprint, Reason, RecvMode, SocketId, TlsContext, TlsVersion};
+use tether::{Fingerprint, Reason, RecvMode, SocketId, TlsContext, TlsRole, TlsVersion};
 use tls_support::*;
 
 /// Serve `ctx` with `listener`, start the external client `spawn(port)`, run
@@ -499,6 +499,88 @@ except ConnectionResetError:
         );
         assert_eq!((done.unsent, done.unread), (0, 0));
     }
+}
+
+/// StartTLS while plaintext is still going out: the server sends 32 MiB as
+/// the connection opens, which the client does not read before its STARTTLS
+/// line, so a send is still under way when the server upgrades. Every
+/// plaintext byte reaches the client, in order and before the first record.
+/// (On the io_uring backend the send in flight is the ring's; the upgrade
+/// takes the socket off the ring with what it had not sent.)
+#[test]
+fn python_starttls_while_a_large_send_is_under_way() {
+    const BULK: usize = 32 << 20;
+    let script = format!(
+        "{PY_PRELUDE}{}",
+        r#"
+sock = raw
+sock.sendall(b"STARTTLS\n")
+want = int(sys.argv[3])
+got = bytearray()
+while len(got) < want + 4:
+    d = sock.recv(1 << 20)
+    if not d:
+        sys.exit("the server ended during plaintext")
+    got += d
+ok = all(got[i] == (i * 7 + i // 251) % 256 for i in range(0, want, 4093))
+print("plaintext", len(got) - 4, ok, repr(bytes(got[want:])))
+tls = ctx.wrap_socket(sock, server_hostname="localhost")
+tls.sendall(b"ping over tls\n")
+print("echo", repr(tls.recv(1024)))
+"#
+    );
+    let pki = Pki::new();
+    let (_dir, dir) = pem_dir(&pki);
+    let ctx = pki.server_ctx();
+    let bulk: Vec<u8> = (0..BULK).map(|i| ((i * 7 + i / 251) % 256) as u8).collect();
+    let listener = Rec::listener(move || {
+        let (ctx, bulk) = (ctx.clone(), bulk.clone());
+        let mut upgraded = false;
+        Some(Rec::with(move |cx, s, ev| match ev {
+            Ev::Accepted => {
+                cx.send(s, &bulk).unwrap();
+                cx.recv(s, 9, RecvMode::Exact).unwrap();
+            }
+            Ev::Received(d) if !upgraded => {
+                assert_eq!(&d[..], b"STARTTLS\n");
+                cx.send(s, b"220\n").unwrap();
+                cx.start_tls(s, &ctx, TlsRole::Server, &[]).unwrap();
+                upgraded = true;
+            }
+            Ev::TlsReady(_) => cx.recv(s, 1024, RecvMode::Partial).unwrap(),
+            Ev::Received(d) => {
+                cx.send(s, d).unwrap();
+                cx.close(s).unwrap();
+            }
+            _ => {}
+        }))
+    });
+    let mut m = mux();
+    let l = m.stream(listener);
+    m.bind(l, "127.0.0.1:0").unwrap();
+    m.listen(l).unwrap();
+    let peer = Proc::spawn(
+        Command::new(python3())
+            .arg("-c")
+            .arg(&script)
+            .arg(inet(&m, l).port().to_string())
+            .arg(dir.join("ca.pem"))
+            .arg(BULK.to_string()),
+    );
+    run_until(&mut m, LIMIT, |log| settled(log, &[], 1));
+    let timed_out = m.shared().timed_out;
+    let out = peer.finish(LIMIT);
+    assert!(!timed_out, "{out:#?}\n{:#?}", m.shared().events);
+    assert_eq!(
+        out.stdout,
+        format!("plaintext {BULK} True b'220\\n'\necho b'ping over tls\\n'\n"),
+        "{out:#?}"
+    );
+    let log = m.into_shared();
+    let a = log.accepted()[0];
+    let sent = log.of(a).iter().filter(|e| **e == Ev::Sent).count();
+    // The bulk, the 220 line and the echo each had their on_sent.
+    assert_eq!(sent, 3, "{:?}", log.of(a));
 }
 
 /// StartTLS, server side, with the ClientHello in the same write as the

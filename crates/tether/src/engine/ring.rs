@@ -16,7 +16,7 @@ use crate::engine::Engine;
 use crate::log::Target;
 use crate::transport::{Accepted, Listener, Read, Stream, Transport};
 use crate::uring::{Completion, Op, RingSock, STASH_HIGH};
-use crate::{Cx, Error, SocketId};
+use crate::{ApiError, Cx, Error, SocketId};
 
 impl<S: 'static> Engine<S> {
     /// Put a plain TCP listener on the ring (its multishot accept). False
@@ -79,6 +79,50 @@ impl<S: 'static> Engine<S> {
             ring.want_send(key);
         }
         self.ring_regulate(s);
+    }
+
+    /// Take a stream off the ring onto readiness (a StartTLS: the TLS layer
+    /// reads and writes the socket itself). What the ring had not sent
+    /// becomes the socket's send queue; what it received and nobody read is
+    /// returned, for the TLS session to take first. Nothing to do for a
+    /// socket not on the ring.
+    pub(crate) fn ring_detach(&mut self, s: SocketId) -> Result<Vec<u8>, ApiError> {
+        let Some(ring) = self.ring.as_deref_mut() else {
+            return Ok(Vec::new());
+        };
+        if ring.key(s).is_none() {
+            return Ok(Vec::new());
+        }
+        let Some(left) = ring.detach(s) else {
+            // A request of it would not end: the ring still uses the socket.
+            return Err(ApiError::Unsupported {
+                op: "start_tls while the ring cannot let go of the socket",
+                transport: Transport::Tcp,
+            });
+        };
+        let Some(slot) = find(&mut self.slots, s) else {
+            return Ok(Vec::new());
+        };
+        queue_sent(&mut self.tasks, true, s, left.sends);
+        slot.life.wrote(left.sent);
+        if !left.out.is_empty() {
+            slot.extra.make().outq = Some(Box::new(left.out));
+        }
+        if let Some(e) = left.error {
+            self.fail(s, Reason::Lost, Error::Io(e));
+        }
+        let Some(slot) = find(&mut self.slots, s) else {
+            return Ok(left.stash);
+        };
+        if let Io::Stream(stream) = &mut slot.io {
+            // TLS writes from places of its own: it watches for room.
+            if let Err(e) = stream.register(&self.registry, s.token(), true) {
+                self.fail(s, Reason::Lost, Error::Io(e));
+            } else {
+                slot.watch_writable = true;
+            }
+        }
+        Ok(left.stash)
     }
 
     /// The socket's slot lets go of its descriptor: its requests are

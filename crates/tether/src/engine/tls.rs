@@ -10,7 +10,7 @@ use crate::engine::task::{queue_sent, Task};
 use crate::engine::Engine;
 use crate::log::Target;
 use crate::security::tls::{Flushed, Tls};
-use crate::{ApiError, Cx, Error, SocketId, TlsContext, TlsRole, Transport};
+use crate::{ApiError, Cx, Error, SocketId, TlsContext, TlsRole};
 
 impl<S: 'static> Engine<S> {
     /// Move a handshake on with what the socket holds; once it is over,
@@ -211,15 +211,6 @@ impl<S: 'static> Engine<S> {
         role: TlsRole<'_>,
         read_ahead: &[u8],
     ) -> Result<(), ApiError> {
-        if self.ring.as_deref().is_some_and(|r| r.key(s).is_some()) {
-            // TLS reads from the socket; a ring socket's bytes come from its
-            // buffers (not yet fed to the session).
-            self.live(s)?;
-            return Err(ApiError::Unsupported {
-                op: "start_tls on an io_uring socket",
-                transport: Transport::Tcp,
-            });
-        }
         let slot = self.live(s)?;
         if slot.life.is_datagram() {
             return Err(ApiError::Unsupported {
@@ -254,10 +245,18 @@ impl<S: 'static> Engine<S> {
                 ApiError::TlsRole("this TLS context cannot serve: it has no certificate")
             })?,
         };
+        // TLS reads and writes the socket itself: one on the io_uring
+        // backend's ring moves to readiness, with what the ring holds.
+        let stashed = self.ring_detach(s)?;
+        let Some(slot) = find(&mut self.slots, s) else {
+            return Ok(());
+        };
         // The lifecycle holds user output from here until the upgrade is done.
         slot.life.start_security()?;
         session.set_prefix(slot.extra.take_outq());
-        let fed = session.feed(read_ahead);
+        let fed = session
+            .feed(read_ahead)
+            .and_then(|()| session.feed(&stashed));
         slot.extra.make().tls = Some(Box::new(session));
         io_log!(debug, Target::Tls, self.mux_id, socket = %s, "start_tls");
         if let Err(error) = fed {
