@@ -171,6 +171,27 @@ impl RingSock {
         n
     }
 
+    /// The whole stash, if there is some and it fits in `cap`: the caller
+    /// delivers it from this buffer rather than copying it out, then gives
+    /// the buffer back (`restore`).
+    pub(crate) fn take_whole(&mut self, cap: usize) -> Option<Vec<u8>> {
+        let n = self.stashed();
+        if n == 0 || n > cap {
+            return None;
+        }
+        let mut bytes = std::mem::take(&mut self.stash);
+        bytes.drain(..std::mem::take(&mut self.head));
+        Some(bytes)
+    }
+
+    /// A buffer `take_whole` lent, for the stash to reuse.
+    pub(crate) fn restore(&mut self, mut bytes: Vec<u8>) {
+        if self.stash.is_empty() && bytes.capacity() > self.stash.capacity() {
+            bytes.clear();
+            self.stash = bytes;
+        }
+    }
+
     /// Something to read: bytes, the end, or an error.
     pub(crate) fn readable(&self) -> bool {
         self.stashed() > 0 || self.eof || self.error.is_some()
@@ -615,7 +636,11 @@ impl Ring {
         }
         let mut rs = self.socks.remove(key);
         self.keys[s.idx as usize] = None;
-        let sends = rs.out.advance(sent);
+        let sends = rs.out.lent_out(sent);
+        rs.inflight_done += sent;
+        if let Some(rest) = rs.inflight.get(rs.inflight_done..) {
+            rs.out.unlend(rest);
+        }
         let stash = rs.stash.split_off(rs.head);
         Some(Detached {
             stash,
@@ -656,8 +681,9 @@ impl Ring {
             if rs.sending || rs.owner.is_none() || rs.out.pending().is_empty() {
                 continue;
             }
-            rs.inflight.clear();
-            rs.inflight.extend_from_slice(rs.out.pending());
+            // The bytes move out of the queue without a copy; the queue
+            // takes new sends meanwhile.
+            rs.out.lend(&mut rs.inflight);
             rs.inflight_done = 0;
             self.push_send(key);
         }

@@ -206,7 +206,7 @@ impl<S: 'static> Engine<S> {
                     return;
                 };
                 let Some(rs) = ring.by_key(key) else { return };
-                let sends = rs.out.advance(n);
+                let sends = rs.out.lent_out(n);
                 let more = !rs.sending() && !rs.out.pending().is_empty();
                 // Only sends whose on_sent was wanted are marked.
                 queue_sent(&mut self.tasks, true, s, sends);

@@ -16,6 +16,8 @@ pub(crate) struct SendQueue {
     marks: VecDeque<u64>,
     /// Bytes ever written through this queue.
     done: u64,
+    /// Bytes lent to a writer (`lend`) and not yet reported written.
+    lent: usize,
     /// For datagrams: each one's destination (`None`: the connected peer).
     dests: VecDeque<Option<SocketAddr>>,
 }
@@ -42,6 +44,11 @@ impl SendQueue {
     pub(crate) fn advance(&mut self, n: usize) -> usize {
         self.head += n;
         self.done += n as u64;
+        self.complete()
+    }
+
+    /// Drop the marks of sends whose last byte is written; how many.
+    fn complete(&mut self) -> usize {
         let before = self.marks.len();
         while self.marks.front().is_some_and(|&end| end <= self.done) {
             self.marks.pop_front();
@@ -49,8 +56,42 @@ impl SendQueue {
         before - self.marks.len()
     }
 
+    /// Where the next byte queued will be in the stream.
+    fn end(&self) -> u64 {
+        self.done + (self.lent + self.buf.len() - self.head) as u64
+    }
+
+    /// Hand every unwritten byte to a writer that needs them to stay put
+    /// until it is done (an io_uring send): they move into `into` (its old
+    /// contents dropped), by swapping buffers when nothing was written from
+    /// this one, and the queue goes on with `into`'s old allocation. Their
+    /// sends stay marked here; `lent_out` reports them.
+    pub(crate) fn lend(&mut self, into: &mut Vec<u8>) {
+        into.clear();
+        if self.head > 0 {
+            self.buf.drain(..self.head);
+            self.head = 0;
+        }
+        std::mem::swap(&mut self.buf, into);
+        self.lent += into.len();
+    }
+
+    /// `n` lent bytes were written; returns how many sends completed.
+    pub(crate) fn lent_out(&mut self, n: usize) -> usize {
+        self.lent = self.lent.saturating_sub(n);
+        self.done += n as u64;
+        self.complete()
+    }
+
+    /// Lent bytes that will not be written by the borrower after all go
+    /// back to the front of the queue.
+    pub(crate) fn unlend(&mut self, rest: &[u8]) {
+        self.lent = self.lent.saturating_sub(rest.len());
+        self.buf.splice(self.head..self.head, rest.iter().copied());
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
-        self.marks.is_empty() && self.head == self.buf.len()
+        self.marks.is_empty() && self.head == self.buf.len() && self.lent == 0
     }
 
     /// How many sends are waiting.
@@ -69,7 +110,7 @@ impl SendQueue {
             self.buf.extend_from_slice(&part[cut..]);
         }
         if marked {
-            let end = self.done + (self.buf.len() - self.head) as u64;
+            let end = self.end();
             self.marks.push_back(end);
         }
     }
@@ -77,7 +118,7 @@ impl SendQueue {
     /// Move everything `other` holds to the back of this queue, marks included.
     pub(crate) fn append(&mut self, other: &SendQueue) {
         self.compact();
-        let base = self.done + (self.buf.len() - self.head) as u64;
+        let base = self.end();
         self.buf.extend_from_slice(other.pending());
         self.marks
             .extend(other.marks.iter().map(|&end| base + (end - other.done)));
@@ -129,6 +170,28 @@ mod tests {
         assert_eq!(q.pending(), b"de");
         q.push(b"f");
         assert_eq!(q.advance(3), 2);
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn lent_bytes_keep_their_sends_marked_until_written() {
+        let mut q = SendQueue::default();
+        q.push(b"abc");
+        q.push(b"de");
+        let mut lent = Vec::new();
+        q.lend(&mut lent);
+        assert_eq!(lent, b"abcde", "moved out whole");
+        assert_eq!(q.pending(), b"");
+        assert!(!q.is_empty(), "its bytes are not written yet");
+        // A send made while they are out ends after them.
+        q.push(b"f");
+        assert_eq!(q.pending(), b"f");
+        assert_eq!(q.lent_out(3), 1, "abc");
+        // The writer gives up on the rest: it goes back in front.
+        q.unlend(&lent[3..]);
+        assert_eq!(q.pending(), b"def");
+        assert_eq!(q.advance(2), 1, "de");
+        assert_eq!(q.advance(1), 1, "f");
         assert!(q.is_empty());
     }
 
