@@ -18,6 +18,14 @@ use crate::transport::{Accepted, Listener, Read, Stream, Transport};
 use crate::uring::{Completion, Op, RingSock, STASH_HIGH};
 use crate::{ApiError, Cx, Error, SocketId};
 
+/// Sends from this size on an idle ring socket are written at once rather
+/// than in the turn's submission. A bulk send costs its copy either way;
+/// written at once it needs no completion to say so, and a producer that
+/// sends while `unsent` is 0 fills the socket in one turn, as on epoll,
+/// instead of one chunk a turn. Small sends (the ones batching pays for)
+/// stay in the batch.
+const WRITE_AT_ONCE_FROM: usize = 16 * 1024;
+
 impl<S: 'static> Engine<S> {
     /// Put a plain TCP listener on the ring (its multishot accept). False
     /// when the loop has no ring.
@@ -184,7 +192,32 @@ impl<S: 'static> Engine<S> {
             queue_sent(&mut self.tasks, true, s, usize::from(marked));
             return true;
         }
-        rs.out.push_parts(parts, 0, marked);
+        let mut written = 0;
+        if idle && total >= WRITE_AT_ONCE_FROM {
+            // Bulk: written at once, as on epoll; only what the kernel
+            // would not take waits for the ring.
+            let Some(slot) = find(&mut self.slots, s) else {
+                return true;
+            };
+            if let Io::Stream(stream) = &slot.io {
+                match stream.write_all_parts(parts) {
+                    Ok(n) => written = n,
+                    Err((n, e)) => {
+                        slot.life.wrote(n);
+                        self.fail(s, Reason::Lost, Error::Io(e));
+                        self.settle(s);
+                        return true;
+                    }
+                }
+            }
+            slot.life.wrote(written);
+            if written == total {
+                slot.active = self.stamp;
+                queue_sent(&mut self.tasks, true, s, usize::from(marked));
+                return true;
+            }
+        }
+        rs.out.push_parts(parts, written, marked);
         ring.want_send(key);
         // Data moved now, as far as the idle clock is concerned: under epoll
         // the write would have been made in this call.
