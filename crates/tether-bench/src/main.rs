@@ -21,6 +21,7 @@ mod load;
 mod report;
 mod scenarios;
 mod server_mio;
+mod server_monoio;
 mod server_std;
 mod server_tether;
 mod server_tokio;
@@ -80,8 +81,8 @@ struct Args {
     /// limit less 48.
     #[arg(long)]
     idle_conns: Option<usize>,
-    /// Only these servers (comma-separated: tether,mio,tokio,std; in http,
-    /// hyper, which stands for tokio).
+    /// Only these servers (comma-separated: tether,tether-uring,mio,tokio,
+    /// monoio,std; in http, hyper, which stands for tokio).
     #[arg(long, value_delimiter = ',')]
     only: Option<Vec<String>>,
     /// Only the cases whose name contains this ("conns=256 size=64", "up").
@@ -135,7 +136,7 @@ fn main() {
             Some(_) => None,
         }
         .unwrap_or_else(|| {
-            eprintln!("tether-bench: callgrind-pingpong takes one server: --only tether|mio|tokio");
+            eprintln!("tether-bench: callgrind-pingpong takes one server: --only tether|tether-uring|mio|tokio|monoio");
             std::process::exit(2);
         });
         sys::raise_nofile_limit();

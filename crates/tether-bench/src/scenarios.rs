@@ -16,8 +16,15 @@ use crate::tlsio::Pki;
 use crate::Opts;
 
 const THREE: [Kind; 3] = [Kind::Tether, Kind::Mio, Kind::Tokio];
-/// Plain TCP pingpong also runs tether on its io_uring backend.
-const FOUR: [Kind; 4] = [Kind::Tether, Kind::TetherUring, Kind::Mio, Kind::Tokio];
+/// Plain TCP (pingpong, churn) also runs tether on its io_uring backend, and
+/// monoio as the io_uring runtime to measure it against.
+const TCP: [Kind; 5] = [
+    Kind::Tether,
+    Kind::TetherUring,
+    Kind::Mio,
+    Kind::Tokio,
+    Kind::Monoio,
+];
 
 /// Run `f` for every round, case and server, servers in rotating order.
 /// `name` names a case (`--case` picks cases by a part of their name).
@@ -41,7 +48,7 @@ fn rounds<C>(
         for (n, case) in &cases {
             for i in 0..kinds.len() {
                 let kind = kinds[(i + r) % kinds.len()];
-                if opts.only.as_ref().is_none_or(|only| only.contains(&kind)) {
+                if opts.only.as_ref().is_none_or(|only| only.contains(&kind)) && kind.available() {
                     f(n, case, kind);
                 }
             }
@@ -92,10 +99,10 @@ pub(crate) fn pingpong(opts: &Opts) -> Report {
         1 => "TCP echo, one message in flight per connection".to_string(),
         n => format!(
             "TCP echo, one message in flight per connection; tether runs {n} loops on \
-             {n} threads sharing the port (SO_REUSEPORT), mio and tokio one"
+             {n} threads sharing the port (SO_REUSEPORT), the others one"
         ),
     };
-    let mut report = Report::new("pingpong", about(opts, &what), &FOUR, opts.rounds);
+    let mut report = Report::new("pingpong", about(opts, &what), &TCP, opts.rounds);
     let (conns, sizes): (&[usize], &[usize]) = if opts.quick {
         (&[1, 256], &[64, 16384])
     } else {
@@ -105,7 +112,7 @@ pub(crate) fn pingpong(opts: &Opts) -> Report {
         .iter()
         .flat_map(|&c| sizes.iter().map(move |&s| (c, s)))
         .collect();
-    pingpong_cases(opts, &mut report, Net::Tcp, None, &cases, opts.loops, &FOUR);
+    pingpong_cases(opts, &mut report, Net::Tcp, None, &cases, opts.loops, &TCP);
     report
 }
 
@@ -180,6 +187,7 @@ pub(crate) fn stream(opts: &Opts) -> Report {
         Kind::TetherUring,
         Kind::Mio,
         Kind::Tokio,
+        Kind::Monoio,
         Kind::Std,
     ];
     let mut report = Report::new(
@@ -327,11 +335,11 @@ pub(crate) fn churn(opts: &Opts) -> Report {
             opts,
             "TCP connect, 64-byte exchange, client FIN, server FIN, close",
         ),
-        &FOUR,
+        &TCP,
         opts.rounds,
     );
     let cases: &[usize] = if opts.quick { &[16] } else { &[1, 64] };
-    churn_cases(opts, &mut report, None, cases, &FOUR);
+    churn_cases(opts, &mut report, None, cases, &TCP);
     report
 }
 
@@ -382,6 +390,9 @@ pub(crate) fn tls_data(opts: &Opts, pki: &Arc<Pki>) -> Report {
 /// has closed every one, so that what follows the round trips is the same
 /// whatever their number. Prints one line to stderr.
 pub(crate) fn callgrind_pingpong(kind: Kind, conns: usize, size: usize, trips: u64) {
+    if !kind.available() {
+        std::process::exit(2);
+    }
     let spec = Spec {
         net: Net::Tcp,
         service: Service::Echo,

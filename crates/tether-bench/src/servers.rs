@@ -15,6 +15,8 @@ pub(crate) enum Kind {
     TetherUring,
     Mio,
     Tokio,
+    /// monoio's io_uring runtime (plain TCP only).
+    Monoio,
     /// Blocking std::net, a thread per connection (stream only).
     Std,
 }
@@ -26,6 +28,7 @@ impl Kind {
             Kind::TetherUring => "tether-uring",
             Kind::Mio => "mio",
             Kind::Tokio => "tokio",
+            Kind::Monoio => "monoio",
             Kind::Std => "std",
         }
     }
@@ -36,10 +39,17 @@ impl Kind {
             Kind::TetherUring,
             Kind::Mio,
             Kind::Tokio,
+            Kind::Monoio,
             Kind::Std,
         ]
         .into_iter()
         .find(|k| k.name() == s)
+    }
+
+    /// Whether this server can run here: monoio only where the kernel lets
+    /// it set up io_uring (it says why not, once, when it cannot).
+    pub(crate) fn available(self) -> bool {
+        self != Kind::Monoio || crate::server_monoio::available()
     }
 }
 
@@ -72,6 +82,7 @@ impl Server {
             }
             Kind::Mio => crate::server_mio::start(spec.clone(), stats.clone()),
             Kind::Tokio => crate::server_tokio::start(spec.clone(), stats.clone()),
+            Kind::Monoio => crate::server_monoio::start(spec.clone(), stats.clone()),
             Kind::Std => crate::server_std::start(spec.clone(), stats.clone()),
         };
         Server {

@@ -105,3 +105,14 @@ pub(crate) fn clock_ticks() -> u64 {
         100
     }
 }
+
+/// `shutdown(fd, SHUT_RDWR)` on a socket known only by its descriptor (the
+/// monoio server's connections, whose type lends no `AsFd`): what the socket
+/// is waiting for (a read, a write) ends at once.
+pub(crate) fn shutdown_both(fd: std::os::fd::RawFd) {
+    // SAFETY: shutdown takes a descriptor and a flag, no pointers; the caller
+    // holds the socket open, so the descriptor is not another file's.
+    unsafe {
+        libc::shutdown(fd, libc::SHUT_RDWR);
+    }
+}
