@@ -487,6 +487,10 @@ impl<S: 'static> IoMux<S> {
             self.cx.run_tasks();
         }
         if let Some(ring) = self.cx.engine.ring.as_deref_mut() {
+            // Every delivery of the batch is done: its buffers go back.
+            ring.end_batch();
+        }
+        if let Some(ring) = self.cx.engine.ring.as_deref_mut() {
             ring.give_back(done);
         }
         if epoll {

@@ -86,6 +86,35 @@ fn completion(cqe: &cqueue::Entry) -> Option<Completion> {
     })
 }
 
+/// Bytes one receive put in consecutive provided buffers: one run of
+/// memory.
+#[derive(Clone, Copy, Debug)]
+struct Fresh {
+    bid: u16,
+    len: usize,
+}
+
+/// Received bytes lent from the provided buffers for one delivery
+/// (`Ring::lend`). The buffers go back to the kernel when the wait's batch
+/// ends (`Ring::end_batch`), after every delivery of the batch.
+#[derive(Debug)]
+pub(crate) struct Lent {
+    ptr: *const u8,
+    len: usize,
+}
+
+impl Lent {
+    pub(crate) fn bytes(&self) -> &[u8] {
+        // SAFETY: `ptr..ptr + len` lies in the provided buffers of a ring
+        // that outlives the delivery (the loop's ring is dropped only with
+        // the loop, never inside a callback). The kernel wrote these bytes
+        // before their completion and cannot write them again before the
+        // buffers are given back, at the end of the batch, once every
+        // delivery of it returned; nothing else writes them.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+}
+
 /// What a socket taken off the ring (`Ring::detach`) leaves to its new path.
 #[derive(Debug)]
 pub(crate) struct Detached {
@@ -133,6 +162,10 @@ pub(crate) struct RingSock {
     /// Bytes received and not yet read by the engine, from `head` on.
     stash: Vec<u8>,
     head: usize,
+    /// Received bytes still in the provided buffers, ahead of nothing in
+    /// the stash: delivered from there, or copied to the stash when the
+    /// wait's batch ends.
+    fresh: Option<Fresh>,
     /// The peer's FIN came (a receive of zero bytes).
     pub(crate) eof: bool,
     /// A receive failed; reported by the next read.
@@ -154,13 +187,15 @@ pub(crate) struct RingSock {
 }
 
 impl RingSock {
-    /// Bytes stashed and not yet read.
+    /// Bytes received and not yet read.
     pub(crate) fn stashed(&self) -> usize {
-        self.stash.len() - self.head
+        self.stash.len() - self.head + self.fresh.map_or(0, |f| f.len)
     }
 
-    /// Take up to `buf.len()` stashed bytes; how many.
+    /// Take up to `buf.len()` stashed bytes; how many. Only once settled
+    /// (`Ring::settled`): nothing fresh.
     pub(crate) fn take(&mut self, buf: &mut [u8]) -> usize {
+        debug_assert!(self.fresh.is_none());
         let n = buf.len().min(self.stashed());
         buf[..n].copy_from_slice(&self.stash[self.head..self.head + n]);
         self.head += n;
@@ -276,6 +311,14 @@ impl BufRing {
         unsafe { AtomicU16::from_ptr(tail) }.store(self.tail, Ordering::Release);
     }
 
+    /// Where the run of `len` bytes from buffer `bid` on starts (buffers
+    /// `bid`, `bid + 1`, ... are one allocation).
+    fn run(&self, bid: u16, len: usize) -> *const u8 {
+        let at = usize::from(bid) * BUF_SIZE;
+        debug_assert!(at + len <= usize::from(BUFS) * BUF_SIZE);
+        self.data.wrapping_add(at).cast_const()
+    }
+
     /// The first `len` bytes of buffer `bid`, which a completion gave back.
     fn bytes(&self, bid: u16, len: usize) -> &[u8] {
         let bid = usize::from(bid.min(BUFS - 1));
@@ -313,6 +356,19 @@ impl std::fmt::Debug for BufRing {
     }
 }
 
+/// Move a socket's fresh bytes (still in the provided buffers) to its stash.
+fn copy_fresh(bufs: &BufRing, rs: &mut RingSock) {
+    let Some(fresh) = rs.fresh.take() else { return };
+    let mut left = fresh.len;
+    let mut bid = fresh.bid;
+    while left > 0 {
+        let bytes = bufs.bytes(bid, left.min(BUF_SIZE));
+        left -= bytes.len();
+        rs.stash.extend_from_slice(bytes);
+        bid = bid.wrapping_add(1);
+    }
+}
+
 /// The ring of one loop.
 pub(crate) struct Ring {
     /// Dropped first: the kernel lets go of the buffers before they are freed.
@@ -339,6 +395,13 @@ pub(crate) struct Ring {
     bundles: bool,
     /// The buffers of the completion being taken in (reused).
     bids: Vec<u16>,
+    /// Buffers the wait's completions filled, in the order the kernel took
+    /// them: given back in that order when the batch ends, so that ring
+    /// entries stay in buffer order and a bundle's buffers are one run of
+    /// memory.
+    consumed: Vec<u16>,
+    /// Sockets with fresh bytes in this batch.
+    fresh_keys: Vec<usize>,
 }
 
 impl std::fmt::Debug for Ring {
@@ -391,6 +454,8 @@ impl Ring {
             min_wait: false,
             bundles: false,
             bids: Vec::new(),
+            consumed: Vec::new(),
+            fresh_keys: Vec::new(),
         };
         ring.bundles = ring.uring.params().is_feature_recvsend_bundle();
         ring.min_wait = ring.uring.params().is_feature_min_timeout();
@@ -434,6 +499,7 @@ impl Ring {
             accept_cancelling: false,
             stash: Vec::new(),
             head: 0,
+            fresh: None,
             eof: false,
             error: None,
             out: SendQueue::default(),
@@ -634,6 +700,7 @@ impl Ring {
         if rs.ops > 0 {
             return None;
         }
+        copy_fresh(&self.bufs, rs);
         let mut rs = self.socks.remove(key);
         self.keys[s.idx as usize] = None;
         let sends = rs.out.lent_out(sent);
@@ -814,40 +881,41 @@ impl Ring {
                 self.bids.push(self.bufs.bid_at[slot]);
             }
         }
+        // Given back when the batch ends, whoever they were for.
+        self.consumed.extend_from_slice(&self.bids);
         let Some(rs) = self.socks.get_mut(c.key) else {
             // Not ours (cannot happen: a socket is kept while a request of
-            // it is in the kernel); the buffers go back all the same.
-            for i in 0..self.bids.len() {
-                let b = self.bids[i];
-                self.bufs.push(b);
-            }
-            self.bufs.publish();
+            // it is in the kernel).
             return None;
         };
-        if c.res > 0 {
-            if rs.owner.is_some() {
-                if rs.head > 0 && rs.head == rs.stash.len() {
-                    rs.stash.clear();
-                    rs.head = 0;
+        if c.res > 0 && rs.owner.is_some() {
+            let len = c.res as usize;
+            let run = self.bids.windows(2).all(|w| w[1] == w[0] + 1);
+            match (rs.fresh, self.bids.first()) {
+                (None, Some(&bid)) if run && rs.stash.len() == rs.head => {
+                    // Left where it is: delivered from there if a recv
+                    // takes it in this batch.
+                    rs.fresh = Some(Fresh { bid, len });
+                    self.fresh_keys.push(c.key);
                 }
-                let mut left = c.res as usize;
-                for &b in &self.bids {
-                    let bytes = self.bufs.bytes(b, left.min(BUF_SIZE));
-                    left -= bytes.len();
-                    rs.stash.extend_from_slice(bytes);
+                _ => {
+                    copy_fresh(&self.bufs, rs);
+                    if rs.head > 0 && rs.head == rs.stash.len() {
+                        rs.stash.clear();
+                        rs.head = 0;
+                    }
+                    let mut left = len;
+                    for &b in &self.bids {
+                        let bytes = self.bufs.bytes(b, left.min(BUF_SIZE));
+                        left -= bytes.len();
+                        rs.stash.extend_from_slice(bytes);
+                    }
                 }
             }
         } else if c.res == 0 {
             rs.eof = true;
-        } else if c.res != -libc::ENOBUFS && c.res != -libc::ECANCELED {
+        } else if c.res < 0 && c.res != -libc::ENOBUFS && c.res != -libc::ECANCELED {
             rs.error = Some(io::Error::from_raw_os_error(-c.res));
-        }
-        if !self.bids.is_empty() {
-            for i in 0..self.bids.len() {
-                let b = self.bids[i];
-                self.bufs.push(b);
-            }
-            self.bufs.publish();
         }
         let owner = rs.owner;
         if !more {
@@ -856,6 +924,48 @@ impl Ring {
             self.op_done(c.key);
         }
         owner
+    }
+
+    /// Socket `s`'s received bytes, all in its stash (its fresh ones copied
+    /// there): what reads that do not take them whole need.
+    pub(crate) fn settled(&mut self, s: SocketId) -> Option<&mut RingSock> {
+        let key = self.key(s)?;
+        let rs = self.socks.get_mut(key)?;
+        copy_fresh(&self.bufs, rs);
+        Some(rs)
+    }
+
+    /// Socket `s`'s fresh bytes, if nothing is stashed before them and they
+    /// fit in `cap`: lent from the provided buffers for one delivery, not
+    /// copied. The socket no longer holds them.
+    pub(crate) fn lend(&mut self, s: SocketId, cap: usize) -> Option<Lent> {
+        let key = self.key(s)?;
+        let rs = self.socks.get_mut(key)?;
+        let fresh = rs.fresh.filter(|f| f.len <= cap)?;
+        rs.fresh = None;
+        Some(Lent {
+            ptr: self.bufs.run(fresh.bid, fresh.len),
+            len: fresh.len,
+        })
+    }
+
+    /// The wait's batch is over: what no recv took is copied to the
+    /// stashes, and the batch's buffers go back to the kernel.
+    pub(crate) fn end_batch(&mut self) {
+        for key in self.fresh_keys.drain(..) {
+            if let Some(rs) = self.socks.get_mut(key) {
+                copy_fresh(&self.bufs, rs);
+            }
+        }
+        if self.consumed.is_empty() {
+            return;
+        }
+        for i in 0..self.consumed.len() {
+            let bid = self.consumed[i];
+            self.bufs.push(bid);
+        }
+        self.consumed.clear();
+        self.bufs.publish();
     }
 
     /// A send completion: how many bytes went, or the error; the rest of a
