@@ -433,7 +433,7 @@ impl<S: 'static> IoMux<S> {
             return Ok(0);
         };
         ring.enter(timeout)?;
-        let done = ring.completions();
+
         self.cx.engine.wakeups += 1;
         self.cx.engine.tick();
         let mut n = 0;
@@ -442,17 +442,23 @@ impl<S: 'static> IoMux<S> {
         // that a socket that received several buffers is read (and its recv
         // answered) once, with all of them.
         let mut inputs = std::mem::take(&mut self.inputs);
-        for c in &done {
+        while let Some(c) = self
+            .cx
+            .engine
+            .ring
+            .as_deref_mut()
+            .and_then(|r| r.next_completion())
+        {
             let Some(ring) = self.cx.engine.ring.as_deref_mut() else {
                 break;
             };
             match c.op {
                 crate::uring::Op::Poll => {
                     epoll = true;
-                    ring.on_poll(c);
+                    ring.on_poll(&c);
                 }
                 crate::uring::Op::Recv => {
-                    if let Some(s) = ring.on_recv(c) {
+                    if let Some(s) = ring.on_recv(&c) {
                         match inputs.iter_mut().find(|(t, _)| *t == s) {
                             Some((_, eof)) => *eof |= c.res == 0,
                             None => inputs.push((s, c.res == 0)),
@@ -462,11 +468,11 @@ impl<S: 'static> IoMux<S> {
                 crate::uring::Op::Accept => {
                     // Held, and taken by one task after the batch: a
                     // burst's connections a batch per turn.
-                    self.cx.on_completion(c);
+                    self.cx.on_completion(&c);
                     n += 1;
                 }
                 _ => {
-                    self.cx.on_completion(c);
+                    self.cx.on_completion(&c);
                     if !self.cx.engine.tasks.is_empty() {
                         self.cx.run_tasks();
                     }
@@ -489,9 +495,6 @@ impl<S: 'static> IoMux<S> {
         if let Some(ring) = self.cx.engine.ring.as_deref_mut() {
             // Every delivery of the batch is done: its buffers go back.
             ring.end_batch();
-        }
-        if let Some(ring) = self.cx.engine.ring.as_deref_mut() {
-            ring.give_back(done);
         }
         if epoll {
             match self.poll.poll(&mut self.events, Some(Duration::ZERO)) {

@@ -90,7 +90,8 @@ fn completion(cqe: &cqueue::Entry) -> Option<Completion> {
 /// memory.
 #[derive(Clone, Copy, Debug)]
 struct Fresh {
-    bid: u16,
+    /// Where they start in the buffers' allocation, and how many.
+    at: usize,
     len: usize,
 }
 
@@ -162,10 +163,11 @@ pub(crate) struct RingSock {
     /// Bytes received and not yet read by the engine, from `head` on.
     stash: Vec<u8>,
     head: usize,
-    /// Received bytes still in the provided buffers, ahead of nothing in
-    /// the stash: delivered from there, or copied to the stash when the
-    /// wait's batch ends.
-    fresh: Option<Fresh>,
+    /// Received bytes still in the provided buffers, in order, with nothing
+    /// in the stash ahead of them: delivered from there, or copied to the
+    /// stash when the wait's batch ends. One run of memory each.
+    fresh: VecDeque<Fresh>,
+    fresh_len: usize,
     /// The peer's FIN came (a receive of zero bytes).
     pub(crate) eof: bool,
     /// A receive failed; reported by the next read.
@@ -189,13 +191,13 @@ pub(crate) struct RingSock {
 impl RingSock {
     /// Bytes received and not yet read.
     pub(crate) fn stashed(&self) -> usize {
-        self.stash.len() - self.head + self.fresh.map_or(0, |f| f.len)
+        self.stash.len() - self.head + self.fresh_len
     }
 
     /// Take up to `buf.len()` stashed bytes; how many. Only once settled
     /// (`Ring::settled`): nothing fresh.
     pub(crate) fn take(&mut self, buf: &mut [u8]) -> usize {
-        debug_assert!(self.fresh.is_none());
+        debug_assert!(self.fresh.is_empty());
         let n = buf.len().min(self.stashed());
         buf[..n].copy_from_slice(&self.stash[self.head..self.head + n]);
         self.head += n;
@@ -311,11 +313,13 @@ impl BufRing {
         unsafe { AtomicU16::from_ptr(tail) }.store(self.tail, Ordering::Release);
     }
 
-    /// Where the run of `len` bytes from buffer `bid` on starts (buffers
-    /// `bid`, `bid + 1`, ... are one allocation).
-    fn run(&self, bid: u16, len: usize) -> *const u8 {
-        let at = usize::from(bid) * BUF_SIZE;
-        debug_assert!(at + len <= usize::from(BUFS) * BUF_SIZE);
+    /// Where the run of `len` bytes at offset `at` of the buffers'
+    /// allocation starts (consecutive buffers are one run of memory).
+    fn run(&self, at: usize, len: usize) -> *const u8 {
+        assert!(
+            at + len <= usize::from(BUFS) * BUF_SIZE,
+            "a run in the buffers"
+        );
         self.data.wrapping_add(at).cast_const()
     }
 
@@ -358,14 +362,21 @@ impl std::fmt::Debug for BufRing {
 
 /// Move a socket's fresh bytes (still in the provided buffers) to its stash.
 fn copy_fresh(bufs: &BufRing, rs: &mut RingSock) {
-    let Some(fresh) = rs.fresh.take() else { return };
-    let mut left = fresh.len;
-    let mut bid = fresh.bid;
-    while left > 0 {
-        let bytes = bufs.bytes(bid, left.min(BUF_SIZE));
-        left -= bytes.len();
-        rs.stash.extend_from_slice(bytes);
-        bid = bid.wrapping_add(1);
+    if rs.fresh.is_empty() {
+        return;
+    }
+    if rs.head > 0 && rs.head == rs.stash.len() {
+        rs.stash.clear();
+        rs.head = 0;
+    }
+    rs.fresh_len = 0;
+    for fresh in rs.fresh.drain(..) {
+        let ptr = bufs.run(fresh.at, fresh.len);
+        // SAFETY: the run lies in the buffers' allocation (`run`), which the
+        // kernel wrote before the completion and does not write before the
+        // buffers are given back at the end of the batch.
+        rs.stash
+            .extend_from_slice(unsafe { std::slice::from_raw_parts(ptr, fresh.len) });
     }
 }
 
@@ -382,8 +393,9 @@ pub(crate) struct Ring {
     /// The epoll instance's poll is armed.
     poll_armed: bool,
     epoll: RawFd,
-    /// The completions of the last wait.
+    /// The completions of the last wait, and the next one to hand out.
     done: Vec<Completion>,
+    next: usize,
     /// Completions taken off the queue between waits (while a socket left
     /// the ring), for the next wait to hand out.
     early: Vec<Completion>,
@@ -449,6 +461,7 @@ impl Ring {
             poll_armed: false,
             epoll,
             done: Vec::new(),
+            next: 0,
             early: Vec::new(),
             sends: 0,
             min_wait: false,
@@ -499,7 +512,8 @@ impl Ring {
             accept_cancelling: false,
             stash: Vec::new(),
             head: 0,
-            fresh: None,
+            fresh: VecDeque::new(),
+            fresh_len: 0,
             eof: false,
             error: None,
             out: SendQueue::default(),
@@ -665,16 +679,28 @@ impl Ring {
         let mut error = None;
         if self.socks.get(key)?.ops > 0 {
             self.cancel_now(fd);
-            let mut taken = Vec::new();
+            // Its completions: those of the wait being handled that are
+            // still to come, then those the cancel brought.
+            let mine = |c: &Completion| c.key == key && c.op != Op::Poll;
+            let mut taken: Vec<Completion> = self.done[self.next..]
+                .iter()
+                .copied()
+                .filter(mine)
+                .collect();
+            let (next, mut at) = (self.next, 0);
+            self.done.retain(|c| {
+                at += 1;
+                at <= next || !mine(c)
+            });
             for cqe in self.uring.completion() {
-                taken.push(cqe);
-            }
-            for cqe in taken {
                 let Some(c) = completion(&cqe) else { continue };
-                if c.key != key || c.op == Op::Poll {
+                if mine(&c) {
+                    taken.push(c);
+                } else {
                     self.early.push(c);
-                    continue;
                 }
+            }
+            for c in taken {
                 match c.op {
                     Op::Recv => {
                         self.on_recv(&c);
@@ -838,6 +864,7 @@ impl Ring {
             Err(e) => return Err(e),
         }
         self.done.clear();
+        self.next = 0;
         self.done.append(&mut self.early);
         for cqe in self.uring.completion() {
             if let Some(c) = completion(&cqe) {
@@ -847,15 +874,13 @@ impl Ring {
         Ok(())
     }
 
-    /// The completions the last `enter` took (the caller gives the vector back
-    /// with `give_back`, to reuse it).
-    pub(crate) fn completions(&mut self) -> Vec<Completion> {
-        std::mem::take(&mut self.done)
-    }
-
-    pub(crate) fn give_back(&mut self, mut done: Vec<Completion>) {
-        done.clear();
-        self.done = done;
+    /// The next completion of the last wait, in order. They stay here while
+    /// they are handled, so that a socket leaving the ring (`detach`) takes
+    /// its own out of those still to come.
+    pub(crate) fn next_completion(&mut self) -> Option<Completion> {
+        let c = *self.done.get(self.next)?;
+        self.next += 1;
+        Some(c)
     }
 
     /// The epoll instance's poll completed; false if it must be armed again.
@@ -890,26 +915,34 @@ impl Ring {
         };
         if c.res > 0 && rs.owner.is_some() {
             let len = c.res as usize;
-            let run = self.bids.windows(2).all(|w| w[1] == w[0] + 1);
-            match (rs.fresh, self.bids.first()) {
-                (None, Some(&bid)) if run && rs.stash.len() == rs.head => {
-                    // Left where it is: delivered from there if a recv
-                    // takes it in this batch.
-                    rs.fresh = Some(Fresh { bid, len });
-                    self.fresh_keys.push(c.key);
+            if rs.stash.len() == rs.head {
+                // Left where they are, a run of consecutive buffers at a
+                // time: delivered from there if recvs take them in this
+                // batch.
+                let mut left = len;
+                let mut i = 0;
+                while left > 0 && i < self.bids.len() {
+                    let first = self.bids[i];
+                    let mut n = 1;
+                    while i + n < self.bids.len() && self.bids[i + n] == first + n as u16 {
+                        n += 1;
+                    }
+                    let run = left.min(n * BUF_SIZE);
+                    rs.fresh.push_back(Fresh {
+                        at: usize::from(first) * BUF_SIZE,
+                        len: run,
+                    });
+                    rs.fresh_len += run;
+                    left -= run;
+                    i += n;
                 }
-                _ => {
-                    copy_fresh(&self.bufs, rs);
-                    if rs.head > 0 && rs.head == rs.stash.len() {
-                        rs.stash.clear();
-                        rs.head = 0;
-                    }
-                    let mut left = len;
-                    for &b in &self.bids {
-                        let bytes = self.bufs.bytes(b, left.min(BUF_SIZE));
-                        left -= bytes.len();
-                        rs.stash.extend_from_slice(bytes);
-                    }
+                self.fresh_keys.push(c.key);
+            } else {
+                let mut left = len;
+                for &b in &self.bids {
+                    let bytes = self.bufs.bytes(b, left.min(BUF_SIZE));
+                    left -= bytes.len();
+                    rs.stash.extend_from_slice(bytes);
                 }
             }
         } else if c.res == 0 {
@@ -935,18 +968,22 @@ impl Ring {
         Some(rs)
     }
 
-    /// Socket `s`'s fresh bytes, if nothing is stashed before them and they
-    /// fit in `cap`: lent from the provided buffers for one delivery, not
-    /// copied. The socket no longer holds them.
+    /// Up to `cap` of socket `s`'s fresh bytes (nothing is stashed before
+    /// them): lent from the provided buffers for one delivery, not copied.
+    /// The socket no longer holds them.
     pub(crate) fn lend(&mut self, s: SocketId, cap: usize) -> Option<Lent> {
         let key = self.key(s)?;
         let rs = self.socks.get_mut(key)?;
-        let fresh = rs.fresh.filter(|f| f.len <= cap)?;
-        rs.fresh = None;
-        Some(Lent {
-            ptr: self.bufs.run(fresh.bid, fresh.len),
-            len: fresh.len,
-        })
+        let fresh = rs.fresh.front_mut().filter(|_| cap > 0)?;
+        let len = fresh.len.min(cap);
+        let ptr = self.bufs.run(fresh.at, len);
+        fresh.at += len;
+        fresh.len -= len;
+        if fresh.len == 0 {
+            rs.fresh.pop_front();
+        }
+        rs.fresh_len -= len;
+        Some(Lent { ptr, len })
     }
 
     /// The wait's batch is over: what no recv took is copied to the
@@ -1050,7 +1087,7 @@ impl Drop for Ring {
             if self.enter(Some(Duration::from_millis(10))).is_err() {
                 break;
             }
-            for c in self.completions() {
+            while let Some(c) = self.next_completion() {
                 match c.op {
                     Op::Recv => {
                         if let Some(rs) = self.socks.get_mut(c.key) {

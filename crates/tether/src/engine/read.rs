@@ -111,8 +111,16 @@ impl<S: 'static> Cx<S> {
                 }
                 let fin_seen = life.fin_seen();
                 let ring = self.engine.ring.as_deref_mut();
-                if let (Some(ring), Some(want @ Want { mode: RecvMode::Partial, .. }), false) =
-                    (ring, *pending, life.is_draining())
+                if let (
+                    Some(ring),
+                    Some(
+                        want @ Want {
+                            mode: RecvMode::Partial,
+                            ..
+                        },
+                    ),
+                    false,
+                ) = (ring, *pending, life.is_draining())
                 {
                     // What the ring received in this wait is delivered from
                     // its buffers, not copied out first.
