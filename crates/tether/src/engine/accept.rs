@@ -65,9 +65,9 @@ impl<S: 'static> Engine<S> {
             Some(Io::Listener(l)) => l.http,
             _ => None,
         };
-        // A plain connection goes on the ring, if the loop has one; a layered
-        // one stays on readiness for now.
-        let plain = tls.is_none() && framed.is_none() && http.is_none();
+        // On the ring, if the loop has one, unless a layer reads the socket
+        // itself (TLS, the message layer's framing).
+        let plain = tls.is_none() && framed.is_none();
         let registered = if plain && self.ring_adopt(s, &stream) {
             Ok(())
         } else {

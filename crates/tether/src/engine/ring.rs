@@ -62,7 +62,7 @@ impl<S: 'static> Engine<S> {
     /// A plain TCP stream that connected moves from the poller to the ring,
     /// with what was sent while it connected.
     pub(crate) fn ring_adopt_connected(&mut self, s: SocketId) {
-        if self.ring.is_none() || self.is_http(s) {
+        if self.ring.is_none() {
             return;
         }
         let Some(slot) = find(&mut self.slots, s) else {
