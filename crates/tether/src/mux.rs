@@ -232,14 +232,20 @@ impl<S: 'static> IoMux<S> {
         loop {
             // The sends a turn queued on the ring go with the next turn's
             // wait: one system call for both.
-            match self.turn_inner(None) {
-                Ok(Turn::Running) => {}
-                Ok(Turn::Idle | Turn::Stopped) => return Ok(()),
+            let result = match self.turn_inner(None) {
+                Ok(Turn::Running) => continue,
+                Ok(Turn::Idle | Turn::Stopped) => Ok(()),
                 Err(e) => {
                     self.stop();
-                    return Err(e);
+                    Err(e)
                 }
+            };
+            // On the ring, what the last turns queued (the closes of the
+            // sockets they released) is carried out before `run` returns.
+            if let Some(ring) = self.cx.engine.ring.as_deref_mut() {
+                ring.flush();
             }
+            return result;
         }
     }
 

@@ -7,7 +7,7 @@
 use std::alloc::{alloc_zeroed, dealloc, Layout};
 use std::collections::VecDeque;
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Duration;
 
@@ -56,6 +56,12 @@ pub(crate) enum Op {
     Send = 3,
     Accept = 4,
     Cancel = 5,
+    /// The close of a released socket's descriptor, which the ring owns,
+    /// after a cancel of its requests.
+    Close = 6,
+    /// The close of a released socket that had nothing in the kernel: it
+    /// runs within the submission and completes only if it fails.
+    CloseAlone = 7,
 }
 
 impl Op {
@@ -66,6 +72,8 @@ impl Op {
             3 => Op::Send,
             4 => Op::Accept,
             5 => Op::Cancel,
+            6 => Op::Close,
+            7 => Op::CloseAlone,
             _ => return None,
         })
     }
@@ -641,6 +649,59 @@ impl Ring {
         self.forget_if_done(key);
     }
 
+    /// The socket's slot closes and hands its descriptor to the ring, which
+    /// closes it with the turn's submission (no system call of its own).
+    /// Requests of it still in the kernel are cancelled first, the close
+    /// hard-linked after the cancel (it runs whatever the cancel found: a
+    /// request may end on its own meanwhile), and the socket's memory kept
+    /// until the close completes. The close is the last request naming the
+    /// descriptor: its number is free for another socket only after it.
+    pub(crate) fn release(&mut self, s: SocketId, fd: OwnedFd) {
+        let Some(key) = self.key(s) else { return };
+        let Some(rs) = self.socks.get_mut(key) else {
+            return;
+        };
+        self.keys[s.idx as usize] = None;
+        rs.owner = None;
+        rs.held.clear();
+        rs.out = SendQueue::default();
+        // The ring's from here: the close below gives it back to the kernel.
+        let raw = fd.into_raw_fd();
+        if rs.ops == 0 {
+            // Nothing of it in the kernel: the close alone, run within the
+            // submission. Only a failure would complete it, and nothing
+            // waits for it: the socket is forgotten now, and the wait the
+            // close is submitted with is not ended by it.
+            self.socks.remove(key);
+            let entry = opcode::Close::new(types::Fd(raw))
+                .build()
+                .flags(squeue::Flags::SKIP_SUCCESS)
+                .user_data(user_data(key, Op::CloseAlone));
+            self.push(entry);
+            return;
+        }
+        rs.ops += 2;
+        // Both in one submission: a link cut by a submission in between
+        // would not hold.
+        let room = {
+            let sq = self.uring.submission();
+            sq.capacity() - sq.len()
+        };
+        if room < 2 {
+            let _ = self.uring.submit();
+        }
+        let cancel = types::CancelBuilder::fd(types::Fd(raw)).all();
+        let entry = opcode::AsyncCancel2::new(cancel)
+            .build()
+            .flags(squeue::Flags::IO_HARDLINK)
+            .user_data(user_data(key, Op::Cancel));
+        self.push(entry);
+        let entry = opcode::Close::new(types::Fd(raw))
+            .build()
+            .user_data(user_data(key, Op::Close));
+        self.push(entry);
+    }
+
     /// Cancel every request on `fd` and let them end now, not at the next
     /// wait. Everything queued is submitted first (no request may name the
     /// descriptor once the caller lets go of it). With the loop's work
@@ -681,7 +742,9 @@ impl Ring {
             self.cancel_now(fd);
             // Its completions: those of the wait being handled that are
             // still to come, then those the cancel brought.
-            let mine = |c: &Completion| c.key == key && c.op != Op::Poll;
+            // (A lone close's failure names a socket that is gone, maybe by
+            // a key now this one's.)
+            let mine = |c: &Completion| c.key == key && !matches!(c.op, Op::Poll | Op::CloseAlone);
             let mut taken: Vec<Completion> = self.done[self.next..]
                 .iter()
                 .copied()
@@ -1057,6 +1120,35 @@ impl Ring {
         self.op_done(c.key);
     }
 
+    /// A released socket's close completed: its memory goes once every other
+    /// request of it is back too. (A close that failed leaves nothing to
+    /// do: the descriptor is not the ring's any more either way.)
+    pub(crate) fn on_close(&mut self, c: &Completion) {
+        if c.op == Op::Close {
+            self.op_done(c.key);
+        }
+    }
+
+    /// Submit what is queued and run the ring's deferred work, the closes
+    /// linked after a cancel included (the loop stops turning: nothing
+    /// queued may wait for a next turn that may not come).
+    pub(crate) fn flush(&mut self) {
+        let _ = self.submit_now();
+        if !self.socks.iter().any(|(_, rs)| rs.owner.is_none()) {
+            return;
+        }
+        // SAFETY: no submission, no argument: an enter that only runs the
+        // ring's pending work and takes no memory of ours.
+        let _ = unsafe {
+            self.uring.submitter().enter::<libc::sigset_t>(
+                0,
+                0,
+                io_uring::EnterFlags::GETEVENTS.bits(),
+                None,
+            )
+        };
+    }
+
     /// Requests in the kernel, over all sockets.
     fn in_flight(&self) -> u32 {
         self.socks.iter().map(|(_, rs)| rs.ops).sum()
@@ -1065,6 +1157,8 @@ impl Ring {
 
 impl Drop for Ring {
     fn drop(&mut self) {
+        // The closes still queued are the kernel's to carry out.
+        let _ = self.uring.submit();
         // Every request ends before the memory it uses is freed: cancel all,
         // and wait (a bounded while) for their completions.
         let keys: Vec<(usize, bool, bool)> = self
@@ -1102,6 +1196,7 @@ impl Drop for Ring {
                         self.on_accept(&c);
                     }
                     Op::Cancel => self.on_cancel(&c),
+                    Op::Close | Op::CloseAlone => self.on_close(&c),
                     Op::Poll => {}
                 }
             }

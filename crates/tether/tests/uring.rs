@@ -165,3 +165,113 @@ fn bulk_echo_keeps_every_byte_in_order() {
     assert_eq!(got.len(), TOTAL);
     assert!(got == pattern, "the echo differs from what was sent");
 }
+
+/// The inode of the TCP socket from local port `local` to peer port `peer`
+/// (IPv4), from the kernel's table: names the server's socket of a
+/// connection the test made.
+fn socket_inode(local: u16, peer: u16) -> Option<u64> {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    table.lines().skip(1).find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let port = |a: &str| u16::from_str_radix(a.rsplit(':').next()?, 16).ok();
+        if port(f[1])? == local && port(f[2])? == peer {
+            f[9].parse().ok().filter(|&i| i != 0)
+        } else {
+            None
+        }
+    })
+}
+
+/// A descriptor of this process refers to socket `inode`.
+fn fd_open(inode: u64) -> bool {
+    let name = format!("socket:[{inode}]");
+    std::fs::read_dir("/proc/self/fd").unwrap().any(|e| {
+        let e = e.unwrap();
+        std::fs::read_link(e.path()).is_ok_and(|l| l.to_string_lossy() == name)
+    })
+}
+
+/// The server's socket of the connection `c` made to listener `l`, which
+/// the process holds open now.
+fn server_socket(mux: &IoMux<Seen>, l: SocketId, c: &TcpStream) -> u64 {
+    let server = mux.local_addr(l).unwrap().to_string();
+    let server: std::net::SocketAddr = server.parse().unwrap();
+    let inode = socket_inode(server.port(), c.local_addr().unwrap().port())
+        .expect("the connection in the kernel's table");
+    assert!(fd_open(inode), "the server's descriptor of the connection");
+    inode
+}
+
+/// Turn until no descriptor of this process refers to socket `inode`.
+fn turn_until_gone(mux: &mut IoMux<Seen>, inode: u64) {
+    let until = std::time::Instant::now() + WAIT;
+    while fd_open(inode) {
+        assert!(
+            std::time::Instant::now() < until,
+            "the descriptor stays open"
+        );
+        mux.turn(Some(Duration::from_millis(50))).unwrap();
+    }
+}
+
+/// A released ring socket's descriptor is closed by the ring, without a
+/// system call of its own: it is gone once the turn that closed the
+/// socket submitted its requests.
+#[test]
+fn the_ring_closes_a_released_socket() {
+    let mut mux = ring_mux();
+    let l = mux.listen_on("127.0.0.1:0", Listener { echo: true });
+    let mut c = TcpStream::connect(addr(&mux, l)).unwrap();
+    c.set_read_timeout(Some(WAIT)).unwrap();
+    turn_until(&mut mux, |s| s.conn.is_some());
+    let inode = server_socket(&mux, l, &c);
+    c.shutdown(Shutdown::Write).unwrap();
+    turn_until(&mut mux, |s| s.closed.is_some());
+    assert_eq!(mux.shared().closed, Some((Reason::ByPeer, 0)));
+    let mut rest = Vec::new();
+    c.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty());
+    turn_until_gone(&mut mux, inode);
+}
+
+/// A server sending bulk to a peer that resets meanwhile: the socket ends
+/// as lost while the ring may still have its send or receive in the kernel
+/// (they are cancelled, the close linked after the cancel), and its
+/// descriptor is closed all the same.
+#[test]
+fn a_socket_lost_with_requests_in_the_ring_is_closed() {
+    struct Bulk;
+    impl SocketUser<Seen> for Bulk {
+        fn on_accepted(&mut self, cx: &mut Cx<Seen>, s: SocketId) {
+            cx.shared_mut().conn = Some(s);
+            // Far more than the kernel takes: the rest goes through the ring.
+            cx.send(s, &vec![1u8; 16 << 20]).unwrap();
+            cx.recv(s, 1024, RecvMode::Partial).unwrap();
+        }
+        fn on_closed(&mut self, cx: &mut Cx<Seen>, _: SocketId, closed: &Closed) {
+            cx.shared_mut().closed = Some((closed.reason, closed.unread));
+        }
+    }
+    struct BulkListener;
+    impl SocketUser<Seen> for BulkListener {
+        fn on_incoming(&mut self, _: &mut Cx<Seen>, _: SocketId, _: &PeerInfo) -> Admission<Seen> {
+            Admission::Accept(Box::new(Bulk))
+        }
+        fn on_closed(&mut self, _: &mut Cx<Seen>, _: SocketId, _: &Closed) {}
+    }
+    let mut mux = ring_mux();
+    let l = mux.listen_on("127.0.0.1:0", BulkListener);
+    let c = TcpStream::connect(addr(&mux, l)).unwrap();
+    turn_until(&mut mux, |s| s.conn.is_some());
+    let inode = server_socket(&mux, l, &c);
+    // Some of it arrived: the send is under way.
+    let mut first = [0u8; 1];
+    (&c).read_exact(&mut first).unwrap();
+    socket2::SockRef::from(&c)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(c);
+    turn_until(&mut mux, |s| s.closed.is_some());
+    assert_eq!(mux.shared().closed.map(|c| c.0), Some(Reason::Lost));
+    turn_until_gone(&mut mux, inode);
+}

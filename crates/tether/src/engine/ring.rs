@@ -133,6 +133,28 @@ impl<S: 'static> Engine<S> {
         Ok(left.stash)
     }
 
+    /// The socket's slot releases a plain TCP stream on the ring: its
+    /// descriptor goes to the ring, which cancels the socket's requests and
+    /// closes it with the turn's submission. Anything else (not on the
+    /// ring, or not a stream) is closed here, its requests cancelled first.
+    pub(crate) fn ring_release(ring: Option<&mut crate::uring::Ring>, s: SocketId, io: &mut Io) {
+        let Some(ring) = ring else {
+            drop(io.close());
+            return;
+        };
+        if ring.key(s).is_none() {
+            drop(io.close());
+            return;
+        }
+        match io.close() {
+            Io::Stream(Stream::Tcp(tcp)) => ring.release(s, std::os::fd::OwnedFd::from(tcp)),
+            other => {
+                ring.retire(s);
+                drop(other);
+            }
+        }
+    }
+
     /// The socket's slot lets go of its descriptor: its requests are
     /// cancelled first. Returns the bytes it had received and nobody read.
     pub(crate) fn ring_retire(ring: Option<&mut crate::uring::Ring>, s: SocketId) -> u64 {
@@ -295,6 +317,7 @@ impl<S: 'static> Cx<S> {
                 }
             }
             Op::Cancel => ring.on_cancel(c),
+            Op::Close | Op::CloseAlone => ring.on_close(c),
             Op::Poll => {}
         }
     }

@@ -86,8 +86,11 @@ impl<S: 'static> Engine<S> {
                     if let Some(unread) = slot.io.inbox().map(|(i, _)| i.unread()) {
                         slot.end().kernel_unread = unread;
                     }
-                    Engine::<S>::ring_retire(self.ring.as_deref_mut(), s);
-                    drop(slot.io.close());
+                    // On the ring, the ring closes it (no system call of
+                    // its own); a reset or discard above stays synchronous:
+                    // its RST or silent drop happens now, not when the
+                    // ring's deferred work runs.
+                    Engine::<S>::ring_release(self.ring.as_deref_mut(), s, &mut slot.io);
                 }
             }
         }
