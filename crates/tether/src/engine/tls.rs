@@ -28,8 +28,11 @@ impl<S: 'static> Engine<S> {
             return;
         }
         let result = tls.handshake(stream, &mut slot.readable);
-        // Our next handshake message, or the alert that says why it failed.
-        let _ = tls.flush(stream, false);
+        // Our next handshake message, or the alert that says why it failed;
+        // the plaintext from before a StartTLS goes first, and counts.
+        let (prefix, _) = tls.flush(stream, false);
+        queue_sent(&mut self.tasks, slot.wants_sent, s, prefix.sends);
+        slot.life.wrote(prefix.bytes);
         match result {
             Err(error) => {
                 io_log!(debug, Target::Tls, self.mux_id, socket = %s, %error, "handshake failed");
