@@ -12,10 +12,12 @@ pub enum Backend {
     /// Readiness from epoll, then a system call per read and write.
     #[default]
     Epoll,
-    /// io_uring: multishot accepts and receives into buffers the loop owns,
-    /// sends batched into one system call per turn. Plain TCP streams and
-    /// listeners only for now; every other socket of the loop stays on epoll,
-    /// which the ring watches. A kernel that refuses io_uring gets epoll.
+    /// io_uring: multishot accepts, multishot receives into buffers the loop
+    /// owns (answered from there without a copy), small sends submitted with
+    /// the loop's wait: one system call a turn. TCP listeners and plain TCP
+    /// streams (HTTP mode's too) are on the ring; TLS, framed, UDP, DTLS and
+    /// Unix sockets stay on epoll readiness in the same loop, which the ring
+    /// watches. A kernel that refuses io_uring gets epoll.
     IoUring,
 }
 

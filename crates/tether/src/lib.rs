@@ -178,6 +178,20 @@
 //! (`IoMux` implements [`AsRawFd`](std::os::fd::AsRawFd)) for at most
 //! [`IoMux::poll_timeout`] in between.
 //!
+//! # Backends: epoll or io_uring
+//!
+//! A loop waits and does its I/O through epoll (the default) or io_uring,
+//! chosen by [`IoMux::builder`] ([`Backend`]); [`IoMux::new`] takes it from
+//! the `TETHER_BACKEND` environment variable (`uring`), so that a test suite
+//! runs on either. The lifecycle is the same on both; only how bytes move
+//! differs. On io_uring, TCP listeners and plain TCP streams (and HTTP mode's)
+//! are on the ring: multishot accepts, multishot receives into buffers the
+//! loop owns, answered from there without a copy, and small sends submitted
+//! with the loop's wait — one system call a turn. TLS, framed, UDP, DTLS and
+//! Unix sockets stay on epoll readiness in the same loop, which the ring
+//! watches. A kernel that refuses io_uring gets epoll ([`IoMux::backend`]
+//! says which runs). The README says when to choose which.
+//!
 //! # An echo server
 //!
 //! ```no_run
