@@ -83,7 +83,7 @@ struct Windows {
 }
 
 pub(crate) fn idle_memory(opts: &Opts) -> Report {
-    let kinds = [Kind::Tether, Kind::Mio, Kind::Tokio];
+    let kinds = [Kind::Tether, Kind::TetherUring, Kind::Mio, Kind::Tokio];
     let cases: Vec<Case> = match (opts.idle_conns, opts.quick) {
         (Some(n), _) => vec![Case { tls: false, n }, Case { tls: true, n }],
         (None, true) => vec![Case { tls: false, n: 200 }, Case { tls: true, n: 200 }],
@@ -191,7 +191,13 @@ fn measure(report: &mut Report, kind: Kind, case: Case, w: &Windows, ca_path: &P
     let after: f64 = server.expect("rss").parse().expect("rss");
     let slab_after = procfs::socket_slab_bytes();
 
-    let name = format!("{}-server", kind.name());
+    // tether's loop thread has the one name on either backend.
+    let named = if kind == Kind::TetherUring {
+        Kind::Tether
+    } else {
+        kind
+    };
+    let name = format!("{}-server", named.name());
     let tid = procfs::thread_named(server.pid(), &name)
         .unwrap_or_else(|| panic!("no thread named {name} in the server"));
     let s0 = procfs::switches(server.pid(), tid);
