@@ -182,14 +182,7 @@ fn stream_cases(
 }
 
 pub(crate) fn stream(opts: &Opts) -> Report {
-    let kinds = [
-        Kind::Tether,
-        Kind::TetherUring,
-        Kind::Mio,
-        Kind::Tokio,
-        Kind::Monoio,
-        Kind::Std,
-    ];
+    let kinds = Kind::ALL;
     let mut report = Report::new(
         "stream",
         about(

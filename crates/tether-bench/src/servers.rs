@@ -33,17 +33,18 @@ impl Kind {
         }
     }
 
+    /// Every server, in the order of the reports' columns.
+    pub(crate) const ALL: [Kind; 6] = [
+        Kind::Tether,
+        Kind::TetherUring,
+        Kind::Mio,
+        Kind::Tokio,
+        Kind::Monoio,
+        Kind::Std,
+    ];
+
     pub(crate) fn parse(s: &str) -> Option<Kind> {
-        [
-            Kind::Tether,
-            Kind::TetherUring,
-            Kind::Mio,
-            Kind::Tokio,
-            Kind::Monoio,
-            Kind::Std,
-        ]
-        .into_iter()
-        .find(|k| k.name() == s)
+        Kind::ALL.into_iter().find(|k| k.name() == s)
     }
 
     /// Whether this server can run here: monoio only where the kernel lets

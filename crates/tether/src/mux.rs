@@ -418,6 +418,11 @@ impl<S: 'static> IoMux<S> {
         }
         self.cx.engine.wakeups += 1;
         self.cx.engine.tick();
+        Ok(self.dispatch_ready())
+    }
+
+    /// Act on the readiness the last poll found; how many sockets had some.
+    fn dispatch_ready(&mut self) -> usize {
         let mut n = 0;
         for event in self.events.iter() {
             if let Some(s) = SocketId::from_token(event.token()) {
@@ -428,7 +433,7 @@ impl<S: 'static> IoMux<S> {
                 n += 1;
             }
         }
-        Ok(n)
+        n
     }
 
     /// `wait` on io_uring: the turn's sends and the wait in one system call,
@@ -508,15 +513,7 @@ impl<S: 'static> IoMux<S> {
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
-            for event in self.events.iter() {
-                if let Some(s) = SocketId::from_token(event.token()) {
-                    self.cx.on_ready(s, event);
-                    if !self.cx.engine.tasks.is_empty() {
-                        self.cx.run_tasks();
-                    }
-                    n += 1;
-                }
-            }
+            n += self.dispatch_ready();
         }
         Ok(n)
     }
