@@ -259,7 +259,7 @@
 //! mux.run().unwrap();
 //! ```
 #![deny(missing_docs)]
-// The raw socket options in `sys.rs` and the io_uring ring in `uring.rs`
+// The raw socket options in `sys.rs` and the io_uring ring in `uring/`
 // are the only unsafe code.
 #![deny(unsafe_code)]
 

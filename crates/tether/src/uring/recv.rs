@@ -1,0 +1,151 @@
+//! Receiving: the multishot receive, its completions, and the bytes they
+//! brought until a recv takes them.
+
+use std::io;
+
+use io_uring::{cqueue, opcode, types};
+
+use crate::uring::bufs::{copy_fresh, Fresh, Lent, BGID, BUF_SIZE};
+use crate::uring::op::{user_data, Completion, Op};
+use crate::uring::sock::RingSock;
+use crate::uring::Ring;
+use crate::SocketId;
+
+/// Stashed bytes (received, not yet asked for) above which a socket's
+/// multishot receive is cancelled while no recv is pending: the kernel's
+/// receive window then fills and holds the peer back, as an unread socket
+/// does under epoll.
+pub(crate) const STASH_HIGH: usize = 64 * 1024;
+
+impl Ring {
+    /// Start the socket's multishot receive.
+    pub(crate) fn arm_recv(&mut self, key: usize) {
+        let Some(rs) = self.socks.get_mut(key) else {
+            return;
+        };
+        if rs.recv_armed || rs.eof || rs.owner.is_none() {
+            return;
+        }
+        rs.recv_armed = true;
+        rs.ops += 1;
+        let entry = if self.bundles {
+            // A bulk receive takes many buffers in one completion.
+            opcode::RecvMultiBundle::new(types::Fd(rs.fd), BGID).build()
+        } else {
+            opcode::RecvMulti::new(types::Fd(rs.fd), BGID).build()
+        }
+        .user_data(user_data(key, Op::Recv));
+        self.push(entry);
+    }
+
+    /// A receive completion: its bytes are stashed and its buffer goes back.
+    /// Returns the socket it is for, if still open.
+    pub(crate) fn on_recv(&mut self, c: &Completion) -> Option<SocketId> {
+        let more = c.more();
+        let bid = cqueue::buffer_select(c.flags);
+        // The buffers it filled: its first, and for a bundle the entries
+        // after that one's, each full but the last.
+        self.bids.clear();
+        if let Some(first) = bid {
+            let used = (c.res.max(1) as usize).div_ceil(BUF_SIZE);
+            self.bufs.filled(first, used, &mut self.bids);
+        }
+        // Given back when the batch ends, whoever they were for.
+        self.consumed.extend_from_slice(&self.bids);
+        let Some(rs) = self.socks.get_mut(c.key) else {
+            // Not ours (cannot happen: a socket is kept while a request of
+            // it is in the kernel).
+            return None;
+        };
+        if c.res > 0 && rs.owner.is_some() {
+            let len = c.res as usize;
+            if rs.stash.len() == rs.head {
+                // Left where they are, a run of consecutive buffers at a
+                // time: delivered from there if recvs take them in this
+                // batch.
+                let mut left = len;
+                let mut i = 0;
+                while left > 0 && i < self.bids.len() {
+                    let first = self.bids[i];
+                    let mut n = 1;
+                    while i + n < self.bids.len() && self.bids[i + n] == first + n as u16 {
+                        n += 1;
+                    }
+                    let run = left.min(n * BUF_SIZE);
+                    rs.fresh.push_back(Fresh {
+                        at: usize::from(first) * BUF_SIZE,
+                        len: run,
+                    });
+                    rs.fresh_len += run;
+                    left -= run;
+                    i += n;
+                }
+                self.fresh_keys.push(c.key);
+            } else {
+                let mut left = len;
+                for &b in &self.bids {
+                    let bytes = self.bufs.bytes(b, left.min(BUF_SIZE));
+                    left -= bytes.len();
+                    rs.stash.extend_from_slice(bytes);
+                }
+            }
+        } else if c.res == 0 {
+            rs.eof = true;
+        } else if c.res < 0 && c.res != -libc::ENOBUFS && c.res != -libc::ECANCELED {
+            rs.error = Some(io::Error::from_raw_os_error(-c.res));
+        }
+        let owner = rs.owner;
+        if !more {
+            rs.recv_armed = false;
+            rs.recv_cancelling = false;
+            self.op_done(c.key);
+        }
+        owner
+    }
+
+    /// Socket `s`'s received bytes, all in its stash (its fresh ones copied
+    /// there): what reads that do not take them whole need.
+    pub(crate) fn settled(&mut self, s: SocketId) -> Option<&mut RingSock> {
+        let key = self.key(s)?;
+        let rs = self.socks.get_mut(key)?;
+        copy_fresh(&self.bufs, rs);
+        Some(rs)
+    }
+
+    /// Up to `cap` of socket `s`'s fresh bytes (nothing is stashed before
+    /// them): lent from the provided buffers for one delivery, not copied.
+    /// The socket no longer holds them.
+    pub(crate) fn lend(&mut self, s: SocketId, cap: usize) -> Option<Lent> {
+        let key = self.key(s)?;
+        let rs = self.socks.get_mut(key)?;
+        let fresh = rs.fresh.front_mut().filter(|_| cap > 0)?;
+        let len = fresh.len.min(cap);
+        let lent = self.bufs.lend(Fresh { at: fresh.at, len });
+        fresh.at += len;
+        fresh.len -= len;
+        if fresh.len == 0 {
+            rs.fresh.pop_front();
+        }
+        rs.fresh_len -= len;
+        Some(lent)
+    }
+
+    /// The wait's batch is over: what no recv took is copied to the
+    /// stashes, and the batch's buffers go back to the kernel.
+    pub(crate) fn end_batch(&mut self) {
+        for key in self.fresh_keys.drain(..) {
+            if let Some(rs) = self.socks.get_mut(key) {
+                copy_fresh(&self.bufs, rs);
+            }
+        }
+        if self.consumed.is_empty() {
+            return;
+        }
+        for i in 0..self.consumed.len() {
+            let bid = self.consumed[i];
+            self.bufs.push(bid);
+        }
+        self.consumed.clear();
+        self.bufs.publish();
+    }
+}
