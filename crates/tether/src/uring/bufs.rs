@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU16, Ordering};
 
 use io_uring::types::BufRingEntry;
 
-use crate::uring::sock::RingSock;
+use crate::uring::sock::{Fresh, RingSock};
 
 /// Buffers in the provided-buffer ring, and the size of each: 4 MiB a loop.
 /// A receive fills one or more (a bundle); they go back to the kernel when
@@ -178,15 +178,6 @@ impl std::fmt::Debug for BufRing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BufRing").field("tail", &self.tail).finish()
     }
-}
-
-/// Bytes one receive put in consecutive provided buffers: one run of
-/// memory.
-#[derive(Clone, Copy, Debug)]
-pub(super) struct Fresh {
-    /// Where they start in the buffers' allocation, and how many.
-    pub(super) at: usize,
-    pub(super) len: usize,
 }
 
 /// Received bytes lent from the provided buffers for one delivery

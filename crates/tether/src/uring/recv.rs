@@ -5,9 +5,9 @@ use std::io;
 
 use io_uring::{cqueue, opcode, types};
 
-use crate::uring::bufs::{copy_fresh, Fresh, Lent, BGID, BUF_SIZE};
+use crate::uring::bufs::{copy_fresh, Lent, BGID, BUF_SIZE};
 use crate::uring::op::{user_data, Completion, Op};
-use crate::uring::sock::RingSock;
+use crate::uring::sock::{Fresh, RingSock};
 use crate::uring::Ring;
 use crate::SocketId;
 

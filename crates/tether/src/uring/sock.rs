@@ -6,7 +6,6 @@ use std::io;
 use std::os::fd::{OwnedFd, RawFd};
 
 use crate::transport::send_queue::SendQueue;
-use crate::uring::bufs::Fresh;
 use crate::SocketId;
 
 /// What the ring keeps for one socket on it (a stream or a listener).
@@ -141,4 +140,13 @@ pub(crate) struct Detached {
     pub(crate) sends: usize,
     /// A receive or send failed.
     pub(crate) error: Option<io::Error>,
+}
+
+/// Bytes one receive put in consecutive provided buffers: one run of
+/// memory.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Fresh {
+    /// Where they start in the buffers' allocation, and how many.
+    pub(super) at: usize,
+    pub(super) len: usize,
 }
