@@ -108,26 +108,49 @@ impl Run<'_> {
         const SPARE: u64 = 3;
         let n = if self.quick { 8 } else { 40 };
         let link = self.link(Impairment::none())?;
-        let server = Server::start(&link, Settings::default())?;
-        let addr = format!("{}:{}", TunLink::ADDR_A, server.port);
+        // The squeeze comes before the server starts: on io_uring a listener's
+        // multishot accept keeps the descriptor limit in force when it was
+        // armed (the kernel reads it when the request is prepared). So first
+        // count what a server holds once started, on one started and stopped.
+        let before = open_descriptors();
+        let probe = Server::start(&link, Settings::default())?;
+        let startup = open_descriptors().saturating_sub(before);
+        let port = probe.port;
+        probe.stop();
+        let addr = format!("{}:{}", TunLink::ADDR_A, port);
         let plans = self.plans(n, 64 << 10, 256 << 10);
         case.conns = n;
         let mut peers = Vec::new();
         for &plan in &plans {
             peers.push((plan, Peer::spawn(&link, &addr, plan, self.seed)?));
         }
-        let squeeze = Squeeze::to(SPARE)?;
+        // Room for the server to start (and what it opens for a moment
+        // while it does), then SPARE for connections.
+        let squeeze = Squeeze::to(SPARE + startup + 2)?;
+        let server = Server::start(
+            &link,
+            Settings {
+                port,
+                ..Settings::default()
+            },
+        )?;
         let mut results = Vec::new();
         for (_, peer) in &mut peers {
             results.push(peer.go());
         }
         let mut outcomes = Vec::new();
+        // Each peer's pipes stay open until the count is taken: closing
+        // them would give the server's process descriptors the squeeze did
+        // not (two a peer, enough to have let every connection in at once).
+        let mut finished = Vec::new();
         for ((plan, mut peer), went) in peers.into_iter().zip(results) {
             let line = went.and_then(|()| peer.finish());
             outcomes.push((plan, line));
+            finished.push(peer);
         }
-        drop(squeeze);
         let most = server.most_open() as u64;
+        drop(finished);
+        drop(squeeze);
         let n_us = n as usize;
         server.wait_ended(n_us, SLACK);
         let seen = server.seen();
@@ -154,6 +177,11 @@ impl Run<'_> {
         server.stop();
         Ok(())
     }
+}
+
+/// Descriptors the process has open now.
+fn open_descriptors() -> u64 {
+    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as u64)
 }
 
 /// The process left `spare` free descriptors: its soft RLIMIT_NOFILE lowered

@@ -21,6 +21,8 @@ const RECV: usize = 64 * 1024;
 /// What the listener sets, inherited by every connection it takes.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Settings {
+    /// The port to listen on (0: any).
+    pub(crate) port: u16,
     pub(crate) tls: Option<TlsContext>,
     pub(crate) keepalive: Option<Keepalive>,
     pub(crate) user_timeout: Option<Duration>,
@@ -164,7 +166,7 @@ impl Drop for Server {
 fn open(shared: Shared, settings: &Settings) -> Result<(u16, IoMux<Shared>), String> {
     let mut mux = IoMux::new(shared).map_err(|e| format!("loop: {e}"))?;
     let l = mux.stream(Listener);
-    mux.bind(l, &format!("{}:0", TunLink::ADDR_A))
+    mux.bind(l, &format!("{}:{}", TunLink::ADDR_A, settings.port))
         .map_err(|e| format!("bind: {e}"))?;
     if let Some(k) = settings.keepalive {
         mux.set_keepalive(l, Some(k))

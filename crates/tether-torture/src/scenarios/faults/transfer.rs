@@ -41,6 +41,7 @@ impl Run<'_> {
             }),
             user_timeout: None,
             idle: None,
+            ..Settings::default()
         };
         let server = Server::start(&link, settings)?;
         let plans = self.plans(n, min, max);
