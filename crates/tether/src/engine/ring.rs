@@ -1,8 +1,10 @@
-//! Sockets on the io_uring backend: plain TCP listeners and the plain
-//! streams they accept. What the ring completes (a receive, a send, an
-//! accept) comes here and enters the same lifecycle the readiness path feeds:
-//! received bytes wait in the socket's stash, from which `pump_read` reads
-//! as it reads a socket; sends are queued and submitted once per turn.
+//! Sockets on the io_uring backend: TCP listeners and the plain TCP streams
+//! they accept or connect (HTTP mode's too). What the ring completes (a
+//! receive, a send, an accept) comes here and enters the same lifecycle the
+//! readiness path feeds: received bytes are lent to the pending recv from
+//! the ring's buffers or wait in the socket's read-ahead, from which
+//! `pump_read` reads as it reads a socket; small sends are queued and
+//! submitted once per turn.
 
 use std::os::fd::AsRawFd;
 
@@ -18,8 +20,8 @@ use crate::transport::{Accepted, Listener, Read, Stream, Transport};
 use crate::uring::{Completion, Op, RingSock, STASH_HIGH};
 use crate::{ApiError, Cx, Error, SocketId};
 
-/// Sends from this size on an idle ring socket are written at once rather
-/// than in the turn's submission. A bulk send costs its copy either way;
+/// Sends from this size on an idle ring socket are written at once (by the
+/// epoll path's write) rather than in the turn's submission. A bulk send costs its copy either way;
 /// written at once it needs no completion to say so, and a producer that
 /// sends while `unsent` is 0 fills the socket in one turn, as on epoll,
 /// instead of one chunk a turn. Small sends (the ones batching pays for)
@@ -189,14 +191,44 @@ impl<S: 'static> Engine<S> {
     }
 
     /// Bytes onto a ring socket: queued, sent with the turn's submission.
-    /// False if the socket is not on the ring. Kept out of line: the epoll
-    /// send path that calls it stays small enough to inline its write.
+    /// False if the socket is not on the ring, or if the send is bulk (16
+    /// KiB or more) and nothing waits before it: the caller then writes it
+    /// at once, as on epoll, and `ring_queue`s what the kernel would not
+    /// take. Kept out of line: the epoll send path that calls it stays small
+    /// enough to inline its write.
     #[inline(never)]
     pub(crate) fn ring_send(&mut self, s: SocketId, parts: &[&[u8]], marked: bool) -> bool {
+        let Some(rs) = self.ring.as_deref_mut().and_then(|r| r.sock(s)) else {
+            return false;
+        };
+        let idle = rs.out.is_empty() && !rs.sending();
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        if idle && total >= WRITE_AT_ONCE_FROM {
+            return false;
+        }
+        if total == 0 && idle {
+            // Nothing before it: an empty send is done at once.
+            let wanted = self.slot(s).is_some_and(|slot| slot.wants_sent);
+            queue_sent(&mut self.tasks, wanted, s, usize::from(marked));
+            return true;
+        }
+        self.ring_queue(s, parts, 0, marked)
+    }
+
+    /// One send onto a ring socket's queue, its first `skip` bytes written
+    /// already; it goes with the turn's submission. False if the socket is
+    /// not on the ring.
+    pub(crate) fn ring_queue(
+        &mut self,
+        s: SocketId,
+        parts: &[&[u8]],
+        skip: usize,
+        marked: bool,
+    ) -> bool {
         let Some(ring) = self.ring.as_deref_mut() else {
             return false;
         };
-        let Some(key) = ring.key(s) else {
+        let (Some(key), Some(slot)) = (ring.key(s), find(&mut self.slots, s)) else {
             return false;
         };
         let Some(rs) = ring.by_key(key) else {
@@ -204,50 +236,11 @@ impl<S: 'static> Engine<S> {
         };
         // Whether its on_sent is wanted is the user's of now: the send
         // completes later, maybe under another user (`set_user`).
-        let wanted = self
-            .slots
-            .get(s.idx as usize)
-            .is_some_and(|slot| slot.wants_sent);
-        let marked = marked && wanted;
-        let idle = rs.out.is_empty() && !rs.sending();
-        let total: usize = parts.iter().map(|p| p.len()).sum();
-        if total == 0 && idle {
-            // Nothing before it: an empty send is done at once.
-            queue_sent(&mut self.tasks, true, s, usize::from(marked));
-            return true;
-        }
-        let mut written = 0;
-        if idle && total >= WRITE_AT_ONCE_FROM {
-            // Bulk: written at once, as on epoll; only what the kernel
-            // would not take waits for the ring.
-            let Some(slot) = find(&mut self.slots, s) else {
-                return true;
-            };
-            if let Io::Stream(stream) = &slot.io {
-                match stream.write_all_parts(parts) {
-                    Ok(n) => written = n,
-                    Err((n, e)) => {
-                        slot.life.wrote(n);
-                        self.fail(s, Reason::Lost, Error::Io(e));
-                        self.settle(s);
-                        return true;
-                    }
-                }
-            }
-            slot.life.wrote(written);
-            if written == total {
-                slot.active = self.stamp;
-                queue_sent(&mut self.tasks, true, s, usize::from(marked));
-                return true;
-            }
-        }
-        rs.out.push_parts(parts, written, marked);
+        rs.out.push_parts(parts, skip, marked && slot.wants_sent);
         ring.want_send(key);
         // Data moved now, as far as the idle clock is concerned: under epoll
         // the write would have been made in this call.
-        if let Some(slot) = find(&mut self.slots, s) {
-            slot.active = self.stamp;
-        }
+        slot.active = self.stamp;
         true
     }
 

@@ -145,7 +145,12 @@ impl<S: 'static> Engine<S> {
         slot.life.wrote(written);
         if written == total {
             queue_sent(&mut self.tasks, slot.wants_sent, s, usize::from(marked));
+        } else if self.ring.is_some() && self.ring_queue(s, parts, written, marked) {
+            // A bulk send on the ring: the rest waits in a ring send.
         } else {
+            let Some(slot) = find(&mut self.slots, s) else {
+                return Ok(());
+            };
             slot.extra.outq().push_parts(parts, written, marked);
             if !slot.watch_writable {
                 self.watch_writable(s);

@@ -44,14 +44,10 @@ impl Ring {
     /// open any more, so closing it is the last reference (an RST for a reset
     /// goes out at once, not when a receive that was armed ends).
     pub(crate) fn retire(&mut self, s: SocketId) {
-        let Some(key) = self.key(s) else { return };
-        self.keys[s.idx as usize] = None;
-        let Some(rs) = self.socks.get_mut(key) else {
+        let Some(key) = self.orphan(s) else { return };
+        let Some(rs) = self.socks.get(key) else {
             return;
         };
-        rs.owner = None;
-        rs.held.clear();
-        rs.out = SendQueue::default();
         let (fd, busy) = (rs.fd, rs.ops > 0);
         if busy {
             self.cancel_now(fd);
@@ -67,14 +63,10 @@ impl Ring {
     /// until the close completes. The close is the last request naming the
     /// descriptor: its number is free for another socket only after it.
     pub(crate) fn release(&mut self, s: SocketId, fd: OwnedFd) {
-        let Some(key) = self.key(s) else { return };
+        let Some(key) = self.orphan(s) else { return };
         let Some(rs) = self.socks.get_mut(key) else {
             return;
         };
-        self.keys[s.idx as usize] = None;
-        rs.owner = None;
-        rs.held.clear();
-        rs.out = SendQueue::default();
         // The ring's from here: the close below gives it back to the kernel.
         let raw = fd.into_raw_fd();
         if rs.ops == 0 {
@@ -110,6 +102,19 @@ impl Ring {
             .build()
             .user_data(user_data(key, Op::Close));
         self.push(entry);
+    }
+
+    /// Socket `s`'s slot lets go of it: the ring forgets whose it was and
+    /// drops what it held for it (its requests may still be in the kernel).
+    /// Its key, if it was on the ring.
+    fn orphan(&mut self, s: SocketId) -> Option<usize> {
+        let key = self.key(s)?;
+        self.keys[s.idx as usize] = None;
+        let rs = self.socks.get_mut(key)?;
+        rs.owner = None;
+        rs.held.clear();
+        rs.out = SendQueue::default();
+        Some(key)
     }
 
     /// Cancel every request on `fd` and let them end now, not at the next
