@@ -72,7 +72,7 @@ pub struct IoMux<S = ()> {
     cx: Cx<S>,
     posted: Vec<Posted<S>>,
     /// On the ring: the sockets a wait's receives were for (reused).
-    inputs: Vec<(SocketId, bool)>,
+    inputs: Vec<SocketId>,
 }
 
 impl<S> std::fmt::Debug for IoMux<S> {
@@ -470,10 +470,7 @@ impl<S: 'static> IoMux<S> {
                 }
                 crate::uring::Op::Recv => {
                     if let Some(s) = ring.on_recv(&c) {
-                        match inputs.iter_mut().find(|(t, _)| *t == s) {
-                            Some((_, eof)) => *eof |= c.res == 0,
-                            None => inputs.push((s, c.res == 0)),
-                        }
+                        inputs.push(s);
                     }
                 }
                 crate::uring::Op::Accept => {
@@ -491,8 +488,8 @@ impl<S: 'static> IoMux<S> {
                 }
             }
         }
-        for (s, eof) in inputs.drain(..) {
-            self.cx.ring_input(s, eof);
+        for s in inputs.drain(..) {
+            self.cx.ring_input(s);
             if !self.cx.engine.tasks.is_empty() {
                 self.cx.run_tasks();
             }

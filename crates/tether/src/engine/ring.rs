@@ -296,9 +296,8 @@ impl<S: 'static> Cx<S> {
         };
         match c.op {
             Op::Recv => {
-                let eof_now = c.res == 0;
                 if let Some(s) = ring.on_recv(c) {
-                    self.ring_input(s, eof_now);
+                    self.ring_input(s);
                 }
             }
             Op::Send => {
@@ -317,12 +316,13 @@ impl<S: 'static> Cx<S> {
         }
     }
 
-    /// A receive completed for `s`: its stash changed, or its peer ended, or
-    /// it failed.
-    pub(crate) fn ring_input(&mut self, s: SocketId, eof_now: bool) {
+    /// Receives completed for `s`: bytes came, or its peer ended, or it
+    /// failed.
+    pub(crate) fn ring_input(&mut self, s: SocketId) {
         let Some(ring) = self.engine.ring.as_deref_mut() else {
             return;
         };
+        let eof_now = ring.input_taken(s);
         let Some(rs) = ring.sock(s) else { return };
         if rs.stashed() == 0 {
             if let Some(e) = rs.error.take() {

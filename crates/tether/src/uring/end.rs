@@ -182,6 +182,10 @@ impl Ring {
                 match c.op {
                     Op::Recv => {
                         self.on_recv(&c);
+                        // Taken in here, not by the engine's wait.
+                        if let Some(rs) = self.socks.get_mut(key) {
+                            rs.batched = false;
+                        }
                     }
                     Op::Send => {
                         // Not `on_send`: what a send left is not sent again

@@ -38,8 +38,9 @@ impl Ring {
         self.push(entry);
     }
 
-    /// A receive completion: its bytes are stashed and its buffer goes back.
-    /// Returns the socket it is for, if still open.
+    /// A receive completion: its bytes are kept, its buffers given back at
+    /// the batch's end. Returns the socket it is for, if still open and not
+    /// yet listed in this wait.
     pub(crate) fn on_recv(&mut self, c: &Completion) -> Option<SocketId> {
         let more = c.more();
         let bid = cqueue::buffer_select(c.flags);
@@ -94,13 +95,26 @@ impl Ring {
         } else if c.res < 0 && c.res != -libc::ENOBUFS && c.res != -libc::ECANCELED {
             rs.error = Some(io::Error::from_raw_os_error(-c.res));
         }
-        let owner = rs.owner;
+        // Listed once a wait, however many receives it brought.
+        let first = rs
+            .owner
+            .filter(|_| !std::mem::replace(&mut rs.batched, true));
         if !more {
             rs.recv_armed = false;
             rs.recv_cancelling = false;
             self.op_done(c.key);
         }
-        owner
+        first
+    }
+
+    /// The engine takes in what this wait brought socket `s`: true if its
+    /// peer's FIN came with it (told once).
+    pub(crate) fn input_taken(&mut self, s: SocketId) -> bool {
+        let Some(rs) = self.sock(s) else {
+            return false;
+        };
+        rs.batched = false;
+        rs.eof && !std::mem::replace(&mut rs.fin_told, true)
     }
 
     /// Socket `s`'s received bytes, all in its stash (its fresh ones copied

@@ -47,6 +47,10 @@ pub(crate) struct RingSock {
     /// Connections a listener's multishot accept took and the loop did not
     /// take in yet (the admission limit, the per-turn batch).
     pub(crate) held: VecDeque<OwnedFd>,
+    /// Among the sockets the wait being handled brought input for.
+    pub(super) batched: bool,
+    /// Its peer's FIN was reported to the engine.
+    pub(super) fin_told: bool,
 }
 
 impl RingSock {
@@ -73,6 +77,8 @@ impl RingSock {
             listed: false,
             ops: 0,
             held: VecDeque::new(),
+            batched: false,
+            fin_told: false,
         }
     }
 
