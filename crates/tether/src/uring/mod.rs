@@ -24,7 +24,7 @@ use io_uring::types::{SubmitArgs, Timespec};
 use io_uring::{opcode, squeue, types, IoUring};
 use slab::Slab;
 
-use bufs::{BufRing, BGID, BUFS};
+use bufs::{BufRing, BGID};
 use op::{completion, user_data};
 pub(crate) use op::{Completion, Op};
 pub(crate) use recv::STASH_HIGH;
@@ -67,14 +67,9 @@ pub(crate) struct Ring {
     sends: usize,
     /// The kernel knows a wait's minimum time (6.12).
     min_wait: bool,
-    /// The kernel fills several buffers in one receive completion (6.10).
-    bundles: bool,
-    /// The buffers of the completion being taken in (reused).
-    bids: Vec<u16>,
-    /// Buffers the wait's completions filled, in the order the kernel took
-    /// them: given back in that order when the batch ends, so that ring
-    /// entries stay in buffer order and a bundle's buffers are one run of
-    /// memory.
+    /// Buffers the wait's receives used up, in the order the kernel took
+    /// them: given back in that order when the batch ends, so that the ring
+    /// keeps the buffers in order and consecutive ones are one run of memory.
     consumed: Vec<u16>,
     /// Sockets with fresh bytes in this batch.
     fresh_keys: Vec<usize>,
@@ -113,18 +108,7 @@ impl Ring {
             .setup_taskrun_flag()
             .setup_cqsize(8192)
             .build(2048)?;
-        let mut bufs = BufRing::new()?;
-        // SAFETY: the entries are page-aligned, BUFS long, and live as long
-        // as the ring (they are freed after it, see the field order).
-        unsafe {
-            uring
-                .submitter()
-                .register_buf_ring_with_flags(bufs.entries_addr(), BUFS, BGID, 0)?;
-        }
-        for bid in 0..BUFS {
-            bufs.push(bid);
-        }
-        bufs.publish();
+        let bufs = Self::register_bufs(&uring)?;
         let mut ring = Ring {
             uring,
             bufs,
@@ -138,18 +122,43 @@ impl Ring {
             early: Vec::new(),
             sends: 0,
             min_wait: false,
-            bundles: false,
-            bids: Vec::new(),
             consumed: Vec::new(),
             fresh_keys: Vec::new(),
         };
-        ring.bundles = ring.uring.params().is_feature_recvsend_bundle();
         ring.min_wait = ring.uring.params().is_feature_min_timeout();
         ring.arm_poll();
         // In the kernel from the start: the ring's descriptor is readable
         // when the epoll instance is, before the first turn.
         ring.uring.submit()?;
         Ok(ring)
+    }
+
+    /// The provided buffers, registered: consumed incrementally where the
+    /// kernel can (6.12; it refuses the flag before), whole elsewhere.
+    fn register_bufs(uring: &IoUring) -> io::Result<BufRing> {
+        let mut last = None;
+        for inc in [true, false] {
+            let bufs = BufRing::new(inc)?;
+            // SAFETY: the entries are page-aligned, `count` long, and live as
+            // long as the ring (they are freed after it, see the field
+            // order); the kernel reads them only once registered.
+            let registered = unsafe {
+                uring.submitter().register_buf_ring_with_flags(
+                    bufs.entries_addr(),
+                    bufs.count(),
+                    BGID,
+                    bufs.flags(),
+                )
+            };
+            match registered {
+                Ok(()) => {
+                    bufs.publish();
+                    return Ok(bufs);
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| io::Error::from(io::ErrorKind::Unsupported)))
     }
 
     pub(super) fn push(&mut self, entry: squeue::Entry) {

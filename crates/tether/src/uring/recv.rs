@@ -5,7 +5,7 @@ use std::io;
 
 use io_uring::{cqueue, opcode, types};
 
-use crate::uring::bufs::{copy_fresh, Lent, BGID, BUF_SIZE};
+use crate::uring::bufs::{copy_fresh, Lent, BGID};
 use crate::uring::op::{user_data, Completion, Op};
 use crate::uring::sock::{Fresh, RingSock};
 use crate::uring::Ring;
@@ -28,13 +28,9 @@ impl Ring {
         }
         rs.recv_armed = true;
         rs.ops += 1;
-        let entry = if self.bundles {
-            // A bulk receive takes many buffers in one completion.
-            opcode::RecvMultiBundle::new(types::Fd(rs.fd), BGID).build()
-        } else {
-            opcode::RecvMulti::new(types::Fd(rs.fd), BGID).build()
-        }
-        .user_data(user_data(key, Op::Recv));
+        let entry = opcode::RecvMulti::new(types::Fd(rs.fd), BGID)
+            .build()
+            .user_data(user_data(key, Op::Recv));
         self.push(entry);
     }
 
@@ -43,52 +39,29 @@ impl Ring {
     /// yet listed in this wait.
     pub(crate) fn on_recv(&mut self, c: &Completion) -> Option<SocketId> {
         let more = c.more();
-        let bid = cqueue::buffer_select(c.flags);
-        // The buffers it filled: its first, and for a bundle the entries
-        // after that one's, each full but the last.
-        self.bids.clear();
-        if let Some(first) = bid {
-            let used = (c.res.max(1) as usize).div_ceil(BUF_SIZE);
-            self.bufs.filled(first, used, &mut self.bids);
-        }
-        // Given back when the batch ends, whoever they were for.
-        self.consumed.extend_from_slice(&self.bids);
+        let len = c.res.max(0) as usize;
+        // Where its bytes are; a buffer it used up goes back to the kernel
+        // when the batch ends, whoever it was for.
+        let run = cqueue::buffer_select(c.flags)
+            .map(|bid| self.bufs.fill(bid, len, &mut self.consumed));
         let Some(rs) = self.socks.get_mut(c.key) else {
             // Not ours (cannot happen: a socket is kept while a request of
             // it is in the kernel).
             return None;
         };
-        if c.res > 0 && rs.owner.is_some() {
-            let len = c.res as usize;
+        if let Some(run) = run.filter(|_| len > 0 && rs.owner.is_some()) {
             if rs.stash.len() == rs.head {
-                // Left where they are, a run of consecutive buffers at a
-                // time: delivered from there if recvs take them in this
-                // batch.
-                let mut left = len;
-                let mut i = 0;
-                while left > 0 && i < self.bids.len() {
-                    let first = self.bids[i];
-                    let mut n = 1;
-                    while i + n < self.bids.len() && self.bids[i + n] == first + n as u16 {
-                        n += 1;
-                    }
-                    let run = left.min(n * BUF_SIZE);
-                    rs.fresh.push_back(Fresh {
-                        at: usize::from(first) * BUF_SIZE,
-                        len: run,
-                    });
-                    rs.fresh_len += run;
-                    left -= run;
-                    i += n;
+                // Left where they are: delivered from there if recvs take
+                // them in this batch. A receive that goes on where the
+                // socket's last one stopped extends its run.
+                match rs.fresh.back_mut() {
+                    Some(last) if last.at + last.len == run.at => last.len += run.len,
+                    _ => rs.fresh.push_back(run),
                 }
+                rs.fresh_len += run.len;
                 self.fresh_keys.push(c.key);
             } else {
-                let mut left = len;
-                for &b in &self.bids {
-                    let bytes = self.bufs.bytes(b, left.min(BUF_SIZE));
-                    left -= bytes.len();
-                    rs.stash.extend_from_slice(bytes);
-                }
+                rs.stash.extend_from_slice(self.bufs.bytes(run));
             }
         } else if c.res == 0 {
             rs.eof = true;
