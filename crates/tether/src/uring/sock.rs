@@ -148,8 +148,8 @@ pub(crate) struct Detached {
     pub(crate) error: Option<io::Error>,
 }
 
-/// Bytes one receive put in consecutive provided buffers: one run of
-/// memory.
+/// Received bytes in the provided buffers, one run of memory: what one
+/// receive brought, or several whose bytes follow one another.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Fresh {
     /// Where they start in the buffers' allocation, and how many.
