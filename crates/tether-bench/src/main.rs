@@ -51,7 +51,7 @@ const SCENARIOS: [&str; 10] = [
     "idle-memory",
 ];
 
-/// Benchmarks: tether (epoll, io_uring) vs a hand-written mio loop vs tokio vs monoio, on the same load.
+/// Benchmarks: tether (epoll, io_uring) vs a hand-written mio loop vs tokio vs monoio vs a hand-written io_uring loop, on the same load.
 #[derive(Parser, Debug)]
 #[command(name = "tether-bench")]
 struct Args {
