@@ -15,7 +15,7 @@
 //! - SINGLE_ISSUER + DEFER_TASKRUN, multishot accept, multishot receive from
 //!   a provided-buffer ring, sends submitted with the wait, a plain
 //!   `submit_and_wait(1)`: 0.86–0.89×. This is the floor of "one enter a
-//!   turn"; tether-uring measured 0.86–0.88× on the same design.
+//!   turn"; tether-uring measured 0.87–0.89× in the same runs.
 //! - Direct descriptors from the multishot accept (no descriptor table, no
 //!   file lookup per request): within the noise in pingpong; churn's CPU per
 //!   connection about 3 % lower at 1 in parallel (49 against 51–54 µs).
@@ -113,10 +113,12 @@ pub(crate) fn available() -> bool {
     static PROBE: OnceLock<bool> = OnceLock::new();
     *PROBE.get_or_init(|| {
         match ring().and_then(|r| {
-            if r.params().is_feature_recvsend_bundle() {
-                Ok(())
-            } else {
+            if !r.params().is_feature_recvsend_bundle() {
                 Err(io::Error::other("no RECVSEND_BUNDLE (kernel 6.10)"))
+            } else if !r.params().is_feature_min_timeout() {
+                Err(io::Error::other("no MIN_TIMEOUT (kernel 6.12)"))
+            } else {
+                Ok(())
             }
         }) {
             Ok(()) => true,
