@@ -25,6 +25,7 @@ mod server_monoio;
 mod server_std;
 mod server_tether;
 mod server_tokio;
+mod server_uring;
 mod servers;
 mod sys;
 mod tlsio;
@@ -50,7 +51,7 @@ const SCENARIOS: [&str; 10] = [
     "idle-memory",
 ];
 
-/// Benchmarks: tether (epoll, io_uring) vs a hand-written mio loop vs tokio vs monoio, on the same load.
+/// Benchmarks: tether (epoll, io_uring) vs a hand-written mio loop vs tokio vs monoio vs a hand-written io_uring loop, on the same load.
 #[derive(Parser, Debug)]
 #[command(name = "tether-bench")]
 struct Args {
@@ -82,7 +83,7 @@ struct Args {
     #[arg(long)]
     idle_conns: Option<usize>,
     /// Only these servers (comma-separated: tether,tether-uring,mio,tokio,
-    /// monoio,std; in http, hyper, which stands for tokio).
+    /// monoio,uring,std; in http, hyper, which stands for tokio).
     #[arg(long, value_delimiter = ',')]
     only: Option<Vec<String>>,
     /// Only the cases whose name contains this ("conns=256 size=64", "up").
@@ -136,7 +137,7 @@ fn main() {
             Some(_) => None,
         }
         .unwrap_or_else(|| {
-            eprintln!("tether-bench: callgrind-pingpong takes one server: --only tether|tether-uring|mio|tokio|monoio");
+            eprintln!("tether-bench: callgrind-pingpong takes one server: --only tether|tether-uring|mio|tokio|monoio|uring");
             std::process::exit(2);
         });
         sys::raise_nofile_limit();

@@ -16,14 +16,16 @@ use crate::tlsio::Pki;
 use crate::Opts;
 
 const THREE: [Kind; 3] = [Kind::Tether, Kind::Mio, Kind::Tokio];
-/// Plain TCP (pingpong, churn) also runs tether on its io_uring backend, and
-/// monoio as the io_uring runtime to measure it against.
-const TCP: [Kind; 5] = [
+/// Plain TCP (pingpong, churn) also runs tether on its io_uring backend,
+/// monoio as the io_uring runtime to measure it against, and the
+/// hand-written io_uring loop (uring) as the floor.
+const TCP: [Kind; 6] = [
     Kind::Tether,
     Kind::TetherUring,
     Kind::Mio,
     Kind::Tokio,
     Kind::Monoio,
+    Kind::Uring,
 ];
 
 /// Run `f` for every round, case and server, servers in rotating order.

@@ -17,6 +17,9 @@ pub(crate) enum Kind {
     Tokio,
     /// monoio's io_uring runtime (plain TCP only).
     Monoio,
+    /// A hand-written io_uring loop: the io_uring floor, as mio is epoll's
+    /// (plain TCP only).
+    Uring,
     /// Blocking std::net, a thread per connection (stream only).
     Std,
 }
@@ -29,17 +32,19 @@ impl Kind {
             Kind::Mio => "mio",
             Kind::Tokio => "tokio",
             Kind::Monoio => "monoio",
+            Kind::Uring => "uring",
             Kind::Std => "std",
         }
     }
 
     /// Every server, in the order of the reports' columns.
-    pub(crate) const ALL: [Kind; 6] = [
+    pub(crate) const ALL: [Kind; 7] = [
         Kind::Tether,
         Kind::TetherUring,
         Kind::Mio,
         Kind::Tokio,
         Kind::Monoio,
+        Kind::Uring,
         Kind::Std,
     ];
 
@@ -47,10 +52,15 @@ impl Kind {
         Kind::ALL.into_iter().find(|k| k.name() == s)
     }
 
-    /// Whether this server can run here: monoio only where the kernel lets
-    /// it set up io_uring (it says why not, once, when it cannot).
+    /// Whether this server can run here: monoio and uring only where the
+    /// kernel lets them set up io_uring (each says why not, once, when it
+    /// cannot).
     pub(crate) fn available(self) -> bool {
-        self != Kind::Monoio || crate::server_monoio::available()
+        match self {
+            Kind::Monoio => crate::server_monoio::available(),
+            Kind::Uring => crate::server_uring::available(),
+            _ => true,
+        }
     }
 }
 
@@ -84,6 +94,7 @@ impl Server {
             Kind::Mio => crate::server_mio::start(spec.clone(), stats.clone()),
             Kind::Tokio => crate::server_tokio::start(spec.clone(), stats.clone()),
             Kind::Monoio => crate::server_monoio::start(spec.clone(), stats.clone()),
+            Kind::Uring => crate::server_uring::start(spec.clone(), stats.clone()),
             Kind::Std => crate::server_std::start(spec.clone(), stats.clone()),
         };
         Server {
