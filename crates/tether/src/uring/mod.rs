@@ -44,6 +44,18 @@ const SENT_GRACE_USEC: u32 = 50;
 /// the grace arms costs more than the system call it may save.
 const SENT_GRACE_FROM: usize = 4;
 
+/// A busy loop's batch. After a turn that took at least `BUSY_FROM`
+/// completions, a wait asks for a quarter of the ring's sockets (at most
+/// `BATCH`) within the same grace, then one will do. Each turn has a fixed
+/// cost (the enter, the batch's bookkeeping) that fuller turns share: at
+/// 256 connections trading small messages this is what takes the server's
+/// CPU per round trip from about 0.87 to about 0.8 of an epoll loop's. A
+/// loop that is not busy waits for the first completion as before: it
+/// would only sleep longer, and a few connections could not fill a batch
+/// (asking them for 64 costs a third of their rate).
+const BUSY_FROM: usize = 16;
+const BATCH: usize = 64;
+
 /// The ring of one loop.
 pub(crate) struct Ring {
     /// Dropped first: the kernel lets go of the buffers before they are freed.
@@ -67,6 +79,8 @@ pub(crate) struct Ring {
     sends: usize,
     /// The kernel knows a wait's minimum time (6.12).
     min_wait: bool,
+    /// Completions the last wait took (see `BUSY_FROM`).
+    last: usize,
     /// Buffers the wait's receives used up, in the order the kernel took
     /// them: given back in that order when the batch ends, so that the ring
     /// keeps the buffers in order and consecutive ones are one run of memory.
@@ -122,6 +136,7 @@ impl Ring {
             early: Vec::new(),
             sends: 0,
             min_wait: false,
+            last: 0,
             consumed: Vec::new(),
             fresh_keys: Vec::new(),
         };
@@ -264,23 +279,32 @@ impl Ring {
         }
         let waiting = !self.uring.completion().is_empty() || !self.early.is_empty();
         let sends = std::mem::take(&mut self.sends);
+        // How many completions the wait asks for within the grace (one
+        // asks for no grace).
+        let mut want = 1;
+        if self.min_wait {
+            if sends >= SENT_GRACE_FROM {
+                // One more than the sends: what they complete within the
+                // submission does not end the wait at once.
+                want = sends + 1;
+            }
+            if self.last >= BUSY_FROM {
+                want = want.max((self.socks.len() / 4).min(BATCH));
+            }
+        }
         let result = match timeout {
             _ if waiting => self.uring.submit(),
             Some(Duration::ZERO) => self.uring.submit(),
-            None if sends < SENT_GRACE_FROM || !self.min_wait => self.uring.submit_and_wait(1),
+            None if want == 1 => self.uring.submit_and_wait(1),
             None => {
-                // One more than the sends: what they complete within the
-                // submission does not end the wait at once.
                 let args = SubmitArgs::new().min_wait_usec(SENT_GRACE_USEC);
-                self.uring.submitter().submit_with_args(sends + 1, &args)
+                self.uring.submitter().submit_with_args(want, &args)
             }
             Some(d) => {
                 let ts = Timespec::from(d);
                 let mut args = SubmitArgs::new().timespec(&ts);
-                let mut want = 1;
-                if sends >= SENT_GRACE_FROM && self.min_wait {
+                if want > 1 {
                     args = args.min_wait_usec(SENT_GRACE_USEC);
-                    want = sends + 1;
                 }
                 self.uring.submitter().submit_with_args(want, &args)
             }
@@ -302,6 +326,7 @@ impl Ring {
                 self.done.push(c);
             }
         }
+        self.last = self.done.len();
         Ok(())
     }
 
