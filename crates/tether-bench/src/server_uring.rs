@@ -46,6 +46,11 @@
 //!   batching when the last turn was small (not busy) cost churn at 64 in
 //!   parallel 29–36 µs of server CPU per connection against 23–25.
 //!
+//! It is a floor for small messages, not for bulk: its sink (bundles of
+//! 4 KiB buffers, 16 MiB of them) costs more per GB than tether-uring's
+//! (64 KiB buffers consumed incrementally, 4 MiB), which BENCHMARKS.md's
+//! stream table shows.
+//!
 //! An epoll loop cannot wait that way (`epoll_wait` returns as soon as
 //! anything is ready): it is the ring's own lever.
 //!
