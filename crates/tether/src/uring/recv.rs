@@ -42,8 +42,8 @@ impl Ring {
         let len = c.res.max(0) as usize;
         // Where its bytes are; a buffer it used up goes back to the kernel
         // when the batch ends, whoever it was for.
-        let run = cqueue::buffer_select(c.flags)
-            .map(|bid| self.bufs.fill(bid, len, &mut self.consumed));
+        let run =
+            cqueue::buffer_select(c.flags).map(|bid| self.bufs.fill(bid, len, &mut self.consumed));
         let Some(rs) = self.socks.get_mut(c.key) else {
             // Not ours (cannot happen: a socket is kept while a request of
             // it is in the kernel).
