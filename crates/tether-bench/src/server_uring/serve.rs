@@ -1,84 +1,17 @@
-//! A hand-written io_uring loop: the io_uring floor, as `server_mio` is
-//! epoll's. Plain TCP only, one thread, as little as a correct server can
-//! do on a ring.
-//!
-//! Per connection it keeps a direct descriptor, one multishot receive, at
-//! most one send in flight (bytes that arrive meanwhile wait behind it, a
-//! copy), and two flags. One `io_uring_enter` a turn submits the turn's
-//! requests and waits; the buffers the turn's receives filled go back to the
-//! kernel before it.
-//!
-//! What each choice bought, in pingpong 64 B at 256 and 1,024 connections
-//! (server CPU per round trip over mio's, measured in the same run; the
-//! 2-core machine was shared, so single runs moved by ±5 %, some by 10 %):
-//!
-//! - SINGLE_ISSUER + DEFER_TASKRUN, multishot accept, multishot receive from
-//!   a provided-buffer ring, sends submitted with the wait, a plain
-//!   `submit_and_wait(1)`: 0.86–0.89×. This is the floor of "one enter a
-//!   turn"; tether-uring measured 0.87–0.89× in the same runs.
-//! - Direct descriptors from the multishot accept (no descriptor table, no
-//!   file lookup per request): within the noise in pingpong; churn's CPU per
-//!   connection about 3 % lower at 1 in parallel (49 against 51–54 µs).
-//!   Kept.
-//! - Receive bundles (RECVSEND_BUNDLE): within the noise in pingpong; stream
-//!   up (a sink) at 4 connections 0.17–0.20 s/GB against 0.44–0.47
-//!   without. Kept.
-//! - Echoing straight from the provided buffer (no copy, the buffer held
-//!   until the send completes): within the noise (a 64-byte copy is nothing
-//!   beside the kernel's TCP work). Dropped: the copy is simpler.
-//! - A registered ring descriptor (IORING_REGISTER_RING_FDS) and NO_SQARRAY:
-//!   within the noise. Dropped.
-//! - 16 KiB provided buffers instead of 4 KiB: no better for the sink.
-//!   Dropped.
-//! - A batched wait (the one choice that moved the figure): while at least
-//!   8 connections are open and the last turn took at least 16
-//!   completions, a wait asks for a quarter of the connections (at most
-//!   64) beyond the sends it submits, with a 50 µs minimum wait
-//!   (IORING_ENTER_EXT_ARG min_wait_usec, kernel 6.12): after 50 µs one
-//!   completion will do. 0.78–0.83×, and 1.07–1.15× mio's round trips per
-//!   second (the client, near 100 % busy, sets the pace). Fewer, fuller
-//!   turns: at 256 connections about 35 round trips per `io_uring_enter`
-//!   (counted at the tracepoint) where tether-uring makes about 7; the loop
-//!   rarely sleeps either way (the server thread is over 90 % busy), so
-//!   what it saves is each turn's fixed cost, not wake-ups. The price is
-//!   latency: up to 50 µs more per turn. Asking for a fixed 64 whatever
-//!   the connections cost 1 and 16 connections a third of their rate;
-//!   batching when the last turn was small (not busy) cost churn at 64 in
-//!   parallel 29–36 µs of server CPU per connection against 23–25.
-//!
-//! It is a floor for small messages, not for bulk: its sink (bundles of
-//! 4 KiB buffers, 16 MiB of them) costs more per GB than tether-uring's
-//! (64 KiB buffers consumed incrementally, 4 MiB), which BENCHMARKS.md's
-//! stream table shows.
-//!
-//! An epoll loop cannot wait that way (`epoll_wait` returns as soon as
-//! anything is ready): it is the ring's own lever.
-//!
-//! This is the one module of the crate besides `sys` with `unsafe`: pushing
-//! a request is unsafe (the kernel will use the memory it names), and the
-//! provided buffers are memory the kernel writes while the loop runs. Every
-//! address handed to the kernel stays valid until the completion that ends
-//! its request, and the loop ends only once every request has ended.
-#![allow(unsafe_code)]
+//! The floor server's loop: its connections, its turns, its completions.
 
-use std::alloc::{alloc_zeroed, dealloc, Layout};
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
-use std::sync::atomic::{AtomicU16, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::os::fd::RawFd;
 use std::time::Duration;
 
 use io_uring::squeue::{self, SubmissionQueue};
-use io_uring::types::{BufRingEntry, CancelBuilder, SubmitArgs, Timespec};
+use io_uring::types::{CancelBuilder, SubmitArgs, Timespec};
 use io_uring::{cqueue, opcode, types, CompletionQueue, IoUring, Submitter};
 
-use crate::common::{std_listener, Net, Service, Spec, Started, Stats, CHUNK};
+use crate::common::{Service, Stats, CHUNK};
 
-/// Provided buffers (a power of two) and the size of each.
-const BUFS: u16 = 4096;
-const BUF_SIZE: usize = 4096;
-/// The provided-buffer group every receive selects from.
-const BGID: u16 = 0;
+use super::bufs::{BufRing, BGID, BUFS, BUF_SIZE};
+
 /// Direct descriptors the ring keeps for accepted sockets (at most: the table
 /// counts against the descriptor limit).
 const FILES: u32 = 32 * 1024;
@@ -102,175 +35,6 @@ const BATCH: usize = 64;
 const BATCH_USEC: u32 = 50;
 /// ...when the last turn took at least this many: the loop is busy.
 const BUSY: usize = 16;
-
-fn ring() -> io::Result<IoUring> {
-    IoUring::builder()
-        .setup_single_issuer()
-        .setup_defer_taskrun()
-        .setup_cqsize(16 * 1024)
-        .build(4096)
-}
-
-/// Whether the kernel lets this server set up its ring (with every feature
-/// it uses). Asked once; when it refuses, the reason is printed then and the
-/// column stays empty.
-pub(crate) fn available() -> bool {
-    static PROBE: OnceLock<bool> = OnceLock::new();
-    *PROBE.get_or_init(|| {
-        match ring().and_then(|r| {
-            if !r.params().is_feature_recvsend_bundle() {
-                Err(io::Error::other("no RECVSEND_BUNDLE (kernel 6.10)"))
-            } else if !r.params().is_feature_min_timeout() {
-                Err(io::Error::other("no MIN_TIMEOUT (kernel 6.12)"))
-            } else {
-                Ok(())
-            }
-        }) {
-            Ok(()) => true,
-            Err(e) => {
-                eprintln!("tether-bench: uring skipped: its ring could not start: {e}");
-                false
-            }
-        }
-    })
-}
-
-pub(crate) fn start(spec: Spec, stats: Arc<Stats>) -> Started {
-    assert!(
-        spec.net == Net::Tcp && spec.tls.is_none(),
-        "the uring server is plain TCP only"
-    );
-    let (sock, target) = std_listener(Net::Tcp).expect("listener");
-    // Stopping: the end of a socket pair the ring polls.
-    let (stop_tx, stop_rx) = std::os::unix::net::UnixStream::pair().expect("pair");
-    let thread = std::thread::Builder::new()
-        .name("uring-server".into())
-        .spawn(move || {
-            let mut bufs = BufRing::new().expect("provided buffers");
-            let mut uring = ring().expect("ring (probed before)");
-            let done = run(
-                &mut uring,
-                &mut bufs,
-                sock.as_raw_fd(),
-                stop_rx.as_raw_fd(),
-                spec.service,
-                &stats,
-            );
-            drop(uring);
-            if !done {
-                // The kernel may still write the buffers: never free them.
-                std::mem::forget(bufs);
-            }
-            drop(sock);
-            drop(stop_rx);
-        })
-        .expect("spawn");
-    let stopper = move || drop(stop_tx);
-    (target, Box::new(stopper), thread)
-}
-
-/// The provided-buffer ring: its entries and its buffers, raw allocations
-/// the kernel reads and writes while the loop runs.
-struct BufRing {
-    entries: *mut BufRingEntry,
-    data: *mut u8,
-    tail: u16,
-    /// The buffer each ring entry holds, and the entry each buffer is in: a
-    /// bundle names its first buffer; the others are the entries after it.
-    bid_at: Vec<u16>,
-    entry_of: Vec<u16>,
-}
-
-impl BufRing {
-    fn entries_layout() -> Layout {
-        Layout::from_size_align(
-            usize::from(BUFS) * std::mem::size_of::<BufRingEntry>(),
-            4096,
-        )
-        .expect("a valid layout")
-    }
-
-    fn data_layout() -> Layout {
-        Layout::from_size_align(usize::from(BUFS) * BUF_SIZE, 4096).expect("a valid layout")
-    }
-
-    fn new() -> io::Result<BufRing> {
-        // SAFETY: both layouts have a non-zero size; a null result is checked.
-        let entries = unsafe { alloc_zeroed(Self::entries_layout()) }.cast::<BufRingEntry>();
-        // SAFETY: as above.
-        let data = unsafe { alloc_zeroed(Self::data_layout()) };
-        if entries.is_null() || data.is_null() {
-            return Err(io::Error::from(io::ErrorKind::OutOfMemory));
-        }
-        let mut b = BufRing {
-            entries,
-            data,
-            tail: 0,
-            bid_at: vec![0; usize::from(BUFS)],
-            entry_of: vec![0; usize::from(BUFS)],
-        };
-        for bid in 0..BUFS {
-            b.push(bid);
-        }
-        Ok(b)
-    }
-
-    /// Give buffer `bid` (back) to the kernel; seen once published.
-    fn push(&mut self, bid: u16) {
-        let slot = usize::from(self.tail & (BUFS - 1));
-        // SAFETY: `slot` < BUFS, inside the allocation; the kernel reads only
-        // entries up to the published tail, and this one is past it.
-        let entry = unsafe { &mut *self.entries.add(slot) };
-        entry.set_addr(self.addr(bid) as u64);
-        entry.set_len(BUF_SIZE as u32);
-        entry.set_bid(bid);
-        self.bid_at[slot] = bid;
-        self.entry_of[usize::from(bid)] = slot as u16;
-        self.tail = self.tail.wrapping_add(1);
-    }
-
-    fn publish(&self) {
-        // SAFETY: the tail overlays the first entry's reserved field, inside
-        // the allocation and aligned for a u16; the kernel only reads it.
-        let tail = unsafe { BufRingEntry::tail(self.entries) }.cast_mut();
-        // SAFETY: valid and aligned (above); an atomic store, as the
-        // kernel's reads of it are atomic.
-        unsafe { AtomicU16::from_ptr(tail) }.store(self.tail, Ordering::Release);
-    }
-
-    fn addr(&self, bid: u16) -> *mut u8 {
-        self.data
-            .wrapping_add(usize::from(bid.min(BUFS - 1)) * BUF_SIZE)
-    }
-
-    /// The first `len` bytes of buffer `bid`, which a completion handed over.
-    fn bytes(&self, bid: u16, len: usize) -> &[u8] {
-        // SAFETY: inside the data allocation (`addr` clamps the id, `min`
-        // the length); the kernel wrote these bytes before the completion
-        // and writes the buffer again only once it is pushed back, which
-        // the caller does after using the slice.
-        unsafe { std::slice::from_raw_parts(self.addr(bid), len.min(BUF_SIZE)) }
-    }
-
-    /// The buffers a receive filled: `first` and the entries after it.
-    fn filled(&self, first: u16, used: usize, out: &mut Vec<u16>) {
-        let entry = usize::from(self.entry_of[usize::from(first.min(BUFS - 1))]);
-        for k in 0..used.min(usize::from(BUFS)) {
-            out.push(self.bid_at[(entry + k) & usize::from(BUFS - 1)]);
-        }
-    }
-}
-
-impl Drop for BufRing {
-    fn drop(&mut self) {
-        // SAFETY: allocated in `new` with these layouts; dropped only once
-        // the ring is gone with no request left (otherwise forgotten).
-        unsafe {
-            dealloc(self.entries.cast(), Self::entries_layout());
-            dealloc(self.data, Self::data_layout());
-        }
-    }
-}
 
 /// What a connection's send in flight sends from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -317,7 +81,7 @@ struct Loop<'a> {
 }
 
 /// Serve until stopped; false if requests were left in the kernel.
-fn run(
+pub(super) fn run(
     uring: &mut IoUring,
     bufs: &mut BufRing,
     listener: RawFd,
@@ -663,86 +427,5 @@ impl Loop<'_> {
                 self.finish(key as u32);
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::io::{Read, Write};
-    use std::net::TcpStream;
-
-    use super::*;
-    use crate::common::Target;
-
-    fn server(service: Service) -> Option<(std::net::SocketAddr, Started, Arc<Stats>)> {
-        if !available() {
-            return None;
-        }
-        let stats = Arc::new(Stats::default());
-        let spec = Spec {
-            net: Net::Tcp,
-            service,
-            tls: None,
-            loops: 1,
-        };
-        let started = start(spec, stats.clone());
-        let Target::Tcp(addr) = started.0 else {
-            unreachable!("a TCP server")
-        };
-        Some((addr, started, stats))
-    }
-
-    /// Echo, then the peer's end answered with ours; then a stop with a
-    /// connection still open ends it (the client sees the end) and the loop.
-    #[test]
-    fn echoes_closes_and_stops_with_connections_open() {
-        let Some((addr, (_, stop, thread), stats)) = server(Service::Echo) else {
-            return;
-        };
-        let mut a = TcpStream::connect(addr).expect("connect");
-        let msg = vec![7u8; 20_000];
-        a.write_all(&msg).expect("write");
-        let mut back = vec![0u8; msg.len()];
-        a.read_exact(&mut back).expect("echo");
-        assert_eq!(back, msg);
-        a.shutdown(std::net::Shutdown::Write).expect("shutdown");
-        assert_eq!(a.read(&mut back).expect("the server's end"), 0);
-
-        let mut b = TcpStream::connect(addr).expect("connect");
-        b.write_all(b"ping").expect("write");
-        let mut four = [0u8; 4];
-        b.read_exact(&mut four).expect("echo");
-        stop();
-        thread.join().expect("the loop ends");
-        assert_eq!(b.read(&mut four).expect("the end at the stop"), 0);
-        assert_eq!(Stats::get(&stats.accepted), 2);
-        assert_eq!(Stats::get(&stats.closed), 2);
-    }
-
-    /// A sink counts what arrives; a source writes until the peer leaves.
-    #[test]
-    fn sink_counts_and_source_writes() {
-        let Some((addr, (_, stop, thread), stats)) = server(Service::Sink) else {
-            return;
-        };
-        let mut s = TcpStream::connect(addr).expect("connect");
-        s.write_all(&[1u8; 300_000]).expect("write");
-        s.shutdown(std::net::Shutdown::Write).expect("shutdown");
-        let mut end = [0u8; 1];
-        assert_eq!(s.read(&mut end).expect("the server's end"), 0);
-        assert_eq!(Stats::get(&stats.bytes), 300_000);
-        stop();
-        thread.join().expect("the loop ends");
-
-        let Some((addr, (_, stop, thread), _)) = server(Service::Source) else {
-            return;
-        };
-        let mut s = TcpStream::connect(addr).expect("connect");
-        let mut got = vec![0u8; 3 * CHUNK.len()];
-        s.read_exact(&mut got).expect("chunks");
-        assert!(got.iter().all(|&b| b == CHUNK[0]));
-        drop(s);
-        stop();
-        thread.join().expect("the loop ends");
     }
 }
