@@ -9,16 +9,14 @@
 
 mod common;
 
-use std::cell::RefCell;
 use std::fs::File;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::process::Command;
-use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use tether::{
@@ -1022,16 +1020,15 @@ fn queued_sends_go_out_in_order_under_a_flood() {
     let arrived = Arc::new(AtomicUsize::new(0));
     let (to, reader) = flood_reader(ns.path(), arrived.clone(), Duration::from_secs(5));
 
-    let sent_at = Rc::new(RefCell::new(Vec::new()));
     let mut m = mux();
-    let times = sent_at.clone();
+    let mut sent = 0;
     let (s, _) = bound(
         &mut m,
         "127.0.0.1:0",
         Rec::with(move |cx, s, ev| {
             if let Ev::Sent = ev {
-                times.borrow_mut().push(Instant::now());
-                if times.borrow().len() == FLOOD {
+                sent += 1;
+                if sent == FLOOD {
                     cx.close(s).unwrap();
                 }
             }
@@ -1043,20 +1040,19 @@ fn queued_sends_go_out_in_order_under_a_flood() {
     for i in 0..FLOOD {
         assert_eq!(m.send_to(s, &flood_datagram(i), to), Ok(()), "send {i}");
     }
-    let burst = Instant::now();
+    // The 2 Mbit/s link holds what the kernel took, so a 4 KiB send buffer
+    // takes a few datagrams: the rest wait in tether's queue.
+    let queued = m.unsent(s);
+    assert!(
+        queued >= ((FLOOD - 8) * FLOOD_SIZE) as u64,
+        "only {queued} bytes queued: the kernel took the burst"
+    );
     run_until(&mut m, Duration::from_secs(30), move |log| {
         log.is_closed(s) && arrived.load(Ordering::Acquire) == FLOOD
     });
     let seqs = join(reader);
     assert_no_timeout(&m);
 
-    let sent_at = sent_at.borrow();
-    let spread = *sent_at.last().unwrap() - burst;
-    println!("{FLOOD} datagrams reached the kernel over {spread:?}");
-    assert!(
-        spread > Duration::from_millis(300),
-        "all went out at once ({spread:?}): nothing was queued"
-    );
     let events = m.shared().of(s);
     assert_eq!(
         events.len(),
