@@ -16,17 +16,12 @@ use crate::tlsio::Pki;
 use crate::Opts;
 
 const THREE: [Kind; 3] = [Kind::Tether, Kind::Mio, Kind::Tokio];
-/// Plain TCP (pingpong, churn) also runs tether on its io_uring backend,
-/// monoio as the io_uring runtime to measure it against, and the
-/// hand-written io_uring loop (uring) as the floor.
-const TCP: [Kind; 6] = [
-    Kind::Tether,
-    Kind::TetherUring,
-    Kind::Mio,
-    Kind::Tokio,
-    Kind::Monoio,
-    Kind::Uring,
-];
+/// Plain TCP's echo scenarios (pingpong, churn) run every server but std,
+/// which serves bulk only: tether on both backends, mio, tokio, monoio and
+/// the hand-written io_uring loop.
+fn tcp_echo_servers() -> Vec<Kind> {
+    Kind::ALL.into_iter().filter(|&k| k != Kind::Std).collect()
+}
 
 /// Run `f` for every round, case and server, servers in rotating order.
 /// `name` names a case (`--case` picks cases by a part of their name).
@@ -104,7 +99,8 @@ pub(crate) fn pingpong(opts: &Opts) -> Report {
              {n} threads sharing the port (SO_REUSEPORT), the others one"
         ),
     };
-    let mut report = Report::new("pingpong", about(opts, &what), &TCP, opts.rounds);
+    let tcp = tcp_echo_servers();
+    let mut report = Report::new("pingpong", about(opts, &what), &tcp, opts.rounds);
     let (conns, sizes): (&[usize], &[usize]) = if opts.quick {
         (&[1, 256], &[64, 16384])
     } else {
@@ -114,7 +110,7 @@ pub(crate) fn pingpong(opts: &Opts) -> Report {
         .iter()
         .flat_map(|&c| sizes.iter().map(move |&s| (c, s)))
         .collect();
-    pingpong_cases(opts, &mut report, Net::Tcp, None, &cases, opts.loops, &TCP);
+    pingpong_cases(opts, &mut report, Net::Tcp, None, &cases, opts.loops, &tcp);
     report
 }
 
@@ -324,17 +320,18 @@ fn churn_cases(
 }
 
 pub(crate) fn churn(opts: &Opts) -> Report {
+    let tcp = tcp_echo_servers();
     let mut report = Report::new(
         "churn",
         about(
             opts,
             "TCP connect, 64-byte exchange, client FIN, server FIN, close",
         ),
-        &TCP,
+        &tcp,
         opts.rounds,
     );
     let cases: &[usize] = if opts.quick { &[16] } else { &[1, 64] };
-    churn_cases(opts, &mut report, None, cases, &TCP);
+    churn_cases(opts, &mut report, None, cases, &tcp);
     report
 }
 
