@@ -789,3 +789,47 @@ fn end_keep_alive_closes_an_idle_kept_open_connection_gracefully() {
     });
     assert_eq!(m.shared().closed(served).reason, Reason::Normal);
 }
+
+/// A request whose first bytes have arrived is under way even if the loop has
+/// not read them yet: `end_keep_alive` lets it be answered.
+#[test]
+fn end_keep_alive_answers_a_request_that_has_arrived_unread() {
+    let clock = tether::TestClock::new();
+    let (mut m, addr) = clocked(&clock, HttpOptions::default().keep_open(true), None);
+    let served = common::run_script(&mut m, &clock, move |sc| {
+        let mut c = TcpStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        c.write_all(b"GET /a HTTP/1.1\r\n\r\n").unwrap();
+        let mut buf = [0u8; 512];
+        let n = c.read(&mut buf).unwrap();
+        assert!(buf[..n].ends_with(b"hello /a\n"));
+        // The next request's first line is written from inside the loop's
+        // turn, so the loop cannot have read it when the shutdown comes.
+        let mut w = c.try_clone().unwrap();
+        let served = sc.look(move |cx| {
+            let s = cx.shared().events.iter().find_map(|(s, e)| match e {
+                common::Ev::Received(_) => Some(*s),
+                _ => None,
+            });
+            let s = s.expect("the request's connection");
+            w.write_all(b"GET /b HTTP/1.1\r\n").unwrap();
+            cx.end_keep_alive(s).unwrap();
+            s
+        });
+        c.write_all(b"Host: x\r\n\r\n").unwrap();
+        let mut rest = Vec::new();
+        c.read_to_end(&mut rest).unwrap();
+        let rest = String::from_utf8(rest).unwrap();
+        assert!(rest.starts_with("HTTP/1.1 200"), "{rest}");
+        assert!(rest.contains("\r\nConnection: close\r\n"), "{rest}");
+        assert!(rest.ends_with("hello /b\n"), "{rest}");
+        drop(c);
+        loop {
+            if sc.look(move |cx| cx.shared().is_closed(served)) {
+                break served;
+            }
+            std::thread::yield_now();
+        }
+    });
+    assert_eq!(m.shared().closed(served).reason, Reason::Normal);
+}

@@ -56,7 +56,11 @@ impl<S: 'static> Cx<S> {
     /// Keep the connection open no longer (a server shutting down, say): it
     /// ends after the response under way (which says `Connection: close`),
     /// or now if it waits between requests — gracefully, by the layer, as
-    /// every HTTP-mode connection ends.
+    /// every HTTP-mode connection ends. A request whose first bytes have
+    /// reached this host counts as under way, even if the loop has not read
+    /// them yet: it is answered, not lost. Only one still on the wire can
+    /// meet the closed connection (the keep-alive race HTTP clients answer
+    /// by retrying).
     pub fn end_keep_alive(&mut self, s: SocketId) -> Result<(), ApiError> {
         self.engine.end_keep_alive(s)
     }

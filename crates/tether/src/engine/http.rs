@@ -334,7 +334,9 @@ impl<S: 'static> Engine<S> {
     }
 
     /// Keep the connection open no longer: it ends after the response under
-    /// way, or now (gracefully, by the layer) if no request is under way.
+    /// way, or now (gracefully, by the layer) if no request is under way. A
+    /// request whose first bytes have arrived, read or not, is under way: it
+    /// is answered (`Connection: close`) rather than drained unanswered.
     pub(crate) fn end_keep_alive(&mut self, s: SocketId) -> Result<(), ApiError> {
         let Some(h) = self.http.get_mut(&s) else {
             return Err(ApiError::Http("the socket is not in HTTP mode"));
@@ -343,7 +345,7 @@ impl<S: 'static> Engine<S> {
         c.opts.keep_open = false;
         c.keep = false;
         let idle = c.phase == Phase::Head && c.input.is_empty() && c.decoder.is_idle();
-        if idle {
+        if idle && !self.input_arrived(s) {
             self.http_close(s);
         }
         Ok(())

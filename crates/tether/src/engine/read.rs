@@ -58,6 +58,28 @@ impl<S: 'static> Engine<S> {
             self.fail(s, Reason::Lost, truncated());
         }
     }
+
+    /// Whether bytes have arrived for `s` that no recv has taken: in the
+    /// ring's stash, a TLS session's plaintext or records, or the kernel's
+    /// receive queue. A FIN alone is not input.
+    pub(crate) fn input_arrived(&mut self, s: SocketId) -> bool {
+        let Some(slot) = find(&mut self.slots, s) else {
+            return false;
+        };
+        let Io::Stream(stream) = &slot.io else {
+            return false;
+        };
+        let stashed = self
+            .ring
+            .as_deref_mut()
+            .and_then(|r| r.sock(s))
+            .is_some_and(|rs| rs.stashed() > 0);
+        let plaintext = slot
+            .extra
+            .tls_mut()
+            .is_some_and(|t| t.buffered_plaintext() > 0);
+        stashed || plaintext || sys::pending_in(stream) > 0
+    }
 }
 
 impl<S: 'static> Cx<S> {
