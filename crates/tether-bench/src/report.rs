@@ -152,7 +152,31 @@ impl Report {
         (o != 0.0).then(|| t / o)
     }
 
-    /// The table: median [min–max] per server, ratios of the medians.
+    /// The io_uring servers' ratios to mio, taken round by round (see
+    /// `paired`): the columns and JSON keys there are, in order.
+    fn paired_kinds(&self) -> impl Iterator<Item = Kind> + '_ {
+        [Kind::TetherUring, Kind::Uring].into_iter().filter(|k| {
+            self.labels.is_empty() && self.kinds.contains(k) && self.kinds.contains(&Kind::Mio)
+        })
+    }
+
+    /// The median over the rounds of `kind`'s value over mio's in the same
+    /// round. The servers of a round run one after another within seconds,
+    /// so a machine that turns slower or faster between rounds moves both
+    /// halves of a pair; a ratio of medians taken over rounds from both
+    /// states mixes them. `None` unless both have a value in every round.
+    fn paired(fig: &Figure, kind: Kind) -> Option<f64> {
+        let a = fig.values.get(&kind)?;
+        let b = fig.values.get(&Kind::Mio)?;
+        if a.len() != b.len() || b.contains(&0.0) {
+            return None;
+        }
+        let r: Vec<f64> = a.iter().zip(b).map(|(x, m)| x / m).collect();
+        (!r.is_empty()).then(|| stats(&r).0)
+    }
+
+    /// The table: median [min–max] per server, tether's ratios of the
+    /// medians, and the io_uring servers' paired ratios to mio.
     pub(crate) fn table(&self) -> String {
         let mut out = String::new();
         let _ = writeln!(
@@ -203,6 +227,9 @@ impl Report {
                         row.push(Self::ratio(fig, other).map_or("-".into(), |r| format!("{r:.2}")));
                     }
                 }
+                for k in self.paired_kinds() {
+                    row.push(Self::paired(fig, k).map_or("-".into(), |r| format!("{r:.2}")));
+                }
                 cells.push(row);
             }
         }
@@ -213,6 +240,7 @@ impl Report {
                 header.push(self.ratio_names(other).0);
             }
         }
+        header.extend(self.paired_kinds().map(|k| format!("{}/mio", k.name())));
         let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
         widths[0] = widths[0].max(case_w);
         widths[1] = widths[1].max(fig_w);
@@ -281,10 +309,48 @@ impl Report {
                         let _ = write!(s, ",\"{}\":{}", self.ratio_names(other).1, json_num(r));
                     }
                 }
+                for k in self.paired_kinds() {
+                    if let Some(r) = Self::paired(fig, k) {
+                        let key = k.name().replace('-', "_");
+                        let _ = write!(s, ",\"{key}_over_mio_paired\":{}", json_num(r));
+                    }
+                }
                 s.push('}');
             }
         }
         s.push_str("]}");
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two rounds, the second on a machine 25 % slower: each round's pair
+    /// says 0.8, and so does the paired ratio, whatever the medians mix.
+    #[test]
+    fn paired_ratios_are_taken_round_by_round() {
+        let kinds = [Kind::TetherUring, Kind::Mio, Kind::Uring];
+        let mut r = Report::new("pingpong", "t".into(), &kinds, 3);
+        for (u, m) in [(4.8, 6.0), (6.0, 7.5), (6.0, 7.5)] {
+            r.add("c", Kind::TetherUring, "cpu ↓", u);
+            r.add("c", Kind::Mio, "cpu ↓", m);
+        }
+        // The floor missed a round: no paired ratio for it.
+        r.add("c", Kind::Uring, "cpu ↓", 5.0);
+        let fig = &r.cases[0].figures[0];
+        let p = Report::paired(fig, Kind::TetherUring).unwrap();
+        assert!((p - 0.8).abs() < 1e-9, "{p}");
+        assert_eq!(Report::paired(fig, Kind::Uring), None);
+        let table = r.table();
+        assert!(table.contains("tether-uring/mio"), "{table}");
+        assert!(table.contains("0.80"), "{table}");
+        let json = r.json(false);
+        assert!(
+            json.contains("\"tether_uring_over_mio_paired\":0.800000"),
+            "{json}"
+        );
+        assert!(!json.contains("uring_over_mio_paired\":null"), "{json}");
     }
 }
