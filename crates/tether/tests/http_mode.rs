@@ -637,12 +637,8 @@ fn an_idle_kept_open_connection_ends_by_the_idle_timeout() {
     );
     let (tx, rx) = mpsc::channel();
     common::run_script(&mut m, &clock, move |sc| {
-        let mut c = TcpStream::connect(addr).unwrap();
-        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        c.write_all(b"GET /a HTTP/1.1\r\n\r\n").unwrap();
+        let mut c = answered_once(addr);
         let mut first = [0u8; 512];
-        let n = c.read(&mut first).unwrap();
-        assert!(first[..n].ends_with(b"hello /a\n"));
         // Past the head timeout but within the idle one: still open.
         sc.advance(Duration::from_secs(30));
         c.write_all(b"GET /b HTTP/1.1\r\n\r\n").unwrap();
@@ -754,38 +750,56 @@ fn a_body_not_asked_for_is_not_read_the_client_is_held_back() {
     });
 }
 
+/// A kept-open connection that has had the response to its `GET /a`.
+fn answered_once(addr: SocketAddr) -> TcpStream {
+    let mut c = TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.write_all(b"GET /a HTTP/1.1\r\n\r\n").unwrap();
+    let mut buf = [0u8; 512];
+    let n = c.read(&mut buf).unwrap();
+    assert!(buf[..n].ends_with(b"hello /a\n"));
+    c
+}
+
+/// In one turn of the loop: `first`, then `end_keep_alive` on the connection
+/// that had a request. Which connection that was.
+fn end_keep_alive_in_a_turn(
+    sc: &common::Script,
+    first: impl FnOnce() + Send + 'static,
+) -> SocketId {
+    sc.look(move |cx| {
+        let s = cx.shared().events.iter().find_map(|(s, e)| match e {
+            common::Ev::Received(_) => Some(*s),
+            _ => None,
+        });
+        let s = s.expect("the request's connection");
+        first();
+        cx.end_keep_alive(s).unwrap();
+        s
+    })
+}
+
+/// Once the loop has seen `s` closed (the client must have gone too).
+fn until_closed(sc: &common::Script, s: SocketId) -> SocketId {
+    while !sc.look(move |cx| cx.shared().is_closed(s)) {
+        std::thread::yield_now();
+    }
+    s
+}
+
 #[test]
 fn end_keep_alive_closes_an_idle_kept_open_connection_gracefully() {
     let clock = tether::TestClock::new();
     let (mut m, addr) = clocked(&clock, HttpOptions::default().keep_open(true), None);
     let served = common::run_script(&mut m, &clock, move |sc| {
-        let mut c = TcpStream::connect(addr).unwrap();
-        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        c.write_all(b"GET /a HTTP/1.1\r\n\r\n").unwrap();
-        let mut buf = [0u8; 512];
-        let n = c.read(&mut buf).unwrap();
-        assert!(buf[..n].ends_with(b"hello /a\n"));
+        let mut c = answered_once(addr);
         // Between requests: the server shutting down ends it now.
-        let served = sc.look(|cx| {
-            let s = cx.shared().events.iter().find_map(|(s, e)| match e {
-                common::Ev::Received(_) => Some(*s),
-                _ => None,
-            });
-            let s = s.expect("the request's connection");
-            cx.end_keep_alive(s).unwrap();
-            s
-        });
+        let served = end_keep_alive_in_a_turn(sc, || {});
         let mut rest = Vec::new();
         c.read_to_end(&mut rest).unwrap();
         assert!(rest.is_empty(), "ended at once, nothing more sent");
         drop(c);
-        // Its end is seen once the client has gone too.
-        loop {
-            if sc.look(move |cx| cx.shared().is_closed(served)) {
-                break served;
-            }
-            std::thread::yield_now();
-        }
+        until_closed(sc, served)
     });
     assert_eq!(m.shared().closed(served).reason, Reason::Normal);
 }
@@ -797,24 +811,12 @@ fn end_keep_alive_answers_a_request_that_has_arrived_unread() {
     let clock = tether::TestClock::new();
     let (mut m, addr) = clocked(&clock, HttpOptions::default().keep_open(true), None);
     let served = common::run_script(&mut m, &clock, move |sc| {
-        let mut c = TcpStream::connect(addr).unwrap();
-        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        c.write_all(b"GET /a HTTP/1.1\r\n\r\n").unwrap();
-        let mut buf = [0u8; 512];
-        let n = c.read(&mut buf).unwrap();
-        assert!(buf[..n].ends_with(b"hello /a\n"));
+        let mut c = answered_once(addr);
         // The next request's first line is written from inside the loop's
         // turn, so the loop cannot have read it when the shutdown comes.
         let mut w = c.try_clone().unwrap();
-        let served = sc.look(move |cx| {
-            let s = cx.shared().events.iter().find_map(|(s, e)| match e {
-                common::Ev::Received(_) => Some(*s),
-                _ => None,
-            });
-            let s = s.expect("the request's connection");
+        let served = end_keep_alive_in_a_turn(sc, move || {
             w.write_all(b"GET /b HTTP/1.1\r\n").unwrap();
-            cx.end_keep_alive(s).unwrap();
-            s
         });
         c.write_all(b"Host: x\r\n\r\n").unwrap();
         let mut rest = Vec::new();
@@ -824,12 +826,7 @@ fn end_keep_alive_answers_a_request_that_has_arrived_unread() {
         assert!(rest.contains("\r\nConnection: close\r\n"), "{rest}");
         assert!(rest.ends_with("hello /b\n"), "{rest}");
         drop(c);
-        loop {
-            if sc.look(move |cx| cx.shared().is_closed(served)) {
-                break served;
-            }
-            std::thread::yield_now();
-        }
+        until_closed(sc, served)
     });
     assert_eq!(m.shared().closed(served).reason, Reason::Normal);
 }
