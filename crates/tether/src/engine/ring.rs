@@ -84,8 +84,8 @@ impl<S: 'static> Engine<S> {
         };
         let key = ring.adopt(s, stream.as_raw_fd());
         slot.watch_writable = false;
-        if let (Some(q), Some(rs)) = (slot.extra.take_outq(), ring.by_key(key)) {
-            rs.out.append(&q);
+        if let (Some(q), Some(f)) = (slot.extra.take_outq(), ring.flow(key)) {
+            f.out.append(&q);
             ring.want_send(key);
         }
         self.ring_regulate(s);
@@ -201,7 +201,7 @@ impl<S: 'static> Engine<S> {
         let Some(rs) = self.ring.as_deref_mut().and_then(|r| r.sock(s)) else {
             return false;
         };
-        let idle = rs.out.is_empty() && !rs.sending();
+        let idle = rs.all_sent();
         let total: usize = parts.iter().map(|p| p.len()).sum();
         if idle && total >= WRITE_AT_ONCE_FROM {
             return false;
@@ -231,12 +231,12 @@ impl<S: 'static> Engine<S> {
         let (Some(key), Some(slot)) = (ring.key(s), find(&mut self.slots, s)) else {
             return false;
         };
-        let Some(rs) = ring.by_key(key) else {
+        let Some(f) = ring.flow(key) else {
             return false;
         };
         // Whether its on_sent is wanted is the user's of now: the send
         // completes later, maybe under another user (`set_user`).
-        rs.out.push_parts(parts, skip, marked && slot.wants_sent);
+        f.out.push_parts(parts, skip, marked && slot.wants_sent);
         ring.want_send(key);
         // Data moved now, as far as the idle clock is concerned: under epoll
         // the write would have been made in this call.
@@ -256,8 +256,12 @@ impl<S: 'static> Engine<S> {
                     return;
                 };
                 let Some(rs) = ring.by_key(key) else { return };
-                let sends = rs.out.lent_out(n);
-                let more = !rs.sending() && !rs.out.pending().is_empty();
+                let sending = rs.sending();
+                let Some(f) = rs.flow.as_deref_mut() else {
+                    return;
+                };
+                let sends = f.out.lent_out(n);
+                let more = !sending && !f.out.pending().is_empty();
                 // Only sends whose on_sent was wanted are marked.
                 queue_sent(&mut self.tasks, true, s, sends);
                 // `active` was stamped when the send was made: the ring
@@ -365,7 +369,7 @@ impl<S: 'static> Cx<S> {
                 .ring
                 .as_deref_mut()
                 .and_then(|r| r.sock(listener))
-                .is_some_and(|rs| rs.held.len() == 1);
+                .is_some_and(|rs| rs.held() == 1);
             if first {
                 self.engine.tasks.push_back(Task::Accept(listener));
             }
@@ -414,14 +418,15 @@ impl<S: 'static> Cx<S> {
             let Some(rs) = ring.by_key(key) else {
                 return true;
             };
+            let armed = rs.accept_armed;
             if full {
-                if rs.accept_armed {
+                if armed {
                     ring.cancel(key, Op::Accept);
                 }
                 return true;
             }
-            let Some(fd) = rs.held.pop_front() else {
-                if !rs.accept_armed {
+            let Some(fd) = rs.flow.as_deref_mut().and_then(|f| f.held.pop_front()) else {
+                if !armed {
                     ring.arm_accept(key);
                 }
                 return true;

@@ -90,6 +90,11 @@ impl SendQueue {
         self.buf.splice(self.head..self.head, rest.iter().copied());
     }
 
+    /// The memory its buffer holds.
+    pub(crate) fn capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
         self.marks.is_empty() && self.head == self.buf.len() && self.lent == 0
     }

@@ -38,7 +38,10 @@ impl Ring {
             // that nothing else owns.
             let fd = unsafe { OwnedFd::from_raw_fd(c.res) };
             if owner.is_some() {
-                rs.held.push_back(fd);
+                rs.flow
+                    .get_or_insert_with(|| self.spares.take())
+                    .held
+                    .push_back(fd);
             }
         } else {
             error = Some(io::Error::from_raw_os_error(-c.res));

@@ -257,17 +257,17 @@ impl Lent {
 
 /// Move a socket's fresh bytes (still in the provided buffers) to its stash.
 pub(super) fn copy_fresh(bufs: &BufRing, rs: &mut RingSock) {
-    if rs.fresh.is_empty() {
+    let Some(f) = rs.flow.as_deref_mut().filter(|f| !f.fresh.is_empty()) else {
         return;
+    };
+    if f.head > 0 && f.head == f.stash.len() {
+        f.stash.clear();
+        f.head = 0;
     }
-    if rs.head > 0 && rs.head == rs.stash.len() {
-        rs.stash.clear();
-        rs.head = 0;
-    }
-    rs.fresh_len = 0;
-    for fresh in rs.fresh.drain(..) {
+    f.fresh_len = 0;
+    for fresh in f.fresh.drain(..) {
         // The batch's buffers are given back after this, at its end.
-        rs.stash.extend_from_slice(bufs.bytes(fresh));
+        f.stash.extend_from_slice(bufs.bytes(fresh));
     }
 }
 

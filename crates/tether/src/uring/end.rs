@@ -112,8 +112,10 @@ impl Ring {
         self.keys[s.idx as usize] = None;
         let rs = self.socks.get_mut(key)?;
         rs.owner = None;
-        rs.held.clear();
-        rs.out = SendQueue::default();
+        if let Some(f) = rs.flow.as_deref_mut() {
+            f.held.clear();
+            f.out = SendQueue::default();
+        }
         Some(key)
     }
 
@@ -209,17 +211,18 @@ impl Ring {
             return None;
         }
         copy_fresh(&self.bufs, rs);
-        let mut rs = self.socks.remove(key);
+        let rs = self.socks.remove(key);
         self.keys[s.idx as usize] = None;
-        let sends = rs.out.lent_out(sent);
-        rs.inflight_done += sent;
-        if let Some(rest) = rs.inflight.get(rs.inflight_done..) {
-            rs.out.unlend(rest);
+        let mut f = rs.flow.unwrap_or_default();
+        let sends = f.out.lent_out(sent);
+        f.inflight_done += sent;
+        if let Some(rest) = f.inflight.get(f.inflight_done..) {
+            f.out.unlend(rest);
         }
-        let stash = rs.stash.split_off(rs.head);
+        let stash = f.stash.split_off(f.head);
         Some(Detached {
             stash,
-            out: rs.out,
+            out: f.out,
             sent,
             sends,
             error: error.or(rs.error),

@@ -11,10 +11,13 @@
 mod accept;
 mod bufs;
 mod end;
+mod flow;
 mod op;
 mod recv;
 mod send;
 mod sock;
+#[cfg(test)]
+mod tests;
 
 use std::io;
 use std::os::fd::RawFd;
@@ -25,6 +28,7 @@ use io_uring::{opcode, squeue, types, IoUring};
 use slab::Slab;
 
 use bufs::{BufRing, BGID};
+use flow::{Flow, Spares};
 use op::{completion, user_data};
 pub(crate) use op::{Completion, Op};
 pub(crate) use recv::STASH_HIGH;
@@ -87,6 +91,10 @@ pub(crate) struct Ring {
     consumed: Vec<u16>,
     /// Sockets with fresh bytes in this batch.
     fresh_keys: Vec<usize>,
+    /// Sockets that may do without their flow since it was last looked at
+    /// (they read, sent or took connections), and the flows they gave back.
+    tidy: Vec<usize>,
+    spares: Spares,
 }
 
 impl std::fmt::Debug for Ring {
@@ -139,6 +147,8 @@ impl Ring {
             last: 0,
             consumed: Vec::new(),
             fresh_keys: Vec::new(),
+            tidy: Vec::new(),
+            spares: Spares::default(),
         };
         ring.min_wait = ring.uring.params().is_feature_min_timeout();
         ring.arm_poll();
@@ -228,6 +238,39 @@ impl Ring {
         self.socks.get_mut(key)
     }
 
+    /// The flow of the socket at `key`, a spare taken if it had none.
+    pub(crate) fn flow(&mut self, key: usize) -> Option<&mut Flow> {
+        let rs = self.socks.get_mut(key)?;
+        Some(rs.flow.get_or_insert_with(|| self.spares.take()))
+    }
+
+    /// The socket at `key` may have nothing left to read or send: looked at
+    /// before the next wait.
+    pub(super) fn may_idle(&mut self, key: usize) {
+        if let Some(rs) = self.socks.get_mut(key) {
+            if !std::mem::replace(&mut rs.tidy, true) {
+                self.tidy.push(key);
+            }
+        }
+    }
+
+    /// Flows of sockets that have nothing to read or send and no send in
+    /// the kernel go back to the spares.
+    fn give_back_idle(&mut self) {
+        for key in self.tidy.drain(..) {
+            let Some(rs) = self.socks.get_mut(key) else {
+                continue;
+            };
+            rs.tidy = false;
+            if rs.sending || !rs.flow.as_ref().is_some_and(|f| f.is_idle()) {
+                continue;
+            }
+            if let Some(flow) = rs.flow.take() {
+                self.spares.give(flow);
+            }
+        }
+    }
+
     /// A retired socket with nothing left in the kernel is forgotten.
     pub(super) fn forget_if_done(&mut self, key: usize) {
         if self
@@ -274,6 +317,7 @@ impl Ring {
     /// (see `completions`).
     pub(crate) fn enter(&mut self, timeout: Option<Duration>) -> io::Result<()> {
         self.queue_sends();
+        self.give_back_idle();
         if !self.poll_armed {
             self.arm_poll();
         }

@@ -50,18 +50,19 @@ impl Ring {
             return None;
         };
         if let Some(run) = run.filter(|_| len > 0 && rs.owner.is_some()) {
-            if rs.stash.len() == rs.head {
+            let f = rs.flow.get_or_insert_with(|| self.spares.take());
+            if f.stash.len() == f.head {
                 // Left where they are: delivered from there if recvs take
                 // them in this batch. A receive that goes on where the
                 // socket's last one stopped extends its run.
-                match rs.fresh.back_mut() {
+                match f.fresh.back_mut() {
                     Some(last) if last.at + last.len == run.at => last.len += run.len,
-                    _ => rs.fresh.push_back(run),
+                    _ => f.fresh.push_back(run),
                 }
-                rs.fresh_len += run.len;
+                f.fresh_len += run.len;
                 self.fresh_keys.push(c.key);
             } else {
-                rs.stash.extend_from_slice(self.bufs.bytes(run));
+                f.stash.extend_from_slice(self.bufs.bytes(run));
             }
         } else if c.res == 0 {
             rs.eof = true;
@@ -94,6 +95,8 @@ impl Ring {
     /// there): what reads that do not take them whole need.
     pub(crate) fn settled(&mut self, s: SocketId) -> Option<&mut RingSock> {
         let key = self.key(s)?;
+        // The caller reads: its stash may be empty by the next wait.
+        self.may_idle(key);
         let rs = self.socks.get_mut(key)?;
         copy_fresh(&self.bufs, rs);
         Some(rs)
@@ -104,27 +107,31 @@ impl Ring {
     /// The socket no longer holds them.
     pub(crate) fn lend(&mut self, s: SocketId, cap: usize) -> Option<Lent> {
         let key = self.key(s)?;
-        let rs = self.socks.get_mut(key)?;
-        let fresh = rs.fresh.front_mut().filter(|_| cap > 0)?;
+        let f = self.socks.get_mut(key)?.flow.as_deref_mut()?;
+        let fresh = f.fresh.front_mut().filter(|_| cap > 0)?;
         let len = fresh.len.min(cap);
         let lent = self.bufs.lend(Fresh { at: fresh.at, len });
         fresh.at += len;
         fresh.len -= len;
         if fresh.len == 0 {
-            rs.fresh.pop_front();
+            f.fresh.pop_front();
         }
-        rs.fresh_len -= len;
+        f.fresh_len -= len;
         Some(lent)
     }
 
     /// The wait's batch is over: what no recv took is copied to the
     /// stashes, and the batch's buffers go back to the kernel.
     pub(crate) fn end_batch(&mut self) {
-        for key in self.fresh_keys.drain(..) {
+        for i in 0..self.fresh_keys.len() {
+            let key = self.fresh_keys[i];
             if let Some(rs) = self.socks.get_mut(key) {
                 copy_fresh(&self.bufs, rs);
             }
+            // Its recvs may have taken everything.
+            self.may_idle(key);
         }
+        self.fresh_keys.clear();
         if self.consumed.is_empty() {
             return;
         }

@@ -33,13 +33,16 @@ impl Ring {
                 continue;
             };
             rs.listed = false;
-            if rs.sending || rs.owner.is_none() || rs.out.pending().is_empty() {
+            let Some(f) = rs.flow.as_deref_mut() else {
+                continue;
+            };
+            if rs.sending || rs.owner.is_none() || f.out.pending().is_empty() {
                 continue;
             }
             // The bytes move out of the queue without a copy; the queue
             // takes new sends meanwhile.
-            rs.out.lend(&mut rs.inflight);
-            rs.inflight_done = 0;
+            f.out.lend(&mut f.inflight);
+            f.inflight_done = 0;
             self.push_send(key);
         }
         self.to_send = list;
@@ -49,7 +52,10 @@ impl Ring {
         let Some(rs) = self.socks.get_mut(key) else {
             return;
         };
-        let rest = &rs.inflight[rs.inflight_done..];
+        let Some(f) = rs.flow.as_deref() else {
+            return;
+        };
+        let rest = &f.inflight[f.inflight_done..];
         let len = u32::try_from(rest.len()).unwrap_or(u32::MAX);
         rs.sending = true;
         rs.ops += 1;
@@ -71,12 +77,16 @@ impl Ring {
         let owner = rs.owner;
         let result = if c.res >= 0 {
             let n = c.res as usize;
-            rs.inflight_done += n;
-            if rs.owner.is_some() && rs.inflight_done < rs.inflight.len() {
-                self.op_done(c.key);
+            // A send in the kernel keeps its socket's flow.
+            let rest = rs.flow.as_deref_mut().map_or(0, |f| {
+                f.inflight_done += n;
+                f.inflight.len().saturating_sub(f.inflight_done)
+            });
+            self.op_done(c.key);
+            if owner.is_some() && rest > 0 {
                 self.push_send(c.key);
             } else {
-                self.op_done(c.key);
+                self.may_idle(c.key);
             }
             Ok(n)
         } else {

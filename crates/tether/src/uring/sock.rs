@@ -1,56 +1,46 @@
 //! What the ring keeps for one socket, and what a socket leaving the ring
 //! hands over.
 
-use std::collections::VecDeque;
 use std::io;
-use std::os::fd::{OwnedFd, RawFd};
+use std::os::fd::RawFd;
 
 use crate::transport::send_queue::SendQueue;
+use crate::uring::flow::Flow;
 use crate::SocketId;
 
-/// What the ring keeps for one socket on it (a stream or a listener).
+/// What the ring keeps for one socket on it (a stream or a listener). The
+/// bytes moving through it are in its `flow`, which an idle socket does
+/// without (see `flow.rs`).
 #[derive(Debug)]
 pub(crate) struct RingSock {
     /// The socket it serves; `None` once retired (its slot closed), while
     /// requests of it are still in the kernel.
     pub(crate) owner: Option<SocketId>,
     pub(super) fd: RawFd,
+    /// Requests in the kernel: the socket's memory is kept until all are back.
+    pub(super) ops: u32,
     pub(crate) recv_armed: bool,
     /// Its multishot receive was asked to stop (it is armed until the last
     /// completion says it stopped).
     pub(super) recv_cancelling: bool,
     pub(crate) accept_armed: bool,
     pub(super) accept_cancelling: bool,
-    /// Bytes received and not yet read by the engine, from `head` on.
-    pub(super) stash: Vec<u8>,
-    pub(super) head: usize,
-    /// Received bytes still in the provided buffers, in order, with nothing
-    /// in the stash ahead of them: delivered from there, or copied to the
-    /// stash when the wait's batch ends. One run of memory each.
-    pub(super) fresh: VecDeque<Fresh>,
-    pub(super) fresh_len: usize,
     /// The peer's FIN came (a receive of zero bytes).
     pub(crate) eof: bool,
-    /// A receive failed; reported by the next read.
-    pub(crate) error: Option<io::Error>,
-    /// Bytes sent and not yet handed to the kernel.
-    pub(crate) out: SendQueue,
-    /// The bytes of the send in flight: the kernel reads them until its
-    /// completion, so the queue may grow (and move) meanwhile.
-    pub(super) inflight: Vec<u8>,
-    pub(super) inflight_done: usize,
+    /// A send is in the kernel.
     pub(super) sending: bool,
     /// In the turn's list of sockets to send for.
     pub(super) listed: bool,
-    /// Requests in the kernel: the socket's memory is kept until all are back.
-    pub(super) ops: u32,
-    /// Connections a listener's multishot accept took and the loop did not
-    /// take in yet (the admission limit, the per-turn batch).
-    pub(crate) held: VecDeque<OwnedFd>,
     /// Among the sockets the wait being handled brought input for.
     pub(super) batched: bool,
     /// Its peer's FIN was reported to the engine.
     pub(super) fin_told: bool,
+    /// In the ring's list of sockets that may do without their flow.
+    pub(super) tidy: bool,
+    /// A receive failed; reported by the next read.
+    pub(crate) error: Option<io::Error>,
+    /// What is received, to send, in flight or held; `None` while nothing is.
+    pub(crate) flow: Option<Box<Flow>>,
 }
 
 impl RingSock {
@@ -60,43 +50,50 @@ impl RingSock {
         RingSock {
             owner: Some(s),
             fd,
+            ops: 0,
             recv_armed: false,
             recv_cancelling: false,
             accept_armed: false,
             accept_cancelling: false,
-            stash: Vec::new(),
-            head: 0,
-            fresh: VecDeque::new(),
-            fresh_len: 0,
             eof: false,
-            error: None,
-            out: SendQueue::default(),
-            inflight: Vec::new(),
-            inflight_done: 0,
             sending: false,
             listed: false,
-            ops: 0,
-            held: VecDeque::new(),
             batched: false,
             fin_told: false,
+            tidy: false,
+            error: None,
+            flow: None,
         }
     }
 
     /// Bytes received and not yet read.
     pub(crate) fn stashed(&self) -> usize {
-        self.stash.len() - self.head + self.fresh_len
+        self.flow.as_ref().map_or(0, |f| f.stashed())
+    }
+
+    /// Nothing to send and no send in the kernel.
+    pub(crate) fn all_sent(&self) -> bool {
+        !self.sending && self.flow.as_ref().is_none_or(|f| f.out.is_empty())
+    }
+
+    /// Connections its multishot accept took that wait to be taken in.
+    pub(crate) fn held(&self) -> usize {
+        self.flow.as_ref().map_or(0, |f| f.held.len())
     }
 
     /// Take up to `buf.len()` stashed bytes; how many. Only once settled
     /// (`Ring::settled`): nothing fresh.
     pub(crate) fn take(&mut self, buf: &mut [u8]) -> usize {
-        debug_assert!(self.fresh.is_empty());
-        let n = buf.len().min(self.stashed());
-        buf[..n].copy_from_slice(&self.stash[self.head..self.head + n]);
-        self.head += n;
-        if self.head == self.stash.len() {
-            self.stash.clear();
-            self.head = 0;
+        let Some(f) = self.flow.as_deref_mut() else {
+            return 0;
+        };
+        debug_assert!(f.fresh.is_empty());
+        let n = buf.len().min(f.stashed());
+        buf[..n].copy_from_slice(&f.stash[f.head..f.head + n]);
+        f.head += n;
+        if f.head == f.stash.len() {
+            f.stash.clear();
+            f.head = 0;
         }
         n
     }
@@ -105,20 +102,24 @@ impl RingSock {
     /// delivers it from this buffer rather than copying it out, then gives
     /// the buffer back (`restore`).
     pub(crate) fn take_whole(&mut self, cap: usize) -> Option<Vec<u8>> {
-        let n = self.stashed();
+        let f = self.flow.as_deref_mut()?;
+        let n = f.stashed();
         if n == 0 || n > cap {
             return None;
         }
-        let mut bytes = std::mem::take(&mut self.stash);
-        bytes.drain(..std::mem::take(&mut self.head));
+        let mut bytes = std::mem::take(&mut f.stash);
+        bytes.drain(..std::mem::take(&mut f.head));
         Some(bytes)
     }
 
     /// A buffer `take_whole` lent, for the stash to reuse.
     pub(crate) fn restore(&mut self, mut bytes: Vec<u8>) {
-        if self.stash.is_empty() && bytes.capacity() > self.stash.capacity() {
+        let Some(f) = self.flow.as_deref_mut() else {
+            return;
+        };
+        if f.stash.is_empty() && bytes.capacity() > f.stash.capacity() {
             bytes.clear();
-            self.stash = bytes;
+            f.stash = bytes;
         }
     }
 
