@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicU16, Ordering};
 
 use io_uring::types::BufRingEntry;
 
-use crate::uring::sock::{Fresh, RingSock};
+use crate::uring::flow::Fresh;
+use crate::uring::sock::RingSock;
 
 /// The provided buffers: 4 MiB a loop, in one of two layouts.
 ///

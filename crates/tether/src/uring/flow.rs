@@ -14,7 +14,6 @@ use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
 
 use crate::transport::send_queue::SendQueue;
-use crate::uring::sock::Fresh;
 
 /// Spare flows the ring keeps at most.
 const SPARES: usize = 1024;
@@ -60,6 +59,15 @@ impl Flow {
     fn bytes(&self) -> usize {
         self.stash.capacity() + self.inflight.capacity() + self.out.capacity()
     }
+}
+
+/// Received bytes in the provided buffers, one run of memory: what one
+/// receive brought, or several whose bytes follow one another.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Fresh {
+    /// Where they start in the buffers' allocation, and how many.
+    pub(super) at: usize,
+    pub(super) len: usize,
 }
 
 /// The ring's spare flows.

@@ -6,8 +6,9 @@ use std::io;
 use io_uring::{cqueue, opcode, types};
 
 use crate::uring::bufs::{copy_fresh, Lent, BGID};
+use crate::uring::flow::Fresh;
 use crate::uring::op::{user_data, Completion, Op};
-use crate::uring::sock::{Fresh, RingSock};
+use crate::uring::sock::RingSock;
 use crate::uring::Ring;
 use crate::SocketId;
 

@@ -148,12 +148,3 @@ pub(crate) struct Detached {
     /// A receive or send failed.
     pub(crate) error: Option<io::Error>,
 }
-
-/// Received bytes in the provided buffers, one run of memory: what one
-/// receive brought, or several whose bytes follow one another.
-#[derive(Clone, Copy, Debug)]
-pub(super) struct Fresh {
-    /// Where they start in the buffers' allocation, and how many.
-    pub(super) at: usize,
-    pub(super) len: usize,
-}
