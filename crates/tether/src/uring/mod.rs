@@ -91,9 +91,11 @@ pub(crate) struct Ring {
     consumed: Vec<u16>,
     /// Sockets with fresh bytes in this batch.
     fresh_keys: Vec<usize>,
-    /// Sockets that may do without their flow since it was last looked at
-    /// (they read, sent or took connections), and the flows they gave back.
+    /// Sockets that may do without their flow since the last wait (they
+    /// read or sent), to be looked at before the next; a key may be listed
+    /// twice, which only costs a second look.
     tidy: Vec<usize>,
+    /// Flows idle sockets gave back, for the next socket that needs one.
     spares: Spares,
 }
 
@@ -247,11 +249,7 @@ impl Ring {
     /// The socket at `key` may have nothing left to read or send: looked at
     /// before the next wait.
     pub(super) fn may_idle(&mut self, key: usize) {
-        if let Some(rs) = self.socks.get_mut(key) {
-            if !std::mem::replace(&mut rs.tidy, true) {
-                self.tidy.push(key);
-            }
-        }
+        self.tidy.push(key);
     }
 
     /// Flows of sockets that have nothing to read or send and no send in
@@ -261,7 +259,6 @@ impl Ring {
             let Some(rs) = self.socks.get_mut(key) else {
                 continue;
             };
-            rs.tidy = false;
             if rs.sending || !rs.flow.as_ref().is_some_and(|f| f.is_idle()) {
                 continue;
             }

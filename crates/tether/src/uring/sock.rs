@@ -35,8 +35,6 @@ pub(crate) struct RingSock {
     pub(super) batched: bool,
     /// Its peer's FIN was reported to the engine.
     pub(super) fin_told: bool,
-    /// In the ring's list of sockets that may do without their flow.
-    pub(super) tidy: bool,
     /// A receive failed; reported by the next read.
     pub(crate) error: Option<io::Error>,
     /// What is received, to send, in flight or held; `None` while nothing is.
@@ -60,7 +58,6 @@ impl RingSock {
             listed: false,
             batched: false,
             fin_told: false,
-            tidy: false,
             error: None,
             flow: None,
         }
